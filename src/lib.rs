@@ -1,0 +1,1 @@
+// placeholder: the GStreamer plugin is being written (issue 4)
