@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Model frames (float intensities in [0, 1], `[channels, height, width]`) to raw video.
+//!
+//! One generic writer covers every offered format: it walks the components of the
+//! negotiated format (plane, offset, pixel stride, subsampling from GstVideoFormatInfo),
+//! rows by stride, and averages the source pixels under each subsampled sample.
+
+use gst_video::prelude::*;
+use gst_video::{VideoColorMatrix, VideoColorRange, VideoFormat};
+
+/// The formats offered on the src pad, in order of preference. I420 comes first:
+/// x264enc takes the first format it is offered and gives H.264 High profile for it.
+pub const FORMATS: &[VideoFormat] = &[
+    VideoFormat::I420,
+    VideoFormat::Nv12,
+    VideoFormat::Gray8,
+    VideoFormat::Rgb,
+    VideoFormat::Rgba,
+    VideoFormat::Bgrx,
+    VideoFormat::Yv12,
+    VideoFormat::Nv21,
+    VideoFormat::Y42b,
+    VideoFormat::Y444,
+    VideoFormat::Gray16Le,
+    VideoFormat::Bgr,
+    VideoFormat::Bgra,
+    VideoFormat::Argb,
+    VideoFormat::Abgr,
+    VideoFormat::Rgbx,
+    VideoFormat::Xrgb,
+    VideoFormat::Xbgr,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("frame has {got} values, expected {expected}")]
+    Size { got: usize, expected: usize },
+    #[error("cannot map the output buffer: {0}")]
+    Map(String),
+}
+
+/// Luma weights (Kr, Kb) for a colour matrix; BT.601 when unknown.
+fn luma_weights(m: VideoColorMatrix) -> (f32, f32) {
+    match m {
+        VideoColorMatrix::Bt709 => (0.2126, 0.0722),
+        VideoColorMatrix::Bt2020 => (0.2627, 0.0593),
+        VideoColorMatrix::Smpte240m => (0.212, 0.087),
+        VideoColorMatrix::Fcc => (0.30, 0.11),
+        _ => (0.299, 0.114),
+    }
+}
+
+/// Writes one frame into a buffer of the format and size in `info`.
+///
+/// `frame` is `[channels, height, width]` with channels 1 (grey) or 3 (R, G, B), and
+/// its height and width equal the video's.
+pub fn write_frame(
+    frame: &[f32],
+    channels: usize,
+    info: &gst_video::VideoInfo,
+    buffer: &mut gst::BufferRef,
+) -> Result<(), ConvertError> {
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let expected = channels * w * h;
+    if frame.len() != expected {
+        return Err(ConvertError::Size {
+            got: frame.len(),
+            expected,
+        });
+    }
+    let finfo = info.format_info();
+    let full_range = info.colorimetry().range() != VideoColorRange::Range16_235;
+    let (kr, kb) = luma_weights(info.colorimetry().matrix());
+    let plane_len = w * h;
+
+    // Per-pixel component values in [0, 1] (and for chroma: centred on 0.5).
+    let rgb = |c: usize, i: usize| -> f32 {
+        let v = if channels == 1 {
+            frame[i]
+        } else {
+            frame[c * plane_len + i]
+        };
+        if v.is_nan() {
+            0.0
+        } else {
+            v.clamp(0.0, 1.0)
+        }
+    };
+    let component = |comp: usize, i: usize| -> f32 {
+        if finfo.is_yuv() || finfo.is_gray() {
+            let (r, g, b) = (rgb(0, i), rgb(1, i), rgb(2, i));
+            let y = kr * r + (1.0 - kr - kb) * g + kb * b;
+            match comp {
+                0 => y,
+                1 => (b - y) / (2.0 * (1.0 - kb)) + 0.5,
+                2 => (r - y) / (2.0 * (1.0 - kr)) + 0.5,
+                _ => 1.0,
+            }
+        } else if comp < 3 {
+            rgb(comp, i)
+        } else {
+            1.0
+        }
+    };
+    // Quantization: full range maps [0, 1] to [0, max]; limited range luma to
+    // [16, 235] and chroma to [16, 240] (scaled for deeper formats).
+    let quantize = |comp: usize, v: f32, depth: u32| -> u16 {
+        let scale = (1u32 << (depth - 8)) as f32;
+        let max = ((1u32 << depth) - 1) as f32;
+        let yuv = finfo.is_yuv() || finfo.is_gray();
+        let q = if yuv && !full_range && comp < 3 {
+            if comp == 0 {
+                (16.0 + 219.0 * v) * scale
+            } else {
+                (16.0 + 224.0 * v) * scale
+            }
+        } else {
+            v * max
+        };
+        q.round().clamp(0.0, max) as u16
+    };
+
+    let mut vframe = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, info)
+        .map_err(|e| ConvertError::Map(e.to_string()))?;
+    // Start from zeros: padding bytes (the x of RGBx, row padding) are then defined and
+    // the output is byte-for-byte reproducible.
+    for p in 0..vframe.n_planes() {
+        vframe
+            .plane_data_mut(p)
+            .map_err(|e| ConvertError::Map(e.to_string()))?
+            .fill(0);
+    }
+    let le = finfo.flags().contains(gst_video::VideoFormatFlags::LE);
+    for comp in 0..finfo.n_components() as usize {
+        let plane = finfo.plane()[comp];
+        let offset = finfo.poffset()[comp] as usize;
+        let pstride = finfo.pixel_stride()[comp] as usize;
+        let depth = finfo.depth()[comp];
+        let (wsub, hsub) = (finfo.w_sub()[comp], finfo.h_sub()[comp]);
+        let (cw, ch) = (
+            (w + (1 << wsub) - 1) >> wsub,
+            (h + (1 << hsub) - 1) >> hsub,
+        );
+        let stride = vframe.plane_stride()[plane as usize] as usize;
+        let data = vframe
+            .plane_data_mut(plane)
+            .map_err(|e| ConvertError::Map(e.to_string()))?;
+        for cy in 0..ch {
+            let row = &mut data[cy * stride..];
+            for cx in 0..cw {
+                // Average the source pixels under this (possibly subsampled) sample.
+                let (mut sum, mut n) = (0.0f32, 0u32);
+                for sy in (cy << hsub)..((cy + 1) << hsub).min(h) {
+                    for sx in (cx << wsub)..((cx + 1) << wsub).min(w) {
+                        sum += component(comp, sy * w + sx);
+                        n += 1;
+                    }
+                }
+                let q = quantize(comp, sum / n.max(1) as f32, depth);
+                let at = cx * pstride + offset;
+                if depth > 8 {
+                    let bytes = if le { q.to_le_bytes() } else { q.to_be_bytes() };
+                    row[at..at + 2].copy_from_slice(&bytes);
+                } else {
+                    row[at] = q as u8;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert(format: VideoFormat, frame: &[f32], channels: usize, w: u32, h: u32) -> Vec<u8> {
+        gst::init().unwrap();
+        let info = gst_video::VideoInfo::builder(format, w, h).build().unwrap();
+        let mut buffer = gst::Buffer::with_size(info.size()).unwrap();
+        write_frame(frame, channels, &info, buffer.get_mut().unwrap()).unwrap();
+        buffer.map_readable().unwrap().to_vec()
+    }
+
+    #[test]
+    fn grey_to_formats() {
+        // 2x2: black, white / grey, white
+        let f = [0.0, 1.0, 0.5, 1.0];
+        assert_eq!(convert(VideoFormat::Gray8, &f, 1, 2, 2), [0, 255, 128, 255]);
+        let i420 = convert(VideoFormat::I420, &f, 1, 2, 2);
+        // Default colorimetry for small I420 is BT.601 limited range.
+        assert_eq!(&i420[..4], &[16, 235, 126, 235]);
+        assert_eq!(&i420[4..], &[128, 128]);
+        let rgba = convert(VideoFormat::Rgba, &f, 1, 2, 2);
+        assert_eq!(&rgba[..8], &[0, 0, 0, 255, 255, 255, 255, 255]);
+        let bgrx = convert(VideoFormat::Bgrx, &f, 1, 2, 2);
+        assert_eq!(&bgrx[4..8], &[255, 255, 255, 0]);
+        let g16 = convert(VideoFormat::Gray16Le, &f, 1, 2, 2);
+        assert_eq!(&g16[2..4], &[255, 255]);
+    }
+
+    #[test]
+    fn rgb_channel_order() {
+        // 1x1 pure red from a 3-channel model.
+        let f = [1.0, 0.0, 0.0];
+        assert_eq!(&convert(VideoFormat::Rgb, &f, 3, 1, 1)[..3], &[255, 0, 0]);
+        assert_eq!(&convert(VideoFormat::Bgra, &f, 3, 1, 1)[..4], &[0, 0, 255, 255]);
+        assert_eq!(&convert(VideoFormat::Xrgb, &f, 3, 1, 1)[..4], &[0, 255, 0, 0]);
+    }
+
+    #[test]
+    fn every_format_converts_odd_sizes() {
+        let f = vec![0.25; 5 * 3];
+        for fmt in FORMATS {
+            let out = convert(*fmt, &f, 1, 5, 3);
+            assert!(out.iter().any(|&b| b != 0), "{fmt:?}");
+        }
+    }
+}
