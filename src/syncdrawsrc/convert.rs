@@ -87,7 +87,14 @@ pub fn write_frame(
         }
     };
     let component = |comp: usize, i: usize| -> f32 {
-        if finfo.is_yuv() || finfo.is_gray() {
+        if (finfo.is_yuv() || finfo.is_gray()) && channels == 1 {
+            // Grey: luma is the intensity, chroma neutral.
+            match comp {
+                0 => rgb(0, i),
+                1 | 2 => 0.5,
+                _ => 1.0,
+            }
+        } else if finfo.is_yuv() || finfo.is_gray() {
             let (r, g, b) = (rgb(0, i), rgb(1, i), rgb(2, i));
             let y = kr * r + (1.0 - kr - kb) * g + kb * b;
             match comp {
@@ -179,23 +186,28 @@ mod tests {
         let info = gst_video::VideoInfo::builder(format, w, h).build().unwrap();
         let mut buffer = gst::Buffer::with_size(info.size()).unwrap();
         write_frame(frame, channels, &info, buffer.get_mut().unwrap()).unwrap();
-        buffer.map_readable().unwrap().to_vec()
+        let out = buffer.map_readable().unwrap().to_vec();
+        out
     }
 
     #[test]
     fn grey_to_formats() {
-        // 2x2: black, white / grey, white
-        let f = [0.0, 1.0, 0.5, 1.0];
-        assert_eq!(convert(VideoFormat::Gray8, &f, 1, 2, 2), [0, 255, 128, 255]);
-        let i420 = convert(VideoFormat::I420, &f, 1, 2, 2);
-        // Default colorimetry for small I420 is BT.601 limited range.
+        // 4x2: black, white, grey, white / all black. Rows of 4 bytes need no padding.
+        let f = [0.0, 1.0, 0.5, 1.0, 0.0, 0.0, 0.0, 0.0];
+        let g8 = convert(VideoFormat::Gray8, &f, 1, 4, 2);
+        assert_eq!(&g8[..4], &[0, 255, 128, 255]);
+        let i420 = convert(VideoFormat::I420, &f, 1, 4, 2);
+        // Default colorimetry for small I420 is BT.601 limited range: Y in [16, 235].
         assert_eq!(&i420[..4], &[16, 235, 126, 235]);
-        assert_eq!(&i420[4..], &[128, 128]);
-        let rgba = convert(VideoFormat::Rgba, &f, 1, 2, 2);
+        assert_eq!(&i420[4..8], &[16, 16, 16, 16]);
+        // Chroma planes (2x1 samples, stride 4): neutral.
+        assert_eq!(&i420[8..10], &[128, 128]);
+        assert_eq!(&i420[12..14], &[128, 128]);
+        let rgba = convert(VideoFormat::Rgba, &f, 1, 4, 2);
         assert_eq!(&rgba[..8], &[0, 0, 0, 255, 255, 255, 255, 255]);
-        let bgrx = convert(VideoFormat::Bgrx, &f, 1, 2, 2);
+        let bgrx = convert(VideoFormat::Bgrx, &f, 1, 4, 2);
         assert_eq!(&bgrx[4..8], &[255, 255, 255, 0]);
-        let g16 = convert(VideoFormat::Gray16Le, &f, 1, 2, 2);
+        let g16 = convert(VideoFormat::Gray16Le, &f, 1, 4, 2);
         assert_eq!(&g16[2..4], &[255, 255]);
     }
 
