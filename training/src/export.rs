@@ -1,0 +1,350 @@
+//! `syncdraw-train export`: a checkpoint's generation path as one ONNX file
+//! (docs/model-format.md).
+//!
+//! The graph is not written by hand: [`Decoder::generate`](crate::model::decoder::Decoder::generate),
+//! the same function that produces videos on libtorch, runs once on an
+//! [`OnnxRecorder`], which writes every tensor operation down as an ONNX node
+//! (docs/architecture.md, "Why training and export cannot drift").
+use crate::backend::onnx::{Dim, ElemType, OnnxRecorder, RecordError, Value};
+use crate::checkpoint::{self, CheckpointError, Meta};
+use crate::data::bouncing::{contents, Split};
+use crate::model::SyncDraw;
+use onnx_protobuf::{Message, ModelProto};
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// `syncdraw.format_version` of the files written here.
+pub const FORMAT_VERSION: u32 = 1;
+/// Prefix of every metadata key.
+pub const META_PREFIX: &str = "syncdraw.";
+/// How many example captions a caption-conditioned model carries.
+const EXAMPLES: usize = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("checkpoint {path} cannot be exported: {reason}")]
+    Inconsistent { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("cannot serialise the ONNX model: {0}")]
+    Serialise(String),
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// What [`export`] wrote (printable with `Display`, or as JSON with serde).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExportSummary {
+    pub path: PathBuf,
+    /// Size of the ONNX file.
+    pub bytes: u64,
+    pub nodes: usize,
+    pub initializers: usize,
+    /// Trained f32 values stored in the file (decoder and caption encoder only).
+    pub parameters: usize,
+    pub variant: String,
+    pub frames: i64,
+    pub height: i64,
+    pub width: i64,
+    pub timesteps: i64,
+    pub z_dim: i64,
+    /// L; 0 for an unconditional model.
+    pub caption_length: i64,
+    pub training_steps: u64,
+    /// The `metadata_props` written, in file order.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl fmt::Display for ExportSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "wrote {} ({:.1} MB): {} model, {} frames of {}x{}, T = {}, z_dim = {}, {}, \
+             {} nodes, {} parameters, {} training steps",
+            self.path.display(),
+            self.bytes as f64 / 1e6,
+            self.variant,
+            self.frames,
+            self.height,
+            self.width,
+            self.timesteps,
+            self.z_dim,
+            if self.caption_length > 0 {
+                format!("captions of up to {} words", self.caption_length)
+            } else {
+                "unconditional".to_string()
+            },
+            self.nodes,
+            self.parameters,
+            self.training_steps,
+        )
+    }
+}
+
+/// Exports the checkpoint at `checkpoint` to the ONNX file `out`.
+///
+/// The checkpoint is read completely before anything is written; the file is
+/// written to a temporary name next to `out` and renamed, so `out` is either the
+/// complete new model or untouched.
+pub fn export(checkpoint: &Path, out: &Path) -> Result<ExportSummary, ExportError> {
+    let ckpt = checkpoint::load(checkpoint, Device::Cpu)?;
+    if same_file(checkpoint, out) {
+        return Err(ExportError::Write {
+            path: out.to_path_buf(),
+            reason: "that is the checkpoint itself".into(),
+        });
+    }
+    export_model(&ckpt.model, &ckpt.meta, out).map_err(|e| match e {
+        ExportError::Inconsistent { reason, .. } => ExportError::Inconsistent {
+            path: checkpoint.to_path_buf(),
+            reason,
+        },
+        e => e,
+    })
+}
+
+/// Exports an in-memory model described by `meta` to the ONNX file `out`.
+pub fn export_model(
+    model: &SyncDraw,
+    meta: &Meta,
+    out: &Path,
+) -> Result<ExportSummary, ExportError> {
+    let (proto, parameters) = record(model, meta)?;
+    let bytes = proto
+        .write_to_bytes()
+        .map_err(|e| ExportError::Serialise(e.to_string()))?;
+    write_atomically(out, &bytes)?;
+    let graph = proto.graph.as_ref().expect("build sets the graph");
+    let c = &meta.model;
+    Ok(ExportSummary {
+        path: out.to_path_buf(),
+        bytes: bytes.len() as u64,
+        nodes: graph.node.len(),
+        initializers: graph.initializer.len(),
+        parameters,
+        variant: c.variant.name().to_string(),
+        frames: c.frames,
+        height: c.height,
+        width: c.width,
+        timesteps: c.timesteps,
+        z_dim: c.z_dim,
+        caption_length: c.caption.as_ref().map_or(0, |cc| cc.length),
+        training_steps: meta.step,
+        metadata: metadata(meta),
+    })
+}
+
+/// Records the generation path of `model` into an ONNX model (not yet written).
+pub fn build(model: &SyncDraw, meta: &Meta) -> Result<ModelProto, ExportError> {
+    Ok(record(model, meta)?.0)
+}
+
+/// The model and the number of trained f32 values in it.
+fn record(model: &SyncDraw, meta: &Meta) -> Result<(ModelProto, usize), ExportError> {
+    check(model, meta)?;
+    let c = &meta.model;
+    let batch = || Dim::Named("batch".into());
+    let mut rec = OnnxRecorder::new();
+    let z = rec.input(
+        "z",
+        ElemType::Float,
+        &[batch(), Dim::Fixed(c.timesteps), Dim::Fixed(c.z_dim)],
+    );
+    let caption: Option<Value> = c.caption.as_ref().map(|cc| {
+        rec.input(
+            "caption",
+            ElemType::Int64,
+            &[batch(), Dim::Fixed(cc.length)],
+        )
+    });
+    let generated = {
+        let _guard = tch::no_grad_guard();
+        let dec = model.decoder.bind(&mut rec);
+        dec.generate(&mut rec, &z, caption.as_ref())
+    };
+    let (n, h, w) = (
+        Dim::Fixed(c.frames),
+        Dim::Fixed(c.height),
+        Dim::Fixed(c.width),
+    );
+    rec.output(
+        &generated.video,
+        "video",
+        ElemType::Float,
+        &[batch(), n.clone(), Dim::Fixed(1), h.clone(), w.clone()],
+    );
+    rec.output(
+        &generated.canvases,
+        "canvases",
+        ElemType::Float,
+        &[batch(), Dim::Fixed(c.timesteps), n, Dim::Fixed(1), h, w],
+    );
+    let doc = format!(
+        "Sync-DRAW ({}) generation path: z [batch, T, z_dim]{} -> video, canvases. \
+         See docs/model-format.md of syncdraw.",
+        c.variant.name(),
+        if caption.is_some() {
+            " and caption [batch, L]"
+        } else {
+            ""
+        }
+    );
+    let parameters = rec.parameter_values();
+    Ok((
+        rec.finish("syncdraw-decoder", &doc, &metadata(meta))?,
+        parameters,
+    ))
+}
+
+/// Refuses models the contract cannot describe.
+fn check(model: &SyncDraw, meta: &Meta) -> Result<(), ExportError> {
+    let bad = |reason: String| ExportError::Inconsistent {
+        path: PathBuf::new(),
+        reason,
+    };
+    if model.config != meta.model {
+        return Err(bad(
+            "the model's configuration differs from the one in its description".into(),
+        ));
+    }
+    let c = &meta.model;
+    for (what, v) in [
+        ("frames", c.frames),
+        ("height", c.height),
+        ("width", c.width),
+        ("timesteps", c.timesteps),
+        ("z_dim", c.z_dim),
+    ] {
+        if v < 1 {
+            return Err(bad(format!("{what} is {v}")));
+        }
+    }
+    if let Some(cc) = &c.caption {
+        let vocab = meta.vocabulary.as_ref().ok_or_else(|| {
+            bad("the model reads captions but the checkpoint has no vocabulary".into())
+        })?;
+        if vocab.len() as i64 != cc.vocab_size {
+            return Err(bad(format!(
+                "the vocabulary has {} tokens but the caption encoder {}",
+                vocab.len(),
+                cc.vocab_size
+            )));
+        }
+        if vocab.pad_id != crate::model::caption::PAD_ID {
+            return Err(bad(format!(
+                "the vocabulary's pad id is {}, the caption encoder masks {}",
+                vocab.pad_id,
+                crate::model::caption::PAD_ID
+            )));
+        }
+        if cc.length < 1 {
+            return Err(bad(format!("caption length is {}", cc.length)));
+        }
+    }
+    Ok(())
+}
+
+/// The `metadata_props` of the exported model (docs/model-format.md), in order.
+pub fn metadata(meta: &Meta) -> Vec<(String, String)> {
+    let c = &meta.model;
+    let vocabulary = c.caption.as_ref().and(meta.vocabulary.as_ref());
+    let entries: Vec<(&str, String)> = vec![
+        ("format_version", FORMAT_VERSION.to_string()),
+        ("frames", c.frames.to_string()),
+        ("height", c.height.to_string()),
+        ("width", c.width.to_string()),
+        ("channels", "1".into()),
+        ("timesteps", c.timesteps.to_string()),
+        ("z_dim", c.z_dim.to_string()),
+        (
+            "caption_length",
+            c.caption.as_ref().map_or(0, |cc| cc.length).to_string(),
+        ),
+        (
+            "vocabulary",
+            serde_json::to_string(&vocabulary).expect("vocabulary serialises"),
+        ),
+        ("dataset", meta.dataset.name()),
+        ("variant", c.variant.name().into()),
+        (
+            "example_captions",
+            serde_json::to_string(&example_captions(meta)).expect("strings serialise"),
+        ),
+        ("training_steps", meta.step.to_string()),
+        (
+            "test_nll",
+            // serde_json writes a non-finite value as null too.
+            serde_json::to_string(&meta.test_nll).expect("a number serialises"),
+        ),
+    ];
+    entries
+        .into_iter()
+        .map(|(k, v)| (format!("{META_PREFIX}{k}"), v))
+        .collect()
+}
+
+/// A few captions to try: held-out (test-split) captions first, then training ones,
+/// spread over the list, keeping only captions the vocabulary can encode at length L.
+pub fn example_captions(meta: &Meta) -> Vec<String> {
+    let (Some(cc), Some(vocab)) = (&meta.model.caption, &meta.vocabulary) else {
+        return vec![];
+    };
+    let digits = meta.dataset.digits;
+    let mut out: Vec<String> = Vec::new();
+    for (split, want) in [(Split::Test, EXAMPLES / 2), (Split::Train, EXAMPLES)] {
+        let captions: Vec<String> = contents(digits, split)
+            .iter()
+            .map(|c| c.caption())
+            .filter(|c| vocab.encode(c, cc.length as usize).is_ok())
+            .collect();
+        let take = want.min(EXAMPLES - out.len()).min(captions.len());
+        for i in 0..take {
+            // Evenly spaced, so the examples show different digits and motions.
+            let c = &captions[i * captions.len() / take];
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+    }
+    out
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over
+/// `path`. On any failure the temporary file is removed and `path` is untouched.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    let werr = |reason: String| ExportError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| werr("not a file name".into()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
+    }
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })()
+    .map_err(|e| werr(e.to_string()));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
