@@ -1,0 +1,559 @@
+//! ONNX export: the exported graph, run by ONNX Runtime, gives what the tch decoder
+//! gives on the same z and captions; the file passes the ONNX checker and carries
+//! the metadata of docs/model-format.md; bad checkpoints leave no file behind.
+//!
+//! Needs the project venv (scripts/setup.sh): ONNX Runtime 1.31.1 from its
+//! onnxruntime wheel (or $ORT_DYLIB_PATH) and python's `onnx` package.
+use onnx_protobuf::tensor_shape_proto::dimension;
+use onnx_protobuf::{type_proto, Message, ModelProto, ValueInfoProto};
+use ort::session::Session;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use syncdraw_training::checkpoint::{self, Meta, FORMAT};
+use syncdraw_training::data::bouncing::{contents, VideoSpec};
+use syncdraw_training::data::mnist::bundled_csv;
+use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Digits, Split};
+use syncdraw_training::export::{export, export_model, ExportError};
+use syncdraw_training::model::{CaptionConfig, ModelConfig, SyncDraw, Variant};
+use syncdraw_training::vocab::Vocabulary;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+const FRAMES: i64 = 4;
+const SIZE: i64 = 32;
+const T: i64 = 3;
+const Z: i64 = 5;
+/// Caption length L: longer than any one-digit caption (7 words), so padding is used.
+const L: i64 = 9;
+const TOLERANCE: f32 = 1e-4;
+
+fn venv() -> Option<PathBuf> {
+    std::env::var_os("SYNCDRAW_VENV").map(PathBuf::from)
+}
+
+fn ort_env() -> &'static ort::environment::Environment {
+    static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let lib = std::env::var_os("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .or_else(|| {
+                venv().map(|v| {
+                    v.join("lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1")
+                })
+            })
+            .expect("set ORT_DYLIB_PATH or SYNCDRAW_VENV (source build-env.sh)");
+        ort::init_from(&lib)
+            .unwrap_or_else(|e| panic!("cannot load ONNX Runtime from {}: {e}", lib.display()))
+            .with_name("syncdraw-export-test")
+            .build()
+            .expect("ONNX Runtime environment")
+    })
+}
+
+fn python() -> PathBuf {
+    venv().map_or_else(|| PathBuf::from("python3"), |v| v.join("bin/python"))
+}
+
+struct Data {
+    dataset: DatasetConfig,
+    train: Dataset,
+    vocab: Vocabulary,
+}
+
+fn data() -> &'static Data {
+    static DATA: OnceLock<Data> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dataset = DatasetConfig {
+            digits: 1,
+            train_size: 64,
+            test_size: 8,
+            seed: 3,
+            video: VideoSpec {
+                frames: FRAMES as usize,
+                size: SIZE as usize,
+                speed: 0.2,
+            },
+            source: DigitSource::Csv(bundled_csv()),
+        };
+        let digits = Digits::load(&dataset.source).expect("bundled digits");
+        let train = Dataset::generate(&dataset, &digits, Split::Train).expect("data");
+        let captions: Vec<String> = [Split::Train, Split::Test]
+            .into_iter()
+            .flat_map(|s| contents(1, s))
+            .map(|c| c.caption())
+            .collect();
+        let vocab = Vocabulary::from_captions(captions.iter().map(String::as_str));
+        Data {
+            dataset,
+            train,
+            vocab,
+        }
+    })
+}
+
+fn config(variant: Variant, captioned: bool) -> ModelConfig {
+    ModelConfig {
+        variant,
+        frames: FRAMES,
+        height: SIZE,
+        width: SIZE,
+        timesteps: T,
+        read_k: 3,
+        write_k: 4,
+        enc_size: 24,
+        dec_size: 24,
+        z_dim: Z,
+        caption: captioned.then(|| CaptionConfig {
+            vocab_size: data().vocab.len() as i64,
+            length: L,
+            embed_size: 8,
+            hidden_size: 12,
+        }),
+    }
+}
+
+/// A small model trained for a few Adam steps on bouncing digits.
+fn trained(variant: Variant, captioned: bool, steps: u64) -> (SyncDraw, Meta) {
+    tch::set_num_threads(1);
+    tch::manual_seed(7);
+    let d = data();
+    let config = config(variant, captioned);
+    let model = SyncDraw::new(&config, Device::Cpu);
+    let mut opt = nn::Adam::default().build(&model.vs, 3e-3).unwrap();
+    let batch = 8usize;
+    for step in 0..steps as usize {
+        let idx: Vec<usize> = (0..batch)
+            .map(|i| (step * batch + i) % d.train.len())
+            .collect();
+        let pixels: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| d.train.video(i).iter().map(|&p| p as f32 / 255.0))
+            .collect();
+        let x = Tensor::from_slice(&pixels).reshape([batch as i64, FRAMES, SIZE, SIZE]);
+        let caption = captioned.then(|| {
+            let ids: Vec<i64> = idx
+                .iter()
+                .flat_map(|&i| {
+                    d.vocab
+                        .encode(&d.train.videos[i].caption, L as usize)
+                        .unwrap()
+                })
+                .collect();
+            Tensor::from_slice(&ids).reshape([batch as i64, L])
+        });
+        let eps = Tensor::randn([batch as i64, T, Z], (Kind::Float, Device::Cpu));
+        let loss = model
+            .loss(&x, caption.as_ref(), &eps)
+            .nll()
+            .mean(Kind::Float);
+        opt.backward_step(&loss);
+    }
+    let meta = Meta {
+        format: FORMAT.into(),
+        model: config,
+        vocabulary: captioned.then(|| d.vocab.clone()),
+        dataset: d.dataset.clone(),
+        step: steps,
+        seed: 7,
+        test_nll: captioned.then_some(1234.5),
+        train_seconds: 0.0,
+        device: "cpu".into(),
+    };
+    (model, meta)
+}
+
+/// Captions of different lengths (all padded to L).
+fn captions(n: usize) -> Vec<String> {
+    let pool = [
+        "digit 3 is moving up and down",
+        "digit 0 is moving left and right",
+        "Digit 7, moving up-and-down",
+        "digit 2",
+        "digit 9 is moving left and right",
+        "digit 4 is moving up and down",
+        "left",
+    ];
+    (0..n).map(|i| pool[i % pool.len()].to_string()).collect()
+}
+
+fn run_ort(
+    path: &Path,
+    z: &Tensor,
+    caption: Option<&Tensor>,
+) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let mut session = Session::builder(ort_env())
+        .unwrap()
+        .with_intra_threads(1)
+        .unwrap()
+        .commit_from_file(path)
+        .unwrap_or_else(|e| panic!("ONNX Runtime refuses {}: {e}", path.display()));
+    let shape = |t: &Tensor| t.size().iter().map(|&s| s as usize).collect::<Vec<_>>();
+    let zv = Vec::<f32>::try_from(&z.reshape([-1])).unwrap();
+    let mut inputs: Vec<(std::borrow::Cow<str>, ort::session::SessionInputValue)> = vec![(
+        "z".into(),
+        ort::value::Tensor::from_array((shape(z), zv))
+            .unwrap()
+            .into(),
+    )];
+    if let Some(c) = caption {
+        let cv = Vec::<i64>::try_from(&c.reshape([-1])).unwrap();
+        inputs.push((
+            "caption".into(),
+            ort::value::Tensor::from_array((shape(c), cv))
+                .unwrap()
+                .into(),
+        ));
+    }
+    let outputs = session.run(inputs).expect("ONNX Runtime run");
+    ["video", "canvases"]
+        .into_iter()
+        .map(|name| {
+            let a = outputs[name].try_extract_array::<f32>().unwrap();
+            (
+                name.to_string(),
+                (a.shape().to_vec(), a.iter().copied().collect()),
+            )
+        })
+        .collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Runs `path` and the tch decoder on the same inputs at batch 1 and 7.
+fn assert_matches_tch(model: &SyncDraw, meta: &Meta, path: &Path) {
+    let c = &meta.model;
+    for batch in [1usize, 7] {
+        let z = Tensor::randn([batch as i64, T, Z], (Kind::Float, Device::Cpu));
+        let caption = c.caption.as_ref().map(|cc| {
+            let vocab = meta.vocabulary.as_ref().unwrap();
+            let ids: Vec<i64> = captions(batch)
+                .iter()
+                .flat_map(|s| vocab.encode(s, cc.length as usize).unwrap())
+                .collect();
+            Tensor::from_slice(&ids).reshape([batch as i64, cc.length])
+        });
+        let (video, canvases) = tch::no_grad(|| model.generate(&z, caption.as_ref()));
+        let onnx = run_ort(path, &z, caption.as_ref());
+        for (name, t) in [("video", &video), ("canvases", &canvases)] {
+            let (shape, got) = &onnx[name];
+            let want_shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
+            assert_eq!(shape, &want_shape, "{name} shape at batch {batch}");
+            let want = Vec::<f32>::try_from(&t.reshape([-1])).unwrap();
+            let diff = max_abs_diff(got, &want);
+            eprintln!(
+                "{} captioned={} batch {batch} {name}: max abs diff {diff:e}",
+                c.variant.name(),
+                c.caption.is_some()
+            );
+            assert!(
+                diff <= TOLERANCE,
+                "{} {:?}: {name} differs from tch by {diff} at batch {batch}",
+                c.variant.name(),
+                c.caption.is_some()
+            );
+            assert!(
+                got.iter().all(|v| (0.0..=1.0).contains(v)),
+                "{name} in [0, 1]"
+            );
+            let (lo, hi) = got
+                .iter()
+                .fold((1f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+            assert!(
+                hi - lo > 1e-2,
+                "{name} is nearly constant ({lo}..{hi}): a vacuous test"
+            );
+        }
+        // canvases[:, T-1] is the video.
+        let (_, v) = &onnx["video"];
+        let (_, cs) = &onnx["canvases"];
+        let per = v.len() / batch;
+        for b in 0..batch {
+            let last = &cs[(b * T as usize + T as usize - 1) * per..][..per];
+            assert_eq!(last, &v[b * per..][..per]);
+        }
+    }
+}
+
+fn check_with_onnx_checker(paths: &[&Path]) {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import sys, onnx\n\
+             for p in sys.argv[1:]:\n    \
+                 onnx.checker.check_model(onnx.load(p), full_check=True)\n",
+        )
+        .args(paths)
+        .output()
+        .expect("run python (source build-env.sh for the project venv)");
+    assert!(
+        out.status.success(),
+        "onnx.checker rejects the export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn dims(v: &ValueInfoProto) -> (i32, Vec<String>) {
+    let Some(type_proto::Value::TensorType(t)) = &v.type_.value else {
+        panic!("{} is not a tensor", v.name)
+    };
+    let d = t
+        .shape
+        .dim
+        .iter()
+        .map(|d| match &d.value {
+            Some(dimension::Value::DimValue(n)) => n.to_string(),
+            Some(dimension::Value::DimParam(s)) => s.clone(),
+            _ => "?".into(),
+        })
+        .collect();
+    (t.elem_type, d)
+}
+
+fn read_model(path: &Path) -> ModelProto {
+    ModelProto::parse_from_bytes(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Trains, saves a checkpoint, exports it through `export` (the CLI path), and
+/// compares with the tch decoder of the reloaded checkpoint.
+fn roundtrip(variant: Variant, captioned: bool) -> (tempfile::TempDir, PathBuf) {
+    let (model, meta) = trained(variant, captioned, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("model.safetensors");
+    checkpoint::save(&ckpt, &model, None, &meta).unwrap();
+    let out = dir.path().join("model.onnx");
+    let summary = export(&ckpt, &out).unwrap();
+    assert_eq!(summary.path, out);
+    assert_eq!(summary.bytes, std::fs::metadata(&out).unwrap().len());
+    assert_eq!(summary.caption_length, if captioned { L } else { 0 });
+    let loaded = checkpoint::load(&ckpt, Device::Cpu).unwrap();
+    assert_matches_tch(&loaded.model, &loaded.meta, &out);
+    // The in-memory export writes the same bytes.
+    let again = dir.path().join("again.onnx");
+    export_model(&model, &meta, &again).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+    (dir, out)
+}
+
+#[test]
+fn syncdraw_captioned_matches_tch() {
+    let (_dir, out) = roundtrip(Variant::Syncdraw, true);
+    check_with_onnx_checker(&[&out]);
+
+    let m = read_model(&out);
+    assert_eq!(m.ir_version, 8);
+    assert_eq!(m.opset_import.len(), 1);
+    assert_eq!(
+        (m.opset_import[0].domain.as_str(), m.opset_import[0].version),
+        ("", 17)
+    );
+    assert_eq!(m.producer_name, "syncdraw-train");
+    let g = m.graph.as_ref().unwrap();
+    let io = |vs: &[ValueInfoProto]| -> Vec<(String, i32, Vec<String>)> {
+        vs.iter()
+            .map(|v| {
+                let (t, d) = dims(v);
+                (v.name.clone(), t, d)
+            })
+            .collect()
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        io(&g.input),
+        vec![
+            ("z".into(), 1, s(&["batch", "3", "5"])),
+            ("caption".into(), 7, s(&["batch", "9"])),
+        ]
+    );
+    assert_eq!(
+        io(&g.output),
+        vec![
+            ("video".into(), 1, s(&["batch", "4", "1", "32", "32"])),
+            (
+                "canvases".into(),
+                1,
+                s(&["batch", "3", "4", "1", "32", "32"])
+            ),
+        ]
+    );
+    let meta: HashMap<&str, &str> = m
+        .metadata_props
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .collect();
+    let expect = [
+        ("syncdraw.format_version", "1"),
+        ("syncdraw.frames", "4"),
+        ("syncdraw.height", "32"),
+        ("syncdraw.width", "32"),
+        ("syncdraw.channels", "1"),
+        ("syncdraw.timesteps", "3"),
+        ("syncdraw.z_dim", "5"),
+        ("syncdraw.caption_length", "9"),
+        ("syncdraw.dataset", "bouncing-mnist-1"),
+        ("syncdraw.variant", "syncdraw"),
+        ("syncdraw.training_steps", "30"),
+        ("syncdraw.test_nll", "1234.5"),
+    ];
+    for (k, v) in expect {
+        assert_eq!(meta.get(k), Some(&v), "{k}");
+    }
+    assert_eq!(meta.len(), 14, "{meta:?}");
+    let vocab: Vocabulary = serde_json::from_str(meta["syncdraw.vocabulary"]).unwrap();
+    assert_eq!(vocab, data().vocab);
+    let examples: Vec<String> = serde_json::from_str(meta["syncdraw.example_captions"]).unwrap();
+    assert!(examples.len() >= 3, "{examples:?}");
+    for e in &examples {
+        vocab.encode(e, L as usize).unwrap();
+    }
+}
+
+#[test]
+fn syncdraw_unconditional_matches_tch() {
+    let (_dir, out) = roundtrip(Variant::Syncdraw, false);
+    check_with_onnx_checker(&[&out]);
+    let m = read_model(&out);
+    let g = m.graph.as_ref().unwrap();
+    assert_eq!(g.input.len(), 1, "no caption input");
+    let meta: HashMap<&str, &str> = m
+        .metadata_props
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(meta["syncdraw.caption_length"], "0");
+    assert_eq!(meta["syncdraw.vocabulary"], "null");
+    assert_eq!(meta["syncdraw.example_captions"], "[]");
+    assert_eq!(meta["syncdraw.test_nll"], "null");
+}
+
+#[test]
+fn global_and_baseline_match_tch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for variant in [Variant::Global, Variant::Baseline] {
+        for captioned in [true, false] {
+            let (model, meta) = trained(variant, captioned, 12);
+            let out = dir
+                .path()
+                .join(format!("{}-{captioned}.onnx", variant.name()));
+            export_model(&model, &meta, &out).unwrap();
+            assert_matches_tch(&model, &meta, &out);
+            files.push(out);
+        }
+    }
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    check_with_onnx_checker(&paths);
+}
+
+/// Nothing but `keep` in `dir`: no output, no temporary file.
+fn assert_only(dir: &Path, keep: &[&str]) {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut keep: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
+    keep.sort();
+    assert_eq!(names, keep);
+}
+
+#[test]
+fn bad_checkpoints_give_clear_errors_and_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out.onnx");
+    let message = |ckpt: &Path| -> String {
+        let e = export(ckpt, &out).expect_err("export must fail");
+        assert!(matches!(e, ExportError::Checkpoint(_)), "{e:?}");
+        assert!(!out.exists(), "no output after: {e}");
+        e.to_string()
+    };
+
+    // Missing.
+    let m = message(&d.join("nope.safetensors"));
+    assert!(
+        m.contains("nope.safetensors") && m.contains("does not exist"),
+        "{m}"
+    );
+    assert_only(d, &[]);
+
+    // Truncated: a real checkpoint cut in half.
+    let (model, meta) = trained(Variant::Syncdraw, true, 1);
+    let full = d.join("full.safetensors");
+    checkpoint::save(&full, &model, None, &meta).unwrap();
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = d.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let m = message(&cut);
+    assert!(m.contains("cut.safetensors"), "{m}");
+
+    // Foreign: random bytes, an empty file, a safetensors file of something else.
+    let random = d.join("random.bin");
+    std::fs::write(
+        &random,
+        (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let m = message(&random);
+    assert!(m.contains("random.bin"), "{m}");
+    let empty = d.join("empty.safetensors");
+    std::fs::write(&empty, b"").unwrap();
+    message(&empty);
+    let other = d.join("other.safetensors");
+    Tensor::write_safetensors(
+        &[("weight", Tensor::ones([3, 3], (Kind::Float, Device::Cpu)))],
+        &other,
+    )
+    .unwrap();
+    let m = message(&other);
+    assert!(m.contains("not a syncdraw checkpoint"), "{m}");
+    assert_only(
+        d,
+        &[
+            "full.safetensors",
+            "cut.safetensors",
+            "random.bin",
+            "empty.safetensors",
+            "other.safetensors",
+        ],
+    );
+
+    // A failed export leaves an existing model untouched.
+    std::fs::write(&out, b"previous model").unwrap();
+    assert!(export(&cut, &out).is_err());
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous model");
+
+    // A good one replaces it, with no temporary file left.
+    export(&full, &out).unwrap();
+    assert_ne!(std::fs::read(&out).unwrap(), b"previous model");
+    assert_only(
+        d,
+        &[
+            "full.safetensors",
+            "cut.safetensors",
+            "random.bin",
+            "empty.safetensors",
+            "other.safetensors",
+            "out.onnx",
+        ],
+    );
+}
+
+#[test]
+fn inconsistent_model_is_refused() {
+    let (model, mut meta) = trained(Variant::Syncdraw, true, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.onnx");
+    meta.vocabulary = None;
+    let e = export_model(&model, &meta, &out).expect_err("no vocabulary");
+    assert!(e.to_string().contains("no vocabulary"), "{e}");
+    assert!(!out.exists());
+}
