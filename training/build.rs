@@ -1,0 +1,26 @@
+//! Link libtorch so the binary runs without LD_LIBRARY_PATH and keeps CUDA.
+//!
+//! * rpath to the venv's torch/lib (found the way torch-sys finds it, through the
+//!   python on PATH), so `syncdraw-train` runs without any variable set;
+//! * `--no-as-needed` around libtorch_cuda: otherwise the linker drops it (no symbol
+//!   is referenced directly) and `tch::Cuda::is_available()` is false on a GPU.
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
+    println!("cargo:rerun-if-env-changed=PATH");
+    let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args(["-c", "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
+        .output();
+    if let Ok(out) = out {
+        if out.status.success() {
+            let lib = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+            if std::path::Path::new(&lib).join("libtorch_cuda.so").exists() {
+                println!("cargo:rustc-link-search=native={lib}");
+                println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Adam with global gradient-norm clipping, with state that checkpoints can hold
+//! (libtorch's optimizer state is not reachable from tch, so resuming exactly needs
+//! our own). Defaults are the paper's: lr 1e-3, beta1 0.5, beta2 0.999, clip 10.
+use crate::checkpoint::AdamState;
+use tch::{nn::VarStore, Tensor};
+
+#[derive(Debug, Clone, Copy)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Global gradient-norm threshold.
+    pub clip: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self { lr: 1e-3, beta1: 0.5, beta2: 0.999, eps: 1e-8, clip: 10.0 }
+    }
+}
+
+pub struct Adam {
+    pub config: AdamConfig,
+    pub state: AdamState,
+    /// Parameters in a fixed (name) order.
+    params: Vec<(String, Tensor)>,
+}
+
+impl Adam {
+    pub fn new(vs: &VarStore, config: AdamConfig, state: Option<AdamState>) -> Self {
+        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut state = state.unwrap_or_default();
+        for (name, p) in &params {
+            state
+                .entry(name.clone())
+                .or_insert_with(|| (p.zeros_like(), p.zeros_like()));
+        }
+        Self { config, state, params }
+    }
+
+    pub fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.detach_().zero_();
+            }
+        }
+    }
+
+    /// Global L2 norm of all gradients.
+    pub fn grad_norm(&self) -> f64 {
+        let sq: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|(_, p)| p.grad())
+            .filter(|g| g.defined())
+            .map(|g| g.square().sum(tch::Kind::Float))
+            .collect();
+        if sq.is_empty() {
+            return 0.0;
+        }
+        Tensor::stack(&sq, 0).sum(tch::Kind::Float).sqrt().double_value(&[])
+    }
+
+    /// One update; `step` counts from 1. Gradients are scaled so that their global
+    /// norm is at most `clip` (computed as `grad_norm`).
+    pub fn step(&mut self, step: u64, grad_norm: f64) {
+        let c = self.config;
+        let scale = if grad_norm > c.clip { c.clip / (grad_norm + 1e-6) } else { 1.0 };
+        let bc1 = 1.0 - c.beta1.powi(step as i32);
+        let bc2 = 1.0 - c.beta2.powi(step as i32);
+        tch::no_grad(|| {
+            for (name, p) in &mut self.params {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let g = g * scale;
+                let (m, v) = self.state.get_mut(name).expect("state for every parameter");
+                let _ = m.g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
+                let _ = v.g_mul_scalar_(c.beta2).g_add_(&(g.square() * (1.0 - c.beta2)));
+                let update = (&*m / bc1) / ((&*v / bc2).sqrt() + c.eps) * c.lr;
+                let _ = p.g_sub_(&update);
+            }
+        });
+    }
+}

@@ -1,0 +1,55 @@
+//! Turning data set videos and captions into tensors.
+use crate::data::Dataset;
+use crate::vocab::{CaptionError, Vocabulary};
+use tch::{Device, Kind, Tensor};
+
+/// A data set with its captions already tokenized.
+pub struct Batcher<'a> {
+    pub data: &'a Dataset,
+    /// Token ids, `caption_length` per video; empty for unconditional models.
+    ids: Vec<i64>,
+    caption_length: usize,
+    device: Device,
+}
+
+impl<'a> Batcher<'a> {
+    pub fn new(
+        data: &'a Dataset,
+        vocab: Option<&Vocabulary>,
+        caption_length: usize,
+        device: Device,
+    ) -> Result<Self, CaptionError> {
+        let mut ids = Vec::new();
+        if let Some(v) = vocab {
+            ids.reserve(data.len() * caption_length);
+            for video in &data.videos {
+                ids.extend(v.encode(&video.caption, caption_length)?);
+            }
+        }
+        Ok(Self { data, ids, caption_length, device })
+    }
+
+    /// Videos [B, N, A, B] in [0, 1] and caption ids [B, L] for the given indices.
+    pub fn batch(&self, indices: &[usize]) -> (Tensor, Option<Tensor>) {
+        let v = &self.data.config.video;
+        let n = self.data.video_len();
+        let mut pixels = Vec::with_capacity(indices.len() * n);
+        for &i in indices {
+            pixels.extend_from_slice(self.data.video(i));
+        }
+        let x = Tensor::from_slice(&pixels)
+            .reshape([indices.len() as i64, v.frames as i64, v.size as i64, v.size as i64])
+            .to_device(self.device)
+            .to_kind(Kind::Float)
+            / 255.0;
+        let ids = (!self.ids.is_empty()).then(|| {
+            let l = self.caption_length;
+            let mut sel = Vec::with_capacity(indices.len() * l);
+            for &i in indices {
+                sel.extend_from_slice(&self.ids[i * l..(i + 1) * l]);
+            }
+            Tensor::from_slice(&sel).reshape([indices.len() as i64, l as i64]).to_device(self.device)
+        });
+        (x, ids)
+    }
+}

@@ -1,0 +1,147 @@
+//! Checkpoints: one safetensors file holding the weights, the optimizer state and a
+//! JSON description (`meta.json`, stored as a u8 tensor), so a checkpoint alone is
+//! enough to resume, evaluate, sample or export. Written atomically: a temporary
+//! file in the same directory, fsync, then rename.
+use crate::data::DatasetConfig;
+use crate::model::{ModelConfig, SyncDraw};
+use crate::vocab::Vocabulary;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+pub const FORMAT: &str = "syncdraw-checkpoint-1";
+const META: &str = "meta.json";
+pub const ADAM_M: &str = "adam.m.";
+pub const ADAM_V: &str = "adam.v.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint {path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("cannot read checkpoint {path}: {reason} (is it a syncdraw-train checkpoint, and complete?)")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{path} is not a syncdraw checkpoint: {reason}")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("cannot write checkpoint {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// Everything about a checkpoint except its tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: String,
+    pub model: ModelConfig,
+    pub vocabulary: Option<Vocabulary>,
+    pub dataset: DatasetConfig,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Seed of the run (data order and noise are derived from it and the step).
+    pub seed: u64,
+    /// Test-split NLL bound at this step, if it was measured.
+    pub test_nll: Option<f64>,
+    /// Wall-clock seconds of training so far.
+    #[serde(default)]
+    pub train_seconds: f64,
+    /// Device the run trained on ("cpu", "cuda:0").
+    #[serde(default)]
+    pub device: String,
+}
+
+/// Adam moments, by variable name.
+pub type AdamState = HashMap<String, (Tensor, Tensor)>;
+
+pub struct Checkpoint {
+    pub model: SyncDraw,
+    pub adam: Option<AdamState>,
+    pub meta: Meta,
+}
+
+pub fn save(path: &Path, model: &SyncDraw, adam: Option<&AdamState>, meta: &Meta) -> Result<(), CheckpointError> {
+    let werr = |reason: String| CheckpointError::Write { path: path.to_path_buf(), reason };
+    let json = serde_json::to_vec(meta).expect("meta serialises");
+    let mut named: Vec<(String, Tensor)> = vec![(META.into(), Tensor::from_slice(&json))];
+    for (name, t) in model.vs.variables() {
+        named.push((name, t.to_device(Device::Cpu)));
+    }
+    if let Some(adam) = adam {
+        for (name, (m, v)) in adam {
+            named.push((format!("{ADAM_M}{name}"), m.to_device(Device::Cpu)));
+            named.push((format!("{ADAM_V}{name}"), v.to_device(Device::Cpu)));
+        }
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
+    }
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint"),
+        std::process::id()
+    ));
+    let result = Tensor::write_safetensors(&named, &tmp)
+        .map_err(|e| werr(e.to_string()))
+        .and_then(|_| {
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| werr(e.to_string()))
+        })
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string())));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads only the description of a checkpoint.
+pub fn read_meta(path: &Path) -> Result<Meta, CheckpointError> {
+    let (meta, _) = read_tensors(path)?;
+    Ok(meta)
+}
+
+fn read_tensors(path: &Path) -> Result<(Meta, HashMap<String, Tensor>), CheckpointError> {
+    if !path.exists() {
+        return Err(CheckpointError::Missing { path: path.to_path_buf() });
+    }
+    let tensors = Tensor::read_safetensors(path).map_err(|e| CheckpointError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut map: HashMap<String, Tensor> = tensors.into_iter().collect();
+    let foreign = |reason: &str| CheckpointError::Foreign { path: path.to_path_buf(), reason: reason.into() };
+    let json = map.remove(META).ok_or_else(|| foreign("it has no meta.json entry"))?;
+    if json.kind() != Kind::Uint8 {
+        return Err(foreign("meta.json is not a byte tensor"));
+    }
+    let bytes = Vec::<u8>::try_from(&json.flatten(0, -1)).map_err(|_| foreign("meta.json unreadable"))?;
+    let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| foreign(&format!("meta.json: {e}")))?;
+    if meta.format != FORMAT {
+        return Err(foreign(&format!("format {:?}, expected {FORMAT:?}", meta.format)));
+    }
+    Ok((meta, map))
+}
+
+/// Loads a checkpoint onto `device`.
+pub fn load(path: &Path, device: Device) -> Result<Checkpoint, CheckpointError> {
+    let (meta, mut map) = read_tensors(path)?;
+    let foreign = |reason: String| CheckpointError::Foreign { path: path.to_path_buf(), reason };
+    let model = SyncDraw::new(&meta.model, device);
+    let mut adam = AdamState::new();
+    let mut vars = model.vs.variables();
+    let mut names: Vec<_> = vars.keys().cloned().collect();
+    names.sort();
+    for name in names {
+        let var = vars.get_mut(&name).expect("listed");
+        let value = map
+            .remove(&name)
+            .ok_or_else(|| foreign(format!("weight {name} is missing")))?;
+        if value.size() != var.size() {
+            return Err(foreign(format!("weight {name} has shape {:?}, the config needs {:?}", value.size(), var.size())));
+        }
+        tch::no_grad(|| var.copy_(&value));
+        if let (Some(m), Some(v)) = (map.remove(&format!("{ADAM_M}{name}")), map.remove(&format!("{ADAM_V}{name}"))) {
+            adam.insert(name.clone(), (m.to_device(device), v.to_device(device)));
+        }
+    }
+    let adam = (!adam.is_empty()).then_some(adam);
+    Ok(Checkpoint { model, adam, meta })
+}

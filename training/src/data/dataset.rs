@@ -1,0 +1,211 @@
+//! A generated split held in memory, and its on-disk cache.
+//!
+//! Cache file format (one file per split, `<cache>/data/<key>/<split>.sdbm`):
+//!   bytes 0..8    magic `SDBM0001`
+//!   bytes 8..16   u64 little-endian length J of the JSON header
+//!   next J bytes  JSON header: {"config": DatasetConfig, "split": "Train"|"Test",
+//!                 "videos": [{"caption", "tracks": [...]}, ...]}
+//!   the rest      u8 pixels, videos x frames x size x size, row-major, 0..255
+//! `<key>` is a SHA-256 of the config and the digit file's bytes, so a change of
+//! either makes a new cache entry. Files are written to a temporary name and renamed.
+use super::bouncing::{contents, image_pools, make_tracks, render, Content, Split, Track, VideoSpec};
+use super::mnist::{DigitSource, Digits, DigitsError};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"SDBM0001";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Digits(#[from] DigitsError),
+    #[error("data cache {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("data cache {path} is damaged ({reason}); delete it to regenerate")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("--digits must be 1 or 2, got {0}")]
+    Digits12(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetConfig {
+    /// Digits per video: 1 or 2.
+    pub digits: usize,
+    pub train_size: usize,
+    pub test_size: usize,
+    pub seed: u64,
+    pub video: VideoSpec,
+    pub source: DigitSource,
+}
+
+impl DatasetConfig {
+    pub fn new(digits: usize) -> Self {
+        Self {
+            digits,
+            train_size: 12_000,
+            test_size: 2_000,
+            seed: 1,
+            video: VideoSpec::default(),
+            source: DigitSource::Csv(super::mnist::bundled_csv()),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        format!("bouncing-mnist-{}", self.digits)
+    }
+}
+
+/// Labels of one video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    pub caption: String,
+    pub tracks: Vec<Track>,
+}
+
+impl VideoInfo {
+    pub fn content(&self) -> Content {
+        Content(self.tracks.iter().map(|t| (t.digit, t.motion)).collect())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub config: DatasetConfig,
+    pub split: Split,
+    pub videos: Vec<VideoInfo>,
+    /// videos x frames x size x size, 0..255.
+    pub pixels: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    config: DatasetConfig,
+    split: Split,
+    videos: Vec<VideoInfo>,
+}
+
+impl Dataset {
+    pub fn video_len(&self) -> usize {
+        let v = &self.config.video;
+        v.frames * v.size * v.size
+    }
+
+    pub fn len(&self) -> usize {
+        self.videos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.videos.is_empty()
+    }
+
+    pub fn video(&self, i: usize) -> &[u8] {
+        let n = self.video_len();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// Generates a split from the digits (deterministic in the config's seed).
+    pub fn generate(config: &DatasetConfig, digits: &Digits, split: Split) -> Result<Self, DataError> {
+        if !(1..=2).contains(&config.digits) {
+            return Err(DataError::Digits12(config.digits));
+        }
+        let (count, salt) = match split {
+            Split::Train => (config.train_size, 0x7a1),
+            Split::Test => (config.test_size, 0x7e57),
+        };
+        let pools = image_pools(digits, split, config.seed);
+        let captions = contents(config.digits, split);
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_mul(0x9e37_79b9) ^ salt);
+        let spec = &config.video;
+        let mut videos = Vec::with_capacity(count);
+        let mut pixels = Vec::with_capacity(count * spec.frames * spec.size * spec.size);
+        for _ in 0..count {
+            let content = &captions[rng.random_range(0..captions.len())];
+            let tracks = make_tracks(spec, content, &pools, &mut rng);
+            pixels.extend(render(spec, digits, &tracks));
+            videos.push(VideoInfo { caption: content.caption(), tracks });
+        }
+        Ok(Self { config: config.clone(), split, videos, pixels })
+    }
+
+    /// Loads a split from the cache under `cache_dir`, generating it first if absent.
+    pub fn load_or_generate(config: &DatasetConfig, split: Split, cache_dir: &Path) -> Result<Self, DataError> {
+        let dir = cache_dir.join("data").join(cache_key(config)?);
+        let path = dir.join(format!("{}.sdbm", if split == Split::Train { "train" } else { "test" }));
+        if path.exists() {
+            return Self::read(&path);
+        }
+        let digits = Digits::load(&config.source)?;
+        let data = Self::generate(config, &digits, split)?;
+        data.write(&path)?;
+        Ok(data)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), DataError> {
+        let io = |source| DataError::Io { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let header = serde_json::to_vec(&Header {
+            config: self.config.clone(),
+            split: self.split,
+            videos: self.videos.clone(),
+        })
+        .expect("header serialises");
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        f.write_all(MAGIC).map_err(io)?;
+        f.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+        f.write_all(&header).map_err(io)?;
+        f.write_all(&self.pixels).map_err(io)?;
+        f.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    pub fn read(path: &Path) -> Result<Self, DataError> {
+        let raw = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+        let corrupt = |reason: &str| DataError::Corrupt { path: path.to_path_buf(), reason: reason.into() };
+        if raw.len() < 16 || &raw[..8] != MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        let j = u64::from_le_bytes(raw[8..16].try_into().expect("8 bytes")) as usize;
+        let header: Header = raw
+            .get(16..16 + j)
+            .and_then(|h| serde_json::from_slice(h).ok())
+            .ok_or_else(|| corrupt("bad header"))?;
+        let pixels = raw[16 + j..].to_vec();
+        let v = &header.config.video;
+        if pixels.len() != header.videos.len() * v.frames * v.size * v.size {
+            return Err(corrupt("pixel data has the wrong length"));
+        }
+        Ok(Self { config: header.config, split: header.split, videos: header.videos, pixels })
+    }
+}
+
+fn cache_key(config: &DatasetConfig) -> Result<String, DataError> {
+    let mut h = Sha256::new();
+    h.update(b"bouncing-mnist-v1");
+    h.update(serde_json::to_vec(config).expect("config serialises"));
+    let files: Vec<&PathBuf> = match &config.source {
+        DigitSource::Csv(p) => vec![p],
+        DigitSource::Idx { images, labels } => vec![images, labels],
+    };
+    for p in files {
+        let bytes = std::fs::read(p).map_err(|source| DigitsError::Io { path: p.clone(), source })?;
+        h.update(bytes);
+    }
+    Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+/// The per-user cache directory ($XDG_CACHE_HOME/syncdraw or ~/.cache/syncdraw).
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("syncdraw")
+}
+

@@ -1,0 +1,8 @@
+//! Data sets: captioned Bouncing MNIST, generated deterministically and cached.
+pub mod bouncing;
+pub mod dataset;
+pub mod mnist;
+
+pub use bouncing::{Content, Motion, Split};
+pub use dataset::{Dataset, DatasetConfig};
+pub use mnist::{DigitSource, Digits};

@@ -1,0 +1,362 @@
+//! `syncdraw-train`: build data, train, evaluate, sample and export Sync-DRAW.
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+use syncdraw_training::adam::AdamConfig;
+use syncdraw_training::batch::Batcher;
+use syncdraw_training::checkpoint;
+use syncdraw_training::data::dataset::default_cache_dir;
+use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Split};
+use syncdraw_training::eval::evaluate;
+use syncdraw_training::model::{ModelConfig, Variant};
+use syncdraw_training::sample::{save_canvas_grid, save_gif, Layout};
+use syncdraw_training::train::{train, TrainOptions};
+use tch::{Device, Kind, Tensor};
+
+#[derive(Parser)]
+#[command(name = "syncdraw-train", version, about = "Sync-DRAW on captioned Bouncing MNIST: data, training, evaluation, sampling, ONNX export")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (or continue one with --resume).
+    Train(TrainArgs),
+    /// Print the test-split NLL bound of a checkpoint as JSON.
+    Eval(EvalArgs),
+    /// Render videos from a checkpoint to a GIF and a PNG of the drawing steps.
+    Sample(SampleArgs),
+    /// Export the generation path of a checkpoint to ONNX (docs/model-format.md).
+    Export(ExportArgs),
+    /// Generate (or load from the cache) a data set and print a summary.
+    Data(DataArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceArg {
+    fn device(self) -> Result<Device> {
+        Ok(match self {
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Auto => Device::cuda_if_available(),
+            DeviceArg::Cuda => {
+                if !tch::Cuda::is_available() {
+                    bail!("--device cuda: libtorch sees no CUDA device");
+                }
+                Device::Cuda(0)
+            }
+        })
+    }
+}
+
+#[derive(Args, Clone)]
+struct DataOpts {
+    /// Digits per video: 1 or 2.
+    #[arg(long, default_value_t = 1)]
+    digits: usize,
+    #[arg(long, default_value_t = 12_000)]
+    train_size: usize,
+    #[arg(long, default_value_t = 2_000)]
+    test_size: usize,
+    /// Seed of the data set (videos and the train/test digit images).
+    #[arg(long, default_value_t = 1)]
+    data_seed: u64,
+    /// Frames per video.
+    #[arg(long, default_value_t = 10)]
+    frames: usize,
+    /// Frame size in pixels (square; at least 29 for 28x28 digits).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Standard MNIST IDX files (images, labels; .gz accepted) instead of the
+    /// bundled 5,000-digit CSV.
+    #[arg(long, num_args = 2, value_names = ["IMAGES", "LABELS"])]
+    mnist_idx: Option<Vec<PathBuf>>,
+    /// Cache directory for generated data.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+impl DataOpts {
+    fn config(&self) -> Result<DatasetConfig> {
+        if !(1..=2).contains(&self.digits) {
+            bail!("--digits must be 1 or 2, got {}", self.digits);
+        }
+        if self.size < 29 || self.frames == 0 {
+            bail!("--size must be at least 29 (digits are 28x28) and --frames at least 1");
+        }
+        let mut c = DatasetConfig::new(self.digits);
+        c.train_size = self.train_size;
+        c.test_size = self.test_size;
+        c.seed = self.data_seed;
+        c.video.frames = self.frames;
+        c.video.size = self.size;
+        if let Some(p) = &self.mnist_idx {
+            c.source = DigitSource::Idx { images: p[0].clone(), labels: p[1].clone() };
+        }
+        Ok(c)
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(default_cache_dir)
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Run directory (config, vocabulary, checkpoint, metrics).
+    #[arg(long)]
+    run_dir: PathBuf,
+    #[command(flatten)]
+    data: DataOpts,
+    /// Condition on captions.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    captions: bool,
+    #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]
+    variant: Variant,
+    /// Total optimizer steps.
+    #[arg(long, default_value_t = 20_000)]
+    steps: u64,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Drawing steps T.
+    #[arg(long, default_value_t = 10)]
+    timesteps: i64,
+    #[arg(long, default_value_t = 10)]
+    read_k: i64,
+    #[arg(long, default_value_t = 10)]
+    write_k: i64,
+    #[arg(long, default_value_t = 256)]
+    enc_size: i64,
+    #[arg(long, default_value_t = 256)]
+    dec_size: i64,
+    #[arg(long, default_value_t = 100)]
+    z_dim: i64,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: u64,
+    /// Evaluate on test videos every N steps (0: only at the end).
+    #[arg(long, default_value_t = 2000)]
+    eval_every: u64,
+    /// Test videos for the periodic evaluation (the final one uses all).
+    #[arg(long, default_value_t = 500)]
+    eval_videos: usize,
+    #[arg(long, default_value_t = 50)]
+    log_every: u64,
+    /// Continue the run in --run-dir from its checkpoint (starts fresh if none).
+    #[arg(long)]
+    resume: bool,
+    /// Stop with a checkpoint after this many minutes.
+    #[arg(long)]
+    max_minutes: Option<f64>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// CPU threads for libtorch (default: all cores).
+    #[arg(long)]
+    threads: Option<i32>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Also compute the importance-weighted bound with K samples per video.
+    #[arg(long)]
+    iwae_k: Option<usize>,
+    /// Evaluate only the first N test videos.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Caption to render (repeatable); default: the model's test captions.
+    #[arg(long)]
+    caption: Vec<String>,
+    /// Videos per caption.
+    #[arg(long, default_value_t = 4)]
+    count: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Scale of the prior noise.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Output directory: samples.gif and drawing.png.
+    #[arg(long)]
+    out_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    #[command(flatten)]
+    data: DataOpts,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(a) => cmd_train(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Sample(a) => cmd_sample(a),
+        Command::Export(a) => {
+            let summary = syncdraw_training::export::export(&a.checkpoint, &a.out)
+                .with_context(|| format!("exporting {}", a.checkpoint.display()))?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Data(a) => {
+            let config = a.data.config()?;
+            for split in [Split::Train, Split::Test] {
+                let d = Dataset::load_or_generate(&config, split, &a.data.cache())?;
+                let mut captions: Vec<&str> = d.videos.iter().map(|v| v.caption.as_str()).collect();
+                captions.sort();
+                captions.dedup();
+                println!("{split:?}: {} videos, {} distinct captions, e.g. {:?}", d.len(), captions.len(), captions.first());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn cmd_train(a: TrainArgs) -> Result<()> {
+    if let Some(t) = a.threads {
+        tch::set_num_threads(t);
+    }
+    let device = a.device.device()?;
+    let dataset = a.data.config()?;
+    let model = ModelConfig {
+        variant: a.variant,
+        frames: dataset.video.frames as i64,
+        height: dataset.video.size as i64,
+        width: dataset.video.size as i64,
+        timesteps: a.timesteps,
+        read_k: a.read_k,
+        write_k: a.write_k,
+        enc_size: a.enc_size,
+        dec_size: a.dec_size,
+        z_dim: a.z_dim,
+        caption: None,
+    };
+    eprintln!("training on {device:?} with {} libtorch threads", tch::get_num_threads());
+    let opts = TrainOptions {
+        run_dir: a.run_dir,
+        model,
+        dataset,
+        captions: a.captions,
+        batch: a.batch,
+        steps: a.steps,
+        seed: a.seed,
+        checkpoint_every: a.checkpoint_every,
+        eval_every: a.eval_every,
+        eval_videos: a.eval_videos,
+        log_every: a.log_every,
+        resume: a.resume,
+        device,
+        adam: AdamConfig { lr: a.lr, ..AdamConfig::default() },
+        cache_dir: a.data.cache(),
+        time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+        progress: true,
+    };
+    let summary = train(&opts)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<()> {
+    let device = a.device.device()?;
+    let ck = checkpoint::load(&a.checkpoint, device)?;
+    let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
+    let test = Dataset::load_or_generate(&ck.meta.dataset, Split::Test, &cache)?;
+    let length = ck.meta.model.caption.as_ref().map_or(0, |c| c.length as usize);
+    let batcher = Batcher::new(&test, ck.meta.vocabulary.as_ref(), length, device)?;
+    let r = evaluate(&ck.model, &batcher, a.batch, a.seed, a.iwae_k, a.limit);
+    let out = serde_json::json!({
+        "checkpoint": a.checkpoint,
+        "dataset": ck.meta.dataset.name(),
+        "variant": ck.meta.model.variant.name(),
+        "captions": ck.meta.vocabulary.is_some(),
+        "step": ck.meta.step,
+        "test_nll": r.nll,
+        "reconstruction": r.reconstruction,
+        "kl": r.kl,
+        "iwae": r.iwae,
+        "iwae_k": r.iwae_k,
+        "videos": r.videos,
+        "unit": "nats per video",
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn cmd_sample(a: SampleArgs) -> Result<()> {
+    let ck = checkpoint::load(&a.checkpoint, Device::Cpu)?;
+    let c = &ck.meta.model;
+    let captions: Vec<String> = match (&ck.meta.vocabulary, a.caption.is_empty()) {
+        (None, _) => vec![String::new()],
+        (Some(_), false) => a.caption.clone(),
+        (Some(_), true) => {
+            let mut caps: Vec<String> = syncdraw_training::data::bouncing::contents(ck.meta.dataset.digits, Split::Test)
+                .iter()
+                .map(|c| c.caption())
+                .collect();
+            caps.truncate(4);
+            caps
+        }
+    };
+    std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    let n = a.count.max(1);
+    let mut ids = Vec::new();
+    if let (Some(v), Some(cc)) = (&ck.meta.vocabulary, &c.caption) {
+        for cap in &captions {
+            let one = v.encode(cap, cc.length as usize)?;
+            for _ in 0..n {
+                ids.extend_from_slice(&one);
+            }
+        }
+    }
+    let total = (captions.len() * n) as i64;
+    tch::manual_seed(a.seed as i64);
+    let z = Tensor::randn([total, c.timesteps, c.z_dim], (Kind::Float, Device::Cpu)) * a.temperature;
+    let ids = (!ids.is_empty()).then(|| Tensor::from_slice(&ids).reshape([total, -1]));
+    let (video, canvases) = tch::no_grad(|| ck.model.generate(&z, ids.as_ref()));
+    let l = Layout { frames: c.frames as usize, height: c.height as usize, width: c.width as usize };
+    let video: Vec<f32> = Vec::try_from(video.flatten(0, -1))?;
+    let gif = a.out_dir.join("samples.gif");
+    save_gif(&gif, &video, total as usize, l, n, 20)?;
+    let first: Vec<f32> = Vec::try_from(canvases.get(0).flatten(0, -1))?;
+    let png = a.out_dir.join("drawing.png");
+    save_canvas_grid(&png, &first, c.timesteps as usize, l)?;
+    for (i, cap) in captions.iter().enumerate() {
+        println!("row {}: {}", i + 1, if cap.is_empty() { "(unconditional)" } else { cap });
+    }
+    println!("wrote {} and {}", gif.display(), png.display());
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Gaussian attention windows and filterbanks: the paper's eq. 1-4.
+//!
+//! A window is computed for `F` frame groups at once (F = N frames for Sync-DRAW,
+//! F = 1 for the shared Global / Baseline window). Every parameter tensor has shape
+//! [B, F, 1]; filterbanks have shape [B, F, K, A].
+use super::layers::Linear;
+use crate::backend::Backend;
+
+/// Attention parameters after the scaling below eq. 2 (the paper's footnote 2:
+/// sigma, delta and gamma come out of the linear layer as logarithms).
+pub struct Window<T> {
+    /// Grid centre (g_p, g_q): row and column, 1-based pixel coordinates.
+    pub g_row: T,
+    pub g_col: T,
+    /// Variance sigma^2 of every filter.
+    pub sigma2: T,
+    /// Stride delta between grid points.
+    pub delta: T,
+    /// Intensity gamma (the paper's beta): read multiplies by it, write divides.
+    pub gamma: T,
+    /// Baseline only: the temporal part of the spatio-temporal cuboid.
+    pub temporal: Option<TemporalWindow<T>>,
+}
+
+pub struct TemporalWindow<T> {
+    pub g: T,
+    pub sigma2: T,
+    pub delta: T,
+}
+
+/// Raw parameters per frame group produced by the attention layer.
+pub fn params_per_group(temporal: bool) -> i64 {
+    if temporal {
+        8
+    } else {
+        5
+    }
+}
+
+/// Window sizes needed to scale the raw parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry {
+    pub height: i64,
+    pub width: i64,
+    pub frames: i64,
+    /// Grid size K (and the temporal grid size for the Baseline).
+    pub k: i64,
+    /// Frame groups F.
+    pub groups: i64,
+}
+
+/// Attention window from a decoder state: a linear layer gives, per frame group,
+/// (g~_p, g~_q, log sigma^2, log delta~, log gamma[, g~_z, log sigma_z^2, log delta~_z]),
+/// scaled as under eq. 2:
+///   g_p = (A+1)/2 (g~_p + 1),  g_q = (B+1)/2 (g~_q + 1),
+///   delta = (max(A,B) - 1)/(K - 1) * delta~   (real division, K the grid size).
+pub fn window<B: Backend>(
+    be: &mut B,
+    layer: &Linear<B::Tensor>,
+    h: &B::Tensor,
+    geo: Geometry,
+    temporal: bool,
+) -> Window<B::Tensor> {
+    let p = params_per_group(temporal);
+    let raw = layer.forward(be, h);
+    let raw = be.reshape(&raw, &[-1, geo.groups, p]);
+    let take = |be: &mut B, i: i64| be.narrow(&raw, 2, i, 1);
+    let (gr, gc, ls2, ld, lg) = (
+        take(be, 0),
+        take(be, 1),
+        take(be, 2),
+        take(be, 3),
+        take(be, 4),
+    );
+    let k_den = (geo.k - 1).max(1) as f32;
+    let g_row = centre(be, &gr, geo.height);
+    let g_col = centre(be, &gc, geo.width);
+    let sigma2 = be.exp(&ls2);
+    let delta = be.exp(&ld);
+    let delta = be.scale(&delta, (geo.height.max(geo.width) - 1) as f32 / k_den);
+    let gamma = be.exp(&lg);
+    let temporal = temporal.then(|| {
+        let (gz, ls2z, ldz) = (take(be, 5), take(be, 6), take(be, 7));
+        let g = centre(be, &gz, geo.frames);
+        let sigma2 = be.exp(&ls2z);
+        let delta = be.exp(&ldz);
+        let delta = be.scale(&delta, (geo.frames - 1) as f32 / k_den);
+        TemporalWindow { g, sigma2, delta }
+    });
+    Window { g_row, g_col, sigma2, delta, gamma, temporal }
+}
+
+/// (size + 1)/2 * (g~ + 1)
+fn centre<B: Backend>(be: &mut B, g: &B::Tensor, size: i64) -> B::Tensor {
+    let g1 = be.add_scalar(g, 1.0);
+    be.scale(&g1, (size + 1) as f32 / 2.0)
+}
+
+/// Filterbank F[u, a] for one axis (eq. 1-4), shape [B, F, K, size]:
+///   mu_u = g + (u - K/2 - 0.5) delta,  u = 1..K                      (eq. 1, 2)
+///   F[u, a] = exp(-(a - mu_u)^2 / (2 sigma^2)) / Z,  a = 1..size     (eq. 3, 4)
+/// with Z normalising each row over a.
+pub fn filterbank<B: Backend>(
+    be: &mut B,
+    g: &B::Tensor,
+    delta: &B::Tensor,
+    sigma2: &B::Tensor,
+    k: i64,
+    size: i64,
+) -> B::Tensor {
+    let offsets: Vec<f32> = (1..=k).map(|u| u as f32 - k as f32 / 2.0 - 0.5).collect();
+    let offsets = be.constant(&offsets, &[1, 1, k]);
+    let step = be.mul(&offsets, delta); // [B, F, K]
+    let mu = be.add(g, &step);
+    let mu = be.unsqueeze(&mu, 3); // [B, F, K, 1]
+    let coords: Vec<f32> = (1..=size).map(|a| a as f32).collect();
+    let a = be.constant(&coords, &[1, 1, 1, size]);
+    let d = be.sub(&a, &mu);
+    let d2 = be.mul(&d, &d); // [B, F, K, size]
+    let s2 = be.unsqueeze(sigma2, 3); // [B, F, 1, 1]
+    let two_s2 = be.scale(&s2, -2.0);
+    let e = be.div(&d2, &two_s2);
+    let f = be.exp(&e);
+    let z = be.sum_keepdim(&f, 3);
+    let z = be.clamp_min(&z, 1e-8);
+    be.div(&f, &z)
+}
+
+/// The row (F_p, [B,F,K,A]) and column (F_q, [B,F,K,B]) filterbanks of a window.
+pub fn spatial_filterbanks<B: Backend>(
+    be: &mut B,
+    w: &Window<B::Tensor>,
+    geo: Geometry,
+) -> (B::Tensor, B::Tensor) {
+    let f_row = filterbank(be, &w.g_row, &w.delta, &w.sigma2, geo.k, geo.height);
+    let f_col = filterbank(be, &w.g_col, &w.delta, &w.sigma2, geo.k, geo.width);
+    (f_row, f_col)
+}
+
+/// The Baseline's temporal filterbank F_z, [B, 1, K, N].
+pub fn temporal_filterbank<B: Backend>(
+    be: &mut B,
+    t: &TemporalWindow<B::Tensor>,
+    geo: Geometry,
+) -> B::Tensor {
+    filterbank(be, &t.g, &t.delta, &t.sigma2, geo.k, geo.frames)
+}

@@ -1,0 +1,137 @@
+//! Linear layers and LSTM cells, written once over [`Backend`].
+//!
+//! Parameters live in a tch `VarStore` (so training can optimise and save them);
+//! `bind` hands them to a backend, which for export records them as initializers.
+use crate::backend::Backend;
+use tch::{nn, Tensor};
+
+/// y = x W + b, with W stored as [in, out].
+pub struct LinearParams {
+    name: String,
+    pub w: Tensor,
+    pub b: Tensor,
+}
+
+pub struct Linear<T> {
+    w: T,
+    b: T,
+}
+
+fn uniform(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform { lo: -bound, up: bound }
+}
+
+fn path_name(p: &nn::Path, leaf: &str) -> String {
+    let prefix = p.components().collect::<Vec<_>>().join(".");
+    if prefix.is_empty() {
+        leaf.to_string()
+    } else {
+        format!("{prefix}.{leaf}")
+    }
+}
+
+impl LinearParams {
+    pub fn new(p: &nn::Path, input: i64, output: i64) -> Self {
+        Self {
+            name: path_name(p, ""),
+            w: p.var("w", &[input, output], uniform(input)),
+            b: p.var("b", &[output], uniform(input)),
+        }
+    }
+
+    pub fn bind<B: Backend>(&self, be: &mut B) -> Linear<B::Tensor> {
+        Linear {
+            w: be.param(&format!("{}w", self.name), &self.w),
+            b: be.param(&format!("{}b", self.name), &self.b),
+        }
+    }
+}
+
+impl<T> Linear<T> {
+    pub fn forward<B: Backend<Tensor = T>>(&self, be: &mut B, x: &T) -> T {
+        let xw = be.matmul(x, &self.w);
+        be.add(&xw, &self.b)
+    }
+}
+
+/// LSTM cell parameters; gates in the order input, forget, cell, output.
+pub struct LstmParams {
+    name: String,
+    pub hidden: i64,
+    pub wx: Tensor,
+    pub wh: Tensor,
+    pub b: Tensor,
+}
+
+pub struct Lstm<T> {
+    hidden: i64,
+    wx: T,
+    wh: T,
+    b: T,
+}
+
+/// Hidden and cell state of an LSTM.
+pub struct LstmState<T> {
+    pub h: T,
+    pub c: T,
+}
+
+impl LstmParams {
+    pub fn new(p: &nn::Path, input: i64, hidden: i64) -> Self {
+        Self {
+            name: path_name(p, ""),
+            hidden,
+            wx: p.var("wx", &[input, 4 * hidden], uniform(hidden)),
+            wh: p.var("wh", &[hidden, 4 * hidden], uniform(hidden)),
+            b: p.var("b", &[4 * hidden], uniform(hidden)),
+        }
+    }
+
+    pub fn bind<B: Backend>(&self, be: &mut B) -> Lstm<B::Tensor> {
+        Lstm {
+            hidden: self.hidden,
+            wx: be.param(&format!("{}wx", self.name), &self.wx),
+            wh: be.param(&format!("{}wh", self.name), &self.wh),
+            b: be.param(&format!("{}b", self.name), &self.b),
+        }
+    }
+}
+
+impl<T> Lstm<T> {
+    /// One LSTM step. `prev = None` is the zero state (the first step), which lets
+    /// the graph start without building zero tensors of a dynamic batch size.
+    pub fn step<B: Backend<Tensor = T>>(
+        &self,
+        be: &mut B,
+        x: &T,
+        prev: Option<&LstmState<T>>,
+    ) -> LstmState<T> {
+        let xw = be.matmul(x, &self.wx);
+        let mut gates = be.add(&xw, &self.b);
+        if let Some(prev) = prev {
+            let hw = be.matmul(&prev.h, &self.wh);
+            gates = be.add(&gates, &hw);
+        }
+        let n = self.hidden;
+        let i = be.narrow(&gates, 1, 0, n);
+        let i = be.sigmoid(&i);
+        let f = be.narrow(&gates, 1, n, n);
+        let f = be.sigmoid(&f);
+        let g = be.narrow(&gates, 1, 2 * n, n);
+        let g = be.tanh(&g);
+        let o = be.narrow(&gates, 1, 3 * n, n);
+        let o = be.sigmoid(&o);
+        let ig = be.mul(&i, &g);
+        let c = match prev {
+            Some(prev) => {
+                let fc = be.mul(&f, &prev.c);
+                be.add(&fc, &ig)
+            }
+            None => ig,
+        };
+        let tc = be.tanh(&c);
+        let h = be.mul(&o, &tc);
+        LstmState { h, c }
+    }
+}

@@ -1,0 +1,13 @@
+//! Sync-DRAW (Mittal et al. 2017, §3.1), one module per concept.
+pub mod caption;
+pub mod config;
+pub mod decoder;
+pub mod encoder;
+pub mod filterbank;
+pub mod layers;
+pub mod read;
+pub mod syncdraw;
+pub mod write;
+
+pub use config::{CaptionConfig, ModelConfig, Variant};
+pub use syncdraw::SyncDraw;

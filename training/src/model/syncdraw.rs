@@ -1,0 +1,118 @@
+//! The full Sync-DRAW model and its loss (§3.1.5).
+use super::config::{ModelConfig, Variant};
+use super::decoder::DecoderParams;
+use super::encoder::{read_geometry, EncoderParams};
+use super::filterbank::window;
+use super::layers::LstmState;
+use super::read::read;
+use crate::backend::TchBackend;
+use tch::{nn, Device, Kind, Tensor};
+
+pub struct SyncDraw {
+    pub config: ModelConfig,
+    pub vs: nn::VarStore,
+    pub encoder: EncoderParams,
+    pub decoder: DecoderParams,
+}
+
+/// Per-video terms of the negative ELBO, each [B].
+pub struct Loss {
+    /// L_X: binary cross-entropy summed over every pixel of the video.
+    pub reconstruction: Tensor,
+    /// L_Z: KL(Q || N(0, I)) summed over the T steps (eq. 14 with the constant
+    /// -z_dim/2 per step, the correct one).
+    pub kl: Tensor,
+    /// log q(z|x) - log p(z) of the drawn z, summed over steps: with the
+    /// reconstruction it gives the importance weight of this z (IWAE bound).
+    pub log_q_over_p: Tensor,
+}
+
+impl Loss {
+    /// Negative ELBO per video, [B].
+    pub fn nll(&self) -> Tensor {
+        &self.reconstruction + &self.kl
+    }
+}
+
+impl SyncDraw {
+    pub fn new(config: &ModelConfig, device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let encoder = EncoderParams::new(&(&root / "encoder"), config);
+        let decoder = DecoderParams::new(&(&root / "decoder"), config);
+        Self { config: config.clone(), vs, encoder, decoder }
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Runs the R-VAE over T steps on a batch of videos `x` [B, N, A, B] in [0, 1]
+    /// (and caption ids [B, L]), with `eps` [B, T, z_dim] the reparameterisation noise.
+    pub fn loss(&self, x: &Tensor, caption: Option<&Tensor>, eps: &Tensor) -> Loss {
+        let c = &self.config;
+        let be = &mut TchBackend::new(self.device());
+        let dec = self.decoder.bind(be);
+        let read_window = self.encoder.read_window.bind(be);
+        let enc = self.encoder.lstm.bind(be);
+        let posterior = self.encoder.posterior.bind(be);
+        let geo = read_geometry(c);
+        let temporal = c.variant == Variant::Baseline;
+        let batch = x.size()[0];
+
+        let s = dec.caption_embedding(be, caption);
+        let mut h_dec_prev = Tensor::zeros([batch, c.dec_size], (Kind::Float, self.device()));
+        let mut dec_state: Option<LstmState<Tensor>> = None;
+        let mut enc_state: Option<LstmState<Tensor>> = None;
+        let mut canvas = Tensor::zeros_like(x);
+        let mut kl = Tensor::zeros([batch], (Kind::Float, self.device()));
+        let mut log_q_over_p = Tensor::zeros([batch], (Kind::Float, self.device()));
+        for t in 0..c.timesteps {
+            // x_hat^t = x - sigmoid(c^{t-1})  (eq. 6)
+            let x_hat = x - canvas.sigmoid();
+            let win = window(be, &read_window, &h_dec_prev, geo, temporal);
+            let r_x = read(be, &win, x, geo).reshape([batch, -1]);
+            let r_hat = read(be, &win, &x_hat, geo).reshape([batch, -1]);
+            // h_enc^t = LSTM_enc(h_enc^{t-1}, [R^t, h_dec^{t-1}, S])  (eq. 7, 12)
+            let mut parts = vec![&r_x, &r_hat, &h_dec_prev];
+            if let Some(s) = &s {
+                parts.push(s);
+            }
+            let enc_in = Tensor::cat(&parts, 1);
+            let next_enc = enc.step(be, &enc_in, enc_state.as_ref());
+            let q = posterior.forward(be, &next_enc.h);
+            let mu = q.narrow(1, 0, c.z_dim);
+            let log_sigma = q.narrow(1, c.z_dim, c.z_dim);
+            let sigma = log_sigma.exp();
+            let z = &mu + &sigma * eps.select(1, t);
+            // KL_t = 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1)
+            let kl_t = (mu.square() + sigma.square() - &log_sigma * 2.0 - 1.0)
+                .sum_dim_intlist([1].as_slice(), false, Kind::Float)
+                * 0.5;
+            kl += kl_t;
+            // log N(z; mu, sigma) - log N(z; 0, 1) = sum(-eps^2/2 - log sigma + z^2/2)
+            let e_t = eps.select(1, t);
+            log_q_over_p += (z.square() * 0.5 - e_t.square() * 0.5 - &log_sigma)
+                .sum_dim_intlist([1].as_slice(), false, Kind::Float);
+            let next_dec = dec.step(be, &z, s.as_ref(), dec_state.as_ref());
+            canvas = canvas + dec.write(be, &next_dec.h);
+            h_dec_prev = next_dec.h.shallow_clone();
+            dec_state = Some(next_dec);
+            enc_state = Some(next_enc);
+        }
+        // L_X = BCE(x, sigmoid(c^T)) summed over pixels, computed from the logits.
+        let reconstruction = canvas
+            .binary_cross_entropy_with_logits::<Tensor>(x, None, None, tch::Reduction::None)
+            .reshape([batch, -1])
+            .sum_dim_intlist([1].as_slice(), false, Kind::Float);
+        Loss { reconstruction, kl, log_q_over_p }
+    }
+
+    /// Decodes z [B, T, z_dim] (and caption ids) into video and canvases.
+    pub fn generate(&self, z: &Tensor, caption: Option<&Tensor>) -> (Tensor, Tensor) {
+        let be = &mut TchBackend::new(self.device());
+        let dec = self.decoder.bind(be);
+        let g = dec.generate(be, z, caption);
+        (g.video, g.canvases)
+    }
+}

@@ -1,0 +1,281 @@
+//! The training loop: run directory, checkpoints, resume, metrics, NaN guard.
+//!
+//! A run directory holds `config.json` (what was asked), `vocab.json`,
+//! `checkpoint.safetensors` (latest, written atomically) and `metrics.jsonl`.
+use crate::adam::{Adam, AdamConfig};
+use crate::batch::Batcher;
+use crate::checkpoint::{self, CheckpointError, Meta};
+use crate::data::dataset::DataError;
+use crate::data::{Dataset, DatasetConfig, Split};
+use crate::eval::{evaluate, EvalResult};
+use crate::model::{CaptionConfig, ModelConfig, SyncDraw};
+use crate::vocab::{words, CaptionError, Vocabulary};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tch::{Device, Kind, Tensor};
+
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Caption(#[from] CaptionError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("run directory {0} already has a checkpoint: pass --resume to continue it, or choose another --run-dir")]
+    RunExists(PathBuf),
+    #[error("training stopped at step {step}: the {what} is {value} (not finite). The last good checkpoint ({checkpoint}) is kept; lower the learning rate or resume from it")]
+    NonFinite { step: u64, what: &'static str, value: f64, checkpoint: String },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Everything a training run needs.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub run_dir: PathBuf,
+    pub model: ModelConfig,
+    pub dataset: DatasetConfig,
+    /// Condition on captions (builds the vocabulary from the training captions).
+    pub captions: bool,
+    pub batch: usize,
+    /// Train until this many optimizer steps in total.
+    pub steps: u64,
+    pub seed: u64,
+    pub checkpoint_every: u64,
+    /// Evaluate the test NLL every this many steps (and at the end); 0 = only at the end.
+    pub eval_every: u64,
+    /// Test videos used by the periodic evaluation (the final one uses all).
+    pub eval_videos: usize,
+    pub log_every: u64,
+    pub resume: bool,
+    pub device: Device,
+    pub adam: AdamConfig,
+    pub cache_dir: PathBuf,
+    /// Stop (with a checkpoint) after this much wall time.
+    pub time_limit: Option<Duration>,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub step: u64,
+    pub last_loss: f64,
+    pub videos_per_s: f64,
+    pub test: Option<EvalResult>,
+    pub checkpoint: PathBuf,
+}
+
+#[derive(Serialize)]
+struct MetricsLine {
+    step: u64,
+    loss: f64,
+    kl: f64,
+    videos_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_nll: Option<f64>,
+}
+
+/// Caption encoder sizes used when a run conditions on captions.
+pub fn caption_config(vocab: &Vocabulary, length: usize) -> CaptionConfig {
+    CaptionConfig { vocab_size: vocab.len() as i64, length: length as i64, embed_size: 64, hidden_size: 128 }
+}
+
+/// Indices of the batch used at `step` (1-based): epochs are seeded permutations.
+pub fn batch_indices(n: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
+    let per_epoch = (n / batch).max(1) as u64;
+    let epoch = (step - 1) / per_epoch;
+    let j = ((step - 1) % per_epoch) as usize;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch)));
+    order.into_iter().cycle().skip(j * batch).take(batch).collect()
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io { path: path.to_path_buf(), source }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value).expect("serialisable");
+    std::fs::write(path, text + "\n").map_err(io_err(path))
+}
+
+fn params_finite(model: &SyncDraw) -> bool {
+    model
+        .vs
+        .variables()
+        .values()
+        .all(|t| t.isfinite().all().int64_value(&[]) != 0)
+}
+
+pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
+    if opts.batch == 0 || opts.checkpoint_every == 0 {
+        return Err(TrainError::Invalid("batch and checkpoint interval must be positive".into()));
+    }
+    let dir = &opts.run_dir;
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let ckpt_path = dir.join(CHECKPOINT);
+
+    let existing = ckpt_path.exists();
+    if existing && !opts.resume {
+        return Err(TrainError::RunExists(dir.clone()));
+    }
+    // On resume every setting that shapes the run comes from the checkpoint.
+    let (model, adam_state, mut meta) = if existing {
+        let ck = checkpoint::load(&ckpt_path, opts.device)?;
+        (ck.model, ck.adam, ck.meta)
+    } else {
+        let train = Dataset::load_or_generate(&opts.dataset, Split::Train, &opts.cache_dir)?;
+        let mut config = opts.model.clone();
+        let vocabulary = opts.captions.then(|| Vocabulary::from_captions(train.videos.iter().map(|v| v.caption.as_str())));
+        config.caption = vocabulary.as_ref().map(|v| {
+            let length = train.videos.iter().map(|x| words(&x.caption).len()).max().unwrap_or(1);
+            caption_config(v, length)
+        });
+        if config.frames != opts.dataset.video.frames as i64
+            || config.height != opts.dataset.video.size as i64
+            || config.width != opts.dataset.video.size as i64
+        {
+            return Err(TrainError::Invalid("model frames/size must match the data set's".into()));
+        }
+        tch::manual_seed(opts.seed as i64);
+        let model = SyncDraw::new(&config, opts.device);
+        let meta = Meta {
+            format: checkpoint::FORMAT.into(),
+            model: config,
+            vocabulary,
+            dataset: opts.dataset.clone(),
+            step: 0,
+            seed: opts.seed,
+            test_nll: None,
+            train_seconds: 0.0,
+            device: format!("{:?}", opts.device),
+        };
+        (model, None, meta)
+    };
+    write_json(&dir.join("config.json"), &meta)?;
+    write_json(&dir.join("vocab.json"), &meta.vocabulary)?;
+
+    let train_data = Dataset::load_or_generate(&meta.dataset, Split::Train, &opts.cache_dir)?;
+    let test_data = Dataset::load_or_generate(&meta.dataset, Split::Test, &opts.cache_dir)?;
+    let length = meta.model.caption.as_ref().map_or(0, |c| c.length as usize);
+    let train_b = Batcher::new(&train_data, meta.vocabulary.as_ref(), length, opts.device)?;
+    let test_b = Batcher::new(&test_data, meta.vocabulary.as_ref(), length, opts.device)?;
+
+    let mut adam = Adam::new(&model.vs, opts.adam, adam_state);
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(io_err(&metrics_path))?;
+
+    let c = meta.model.clone();
+    let start_step = meta.step;
+    let bar = ProgressBar::with_draw_target(
+        Some(opts.steps.saturating_sub(start_step)),
+        if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let plain_log = opts.progress && !std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let train_seconds0 = meta.train_seconds;
+    let (mut win_loss, mut win_kl, mut win_n, mut win_start) = (0.0, 0.0, 0u64, Instant::now());
+    let (mut last_loss, mut rate) = (f64::NAN, 0.0);
+    let mut test = None;
+    let mut step = start_step;
+    while step < opts.steps {
+        step += 1;
+        let idx = batch_indices(train_data.len(), opts.batch, meta.seed, step);
+        let (x, ids) = train_b.batch(&idx);
+        tch::manual_seed((meta.seed.wrapping_mul(7919).wrapping_add(step)) as i64);
+        let eps = Tensor::randn([idx.len() as i64, c.timesteps, c.z_dim], (Kind::Float, opts.device));
+        let loss = model.loss(&x, ids.as_ref(), &eps);
+        let total = loss.nll().mean(Kind::Float);
+        let value = total.double_value(&[]);
+        let stop = |what, value| TrainError::NonFinite {
+            step,
+            what,
+            value,
+            checkpoint: if ckpt_path.exists() { ckpt_path.display().to_string() } else { "none written yet".into() },
+        };
+        if !value.is_finite() {
+            bar.abandon();
+            return Err(stop("loss", value));
+        }
+        adam.zero_grad();
+        total.backward();
+        let norm = adam.grad_norm();
+        if !norm.is_finite() {
+            bar.abandon();
+            return Err(stop("gradient norm", norm));
+        }
+        adam.step(step, norm);
+        last_loss = value;
+        win_loss += value;
+        win_kl += loss.kl.mean(Kind::Float).double_value(&[]);
+        win_n += 1;
+        bar.inc(1);
+
+        let at_end = step == opts.steps
+            || opts.time_limit.is_some_and(|l| started.elapsed() >= l);
+        let log_now = step % opts.log_every.max(1) == 0 || at_end;
+        let eval_now = at_end || (opts.eval_every > 0 && step % opts.eval_every == 0);
+        if log_now || eval_now {
+            let secs = win_start.elapsed().as_secs_f64().max(1e-9);
+            rate = (win_n as f64 * opts.batch as f64) / secs;
+            let (l, k) = (win_loss / win_n.max(1) as f64, win_kl / win_n.max(1) as f64);
+            if eval_now {
+                let limit = (!at_end).then_some(opts.eval_videos);
+                let r = evaluate(&model, &test_b, opts.batch.max(64), meta.seed, None, limit);
+                meta.test_nll = Some(r.nll);
+                test = Some(r);
+            }
+            let line = MetricsLine {
+                step,
+                loss: l,
+                kl: k,
+                videos_per_s: rate,
+                test_nll: if eval_now { meta.test_nll } else { None },
+            };
+            writeln!(metrics, "{}", serde_json::to_string(&line).expect("serialisable")).map_err(io_err(&metrics_path))?;
+            let msg = format!(
+                "loss {l:.1}  kl {k:.1}  {rate:.0} videos/s{}",
+                meta.test_nll.map(|n| format!("  test nll {n:.1}")).unwrap_or_default()
+            );
+            if plain_log {
+                eprintln!("step {step}/{}  {msg}", opts.steps);
+            }
+            bar.set_message(msg);
+            (win_loss, win_kl, win_n, win_start) = (0.0, 0.0, 0, Instant::now());
+        }
+        if step % opts.checkpoint_every == 0 || at_end {
+            if !params_finite(&model) {
+                bar.abandon();
+                return Err(stop("model weights", f64::NAN));
+            }
+            meta.step = step;
+            meta.train_seconds = train_seconds0 + started.elapsed().as_secs_f64();
+            checkpoint::save(&ckpt_path, &model, Some(&adam.state), &meta)?;
+        }
+        if at_end {
+            break;
+        }
+    }
+    bar.finish();
+    Ok(TrainSummary { step, last_loss, videos_per_s: rate, test, checkpoint: ckpt_path })
+}
