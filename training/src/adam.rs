@@ -49,8 +49,9 @@ impl Adam {
         }
     }
 
-    /// Global L2 norm of all gradients.
-    pub fn grad_norm(&self) -> f64 {
+    /// Global L2 norm of all gradients, as a scalar tensor on the parameters'
+    /// device (reading it would stall a GPU, so the caller decides when to).
+    pub fn grad_norm(&self) -> Tensor {
         let sq: Vec<Tensor> = self
             .params
             .iter()
@@ -58,17 +59,17 @@ impl Adam {
             .filter(|g| g.defined())
             .map(|g| g.square().sum(tch::Kind::Float))
             .collect();
-        if sq.is_empty() {
-            return 0.0;
+        match self.params.first() {
+            Some((_, p)) if !sq.is_empty() => Tensor::stack(&sq, 0).sum(tch::Kind::Float).sqrt().to_device(p.device()),
+            _ => Tensor::from(0f32),
         }
-        Tensor::stack(&sq, 0).sum(tch::Kind::Float).sqrt().double_value(&[])
     }
 
     /// One update; `step` counts from 1. Gradients are scaled so that their global
     /// norm is at most `clip` (computed as `grad_norm`).
-    pub fn step(&mut self, step: u64, grad_norm: f64) {
+    pub fn step(&mut self, step: u64, grad_norm: &Tensor) {
         let c = self.config;
-        let scale = if grad_norm > c.clip { c.clip / (grad_norm + 1e-6) } else { 1.0 };
+        let scale = (grad_norm + 1e-6).reciprocal().g_mul_scalar(c.clip).clamp_max(1.0);
         let bc1 = 1.0 - c.beta1.powi(step as i32);
         let bc2 = 1.0 - c.beta2.powi(step as i32);
         tch::no_grad(|| {
@@ -77,7 +78,7 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                let g = g * scale;
+                let g = g * &scale;
                 let (m, v) = self.state.get_mut(name).expect("state for every parameter");
                 let _ = m.g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
                 let _ = v.g_mul_scalar_(c.beta2).g_add_(&(g.square() * (1.0 - c.beta2)));

@@ -46,6 +46,20 @@ pub struct Meta {
     /// Device the run trained on ("cpu", "cuda:0").
     #[serde(default)]
     pub device: String,
+    /// Steps trained by earlier runs whose weights this run started from
+    /// (`train --init-from`); the model has seen `steps_before + step` steps.
+    #[serde(default)]
+    pub steps_before: u64,
+    /// The checkpoint this run's weights were initialised from, if any.
+    #[serde(default)]
+    pub initialised_from: Option<String>,
+}
+
+impl Meta {
+    /// Optimizer steps behind these weights, over every run that trained them.
+    pub fn total_steps(&self) -> u64 {
+        self.steps_before + self.step
+    }
 }
 
 /// Adam moments, by variable name.

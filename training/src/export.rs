@@ -133,7 +133,7 @@ pub fn export_model(
         timesteps: c.timesteps,
         z_dim: c.z_dim,
         caption_length: c.caption.as_ref().map_or(0, |cc| cc.length),
-        training_steps: meta.step,
+        training_steps: meta.total_steps(),
         metadata: metadata(meta),
     })
 }
@@ -274,7 +274,7 @@ pub fn metadata(meta: &Meta) -> Vec<(String, String)> {
             "example_captions",
             serde_json::to_string(&example_captions(meta)).expect("strings serialise"),
         ),
-        ("training_steps", meta.step.to_string()),
+        ("training_steps", meta.total_steps().to_string()),
         (
             "test_nll",
             // serde_json writes a non-finite value as null too.

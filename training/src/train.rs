@@ -34,8 +34,8 @@ pub enum TrainError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("run directory {0} already has a checkpoint: pass --resume to continue it, or choose another --run-dir")]
     RunExists(PathBuf),
-    #[error("training stopped at step {step}: the {what} is {value} (not finite). The last good checkpoint ({checkpoint}) is kept; lower the learning rate or resume from it")]
-    NonFinite { step: u64, what: &'static str, value: f64, checkpoint: String },
+    #[error("training stopped: the loss or the gradient norm became NaN or infinite in steps {steps}. The last good checkpoint ({checkpoint}) is kept; lower the learning rate or resume from it")]
+    NonFinite { steps: String, checkpoint: String },
     #[error("invalid setting: {0}")]
     Invalid(String),
 }
@@ -64,6 +64,9 @@ pub struct TrainOptions {
     pub cache_dir: PathBuf,
     /// Stop (with a checkpoint) after this much wall time.
     pub time_limit: Option<Duration>,
+    /// Start a new run from the weights of this checkpoint (fresh optimizer state);
+    /// the model, vocabulary and data set come from it.
+    pub init_from: Option<PathBuf>,
     pub progress: bool,
 }
 
@@ -134,6 +137,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let (model, adam_state, mut meta) = if existing {
         let ck = checkpoint::load(&ckpt_path, opts.device)?;
         (ck.model, ck.adam, ck.meta)
+    } else if let Some(init) = &opts.init_from {
+        let ck = checkpoint::load(init, opts.device)?;
+        let mut meta = ck.meta;
+        meta.steps_before = meta.total_steps();
+        meta.step = 0;
+        meta.seed = opts.seed;
+        meta.test_nll = None;
+        meta.initialised_from = Some(init.display().to_string());
+        meta.device = format!("{:?}", opts.device);
+        (ck.model, None, meta)
     } else {
         let train = Dataset::load_or_generate(&opts.dataset, Split::Train, &opts.cache_dir)?;
         let mut config = opts.model.clone();
@@ -160,6 +173,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             test_nll: None,
             train_seconds: 0.0,
             device: format!("{:?}", opts.device),
+            steps_before: 0,
+            initialised_from: None,
         };
         (model, None, meta)
     };
@@ -194,7 +209,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let plain_log = opts.progress && !std::io::stderr().is_terminal();
     let started = Instant::now();
     let train_seconds0 = meta.train_seconds;
-    let (mut win_loss, mut win_kl, mut win_n, mut win_start) = (0.0, 0.0, 0u64, Instant::now());
+    // Loss, KL and a count of non-finite values are summed on the device and read
+    // back only every `sync_every` steps: each read stalls a GPU, while on a CPU it
+    // is free, so there every step is checked at once.
+    let sync_every = if opts.device == Device::Cpu { 1 } else { opts.log_every.clamp(1, 50) };
+    let zero = || Tensor::zeros([], (Kind::Double, opts.device));
+    let (mut win_loss, mut win_kl, mut win_bad) = (zero(), zero(), zero());
+    let (mut win_n, mut win_start, mut checked_step) = (0u64, Instant::now(), start_step);
+    let (mut sum_loss, mut sum_kl, mut sum_n) = (0.0, 0.0, 0u64);
     let (mut last_loss, mut rate) = (f64::NAN, 0.0);
     let mut test = None;
     let mut step = start_step;
@@ -206,39 +228,46 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         let eps = Tensor::randn([idx.len() as i64, c.timesteps, c.z_dim], (Kind::Float, opts.device));
         let loss = model.loss(&x, ids.as_ref(), &eps);
         let total = loss.nll().mean(Kind::Float);
-        let value = total.double_value(&[]);
-        let stop = |what, value| TrainError::NonFinite {
-            step,
-            what,
-            value,
-            checkpoint: if ckpt_path.exists() { ckpt_path.display().to_string() } else { "none written yet".into() },
-        };
-        if !value.is_finite() {
-            bar.abandon();
-            return Err(stop("loss", value));
-        }
         adam.zero_grad();
         total.backward();
         let norm = adam.grad_norm();
-        if !norm.is_finite() {
-            bar.abandon();
-            return Err(stop("gradient norm", norm));
-        }
-        adam.step(step, norm);
-        last_loss = value;
-        win_loss += value;
-        win_kl += loss.kl.mean(Kind::Float).double_value(&[]);
+        let not_finite = |t: &Tensor| t.isfinite().logical_not().to_kind(Kind::Double);
+        win_bad += not_finite(&total) + not_finite(&norm);
+        win_loss += total.detach().to_kind(Kind::Double);
+        win_kl += loss.kl.mean(Kind::Float).detach().to_kind(Kind::Double);
         win_n += 1;
+        adam.step(step, &norm);
         bar.inc(1);
 
         let at_end = step == opts.steps
             || opts.time_limit.is_some_and(|l| started.elapsed() >= l);
         let log_now = step % opts.log_every.max(1) == 0 || at_end;
         let eval_now = at_end || (opts.eval_every > 0 && step % opts.eval_every == 0);
+        let checkpoint_now = step % opts.checkpoint_every == 0 || at_end;
+        if step % sync_every == 0 || log_now || eval_now || checkpoint_now {
+            if win_bad.double_value(&[]) > 0.0 {
+                bar.abandon();
+                return Err(TrainError::NonFinite {
+                    steps: format!("{}..={step}", checked_step + 1),
+                    checkpoint: if ckpt_path.exists() {
+                        ckpt_path.display().to_string()
+                    } else {
+                        "none written yet".into()
+                    },
+                });
+            }
+            checked_step = step;
+            sum_loss += win_loss.double_value(&[]);
+            sum_kl += win_kl.double_value(&[]);
+            sum_n += win_n;
+            last_loss = sum_loss / sum_n.max(1) as f64;
+            (win_loss, win_kl, win_bad, win_n) = (zero(), zero(), zero(), 0);
+        }
         if log_now || eval_now {
             let secs = win_start.elapsed().as_secs_f64().max(1e-9);
-            rate = (win_n as f64 * opts.batch as f64) / secs;
-            let (l, k) = (win_loss / win_n.max(1) as f64, win_kl / win_n.max(1) as f64);
+            let done = sum_n;
+            rate = (done as f64 * opts.batch as f64) / secs;
+            let (l, k) = (sum_loss / done.max(1) as f64, sum_kl / done.max(1) as f64);
             if eval_now {
                 let limit = (!at_end).then_some(opts.eval_videos);
                 let r = evaluate(&model, &test_b, opts.batch.max(64), meta.seed, None, limit);
@@ -261,12 +290,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 eprintln!("step {step}/{}  {msg}", opts.steps);
             }
             bar.set_message(msg);
-            (win_loss, win_kl, win_n, win_start) = (0.0, 0.0, 0, Instant::now());
+            (sum_loss, sum_kl, sum_n, win_start) = (0.0, 0.0, 0, Instant::now());
         }
         if step % opts.checkpoint_every == 0 || at_end {
             if !params_finite(&model) {
                 bar.abandon();
-                return Err(stop("model weights", f64::NAN));
+                return Err(TrainError::NonFinite { steps: format!("..={step}"), checkpoint: ckpt_path.display().to_string() });
             }
             meta.step = step;
             meta.train_seconds = train_seconds0 + started.elapsed().as_secs_f64();

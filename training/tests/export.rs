@@ -159,6 +159,8 @@ fn trained(variant: Variant, captioned: bool, steps: u64) -> (SyncDraw, Meta) {
         test_nll: captioned.then_some(1234.5),
         train_seconds: 0.0,
         device: "cpu".into(),
+        steps_before: 0,
+        initialised_from: None,
     };
     (model, meta)
 }

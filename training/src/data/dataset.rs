@@ -50,7 +50,7 @@ impl DatasetConfig {
             test_size: 2_000,
             seed: 1,
             video: VideoSpec::default(),
-            source: DigitSource::Csv(super::mnist::bundled_csv()),
+            source: DigitSource::Bundled,
         }
     }
 
@@ -189,11 +189,12 @@ fn cache_key(config: &DatasetConfig) -> Result<String, DataError> {
     let mut h = Sha256::new();
     h.update(b"bouncing-mnist-v1");
     h.update(serde_json::to_vec(config).expect("config serialises"));
-    let files: Vec<&PathBuf> = match &config.source {
-        DigitSource::Csv(p) => vec![p],
-        DigitSource::Idx { images, labels } => vec![images, labels],
+    let files: Vec<PathBuf> = match &config.source {
+        DigitSource::Bundled => vec![super::mnist::bundled_csv()?],
+        DigitSource::Csv(p) => vec![p.clone()],
+        DigitSource::Idx { images, labels } => vec![images.clone(), labels.clone()],
     };
-    for p in files {
+    for p in &files {
         let bytes = std::fs::read(p).map_err(|source| DigitsError::Io { path: p.clone(), source })?;
         h.update(bytes);
     }

@@ -13,6 +13,8 @@ pub enum DigitsError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {reason}")]
     Format { path: PathBuf, reason: String },
+    #[error("the bundled digits data/mnist_5k.csv.gz were not found (looked in {looked_in:?}); run from the repository root or pass --mnist-idx")]
+    NotFound { looked_in: Vec<PathBuf> },
 }
 
 /// Grey 28x28 digit images (0..255) with their labels.
@@ -25,15 +27,29 @@ pub struct Digits {
 /// Where digits come from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DigitSource {
+    /// The 5,000 digits that ship with syncdraw (data/mnist_5k.csv.gz).
+    Bundled,
     /// CSV with 784 pixel columns then the label, optionally gzip-compressed.
     Csv(PathBuf),
     /// IDX image and label files (as distributed by LeCun et al.), optionally .gz.
     Idx { images: PathBuf, labels: PathBuf },
 }
 
-/// The bundled digits: data/mnist_5k.csv.gz in the repository.
-pub fn bundled_csv() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist_5k.csv.gz")
+const BUNDLED: &str = "data/mnist_5k.csv.gz";
+
+/// The bundled digits, data/mnist_5k.csv.gz of the repository: looked up in the
+/// source tree this binary was built from, then under the current directory, then
+/// two and three levels above the executable (target/release/..).
+pub fn bundled_csv() -> Result<PathBuf, DigitsError> {
+    let mut candidates = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(BUNDLED), PathBuf::from(BUNDLED)];
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(exe.ancestors().skip(2).take(3).map(|d| d.join(BUNDLED)));
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| DigitsError::NotFound { looked_in: candidates })
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DigitsError> {
@@ -51,6 +67,7 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DigitsError> {
 impl Digits {
     pub fn load(source: &DigitSource) -> Result<Self, DigitsError> {
         match source {
+            DigitSource::Bundled => Self::from_csv(&bundled_csv()?),
             DigitSource::Csv(p) => Self::from_csv(p),
             DigitSource::Idx { images, labels } => Self::from_idx(images, labels),
         }

@@ -1,0 +1,409 @@
+//! Issue 2's tests: attention math against hand-computed values, the properties of
+//! captioned Bouncing MNIST, and a tiny training run (loss falls, resume is exact,
+//! NaN stops it, unknown caption words are refused). CPU only, real tch.
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use syncdraw_training::adam::AdamConfig;
+use syncdraw_training::backend::tch_backend::TchBackend;
+use syncdraw_training::checkpoint;
+use syncdraw_training::data::bouncing::{contents, image_pools, Motion, VideoSpec};
+use syncdraw_training::data::mnist::DIGIT_SIZE;
+use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Digits, Split};
+use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
+use syncdraw_training::model::read::read;
+use syncdraw_training::model::write::write;
+use syncdraw_training::model::{ModelConfig, Variant};
+use syncdraw_training::train::{train, TrainError, TrainOptions};
+use syncdraw_training::vocab::{CaptionError, Vocabulary};
+use tch::{Device, Kind, Tensor};
+
+fn col(values: &[f32]) -> Tensor {
+    // [B=1, F, 1]
+    Tensor::from_slice(values).reshape([1, values.len() as i64, 1])
+}
+
+/// A window per frame with the given centres, stride 1 and a tiny variance, so that
+/// every filter is (numerically) a one-hot row: read becomes an exact crop.
+fn crop_window(rows: &[f32], cols: &[f32]) -> Window<Tensor> {
+    let f = rows.len();
+    Window {
+        g_row: col(rows),
+        g_col: col(cols),
+        sigma2: col(&vec![0.01; f]),
+        delta: col(&vec![1.0; f]),
+        gamma: col(&vec![1.0; f]),
+        temporal: None,
+    }
+}
+
+#[test]
+fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
+    let (n, h, w, k) = (3i64, 16i64, 20i64, 4i64);
+    let geo = Geometry { height: h, width: w, frames: n, k, groups: n };
+    tch::manual_seed(0);
+    let video = Tensor::rand([1, n, h, w], (Kind::Float, Device::Cpu));
+    // K = 4: grid points at g - 1.5, g - 0.5, g + 0.5, g + 1.5 (1-based pixels), so a
+    // centre g = r + 2.5 covers 1-based rows r+1..r+4, i.e. 0-based rows r..r+3.
+    let (r0, c0) = ([0i64, 5, 12], [3i64, 16, 9]);
+    let rows: Vec<f32> = r0.iter().map(|&r| r as f32 + 2.5).collect();
+    let cols: Vec<f32> = c0.iter().map(|&c| c as f32 + 2.5).collect();
+    let mut be = TchBackend::new(Device::Cpu);
+    let glimpse = read(&mut be, &crop_window(&rows, &cols), &video, geo);
+    assert_eq!(glimpse.size(), [1, n, k, k]);
+    for i in 0..n as usize {
+        let expected = video.get(0).get(i as i64).narrow(0, r0[i], k).narrow(1, c0[i], k);
+        let got = glimpse.get(0).get(i as i64);
+        let diff = (&got - &expected).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "frame {i}: read differs from the crop by {diff}");
+    }
+    // gamma scales the read (eq. 5).
+    let mut win = crop_window(&rows, &cols);
+    win.gamma = col(&[2.0, 2.0, 2.0]);
+    let doubled = read(&mut be, &win, &video, geo);
+    assert!((&doubled - &glimpse * 2.0).abs().max().double_value(&[]) < 1e-5);
+}
+
+#[test]
+fn filterbank_rows_are_normalised_gaussians_at_the_grid_points() {
+    use syncdraw_training::model::filterbank::filterbank;
+    let mut be = TchBackend::new(Device::Cpu);
+    // g = 8, delta = 2, K = 3: mu = 8 + (u - 2) * 2 = 6, 8, 10; sigma^2 = 1.
+    let f = filterbank(&mut be, &col(&[8.0]), &col(&[2.0]), &col(&[1.0]), 3, 16);
+    assert_eq!(f.size(), [1, 1, 3, 16]);
+    for (u, mu) in [6.0f64, 8.0, 10.0].iter().enumerate() {
+        let row = f.get(0).get(0).get(u as i64);
+        let sum = row.sum(Kind::Double).double_value(&[]);
+        assert!((sum - 1.0).abs() < 1e-5, "row {u} sums to {sum}");
+        let z: f64 = (1..=16).map(|a| (-(a as f64 - mu).powi(2) / 2.0).exp()).sum();
+        for a in 1..=16i64 {
+            let want = (-(a as f64 - mu).powi(2) / 2.0).exp() / z;
+            let got = row.double_value(&[a - 1]);
+            assert!((got - want).abs() < 1e-6, "F[{u},{a}] = {got}, want {want}");
+        }
+    }
+}
+
+fn random_window(f: i64, temporal: bool) -> Window<Tensor> {
+    let u = |lo: f64, hi: f64| Tensor::rand([1, f, 1], (Kind::Float, Device::Cpu)) * (hi - lo) + lo;
+    Window {
+        g_row: u(4.0, 12.0),
+        g_col: u(4.0, 14.0),
+        sigma2: u(0.5, 3.0),
+        delta: u(0.5, 2.5),
+        gamma: u(0.5, 2.0),
+        temporal: temporal.then(|| TemporalWindow { g: u(1.5, 3.5), sigma2: u(0.5, 2.0), delta: u(0.3, 1.0) }),
+    }
+}
+
+/// write (eq. 9) is the transpose of read (eq. 5): <read(x), p> = gamma^2 <x, write(p)>
+/// for per-frame windows, and for the Baseline's spatio-temporal cuboid.
+#[test]
+fn write_is_the_transpose_of_read() {
+    tch::manual_seed(1);
+    let (n, h, w, k) = (4i64, 16i64, 18i64, 3i64);
+    for (temporal, groups) in [(false, n), (false, 1), (true, 1)] {
+        let geo = Geometry { height: h, width: w, frames: n, k, groups };
+        let win = random_window(groups, temporal);
+        let g = if temporal { k } else { n };
+        let x = Tensor::randn([1, n, h, w], (Kind::Float, Device::Cpu));
+        let p = Tensor::randn([1, g, k, k], (Kind::Float, Device::Cpu));
+        let mut be = TchBackend::new(Device::Cpu);
+        let r = read(&mut be, &win, &x, geo);
+        let wr = write(&mut be, &win, &p, geo);
+        assert_eq!(wr.size(), [1, n, h, w]);
+        // read multiplies by gamma, write divides by it: scale write back by gamma^2.
+        let gamma2 = (&win.gamma * &win.gamma).reshape([1, groups, 1, 1]);
+        let lhs = (&r * &p).sum(Kind::Double).double_value(&[]);
+        let rhs = (&x * (&wr * &gamma2)).sum(Kind::Double).double_value(&[]);
+        assert!(
+            (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+            "temporal={temporal} groups={groups}: <read x, p> = {lhs}, gamma^2 <x, write p> = {rhs}"
+        );
+    }
+}
+
+fn small_config(digits: usize) -> DatasetConfig {
+    let mut c = DatasetConfig::new(digits);
+    c.train_size = 300;
+    c.test_size = 100;
+    c.seed = 7;
+    c
+}
+
+fn dataset(digits: usize, split: Split) -> (Dataset, Digits) {
+    let c = small_config(digits);
+    let d = Digits::load(&DigitSource::Bundled).expect("bundled digits");
+    (Dataset::generate(&c, &d, split).expect("generate"), d)
+}
+
+/// Centre of mass (row, col) of every frame of one video.
+fn centres(data: &Dataset, i: usize) -> Vec<(f64, f64)> {
+    let s = data.config.video.size;
+    data.video(i)
+        .chunks(s * s)
+        .map(|f| {
+            let (mut m, mut r, mut c) = (0.0, 0.0, 0.0);
+            for (j, &p) in f.iter().enumerate() {
+                let p = p as f64;
+                m += p;
+                r += p * (j / s) as f64;
+                c += p * (j % s) as f64;
+            }
+            (r / m, c / m)
+        })
+        .collect()
+}
+
+#[test]
+fn captions_name_the_motion_that_is_rendered() {
+    let (data, _) = dataset(1, Split::Train);
+    let mut seen = HashSet::new();
+    for (i, v) in data.videos.iter().enumerate() {
+        let c = centres(&data, i);
+        let spread = |f: fn(&(f64, f64)) -> f64| {
+            let xs: Vec<f64> = c.iter().map(f).collect();
+            xs.iter().cloned().fold(f64::MIN, f64::max) - xs.iter().cloned().fold(f64::MAX, f64::min)
+        };
+        let (rows, cols) = (spread(|p| p.0), spread(|p| p.1));
+        let motion = v.tracks[0].motion;
+        seen.insert(motion);
+        // Pixels, not labels: an up-and-down digit's column never changes.
+        match motion {
+            Motion::UpDown => {
+                assert!(v.caption.ends_with("up and down"), "{}", v.caption);
+                assert!(cols < 1e-9 && rows > 5.0, "video {i} ({}) moves rows {rows} cols {cols}", v.caption);
+            }
+            Motion::LeftRight => {
+                assert!(v.caption.ends_with("left and right"), "{}", v.caption);
+                assert!(rows < 1e-9 && cols > 5.0, "video {i} ({}) moves rows {rows} cols {cols}", v.caption);
+            }
+        }
+        assert_eq!(v.caption, format!("digit {} is moving {}", v.tracks[0].digit, motion.words()));
+    }
+    assert_eq!(seen.len(), 2);
+}
+
+#[test]
+fn digits_stay_in_the_frame_move_at_the_stated_speed_and_bounce() {
+    let (data, digits) = dataset(2, Split::Train);
+    let spec = &data.config.video;
+    let range = (spec.size - DIGIT_SIZE) as i64;
+    let step = (spec.speed * range as f32).round() as i64;
+    let mut bounces = 0;
+    for v in &data.videos {
+        for t in &v.tracks {
+            assert_eq!(t.positions.len(), spec.frames);
+            let moving: Vec<i64> = t
+                .positions
+                .iter()
+                .map(|&(r, c)| {
+                    assert!((r as i64) <= range && (c as i64) <= range, "{:?} outside the frame", (r, c));
+                    if t.motion == Motion::UpDown { r as i64 } else { c as i64 }
+                })
+                .collect();
+            for w in moving.windows(2) {
+                assert!((w[1] - w[0]).abs() <= step + 1, "moved {} px, speed is {step}", (w[1] - w[0]).abs());
+            }
+            bounces += moving.windows(3).filter(|w| (w[1] - w[0]).signum() * (w[2] - w[1]).signum() < 0).count();
+            assert_eq!(digits.labels[t.image], t.digit);
+        }
+    }
+    assert!(bounces > data.videos.len() / 2, "only {bounces} bounces in {} videos", data.videos.len());
+    // Two digits add and clip: no pixel over 255 and overlapping digits saturate.
+    let (one, _) = dataset(1, Split::Train);
+    let s = spec.size;
+    for i in 0..one.len() {
+        // A single digit is never cut by the border: every frame has the same ink.
+        let ink: Vec<u64> = one.video(i).chunks(s * s).map(|f| f.iter().map(|&p| p as u64).sum()).collect();
+        assert!(ink.iter().all(|&x| x == ink[0]), "video {i} loses ink at the border: {ink:?}");
+    }
+}
+
+#[test]
+fn train_and_test_split_by_caption_and_digit_image() {
+    for digits in [1, 2] {
+        let (train, _) = dataset(digits, Split::Train);
+        let (test, _) = dataset(digits, Split::Test);
+        let captions = |d: &Dataset| d.videos.iter().map(|v| v.caption.clone()).collect::<HashSet<_>>();
+        let images = |d: &Dataset| d.videos.iter().flat_map(|v| v.tracks.iter().map(|t| t.image)).collect::<HashSet<_>>();
+        assert!(captions(&train).is_disjoint(&captions(&test)), "{digits} digits: a caption is in both splits");
+        assert!(images(&train).is_disjoint(&images(&test)), "{digits} digits: a digit image is in both splits");
+        let (tr, te) = (contents(digits, Split::Train), contents(digits, Split::Test));
+        if digits == 1 {
+            assert_eq!((tr.len(), te.len()), (10, 10));
+            for d in 0..10u8 {
+                let m = |cs: &Vec<_>| cs.iter().filter(|c: &&syncdraw_training::data::bouncing::Content| c.0[0].0 == d).count();
+                assert_eq!((m(&tr), m(&te)), (1, 1), "digit {d} needs one motion in each split");
+            }
+        } else {
+            let mut per_pair: HashMap<(u8, u8), (usize, usize)> = HashMap::new();
+            for c in &tr {
+                per_pair.entry((c.0[0].0, c.0[1].0)).or_default().0 += 1;
+            }
+            for c in &te {
+                per_pair.entry((c.0[0].0, c.0[1].0)).or_default().1 += 1;
+            }
+            assert!(per_pair.values().all(|&n| n == (2, 2)), "every ordered pair: 2 combinations each side");
+        }
+    }
+    let d = Digits::load(&DigitSource::Bundled).expect("bundled digits");
+    let (a, b) = (image_pools(&d, Split::Train, 7), image_pools(&d, Split::Test, 7));
+    for k in 0..10 {
+        assert!(a[k].iter().all(|i| !b[k].contains(i)));
+    }
+}
+
+#[test]
+fn data_is_deterministic_and_cached_on_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = small_config(1);
+    let first = Dataset::load_or_generate(&c, Split::Test, dir.path()).expect("generate");
+    let files: Vec<_> = walk(dir.path());
+    assert_eq!(files.len(), 1, "one cache file per split: {files:?}");
+    let again = Dataset::load_or_generate(&c, Split::Test, dir.path()).expect("load");
+    assert_eq!(first.pixels, again.pixels);
+    let d = Digits::load(&DigitSource::Bundled).expect("digits");
+    let fresh = Dataset::generate(&c, &d, Split::Test).expect("generate");
+    assert_eq!(first.pixels, fresh.pixels);
+    assert_eq!(first.videos, fresh.videos);
+}
+
+fn walk(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).expect("readdir").flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
+    let mut dataset = DatasetConfig::new(1);
+    dataset.train_size = 256;
+    dataset.test_size = 64;
+    dataset.video = VideoSpec { frames: 4, size: 32, speed: 0.2 };
+    TrainOptions {
+        run_dir: run_dir.to_path_buf(),
+        model: ModelConfig {
+            variant: Variant::Syncdraw,
+            frames: 4,
+            height: 32,
+            width: 32,
+            timesteps: 4,
+            read_k: 5,
+            write_k: 5,
+            enc_size: 64,
+            dec_size: 64,
+            z_dim: 8,
+            caption: None,
+        },
+        dataset,
+        captions: true,
+        batch: 16,
+        steps,
+        seed: 3,
+        checkpoint_every: 10,
+        eval_every: 0,
+        eval_videos: 64,
+        log_every: 10,
+        resume: false,
+        device: Device::Cpu,
+        adam: AdamConfig::default(),
+        cache_dir: cache.to_path_buf(),
+        time_limit: None,
+        init_from: None,
+        progress: false,
+    }
+}
+
+fn metrics(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .expect("metrics log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// The first 10 steps' mean loss is at least 2.5 times the last 10 steps' (of 60).
+#[test]
+fn tiny_model_learns_loss_falls_by_2_5x() {
+    let (run, cache) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let summary = train(&tiny_options(run.path(), cache.path(), 60)).expect("training runs");
+    assert_eq!(summary.step, 60);
+    let m = metrics(run.path());
+    assert_eq!(m.len(), 6, "one metrics line per 10 steps");
+    let (first, last) = (m[0]["loss"].as_f64().expect("loss"), m[5]["loss"].as_f64().expect("loss"));
+    assert!(last * 2.5 < first, "loss fell from {first} to {last} only");
+    let test = summary.test.expect("final evaluation");
+    assert!(test.nll.is_finite() && (test.nll - test.reconstruction - test.kl).abs() < 1e-3 * test.nll);
+    for f in ["config.json", "vocab.json", "checkpoint.safetensors"] {
+        assert!(run.path().join(f).exists(), "run dir lacks {f}");
+    }
+}
+
+#[test]
+fn resume_continues_exactly_where_an_uninterrupted_run_would_be() {
+    let cache = tempfile::tempdir().expect("tmp");
+    let (a, b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    train(&tiny_options(a.path(), cache.path(), 20)).expect("uninterrupted");
+    train(&tiny_options(b.path(), cache.path(), 10)).expect("first half");
+    // Without --resume an existing run is not overwritten.
+    assert!(matches!(train(&tiny_options(b.path(), cache.path(), 20)), Err(TrainError::RunExists(_))));
+    let mut opts = tiny_options(b.path(), cache.path(), 20);
+    opts.resume = true;
+    train(&opts).expect("second half");
+    let ca = checkpoint::load(&a.path().join("checkpoint.safetensors"), Device::Cpu).expect("a");
+    let cb = checkpoint::load(&b.path().join("checkpoint.safetensors"), Device::Cpu).expect("b");
+    assert_eq!((ca.meta.step, cb.meta.step), (20, 20));
+    let (va, vb) = (ca.model.vs.variables(), cb.model.vs.variables());
+    assert_eq!(va.len(), vb.len());
+    for (name, t) in &va {
+        let d = (t - &vb[name]).abs().max().double_value(&[]);
+        assert!(d == 0.0, "{name} differs by {d} after resume");
+    }
+    let (sa, sb) = (ca.adam.expect("adam state"), cb.adam.expect("adam state"));
+    for (name, (m, v)) in &sa {
+        assert!(m.equal(&sb[name].0) && v.equal(&sb[name].1), "optimizer state {name} differs");
+    }
+}
+
+#[test]
+fn nan_stops_training_and_keeps_the_last_good_checkpoint() {
+    let (run, cache) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    train(&tiny_options(run.path(), cache.path(), 10)).expect("good steps");
+    let ckpt = run.path().join("checkpoint.safetensors");
+    let before = std::fs::read(&ckpt).expect("checkpoint");
+    let mut opts = tiny_options(run.path(), cache.path(), 30);
+    opts.resume = true;
+    opts.adam.lr = f64::NAN;
+    let err = train(&opts).expect_err("a NaN learning rate must stop training");
+    assert!(matches!(err, TrainError::NonFinite { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("NaN") && msg.contains(&ckpt.display().to_string()), "{msg}");
+    assert_eq!(std::fs::read(&ckpt).expect("checkpoint"), before, "the good checkpoint was overwritten");
+    let ck = checkpoint::load(&ckpt, Device::Cpu).expect("still loads");
+    assert_eq!(ck.meta.step, 10);
+}
+
+#[test]
+fn unknown_caption_words_are_named_with_the_vocabulary() {
+    let v = Vocabulary::from_captions(["digit 3 is moving up and down", "digit 4 is moving left and right"]);
+    let err = v.encode("Digit 3 is dancing up and down", 7).expect_err("unknown word");
+    match &err {
+        CaptionError::UnknownWords { unknown, known, .. } => {
+            assert_eq!(unknown, &vec!["dancing".to_string()]);
+            assert!(known.contains("moving") && known.contains("left"));
+        }
+        other => panic!("wrong error {other:?}"),
+    }
+    assert!(err.to_string().contains("dancing"));
+    assert!(matches!(v.encode(" , ", 7), Err(CaptionError::Empty { .. })));
+    assert!(matches!(v.encode("digit 3 is moving up and down and", 7), Err(CaptionError::TooLong { .. })));
+    // Known words, any case and punctuation, encode and pad.
+    let ids = v.encode("DIGIT 3, is moving up-and-down", 9).expect("valid");
+    assert_eq!(ids.len(), 9);
+    assert_eq!(&ids[7..], &[0, 0]);
+}
