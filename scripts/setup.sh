@@ -14,6 +14,19 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 say() { printf '[setup] %s\n' "$*"; }
 t0=$(date +%s)
 
+# ---- Rust ------------------------------------------------------------------
+# The toolchain is not installed here (rustup reaches outside the package
+# registries); say clearly what is missing.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "[setup] error: cargo not found; install Rust 1.95 or newer (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "${rust_minor:-0}" -lt 95 ]; then
+  echo "[setup] error: $(rustc --version) is too old; syncdraw needs Rust 1.95 or newer" >&2
+  exit 1
+fi
+
 # ---- Debian packages -------------------------------------------------------
 APT_PKGS=(
   pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
