@@ -144,10 +144,7 @@ pub fn write_frame(
         let pstride = finfo.pixel_stride()[comp] as usize;
         let depth = finfo.depth()[comp];
         let (wsub, hsub) = (finfo.w_sub()[comp], finfo.h_sub()[comp]);
-        let (cw, ch) = (
-            (w + (1 << wsub) - 1) >> wsub,
-            (h + (1 << hsub) - 1) >> hsub,
-        );
+        let (cw, ch) = ((w + (1 << wsub) - 1) >> wsub, (h + (1 << hsub) - 1) >> hsub);
         let stride = vframe.plane_stride()[plane as usize] as usize;
         let data = vframe
             .plane_data_mut(plane)
@@ -216,8 +213,14 @@ mod tests {
         // 1x1 pure red from a 3-channel model.
         let f = [1.0, 0.0, 0.0];
         assert_eq!(&convert(VideoFormat::Rgb, &f, 3, 1, 1)[..3], &[255, 0, 0]);
-        assert_eq!(&convert(VideoFormat::Bgra, &f, 3, 1, 1)[..4], &[0, 0, 255, 255]);
-        assert_eq!(&convert(VideoFormat::Xrgb, &f, 3, 1, 1)[..4], &[0, 255, 0, 0]);
+        assert_eq!(
+            &convert(VideoFormat::Bgra, &f, 3, 1, 1)[..4],
+            &[0, 0, 255, 255]
+        );
+        assert_eq!(
+            &convert(VideoFormat::Xrgb, &f, 3, 1, 1)[..4],
+            &[0, 255, 0, 0]
+        );
     }
 
     #[test]

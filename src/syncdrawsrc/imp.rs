@@ -721,7 +721,13 @@ impl SyncdrawSrc {
         let id = clock.new_single_shot_id(until + base_time);
         clock_wait.clock_id = Some(id.clone());
         drop(clock_wait);
-        gst::log!(CAT, imp = self, "Waiting until {}, now {}", until + base_time, clock.time());
+        gst::log!(
+            CAT,
+            imp = self,
+            "Waiting until {}, now {}",
+            until + base_time,
+            clock.time()
+        );
         let (res, jitter) = id.wait();
         gst::log!(CAT, imp = self, "Waited: {:?}, jitter {}", res, jitter);
         lock(&self.clock_wait).clock_id.take();
@@ -816,12 +822,16 @@ impl BaseSrcImpl for SyncdrawSrc {
         // Keep the stream time running across a renegotiation: the frame counter is
         // converted to the new rate.
         if let Some(old) = &state.info {
-            let t = state
-                .frame_num
-                .mul_div_floor(old.fps().denom() as u64 * *gst::ClockTime::SECOND, old.fps().numer() as u64);
+            let t = state.frame_num.mul_div_floor(
+                old.fps().denom() as u64 * *gst::ClockTime::SECOND,
+                old.fps().numer() as u64,
+            );
             state.frame_num = t
                 .and_then(|t| {
-                    t.mul_div_floor(info.fps().numer() as u64, info.fps().denom() as u64 * *gst::ClockTime::SECOND)
+                    t.mul_div_floor(
+                        info.fps().numer() as u64,
+                        info.fps().denom() as u64 * *gst::ClockTime::SECOND,
+                    )
                 })
                 .unwrap_or(0);
         }

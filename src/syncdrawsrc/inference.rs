@@ -52,7 +52,9 @@ fn cuda_session(rt: &Runtime, info: &ModelInfo, device_id: u32) -> Result<Sessio
         .map_err(|e| e.to_string())?
         .with_execution_providers([cuda])
         .map_err(|e| e.to_string())?;
-    builder.commit_from_file(&info.path).map_err(|e| e.to_string())
+    builder
+        .commit_from_file(&info.path)
+        .map_err(|e| e.to_string())
 }
 
 fn cpu_session(rt: &Runtime, info: &ModelInfo) -> Result<Session, ModelError> {
@@ -82,12 +84,13 @@ pub fn open(
         },
         Provider::Cuda => {
             // A model the CPU cannot load either is a model error, not a CUDA one.
-            let session = cuda_session(rt, info, device_id).map_err(|reason| {
-                match cpu_session(rt, info) {
-                    Err(e) => SessionError::Model(e),
-                    Ok(_) => SessionError::Cuda { device_id, reason },
-                }
-            })?;
+            let session =
+                cuda_session(rt, info, device_id).map_err(|reason| {
+                    match cpu_session(rt, info) {
+                        Err(e) => SessionError::Model(e),
+                        Ok(_) => SessionError::Cuda { device_id, reason },
+                    }
+                })?;
             Loaded {
                 session,
                 provider: "CUDA",
@@ -131,7 +134,9 @@ fn check_signature(session: &Session, info: &ModelInfo) -> Result<(), ModelError
      -> Result<(), ModelError> {
         let outlet = outlets.iter().find(|o| o.name() == name).ok_or_else(|| {
             let names: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
-            breach(format!("no {kind} named {name:?} (the model has {names:?})"))
+            breach(format!(
+                "no {kind} named {name:?} (the model has {names:?})"
+            ))
         })?;
         let ValueType::Tensor {
             ty: got_ty, shape, ..
@@ -146,18 +151,26 @@ fn check_signature(session: &Session, info: &ModelInfo) -> Result<(), ModelError
         }
         let got: Vec<i64> = shape.iter().copied().collect();
         // The first dimension is the dynamic batch; all others are fixed by the metadata.
-        let ok = got.len() == dims.len() + 1
-            && got[1..].iter().zip(dims).all(|(g, d)| g == d);
+        let ok = got.len() == dims.len() + 1 && got[1..].iter().zip(dims).all(|(g, d)| g == d);
         if !ok {
             return Err(breach(format!(
                 "{kind} {name:?} has shape {got:?}, expected [batch, {}] from the metadata",
-                dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                dims.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         Ok(())
     };
     let inputs = session.inputs();
-    check("input", inputs, "z", TensorElementType::Float32, &[t, info.z_dim as i64])?;
+    check(
+        "input",
+        inputs,
+        "z",
+        TensorElementType::Float32,
+        &[t, info.z_dim as i64],
+    )?;
     if info.is_conditional() {
         check(
             "input",
@@ -181,7 +194,13 @@ fn check_signature(session: &Session, info: &ModelInfo) -> Result<(), ModelError
         )));
     }
     let outputs = session.outputs();
-    check("output", outputs, "video", TensorElementType::Float32, &[n, c, h, w])?;
+    check(
+        "output",
+        outputs,
+        "video",
+        TensorElementType::Float32,
+        &[n, c, h, w],
+    )?;
     check(
         "output",
         outputs,
@@ -254,13 +273,15 @@ impl Generator {
         let z_len = info.timesteps * info.z_dim;
         let mut z = Vec::with_capacity(b * z_len);
         for i in 0..b as u64 {
-            z.extend(prior_noise(self.seed, req.first + i, z_len, req.temperature));
+            z.extend(prior_noise(
+                self.seed,
+                req.first + i,
+                z_len,
+                req.temperature,
+            ));
         }
-        let z = Tensor::from_array((
-            [b as i64, info.timesteps as i64, info.z_dim as i64],
-            z,
-        ))
-        .map_err(|e| e.to_string())?;
+        let z = Tensor::from_array(([b as i64, info.timesteps as i64, info.z_dim as i64], z))
+            .map_err(|e| e.to_string())?;
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![("z".into(), z.into())];
         if let Some(tokens) = &req.tokens {
             let mut ids = Vec::with_capacity(b * tokens.len());
@@ -338,7 +359,9 @@ impl Worker {
 
     /// Queues a request; false if the worker is gone.
     pub fn request(&self, req: Request) -> bool {
-        self.requests.as_ref().is_some_and(|tx| tx.send(req).is_ok())
+        self.requests
+            .as_ref()
+            .is_some_and(|tx| tx.send(req).is_ok())
     }
 
     /// Waits up to `timeout` for the next result.

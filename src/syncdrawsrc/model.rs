@@ -190,7 +190,9 @@ impl ModelInfo {
                 .parse()
                 .map_err(|_| breach(format!("metadata {key} = {v:?} is not an integer")))?;
             if n < min {
-                return Err(breach(format!("metadata {key} = {n} must be at least {min}")));
+                return Err(breach(format!(
+                    "metadata {key} = {n} must be at least {min}"
+                )));
             }
             Ok(n)
         };
@@ -410,7 +412,9 @@ pub fn read_metadata_props(path: &Path) -> Result<HashMap<String, String>, Model
         }
     }
     if ir_version.is_none() || !have_graph {
-        return Err(corrupt("no ONNX ModelProto (ir_version or graph missing)".into()));
+        return Err(corrupt(
+            "no ONNX ModelProto (ir_version or graph missing)".into(),
+        ));
     }
     Ok(props)
 }

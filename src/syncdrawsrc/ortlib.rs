@@ -63,9 +63,9 @@ fn ort_files_in(dir: &Path) -> Vec<PathBuf> {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.path())
                 .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n == "libonnxruntime.so" || n.starts_with("libonnxruntime.so."))
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n == "libonnxruntime.so" || n.starts_with("libonnxruntime.so.")
+                    })
                 })
                 .collect()
         })
@@ -155,6 +155,40 @@ pub fn candidates(plugin_dir: Option<&Path>) -> Vec<Candidate> {
     out
 }
 
+/// A library opened with `dlopen`, closed on drop.
+struct Dl(*mut libc::c_void);
+
+impl Dl {
+    /// Opens `target` (a path, or a name for the dynamic linker's search); the error
+    /// is the dynamic linker's message.
+    fn open(target: &str) -> Result<Dl, String> {
+        let name = std::ffi::CString::new(target)
+            .map_err(|_| format!("{target:?} contains a NUL byte"))?;
+        // SAFETY: `name` is a valid C string; dlerror() is read right after the failing
+        // call on this thread, and its text is copied before any other dl* call.
+        unsafe {
+            let handle = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if handle.is_null() {
+                let err = libc::dlerror();
+                if err.is_null() {
+                    return Err("dlopen failed".into());
+                }
+                return Err(std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned());
+            }
+            Ok(Dl(handle))
+        }
+    }
+}
+
+impl Drop for Dl {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from a successful dlopen and is closed once.
+        unsafe {
+            libc::dlclose(self.0);
+        }
+    }
+}
+
 /// Loads ONNX Runtime (once per process) and returns it.
 pub fn runtime(plugin_dir: Option<&Path>) -> Result<&'static Runtime, OrtLoadError> {
     if let Some(rt) = RUNTIME.get() {
@@ -177,9 +211,26 @@ pub fn runtime(plugin_dir: Option<&Path>) -> Result<&'static Runtime, OrtLoadErr
             }
             Candidate::System(n) => n.clone(),
         };
+        // Open it first ourselves: the dynamic linker's message says why a library
+        // cannot be loaded (ort's does not), and tells a system library name that is
+        // not there from one that is there but fails.
+        let handle = match Dl::open(&target) {
+            Ok(h) => h,
+            Err(e) => {
+                let missing = matches!(cand, Candidate::System(_))
+                    && e.contains("cannot open shared object file");
+                if !missing {
+                    any_present = true;
+                    tried.push(format!("{}: {e}", cand.describe()));
+                }
+                continue;
+            }
+        };
         let result = ort::init_from(&target)
             .map_err(|e| e.to_string())
             .and_then(|b| b.with_name("syncdraw").build().map_err(|e| e.to_string()));
+        // ort holds its own reference to the library from here on.
+        drop(handle);
         match result {
             Ok(env) => {
                 let rt = Runtime {
@@ -189,14 +240,8 @@ pub fn runtime(plugin_dir: Option<&Path>) -> Result<&'static Runtime, OrtLoadErr
                 return Ok(RUNTIME.get_or_init(|| rt));
             }
             Err(e) => {
-                // A system library name that the dynamic linker does not find is just
-                // "not there"; anything else is a library that exists but fails.
-                let missing = matches!(cand, Candidate::System(_))
-                    && e.contains("cannot open shared object file");
-                if !missing {
-                    any_present = true;
-                    tried.push(format!("{}: {e}", cand.describe()));
-                }
+                any_present = true;
+                tried.push(format!("{}: {e}", cand.describe()));
             }
         }
     }

@@ -77,10 +77,12 @@ pub fn select(caption: &str, dirs: &[PathBuf]) -> Result<ModelInfo, SelectError>
     for f in &files {
         match ModelInfo::read(f) {
             Ok(m) => models.push(m),
-            Err(e @ (ModelError::Io { .. }
-            | ModelError::Corrupt { .. }
-            | ModelError::Contract { .. }
-            | ModelError::Runtime { .. })) => reasons.push(e.to_string()),
+            Err(
+                e @ (ModelError::Io { .. }
+                | ModelError::Corrupt { .. }
+                | ModelError::Contract { .. }
+                | ModelError::Runtime { .. }),
+            ) => reasons.push(e.to_string()),
         }
     }
     let name = |m: &ModelInfo| {
