@@ -52,7 +52,10 @@ fn default_caps_are_i420_model_size_10fps() {
     assert_eq!(info.format(), gst_video::VideoFormat::I420, "{caps}");
     assert_eq!((info.width(), info.height()), (SYNTH_SIZE, SYNTH_SIZE));
     assert_eq!(info.fps(), gst::Fraction::new(10, 1));
-    assert_eq!(info.interlace_mode(), gst_video::VideoInterlaceMode::Progressive);
+    assert_eq!(
+        info.interlace_mode(),
+        gst_video::VideoInterlaceMode::Progressive
+    );
     assert_eq!(buf.size(), info.size());
 }
 
@@ -60,7 +63,12 @@ fn default_caps_are_i420_model_size_10fps() {
 fn every_format_negotiates_and_fills_frames() {
     let m = model_prop();
     for format in convert::FORMATS {
-        let mut h = harness(&[("model-location", &m), ("caption", CAPTION), ("clips", "1"), ("seed", "3")]);
+        let mut h = harness(&[
+            ("model-location", &m),
+            ("caption", CAPTION),
+            ("clips", "1"),
+            ("seed", "3"),
+        ]);
         h.set_sink_caps_str(&format!("video/x-raw,format={}", format.to_str()));
         h.play();
         let buffers = pull_all(&mut h);
@@ -97,7 +105,11 @@ fn timestamps_are_exact_over_many_clips() {
     for (n, b) in buffers.iter().enumerate() {
         let n = n as u64;
         assert_eq!(b.pts(), Some(t(n)), "pts of buffer {n}");
-        assert_eq!(b.duration(), Some(t(n + 1) - t(n)), "duration of buffer {n}");
+        assert_eq!(
+            b.duration(),
+            Some(t(n + 1) - t(n)),
+            "duration of buffer {n}"
+        );
         assert_eq!(b.offset(), n);
         assert_eq!(b.offset_end(), n + 1);
     }
@@ -110,7 +122,11 @@ fn eos_after_clips_and_num_buffers() {
     h.play();
     assert_eq!(pull_all(&mut h).len(), 2 * SYNTH_FRAMES);
 
-    let mut h = harness(&[("model-location", &m), ("caption", CAPTION), ("num-buffers", "13")]);
+    let mut h = harness(&[
+        ("model-location", &m),
+        ("caption", CAPTION),
+        ("num-buffers", "13"),
+    ]);
     h.play();
     assert_eq!(pull_all(&mut h).len(), 13);
 }
@@ -132,14 +148,23 @@ fn show_steps_emits_every_drawing_step() {
     assert_eq!(steps.len(), 2 * SYNTH_STEPS * SYNTH_FRAMES);
 
     // The last step of each clip is the video itself.
-    let mut h = harness(&[("model-location", &m), ("caption", CAPTION), ("clips", "2"), ("seed", "5")]);
+    let mut h = harness(&[
+        ("model-location", &m),
+        ("caption", CAPTION),
+        ("clips", "2"),
+        ("seed", "5"),
+    ]);
     h.set_sink_caps_str("video/x-raw,format=GRAY8");
     h.play();
     let video = bytes(&pull_all(&mut h));
     let per_clip = SYNTH_STEPS * SYNTH_FRAMES;
     for clip in 0..2 {
-        let last_step = &steps[clip * per_clip + (SYNTH_STEPS - 1) * SYNTH_FRAMES..(clip + 1) * per_clip];
-        assert_eq!(last_step, &video[clip * SYNTH_FRAMES..(clip + 1) * SYNTH_FRAMES]);
+        let last_step =
+            &steps[clip * per_clip + (SYNTH_STEPS - 1) * SYNTH_FRAMES..(clip + 1) * per_clip];
+        assert_eq!(
+            last_step,
+            &video[clip * SYNTH_FRAMES..(clip + 1) * SYNTH_FRAMES]
+        );
     }
 }
 
@@ -159,7 +184,11 @@ fn same_seed_same_bytes_different_seed_different_video() {
     };
     let a = run("42", "1");
     assert_eq!(a, run("42", "1"), "same seed must give the same bytes");
-    assert_eq!(a, run("42", "3"), "the batch size must not change the clips");
+    assert_eq!(
+        a,
+        run("42", "3"),
+        "the batch size must not change the clips"
+    );
     assert_ne!(a, run("43", "1"), "different seeds must differ");
     // Unset seed: fresh samples every time.
     assert_ne!(run("-1", "1"), run("-1", "1"));
@@ -213,8 +242,16 @@ fn live_caption_change_applies_from_next_clip() {
     let (first_only, _) = record(CAPTION, None);
     let (other_only, _) = record(other, None);
     let n = SYNTH_FRAMES;
-    assert_eq!(changed[..n], first_only[..n], "the current clip keeps its caption");
-    assert_eq!(changed[n..], other_only[n..], "the next clips use the new caption");
+    assert_eq!(
+        changed[..n],
+        first_only[..n],
+        "the current clip keeps its caption"
+    );
+    assert_eq!(
+        changed[n..],
+        other_only[n..],
+        "the next clips use the new caption"
+    );
     assert_ne!(changed[n..], first_only[n..]);
     assert_eq!(titles, [CAPTION, other], "title tags");
 }
@@ -236,7 +273,10 @@ fn invalid_caption_while_playing_warns_and_keeps_caption() {
     element.set_property("caption", "digit 3 is flying");
     assert_eq!(element.property::<String>("caption"), CAPTION);
     let msg = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Warning])
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(5),
+            &[gst::MessageType::Warning],
+        )
         .expect("a warning on the bus");
     let gst::MessageView::Warning(w) = msg.view() else {
         unreachable!()
@@ -251,8 +291,11 @@ fn invalid_caption_while_playing_warns_and_keeps_caption() {
 #[test]
 fn unknown_words_at_start_name_words_and_vocabulary() {
     let m = model_prop();
-    let e = start_error(&[("model-location", &m), ("caption", "digit 3 is flying over the moon")])
-        .expect("start must fail");
+    let e = start_error(&[
+        ("model-location", &m),
+        ("caption", "digit 3 is flying over the moon"),
+    ])
+    .expect("start must fail");
     let text = error_text(&e);
     assert!(e.0.matches(gst::LibraryError::Settings), "{text}");
     assert!(text.contains("flying, over, moon"), "{text}");
@@ -262,8 +305,11 @@ fn unknown_words_at_start_name_words_and_vocabulary() {
 #[test]
 fn caption_too_long_or_empty_for_model() {
     let m = model_prop();
-    let e = start_error(&[("model-location", &m), ("caption", "digit 3 is moving up and down and up")])
-        .expect("start must fail");
+    let e = start_error(&[
+        ("model-location", &m),
+        ("caption", "digit 3 is moving up and down and up"),
+    ])
+    .expect("start must fail");
     assert!(error_text(&e).contains("at most 7"), "{}", error_text(&e));
     let e = start_error(&[("model-location", &m), ("caption", "")]).expect("start must fail");
     assert!(error_text(&e).contains("no words"), "{}", error_text(&e));
@@ -271,17 +317,27 @@ fn caption_too_long_or_empty_for_model() {
 
 #[test]
 fn missing_model_is_not_found_with_path() {
-    let e = start_error(&[("model-location", "/nonexistent/dir/model.onnx"), ("caption", CAPTION)])
-        .expect("start must fail");
-    assert!(e.0.matches(gst::ResourceError::NotFound), "{}", error_text(&e));
+    let e = start_error(&[
+        ("model-location", "/nonexistent/dir/model.onnx"),
+        ("caption", CAPTION),
+    ])
+    .expect("start must fail");
+    assert!(
+        e.0.matches(gst::ResourceError::NotFound),
+        "{}",
+        error_text(&e)
+    );
     assert!(error_text(&e).contains("/nonexistent/dir/model.onnx"));
 }
 
 #[test]
 fn corrupt_model_fails_with_path_and_reason() {
     let p = synth("bad/bad-corrupt.onnx");
-    let e = start_error(&[("model-location", p.to_str().unwrap()), ("caption", CAPTION)])
-        .expect("start must fail");
+    let e = start_error(&[
+        ("model-location", p.to_str().unwrap()),
+        ("caption", CAPTION),
+    ])
+    .expect("start must fail");
     let text = error_text(&e);
     assert!(e.0.matches(gst::LibraryError::Settings), "{text}");
     assert!(text.contains(p.to_str().unwrap()), "{text}");
@@ -300,11 +356,17 @@ fn contract_breaking_models_fail_with_reason() {
     ];
     for (file, reason) in cases {
         let p = synth(&format!("bad/{file}"));
-        let e = start_error(&[("model-location", p.to_str().unwrap()), ("caption", CAPTION)])
-            .unwrap_or_else(|| panic!("{file}: start must fail"));
+        let e = start_error(&[
+            ("model-location", p.to_str().unwrap()),
+            ("caption", CAPTION),
+        ])
+        .unwrap_or_else(|| panic!("{file}: start must fail"));
         let text = error_text(&e);
         assert!(e.0.matches(gst::LibraryError::Settings), "{file}: {text}");
-        assert!(text.contains("breaks the syncdraw model contract"), "{file}: {text}");
+        assert!(
+            text.contains("breaks the syncdraw model contract"),
+            "{file}: {text}"
+        );
         assert!(text.contains(reason), "{file}: {text}");
         assert!(text.contains(p.to_str().unwrap()), "{file}: {text}");
     }
@@ -314,11 +376,23 @@ fn contract_breaking_models_fail_with_reason() {
 fn execution_providers() {
     let m = model_prop();
     // cpu always works.
-    assert!(start_error(&[("model-location", &m), ("caption", CAPTION), ("execution-provider", "cpu")]).is_none());
+    assert!(start_error(&[
+        ("model-location", &m),
+        ("caption", CAPTION),
+        ("execution-provider", "cpu")
+    ])
+    .is_none());
     // cuda: works on a CUDA machine with the GPU build of ONNX Runtime, else a clear error.
-    if let Some(e) = start_error(&[("model-location", &m), ("caption", CAPTION), ("execution-provider", "cuda")]) {
+    if let Some(e) = start_error(&[
+        ("model-location", &m),
+        ("caption", CAPTION),
+        ("execution-provider", "cuda"),
+    ]) {
         let text = error_text(&e);
-        assert!(text.contains("CUDA execution provider cannot be used"), "{text}");
+        assert!(
+            text.contains("CUDA execution provider cannot be used"),
+            "{text}"
+        );
     }
     // auto: falls back to the CPU with a warning saying why.
     init();
@@ -348,7 +422,8 @@ fn model_selection_rule() {
     init();
     let dirs = vec![synth_dir().to_path_buf()];
     let pick = |caption: &str| {
-        select::select(caption, &dirs).map(|m| m.path.file_name().unwrap().to_string_lossy().into_owned())
+        select::select(caption, &dirs)
+            .map(|m| m.path.file_name().unwrap().to_string_lossy().into_owned())
     };
     assert_eq!(pick(CAPTION).unwrap(), "synth1-caption.onnx");
     assert_eq!(
@@ -370,8 +445,14 @@ fn model_selection_rule() {
 fn metadata_reader_reads_contract_fields() {
     init();
     let m = ModelInfo::read(&synth("synth1-caption.onnx")).unwrap();
-    assert_eq!((m.frames, m.height, m.width, m.channels), (SYNTH_FRAMES, 32, 32, 1));
-    assert_eq!((m.timesteps, m.z_dim, m.caption_length), (SYNTH_STEPS, 8, 7));
+    assert_eq!(
+        (m.frames, m.height, m.width, m.channels),
+        (SYNTH_FRAMES, 32, 32, 1)
+    );
+    assert_eq!(
+        (m.timesteps, m.z_dim, m.caption_length),
+        (SYNTH_STEPS, 8, 7)
+    );
     assert_eq!(m.dataset.as_deref(), Some("synthetic-test"));
     assert_eq!(m.example_captions, [CAPTION]);
     let u = ModelInfo::read(&synth("synth1-uncond.onnx")).unwrap();

@@ -9,6 +9,7 @@ use std::sync::{Once, OnceLock};
 
 use gst::glib;
 use gst::prelude::*;
+use gstsyncdraw::syncdrawsrc::model::ModelInfo;
 
 pub fn init() {
     static INIT: Once = Once::new();
@@ -70,27 +71,71 @@ pub const SYNTH_SIZE: u32 = 32;
 pub const SYNTH_STEPS: usize = 4;
 pub const CAPTION: &str = "digit 3 is moving up and down";
 
-/// The bundled models' directory (models/ of the source tree, or $SYNCDRAW_MODEL_DIR
-/// to try the tests with other models). Panics with an explanation if the bundled
-/// models are missing.
-pub fn bundled_dir() -> PathBuf {
-    let dir = std::env::var_os("SYNCDRAW_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir().join("models"));
-    for name in [
-        "mnist1-caption.onnx",
-        "mnist2-caption.onnx",
-        "mnist1-uncond.onnx",
-        "mnist2-uncond.onnx",
-    ] {
-        assert!(
-            dir.join(name).is_file(),
-            "bundled model {} is missing: this test needs the trained models of the \
-             training issue in models/",
-            dir.join(name).display()
-        );
+/// The names the trained, bundled models will have in models/.
+pub const BUNDLED_NAMES: [&str; 4] = [
+    "mnist1-captions.onnx",
+    "mnist2-captions.onnx",
+    "mnist1-uncond.onnx",
+    "mnist2-uncond.onnx",
+];
+
+/// The source tree's models/ directory, if it holds any `*.onnx` file (the trained
+/// models land there later; until then the tests use the synthetic ones).
+pub fn bundled_dir() -> Option<PathBuf> {
+    let dir = manifest_dir().join("models");
+    let has_onnx = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .any(|e| e.path().extension().is_some_and(|x| x == "onnx"))
+        })
+        .unwrap_or(false);
+    has_onnx.then_some(dir)
+}
+
+/// A caption-conditioned model to run and a caption it accepts.
+pub struct CaptionModel {
+    pub path: PathBuf,
+    pub info: ModelInfo,
+    pub caption: String,
+    /// True for a model from models/, false for a synthetic one.
+    pub bundled: bool,
+}
+
+/// A bundled caption model (mnist1-captions.onnx first, else the first by name that has
+/// an example caption) with its first example caption; else the synthetic
+/// synth1-caption.onnx with [`CAPTION`].
+pub fn caption_model() -> CaptionModel {
+    if let Some(dir) = bundled_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("read models/")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+            .collect();
+        files.sort_by_key(|p| (p.file_name() != Some(BUNDLED_NAMES[0].as_ref()), p.clone()));
+        for path in files {
+            let info = ModelInfo::read(&path)
+                .unwrap_or_else(|e| panic!("bundled model {}: {e}", path.display()));
+            if let (true, Some(caption)) = (
+                info.is_conditional(),
+                info.example_captions.first().cloned(),
+            ) {
+                return CaptionModel {
+                    path,
+                    info,
+                    caption,
+                    bundled: true,
+                };
+            }
+        }
     }
-    dir
+    let path = synth("synth1-caption.onnx");
+    let info = ModelInfo::read(&path).expect("read the synthetic model");
+    CaptionModel {
+        path,
+        info,
+        caption: CAPTION.to_owned(),
+        bundled: false,
+    }
 }
 
 /// Sets the element's properties from (name, value-as-string) pairs.
@@ -117,11 +162,17 @@ pub fn start_error(props: &[(&str, &str)]) -> Option<(glib::Error, String)> {
     if res.is_err() {
         while let Some(msg) = bus.pop() {
             if let gst::MessageView::Error(e) = msg.view() {
-                error = Some((e.error(), e.debug().map(|d| d.to_string()).unwrap_or_default()));
+                error = Some((
+                    e.error(),
+                    e.debug().map(|d| d.to_string()).unwrap_or_default(),
+                ));
                 break;
             }
         }
-        assert!(error.is_some(), "state change failed without an error message");
+        assert!(
+            error.is_some(),
+            "state change failed without an error message"
+        );
     } else {
         // Wait for preroll (or an error while streaming).
         let msg = bus.timed_pop_filtered(
@@ -130,7 +181,10 @@ pub fn start_error(props: &[(&str, &str)]) -> Option<(glib::Error, String)> {
         );
         if let Some(msg) = msg {
             if let gst::MessageView::Error(e) = msg.view() {
-                error = Some((e.error(), e.debug().map(|d| d.to_string()).unwrap_or_default()));
+                error = Some((
+                    e.error(),
+                    e.debug().map(|d| d.to_string()).unwrap_or_default(),
+                ));
             }
         }
     }

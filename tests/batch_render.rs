@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The batch renderer of examples/batch_render.rs (its code, included here): many
+//! captions to MP4 files in one process, going on past a bad caption.
+
+mod common;
+
+#[path = "../examples/batch_render.rs"]
+#[allow(dead_code)]
+mod batch_render;
+
+use batch_render::{file_name, parse_args, read_captions, render_all, Options, RenderError};
+use common::*;
+use gstsyncdraw::syncdrawsrc::ExecutionProvider;
+
+#[test]
+fn renders_many_captions_and_goes_on_past_a_bad_one() {
+    init();
+    batch_render::init().expect("init");
+    let model = caption_model();
+    let out_dir = std::env::temp_dir().join(format!("syncdraw-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).expect("create the output directory");
+    let opts = Options {
+        out_dir: out_dir.clone(),
+        model: Some(model.path.clone()),
+        seed: Some(9),
+        clips: 1,
+        execution_provider: ExecutionProvider::Cpu,
+    };
+    let captions = vec![
+        model.caption.clone(),
+        "digit 3 is flying over the moon".to_owned(),
+        model.caption.to_uppercase(),
+    ];
+    let mut reported = Vec::new();
+    let outcomes = render_all(&opts, &captions, |i, o| {
+        reported.push((i, o.result.is_ok()))
+    });
+    assert_eq!(reported, [(0, true), (1, false), (2, true)]);
+
+    // The bad caption says why, and left no file behind.
+    let bad = &outcomes[1];
+    let err = bad.result.as_ref().expect_err("an unknown word must fail");
+    assert!(matches!(err, RenderError::Pipeline { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("flying"), "{text}");
+    assert!(!bad.file.exists(), "no file for a failed caption");
+
+    // The good ones are complete MP4 files with the caption as the title.
+    for o in [&outcomes[0], &outcomes[2]] {
+        assert!(o.result.is_ok(), "{:?}", o.result);
+        let expected = out_dir.join(file_name(
+            if o.caption == captions[0] { 1 } else { 3 },
+            &o.caption,
+        ));
+        assert_eq!(o.file, expected);
+        let d = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(60)).expect("discoverer");
+        let uri = gst::glib::filename_to_uri(&o.file, None).expect("URI");
+        let info = d.discover_uri(&uri).expect("discover");
+        let video = info.video_streams();
+        assert_eq!(video.len(), 1, "{}", o.file.display());
+        assert_eq!(
+            (video[0].width() as usize, video[0].height() as usize),
+            (model.info.width, model.info.height)
+        );
+        #[allow(deprecated)]
+        let tags = info.tags().expect("file tags");
+        let title = tags.get::<gst::tags::Title>().expect("a title tag");
+        assert_eq!(title.get(), o.caption);
+        // One clip at 10 fps, to the nearest frame.
+        let ns = info.duration().expect("duration").nseconds();
+        let frames = (ns * 10 + 500_000_000) / 1_000_000_000;
+        assert_eq!(frames as usize, model.info.frames, "duration {ns} ns");
+    }
+    // No .part files remain.
+    let leftovers: Vec<_> = std::fs::read_dir(&out_dir)
+        .expect("read the output directory")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn arguments_and_caption_files() {
+    let (opts, captions) = parse_args(
+        [
+            "--seed",
+            "5",
+            "--clips",
+            "2",
+            "--execution-provider",
+            "cpu",
+            "--out-dir",
+            "/tmp/x",
+            "digit 1",
+            "--",
+            "--not-an-option",
+        ]
+        .map(String::from),
+    )
+    .expect("valid arguments");
+    assert_eq!(opts.seed, Some(5));
+    assert_eq!(opts.clips, 2);
+    assert_eq!(opts.execution_provider, ExecutionProvider::Cpu);
+    assert_eq!(opts.out_dir, std::path::PathBuf::from("/tmp/x"));
+    assert_eq!(captions, ["digit 1", "--not-an-option"]);
+
+    for bad in [
+        vec!["--seed", "-3", "x"],
+        vec!["--clips", "0", "x"],
+        vec!["--execution-provider", "tpu", "x"],
+        vec!["--bogus", "x"],
+        vec!["--seed"],
+        vec![],
+        vec!["--captions", "/nonexistent/captions.txt"],
+    ] {
+        let args: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
+        assert!(parse_args(args).is_err(), "{bad:?} must be refused");
+    }
+
+    let text = "# captions\ndigit 1 is moving up\n\n  digit 2 is bouncing  \n";
+    assert_eq!(
+        read_captions(text.as_bytes()).expect("read"),
+        ["digit 1 is moving up", "digit 2 is bouncing"]
+    );
+    assert_eq!(
+        file_name(7, "Digit 3, moving up-and-down!"),
+        "007-digit-3-moving-up-and-down.mp4"
+    );
+    assert_eq!(file_name(1, ""), "001-unconditional.mp4");
+}
