@@ -38,7 +38,8 @@ const DEFAULT_CAPTION: &str = "";
 const DEFAULT_DEVICE_ID: u32 = 0;
 const DEFAULT_SEED: i64 = -1;
 const DEFAULT_TEMPERATURE: f64 = 1.0;
-const DEFAULT_CLIPS: u64 = 0;
+/// One clip, then EOS: a caption gives a video and `... ! mp4mux ! filesink` finishes.
+const DEFAULT_CLIPS: u64 = 1;
 const DEFAULT_BATCH_SIZE: u32 = 1;
 const DEFAULT_SHOW_STEPS: bool = false;
 const DEFAULT_IS_LIVE: bool = false;
@@ -217,7 +218,7 @@ impl ObjectImpl for SyncdrawSrc {
                     .build(),
                 glib::ParamSpecUInt64::builder("clips")
                     .nick("Clips")
-                    .blurb("Number of clips to generate before EOS (0 = endless)")
+                    .blurb("Number of clips to generate before EOS (default 1: one video per caption; 0 = endless, e.g. for live streams)")
                     .default_value(DEFAULT_CLIPS)
                     .mutable_ready()
                     .build(),
