@@ -9,5 +9,6 @@ pub mod vocab;
 pub mod adam;
 pub mod batch;
 pub mod eval;
+pub mod evaluator;
 pub mod train;
 pub mod sample;

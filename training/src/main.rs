@@ -33,6 +33,11 @@ enum Command {
     Export(ExportArgs),
     /// Generate (or load from the cache) a data set and print a summary.
     Data(DataArgs),
+    /// Train or measure the caption-fidelity evaluator (real videos only).
+    #[command(subcommand)]
+    Evaluator(EvaluatorCommand),
+    /// Caption fidelity of a checkpoint: do its videos show what the test captions say?
+    Fidelity(FidelityArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -232,6 +237,9 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
+        Command::Evaluator(EvaluatorCommand::Train(a)) => cmd_evaluator_train(a),
+        Command::Evaluator(EvaluatorCommand::Accuracy(a)) => cmd_evaluator_accuracy(a),
+        Command::Fidelity(a) => cmd_fidelity(a),
         Command::Data(a) => {
             let config = a.data.config()?;
             for split in [Split::Train, Split::Test] {
@@ -358,5 +366,204 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
         println!("row {}: {}", i + 1, if cap.is_empty() { "(unconditional)" } else { cap });
     }
     println!("wrote {} and {}", gif.display(), png.display());
+    Ok(())
+}
+
+#[derive(Subcommand)]
+enum EvaluatorCommand {
+    /// Train the evaluator on freshly rendered real videos (train images only) and
+    /// print its accuracy on the real 1- and 2-digit test splits as JSON.
+    Train(EvaluatorTrainArgs),
+    /// Print an evaluator's accuracy on real test videos as JSON.
+    Accuracy(EvaluatorAccuracyArgs),
+}
+
+#[derive(Args)]
+struct EvaluatorTrainArgs {
+    /// Where to write the evaluator (safetensors).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 3000)]
+    steps: u64,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    /// Strength of the random affine distortion of training digits (0: none).
+    #[arg(long, default_value_t = 1.0)]
+    distort: f32,
+    /// Seed of the data set whose train image pool it learns from and whose test
+    /// split it is measured on (the models' --data-seed).
+    #[arg(long, default_value_t = 1)]
+    data_seed: u64,
+    #[arg(long, default_value_t = 10)]
+    frames: usize,
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Standard MNIST IDX files (images, labels) instead of the bundled digits.
+    #[arg(long, num_args = 2, value_names = ["IMAGES", "LABELS"])]
+    mnist_idx: Option<Vec<PathBuf>>,
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// CPU threads for libtorch (default: all cores).
+    #[arg(long)]
+    threads: Option<i32>,
+    #[arg(long, default_value_t = 100)]
+    log_every: u64,
+    /// Conv layers run on each frame alone, e.g. "16k5s2,32k3s2" (channels, kernel,
+    /// stride, pool); "" for none (frames are then the input channels of --layers).
+    #[arg(long, default_value = syncdraw_training::evaluator::net::DEFAULT_FRAME_LAYERS)]
+    frame_layers: String,
+    /// Conv layers over all frames' features stacked as channels.
+    #[arg(long, default_value = syncdraw_training::evaluator::net::DEFAULT_LAYERS)]
+    layers: String,
+    #[arg(long, default_value_t = 256)]
+    hidden: i64,
+    /// Fraction of training videos with one digit (the rest have two).
+    #[arg(long, default_value_t = 0.4)]
+    one_digit_fraction: f64,
+    /// Stop training after this many minutes (the learning-rate schedule follows it).
+    #[arg(long)]
+    max_minutes: Option<f64>,
+}
+
+#[derive(Args)]
+struct EvaluatorAccuracyArgs {
+    #[arg(long)]
+    evaluator: PathBuf,
+    /// Only the 1- or the 2-digit test split (default: both).
+    #[arg(long)]
+    digits: Option<usize>,
+    /// Only the first N test videos of each split.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+#[derive(Args)]
+struct FidelityArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long)]
+    evaluator: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    videos_per_caption: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+fn evaluator_accuracy_json(
+    ev: &syncdraw_training::evaluator::Evaluator,
+    splits: &[usize],
+    limit: Option<usize>,
+    cache: &std::path::Path,
+) -> Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for &d in splits {
+        let test = syncdraw_training::evaluator::real_test_split(&ev.meta.data, d, None, cache)?;
+        out.insert(format!("{d}_digit_test"), serde_json::to_value(ev.score(&test, limit)?)?);
+    }
+    Ok(out.into())
+}
+
+fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
+    use syncdraw_training::evaluator::{train, EvaluatorConfig};
+    if let Some(t) = a.threads {
+        tch::set_num_threads(t);
+    }
+    let mut data = DatasetConfig::new(1);
+    data.seed = a.data_seed;
+    data.video.frames = a.frames;
+    data.video.size = a.size;
+    if let Some(p) = &a.mnist_idx {
+        data.source = DigitSource::Idx { images: p[0].clone(), labels: p[1].clone() };
+    }
+    let digits = syncdraw_training::data::Digits::load(&data.source)?;
+    let opts = train::TrainOptions {
+        steps: a.steps,
+        batch: a.batch,
+        seed: a.seed,
+        lr: a.lr,
+        distort: a.distort,
+        device: a.device.device()?,
+        log_every: a.log_every,
+        one_digit_fraction: a.one_digit_fraction,
+        time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+    };
+    eprintln!("training the evaluator on {:?} with {} libtorch threads", opts.device, tch::get_num_threads());
+    let mut config = EvaluatorConfig::new(a.frames as i64, a.size as i64);
+    config.frame_layers = syncdraw_training::evaluator::net::parse_layers(&a.frame_layers).map_err(anyhow::Error::msg)?;
+    config.layers = syncdraw_training::evaluator::net::parse_layers(&a.layers).map_err(anyhow::Error::msg)?;
+    config.hidden = a.hidden;
+    let start = std::time::Instant::now();
+    let mut ev = train::train(&config, &data, &digits, &opts, |step, loss| {
+        eprintln!("step {step}: loss {loss:.4} ({:.0} s)", start.elapsed().as_secs_f64());
+    })?;
+    let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
+    let acc = evaluator_accuracy_json(&ev, &[1, 2], None, &cache)?;
+    ev.meta.accuracy = serde_json::from_value(acc.clone())?;
+    ev.save(&a.out)?;
+    let out = serde_json::json!({
+        "evaluator": a.out,
+        "steps": ev.meta.training.steps,
+        "train_seconds": ev.meta.training.seconds,
+        "accuracy": acc,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn cmd_evaluator_accuracy(a: EvaluatorAccuracyArgs) -> Result<()> {
+    let ev = syncdraw_training::evaluator::Evaluator::load(&a.evaluator, a.device.device()?)?;
+    let splits = match a.digits {
+        None => vec![1, 2],
+        Some(d @ 1..=2) => vec![d],
+        Some(d) => bail!("--digits must be 1 or 2, got {d}"),
+    };
+    let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
+    let acc = evaluator_accuracy_json(&ev, &splits, a.limit, &cache)?;
+    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "evaluator": a.evaluator, "accuracy": acc }))?);
+    Ok(())
+}
+
+fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
+    let device = a.device.device()?;
+    let ev = syncdraw_training::evaluator::Evaluator::load(&a.evaluator, device)?;
+    let ck = checkpoint::load(&a.checkpoint, device)?;
+    let r = syncdraw_training::evaluator::fidelity::fidelity(&ck.model, &ck.meta, &ev, a.videos_per_caption, a.seed)?;
+    let out = if r.captions {
+        serde_json::json!({
+            "checkpoint": a.checkpoint,
+            "evaluator": a.evaluator,
+            "dataset": ck.meta.dataset.name(),
+            "step": ck.meta.step,
+            "videos_per_caption": r.videos_per_caption,
+            "test_captions": r.per_caption.len(),
+            "overall": r.overall,
+            "mean_caption_exact": r.mean_caption_exact,
+            "per_caption": r.per_caption,
+        })
+    } else {
+        eprintln!("unconditional model: no caption to check; reporting how often the evaluator finds {} digit(s)", ck.meta.dataset.digits);
+        serde_json::json!({
+            "checkpoint": a.checkpoint,
+            "evaluator": a.evaluator,
+            "dataset": ck.meta.dataset.name(),
+            "step": ck.meta.step,
+            "unconditional": true,
+            "videos": r.overall.videos,
+            "digit_count_fraction": r.overall.count,
+        })
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

@@ -1,0 +1,281 @@
+//! Caption-fidelity evaluator (issue 5): a classifier trained on real Bouncing MNIST
+//! videos only, which reads a video (frames x size x size in [0, 1], real or
+//! generated) and returns its content, the multiset of (digit, motion) pairs, and
+//! so its caption.
+//!
+//! The network ([`net`]) predicts, for each digit 0-9 and each motion, how many
+//! copies (0, 1, 2) the video shows; the decoded caption is
+//! [`Content::caption`] of those pairs in canonical order (digit, then up-down
+//! before left-right). Captions are compared as unordered multisets of pairs
+//! ([`labels::compare`]).
+//!
+//! It is trained ([`train`]) on freshly rendered videos of every digit/motion
+//! combination of one and two digits, from the TRAIN image pool of the data set
+//! only, so its accuracy on the model's real TEST split (held-out images, held-out
+//! combinations) is an honest measure, and it cannot have learnt the split's
+//! "digit 3 moves up and down" shortcuts. [`fidelity`] scores generated videos.
+//!
+//! File format: one safetensors file with the network's tensors and `meta.json`
+//! (a u8 tensor of [`EvaluatorMeta`] as JSON), written atomically.
+pub mod fidelity;
+pub mod labels;
+pub mod net;
+pub mod render;
+pub mod train;
+
+use crate::data::dataset::DataError;
+use crate::data::{Content, Dataset, DatasetConfig};
+use labels::{content_of, Score, Tally, HEADS};
+pub use net::EvaluatorConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Kind, Tensor};
+
+pub const FORMAT: &str = "syncdraw-evaluator-1";
+const META: &str = "meta.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluatorError {
+    #[error("evaluator {path} does not exist; train one with `syncdraw-train evaluator train --out {path}`")]
+    Missing { path: PathBuf },
+    #[error("cannot read evaluator {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{path} is not a syncdraw evaluator: {reason}")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("cannot write evaluator {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error("the evaluator reads videos of {want}; got {got}")]
+    Shape { want: String, got: String },
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Caption(#[from] crate::vocab::CaptionError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How an evaluator was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    pub steps: u64,
+    pub batch: usize,
+    pub seed: u64,
+    pub lr: f64,
+    /// Strength of the random affine distortion of training digits (0: none).
+    pub distort: f32,
+    /// Fraction of training videos with one digit (the rest have two).
+    pub one_digit_fraction: f64,
+    pub seconds: f64,
+    pub device: String,
+    pub threads: i32,
+}
+
+/// Everything about an evaluator except its tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluatorMeta {
+    pub format: String,
+    pub config: EvaluatorConfig,
+    /// Real data it was trained for: digit source, data seed (which fixes the
+    /// train/test image pools) and video spec. `digits` is irrelevant (it trains on
+    /// both); the test splits it is measured on are this config with 1 and 2 digits.
+    pub data: DatasetConfig,
+    pub training: TrainingInfo,
+    /// Accuracy on the real test splits measured after training, by "1"/"2" digits.
+    pub accuracy: std::collections::BTreeMap<String, Score>,
+}
+
+pub struct Evaluator {
+    pub meta: EvaluatorMeta,
+    pub vs: nn::VarStore,
+    pub net: net::Net,
+}
+
+impl Evaluator {
+    /// A freshly initialised (untrained) evaluator.
+    pub fn new(meta: EvaluatorMeta, device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let net = net::Net::new(&(vs.root() / "evaluator"), &meta.config);
+        Self { meta, vs, net }
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    fn check_shape(&self, x: &Tensor) -> Result<(), EvaluatorError> {
+        let c = &self.meta.config;
+        let s = x.size();
+        if s.len() != 4 || s[1] != c.frames || s[2] != c.size || s[3] != c.size {
+            return Err(EvaluatorError::Shape {
+                want: format!("[batch, {} frames, {}, {}]", c.frames, c.size, c.size),
+                got: format!("{s:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Predicted counts [B, 20] (0..=2) of videos [B, N, H, W] in [0, 1]: the most
+    /// likely reading with one or two digits ([`labels::decode`]).
+    pub fn predict_counts(&self, videos: &Tensor) -> Result<Vec<[u8; HEADS]>, EvaluatorError> {
+        self.check_shape(videos)?;
+        let logits = tch::no_grad(|| {
+            self.net
+                .forward_t(&videos.to_device(self.device()).to_kind(Kind::Float), false)
+        });
+        let lp: Vec<f32> = Vec::try_from(
+            logits
+                .log_softmax(-1, Kind::Float)
+                .flatten(0, -1)
+                .to_device(Device::Cpu),
+        )
+        .map_err(|e: tch::TchError| EvaluatorError::Other(e.to_string()))?;
+        let k = labels::COUNT_CLASSES as usize;
+        Ok(lp
+            .chunks_exact(HEADS * k)
+            .map(|v| {
+                labels::decode(&std::array::from_fn(|h| {
+                    std::array::from_fn(|c| v[h * k + c])
+                }))
+            })
+            .collect())
+    }
+
+    /// What each video shows, pairs in canonical order.
+    pub fn predict(&self, videos: &Tensor) -> Result<Vec<Content>, EvaluatorError> {
+        Ok(self
+            .predict_counts(videos)?
+            .iter()
+            .map(content_of)
+            .collect())
+    }
+
+    /// Captions of videos [B, N, H, W] (empty for a video where nothing is found).
+    pub fn captions(&self, videos: &Tensor) -> Result<Vec<String>, EvaluatorError> {
+        Ok(self.predict(videos)?.iter().map(Content::caption).collect())
+    }
+
+    /// Accuracy on the first `limit` videos of a real data set (all by default).
+    pub fn score(&self, data: &Dataset, limit: Option<usize>) -> Result<Score, EvaluatorError> {
+        let v = &data.config.video;
+        let n = limit.unwrap_or(data.len()).min(data.len());
+        let mut tally = Tally::default();
+        for start in (0..n).step_by(200) {
+            let end = (start + 200).min(n);
+            let pixels = &data.pixels[start * data.video_len()..end * data.video_len()];
+            let x = Tensor::from_slice(pixels)
+                .reshape([
+                    (end - start) as i64,
+                    v.frames as i64,
+                    v.size as i64,
+                    v.size as i64,
+                ])
+                .to_kind(Kind::Float)
+                / 255.0;
+            for (i, p) in self.predict(&x)?.iter().enumerate() {
+                tally.add(labels::compare(p, &data.videos[start + i].content()));
+            }
+        }
+        Ok(tally.score())
+    }
+
+    /// Writes the evaluator: a temporary file in the same directory, fsync, rename.
+    pub fn save(&self, path: &Path) -> Result<(), EvaluatorError> {
+        let werr = |reason: String| EvaluatorError::Write {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let json = serde_json::to_vec(&self.meta).expect("meta serialises");
+        let mut named: Vec<(String, Tensor)> = vec![(META.into(), Tensor::from_slice(&json))];
+        let mut vars: Vec<_> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, t) in vars {
+            named.push((name, t.to_device(Device::Cpu)));
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("evaluator");
+        let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+        let result = Tensor::write_safetensors(&named, &tmp)
+            .map_err(|e| werr(e.to_string()))
+            .and_then(|_| {
+                std::fs::File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| werr(e.to_string()))
+            })
+            .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string())));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Loads an evaluator written by [`Evaluator::save`] onto `device`.
+    pub fn load(path: &Path, device: Device) -> Result<Self, EvaluatorError> {
+        if !path.exists() {
+            return Err(EvaluatorError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let tensors = Tensor::read_safetensors(path).map_err(|e| EvaluatorError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+        let foreign = |reason: String| EvaluatorError::Foreign {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let json = map
+            .remove(META)
+            .ok_or_else(|| foreign("it has no meta.json entry".into()))?;
+        let bytes = Vec::<u8>::try_from(&json.flatten(0, -1))
+            .map_err(|_| foreign("meta.json unreadable".into()))?;
+        let meta: EvaluatorMeta =
+            serde_json::from_slice(&bytes).map_err(|e| foreign(format!("meta.json: {e}")))?;
+        if meta.format != FORMAT {
+            return Err(foreign(format!(
+                "format {:?}, expected {FORMAT:?}",
+                meta.format
+            )));
+        }
+        let ev = Self::new(meta, device);
+        let mut vars = ev.vs.variables();
+        for (name, var) in vars.iter_mut() {
+            let value = map
+                .remove(name)
+                .ok_or_else(|| foreign(format!("weight {name} is missing")))?;
+            if value.size() != var.size() {
+                return Err(foreign(format!(
+                    "weight {name} has shape {:?}, expected {:?}",
+                    value.size(),
+                    var.size()
+                )));
+            }
+            tch::no_grad(|| var.copy_(&value));
+        }
+        Ok(ev)
+    }
+}
+
+/// The real test split of `digits` digits for an evaluator's data config.
+pub fn real_test_split(
+    data: &DatasetConfig,
+    digits: usize,
+    test_size: Option<usize>,
+    cache_dir: &Path,
+) -> Result<Dataset, EvaluatorError> {
+    let mut c = data.clone();
+    c.digits = digits;
+    if let Some(n) = test_size {
+        c.test_size = n;
+    }
+    Ok(Dataset::load_or_generate(
+        &c,
+        crate::data::Split::Test,
+        cache_dir,
+    )?)
+}
