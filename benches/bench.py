@@ -1,0 +1,452 @@
+"""syncdraw benchmark: generation and training speed against eager PyTorch, in one run.
+
+Run through `bash scripts/bench.sh` (which builds the release binaries and sets the
+environment); see docs/benchmarks.md. Measures, on this machine, with one set of
+trained weights (a checkpoint and its ONNX export):
+
+  * generation frames/s at several batch sizes for
+      element  gst-launch-1.0 syncdrawsrc ... ! fakesink sync=false, whole process
+               timed (start-up, model load and all inference; nothing subtracted)
+      ort      the same .onnx in a bare onnxruntime session (output `video` only)
+      pytorch  benches/reference.py, eager PyTorch, torch.no_grad
+  * first_buffer_ms: NULL -> first buffer of syncdrawsrc (benches/first_buffer.py)
+  * training videos/s at batch 64: `syncdraw-train train` (tch) vs reference.py
+  * the decoder's analytic FLOPs per video, achieved GFLOP/s and the machine's peak
+
+and writes benches/results.json and benches/frames_per_s.png. Before timing
+anything it checks that reference.py and the ONNX model produce the same video.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from reference import SyncDrawRef, Trainer  # noqa: E402
+import plot  # noqa: E402
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# --- model facts ----------------------------------------------------------------
+def onnx_metadata(path):
+    m = onnx.load(path, load_external_data=False)
+    return {p.key: p.value for p in m.metadata_props}
+
+
+def tokenize(vocab, caption, length):
+    """training/src/vocab.rs: lowercase, split on non-alphanumerics, right-pad with 0."""
+    import re
+    words = [w for w in re.split(r"[^0-9a-zA-Z]", caption.lower()) if w]
+    index = {t: i for i, t in enumerate(vocab["tokens"]) if i > 0}
+    unknown = [w for w in words if w not in index]
+    if unknown or not words or len(words) > length:
+        raise SystemExit(f"caption {caption!r} does not fit the model (unknown {unknown}, "
+                         f"{len(words)} words, at most {length})")
+    ids = [index[w] for w in words]
+    return ids + [vocab["pad_id"]] * (length - len(ids))
+
+
+def decoder_flops(c):
+    """Analytic FLOPs of generating one video (decoder + caption encoder).
+
+    Matrix products count 2*m*n*k; elementwise operations 1 per output value
+    (exp, sigmoid and tanh included as 1). See docs/benchmarks.md for the formula.
+    """
+    N, A, B, T, Z, H = c["frames"], c["height"], c["width"], c["timesteps"], c["z_dim"], c["dec_size"]
+    K = c["write_k"]
+    Fg = N if c["variant"] == "syncdraw" else 1
+    cap = c.get("caption")
+    S = cap["hidden_size"] if cap else 0
+    terms = {}
+    if cap:
+        L, E = cap["length"], cap["embed_size"]
+        # input and recurrent matmuls (no recurrent term at the first token), gates
+        # (4 nonlinearities + c, h updates: ~8 per hidden unit) and the pad mask (4 per unit)
+        terms["caption_lstm"] = L * 2 * E * 4 * S + (L - 1) * 2 * S * 4 * S + L * 12 * S
+    terms["dec_lstm_matmul"] = T * 2 * (Z + S) * 4 * H + (T - 1) * 2 * H * 4 * H
+    terms["dec_lstm_gates"] = T * 8 * H
+    terms["write_window_linear"] = T * 2 * H * 5 * Fg
+    terms["write_patch_linear"] = T * 2 * H * N * K * K
+    # Two filterbanks ([F, K, A] and [F, K, B]); per entry: a - mu, square, divide,
+    # exp, row sum, normalise = 6.
+    terms["filterbanks"] = T * 6 * Fg * K * (A + B)
+    # Per frame: (F_p^T w) [A, K] = 2*A*K*K, then (.. F_q) [A, B] = 2*A*K*B.
+    terms["write_matmuls"] = T * N * (2 * A * K * K + 2 * A * K * B)
+    # divide by gamma, add to the canvas, sigmoid of the final canvas
+    terms["canvas"] = T * N * A * B + (T - 1) * N * A * B + N * A * B
+    return sum(terms.values()), terms
+
+
+# --- timing helpers --------------------------------------------------------------
+def timed_loop(fn, seconds, min_iters=3):
+    """Runs fn once to warm up, then repeatedly for about `seconds`; (iters, elapsed)."""
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt >= seconds and n >= min_iters:
+            return n, dt
+
+
+def peak_gflops(threads, seconds=3.0):
+    """Achieved GFLOP/s of a large fp32 matmul (torch/MKL or oneDNN), the practical peak."""
+    torch.set_num_threads(threads)
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = 0.0
+    for _ in range(3):
+        iters, dt = timed_loop(lambda: a @ b, seconds / 3, min_iters=2)
+        best = max(best, iters * 2 * n ** 3 / dt / 1e9)
+    return best
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def max_mhz():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("CPU max MHz") or line.startswith("CPU MHz"):
+                return float(line.split(":")[1])
+    except (OSError, ValueError):
+        pass
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("BogoMIPS"):
+                return float(line.split(":")[1]) / 2
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+# --- the measurements -------------------------------------------------------------
+def verify(ref, sess, ids, frames_tol):
+    rng = np.random.default_rng(7)
+    b = 4
+    z = rng.standard_normal((b, ref.T, ref.z_dim)).astype(np.float32)
+    feeds = {"z": z}
+    cap = None
+    if ids is not None:
+        cap = np.tile(np.array(ids, dtype=np.int64), (b, 1))
+        # also a second caption: the pad/mask path of the caption encoder
+        cap[1, 2:] = 0
+        feeds["caption"] = cap
+    want = sess.run(["video"], feeds)[0]
+    with torch.no_grad():
+        got = ref.generate(torch.from_numpy(z), None if cap is None else torch.from_numpy(cap)).numpy()
+    diff = float(np.abs(want - got).max())
+    log(f"reference.py vs ONNX Runtime on the same z and caption: max |diff| = {diff:.3g}")
+    if not diff <= frames_tol:
+        raise SystemExit(f"reference.py does not reproduce the ONNX model: max diff {diff} > {frames_tol}")
+    return diff
+
+
+def bench_ort(sess, ids, batch, T, Z, N, seconds, outputs):
+    z = np.random.default_rng(batch).standard_normal((batch, T, Z)).astype(np.float32)
+    feeds = {"z": z}
+    if ids is not None:
+        feeds["caption"] = np.tile(np.array(ids, dtype=np.int64), (batch, 1))
+    iters, dt = timed_loop(lambda: sess.run(outputs, feeds), seconds)
+    return iters * batch * N / dt
+
+
+def bench_pytorch(ref, ids, batch, seconds):
+    z = torch.randn(batch, ref.T, ref.z_dim, generator=torch.Generator().manual_seed(batch))
+    cap = None if ids is None else torch.tensor([ids] * batch, dtype=torch.int64)
+    with torch.no_grad():
+        iters, dt = timed_loop(lambda: ref.generate(z, cap), seconds)
+    return iters * batch * ref.N / dt
+
+
+def bench_element(model, caption, batch, clips, N, provider):
+    cmd = ["gst-launch-1.0", "-q", "syncdrawsrc", f"model-location={model}", f"caption={caption}",
+           f"batch-size={batch}", f"clips={clips}", "seed=1", f"execution-provider={provider}",
+           "!", "fakesink", "sync=false"]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"gst-launch-1.0 failed ({p.returncode}): {p.stdout}\n{p.stderr}")
+    return clips * N / dt, dt
+
+
+def first_buffer(model, caption, batch, provider, reps):
+    py = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+    env = dict(os.environ)
+    env.pop("PYTHONHOME", None)
+    times = []
+    for _ in range(reps):
+        p = subprocess.run([py, os.path.join(HERE, "first_buffer.py"), model, caption, str(batch), provider],
+                           capture_output=True, text=True, env=env)
+        if p.returncode != 0:
+            log(f"first_buffer.py failed: {p.stderr.strip()}")
+            return None, []
+        times.append(float(p.stdout.strip().splitlines()[-1]))
+    return statistics.median(times), times
+
+
+def gst_launch_first_buffer(model, caption, provider, reps):
+    """Wall time of a whole gst-launch-1.0 process that stops after one buffer."""
+    times = []
+    for _ in range(reps):
+        cmd = ["gst-launch-1.0", "-q", "syncdrawsrc", f"model-location={model}", f"caption={caption}",
+               "num-buffers=1", "seed=1", f"execution-provider={provider}", "!", "fakesink", "sync=false"]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def bench_tch_training(train_bin, meta, batch, steps, log_every, threads, workdir, seconds):
+    c = meta["model"]
+    ds = meta["dataset"]
+    run_dir = os.path.join(workdir, "tch-run")
+    cmd = [train_bin, "train", "--run-dir", run_dir, "--device", "cpu", "--threads", str(threads),
+           "--batch", str(batch), "--steps", str(steps), "--log-every", str(log_every),
+           "--eval-every", "0", "--checkpoint-every", str(steps + 1), "--max-minutes", f"{seconds / 60:.3f}",
+           "--train-size", str(max(10 * batch, 640)), "--test-size", "64",
+           "--cache-dir", os.path.join(workdir, "data-cache"),
+           "--digits", str(ds["digits"]), "--frames", str(c["frames"]), "--size", str(c["height"]),
+           "--variant", c["variant"], "--captions", "true" if c.get("caption") else "false",
+           "--timesteps", str(c["timesteps"]), "--read-k", str(c["read_k"]), "--write-k", str(c["write_k"]),
+           "--enc-size", str(c["enc_size"]), "--dec-size", str(c["dec_size"]), "--z-dim", str(c["z_dim"])]
+    log("tch: " + " ".join(cmd))
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"syncdraw-train train failed: {p.stderr[-2000:]}")
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        lines = [json.loads(x) for x in f if x.strip()]
+    # The first window holds the warm-up step; report the later windows.
+    later = lines[1:] or lines
+    rate = statistics.mean(x["videos_per_s"] for x in later)
+    return rate, [x["videos_per_s"] for x in lines], wall
+
+
+def bench_pytorch_training(checkpoint, batch, steps, threads, seconds):
+    torch.set_num_threads(threads)
+    ref = SyncDrawRef(checkpoint, requires_grad=True)
+    tr = Trainer(ref)
+    g = torch.Generator().manual_seed(0)
+    # Sparse binary videos the size of the data set's (the timing does not depend on
+    # the pixel values), random caption ids, fresh noise per step.
+    x = (torch.rand(batch, ref.N, ref.A, ref.B, generator=g) > 0.9).float()
+    cap = None
+    if ref.cap:
+        cap = torch.randint(1, ref.cap["vocab_size"], (batch, ref.cap["length"]), generator=g)
+    eps = [torch.randn(batch, ref.T, ref.z_dim, generator=g) for _ in range(steps + 1)]
+    tr.step(x, cap, eps[0])  # warm-up
+    t0 = time.perf_counter()
+    losses = []
+    for i in range(steps):
+        losses.append(float(tr.step(x, cap, eps[i + 1])))
+        if i >= 1 and time.perf_counter() - t0 >= seconds:
+            break
+    dt = time.perf_counter() - t0
+    return len(losses) * batch / dt, losses
+
+
+def main():
+    ap = argparse.ArgumentParser(description="syncdraw benchmark (docs/benchmarks.md)")
+    ap.add_argument("--onnx", default=os.path.join(ROOT, "models", "mnist1-captions.onnx"))
+    ap.add_argument("--checkpoint", default=os.path.join(ROOT, "models", "mnist1-captions.safetensors"))
+    ap.add_argument("--caption", default=None, help="default: the model's first example caption")
+    ap.add_argument("--batches", default="1,16,256")
+    ap.add_argument("--seconds", type=float, default=4.0, help="target time per generation measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="generation rounds; the best is kept")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--train-batch", type=int, default=64)
+    ap.add_argument("--tch-steps", type=int, default=40)
+    ap.add_argument("--tch-log-every", type=int, default=5)
+    ap.add_argument("--pytorch-train-steps", type=int, default=10)
+    ap.add_argument("--train-seconds", type=float, default=150.0,
+                    help="time limit of each training measurement (steps stop early when it is reached)")
+    ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--train-bin", default=os.path.join(ROOT, "target", "release", "syncdraw-train"))
+    ap.add_argument("--provider", default="cpu")
+    ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
+    ap.add_argument("--png", default=os.path.join(HERE, "frames_per_s.png"))
+    args = ap.parse_args()
+
+    for p in (args.onnx, args.checkpoint):
+        if not os.path.exists(p):
+            raise SystemExit(f"{p} does not exist (pass --onnx / --checkpoint)")
+    batches = [int(b) for b in args.batches.split(",")]
+    threads = args.threads
+    torch.set_num_threads(threads)
+
+    md = onnx_metadata(args.onnx)
+    ref = SyncDrawRef(args.checkpoint)
+    c = ref.c
+    N, T, Z = ref.N, ref.T, ref.z_dim
+    vocab = json.loads(md.get("syncdraw.vocabulary", "null"))
+    caption = args.caption
+    if caption is None and vocab:
+        caption = json.loads(md["syncdraw.example_captions"])[0]
+    ids = tokenize(vocab, caption, c["caption"]["length"]) if vocab else None
+    if ids is not None and ref.meta.get("vocabulary") and ref.meta["vocabulary"]["tokens"] != vocab["tokens"]:
+        raise SystemExit("the checkpoint and the ONNX model have different vocabularies: not the same model")
+
+    so = ort.SessionOptions()
+    sess = ort.InferenceSession(args.onnx, so, providers=["CPUExecutionProvider"])
+    diff = verify(ref, sess, ids, 1e-4)
+    # Diagnostic only: one intra-op thread, no spinning (small batches are op-overhead
+    # bound; ORT's default pool spins on every core and competes with other threads).
+    so1 = ort.SessionOptions()
+    so1.intra_op_num_threads = 1
+    so1.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess1 = ort.InferenceSession(args.onnx, so1, providers=["CPUExecutionProvider"])
+
+    flops, terms = decoder_flops(c)
+    gflop = flops / 1e9
+    log(f"decoder: {gflop * 1e3:.2f} MFLOP per video")
+    peak = peak_gflops(threads)
+    mhz = max_mhz()
+    log(f"peak (torch fp32 2048^3 matmul, {threads} threads): {peak:.1f} GFLOP/s")
+
+    results = {
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores ({platform.machine()}), {platform.system()} "
+                   f"{platform.release()}, no GPU used",
+        "model": {"onnx": os.path.relpath(args.onnx, ROOT), "checkpoint": os.path.relpath(args.checkpoint, ROOT),
+                  "training_steps": md.get("syncdraw.training_steps"), "config": c, "caption": caption},
+        "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version(),
+                     "gstreamer": subprocess.run(["gst-launch-1.0", "--version"], capture_output=True,
+                                                 text=True).stdout.splitlines()[0]},
+        "threads": threads,
+        "reference_max_abs_diff": diff,
+        "generation": [],
+        "first_buffer_ms": None,
+        "training": [],
+        "decoder_gflop_per_video": gflop,
+        "decoder_flop_terms": terms,
+        "peak_gflop_per_s": {"measured_matmul_fp32": peak, "cpu_mhz": mhz},
+        "loadavg_start": loadavg(),
+    }
+
+    # Generation: rounds over (batch, impl) so that background load hits all alike.
+    best = {}
+    extra = {}
+    load_at_best = {}
+
+    rounds = []
+
+    def keep(key, fps):
+        rounds.append({"round": rnd + 1, "impl": key[0], "batch": key[1], "frames_per_s": fps,
+                       "loadavg_1min": loadavg()[0] if loadavg() else None})
+        if fps > best.get(key, 0):
+            best[key] = fps
+            load_at_best[key] = loadavg()[0] if loadavg() else None
+    for rnd in range(args.rounds):
+        for b in batches:
+            fps = bench_ort(sess, ids, b, T, Z, N, args.seconds, ["video"])
+            keep(("ort", b), fps)
+            log(f"round {rnd + 1} batch {b:4d} ort      {fps:9.1f} frames/s")
+            fps_all = bench_ort(sess, ids, b, T, Z, N, args.seconds / 2, None)
+            extra[("ort_all_outputs", b)] = max(extra.get(("ort_all_outputs", b), 0), fps_all)
+            log(f"round {rnd + 1} batch {b:4d} ort(all) {fps_all:9.1f} frames/s (video and canvases)")
+            fps_1 = bench_ort(sess1, ids, b, T, Z, N, args.seconds / 2, ["video"])
+            extra[("ort_1thread_nospin", b)] = max(extra.get(("ort_1thread_nospin", b), 0), fps_1)
+            log(f"round {rnd + 1} batch {b:4d} ort(1t)  {fps_1:9.1f} frames/s (1 intra-op thread, no spinning)")
+            fps = bench_pytorch(ref, ids, b, args.seconds)
+            keep(("pytorch", b), fps)
+            log(f"round {rnd + 1} batch {b:4d} pytorch  {fps:9.1f} frames/s")
+            # Enough clips for about `seconds` at the bare-ORT rate, whole batches.
+            clips = max(b, int(round(best[("ort", b)] / N * args.seconds / b)) * b)
+            fps, dt = bench_element(args.onnx, caption, b, clips, N, args.provider)
+            keep(("element", b), fps)
+            log(f"round {rnd + 1} batch {b:4d} element  {fps:9.1f} frames/s ({clips} clips in {dt:.2f} s)")
+    # The peak again after the generation rounds (background load varies): keep the best.
+    peak2 = peak_gflops(threads)
+    results["peak_gflop_per_s"]["measured_matmul_fp32_runs"] = [peak, peak2]
+    peak = max(peak, peak2)
+    results["peak_gflop_per_s"]["measured_matmul_fp32"] = peak
+    for impl in ("element", "ort", "pytorch"):
+        for b in batches:
+            fps = best[(impl, b)]
+            results["generation"].append({
+                "impl": impl, "device": "cpu", "batch": b, "frames_per_s": fps,
+                "gflop_per_s": fps / N * gflop, "fraction_of_peak": fps / N * gflop / peak,
+                "loadavg_1min": load_at_best[(impl, b)],
+            })
+    results["generation_rounds"] = rounds
+    results["generation_extra"] = [{"impl": k[0], "device": "cpu", "batch": k[1], "frames_per_s": v}
+                                   for k, v in extra.items()]
+
+    fb, fbs = first_buffer(args.onnx, caption, 1, args.provider, 3)
+    results["first_buffer_ms"] = fb
+    results["first_buffer_ms_runs"] = fbs
+    results["gst_launch_one_buffer_wall_ms"] = gst_launch_first_buffer(args.onnx, caption, args.provider, 3)
+    log(f"first buffer: {fb} ms (runs {fbs}); whole gst-launch num-buffers=1 process: "
+        f"{results['gst_launch_one_buffer_wall_ms']:.0f} ms")
+
+    if not args.skip_training:
+        with tempfile.TemporaryDirectory(prefix="syncdraw-bench-") as work:
+            rate, windows, wall = bench_tch_training(args.train_bin, ref.meta, args.train_batch, args.tch_steps,
+                                                     args.tch_log_every, threads, work, args.train_seconds)
+        log(f"training tch      {rate:.2f} videos/s (log windows {windows}, {wall:.0f} s)")
+        results["training"].append({"impl": "tch", "device": "cpu", "batch": args.train_batch, "videos_per_s": rate,
+                                    "log_windows_videos_per_s": windows, "max_steps": args.tch_steps})
+        prate, losses = bench_pytorch_training(args.checkpoint, args.train_batch, args.pytorch_train_steps, threads,
+                                               args.train_seconds)
+        log(f"training pytorch  {prate:.2f} videos/s (losses {[round(x, 1) for x in losses]})")
+        results["training"].append({"impl": "pytorch", "device": "cpu", "batch": args.train_batch,
+                                    "videos_per_s": prate, "steps": len(losses)})
+
+    g = {(r["impl"], r["batch"]): r["frames_per_s"] for r in results["generation"]}
+    ratios = {}
+    for b in batches:
+        ratios[f"element/ort@{b}"] = g[("element", b)] / g[("ort", b)]
+        ratios[f"element/pytorch@{b}"] = g[("element", b)] / g[("pytorch", b)]
+    tr = {r["impl"]: r["videos_per_s"] for r in results["training"]}
+    if "tch" in tr and "pytorch" in tr:
+        ratios["tch/pytorch training"] = tr["tch"] / tr["pytorch"]
+    results["ratios"] = ratios
+    results["loadavg_end"] = loadavg()
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    plot.plot(results, args.png)
+    log(f"wrote {args.out} and {args.png}")
+    for k, v in ratios.items():
+        log(f"{k}: {v:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Eager-PyTorch reference implementation of the syncdraw Sync-DRAW model.
+
+This is what a user would write without syncdraw: the same model as
+training/src/model/*.rs (same equations, same parameter layout, same weights), in
+plain eager PyTorch. It exists for the benchmark (benches/bench.py) and is checked
+there against the ONNX export before anything is timed.
+
+Layout it follows (training/src/model/):
+  * layers.rs: Linear y = x W + b with W stored [in, out]; LSTM cell with
+    wx [in, 4H], wh [H, 4H], one bias b [4H], gates in the order i, f, g, o; the
+    first step starts from the zero state (no h W_h term, c = i * g).
+  * caption.rs: embedding -> LSTM over L tokens; padded positions (id 0) keep the
+    previous state; S = the last hidden state.
+  * filterbank.rs: window = linear(h) reshaped [B, F, 5] -> (g~_p, g~_q, log s^2,
+    log d~, log gamma); g = (size+1)/2 (g~+1); delta = (max(A,B)-1)/(K-1) exp(d~);
+    F[u, a] = exp((a - mu_u)^2 / (-2 s^2)) / max(sum_a, 1e-8).
+  * write.rs: write = (F_p^T w F_q) / gamma per frame; decoder.rs: canvas += write,
+    video = sigmoid(canvas).
+  * read.rs / encoder.rs / syncdraw.rs: read = gamma F_p x F_q^T; encoder input
+    [read(x), read(x_hat), h_dec^{t-1}, S]; posterior (mu, log sigma); loss = BCE
+    (from logits, summed over pixels) + KL summed over steps; Adam with global
+    gradient-norm clipping (adam.rs: lr 1e-3, betas (0.5, 0.999), clip 10).
+
+Only the `syncdraw` and `global` variants are implemented (the shipped models are
+`syncdraw`); `baseline` raises.
+
+Checkpoints are safetensors files read by hand (8-byte little-endian header length,
+JSON header, raw little-endian data), so the `safetensors` package is not needed.
+"""
+import json
+import struct
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+_DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "U8": np.uint8,
+           "I32": np.int32, "F16": np.float16}
+
+
+def read_safetensors(path):
+    """{name: numpy array} for every tensor in a safetensors file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        arr = np.frombuffer(data[base + start:base + end], dtype=_DTYPES[info["dtype"]])
+        out[name] = arr.reshape(info["shape"]).copy()
+    return out
+
+
+def load_checkpoint(path):
+    """(meta dict, {name: numpy array}) of a syncdraw-train checkpoint."""
+    tensors = read_safetensors(path)
+    meta = json.loads(bytes(tensors.pop("meta.json").tobytes()).decode())
+    weights = {k: v for k, v in tensors.items() if not k.startswith("adam.")}
+    return meta, weights
+
+
+class SyncDrawRef:
+    """The Sync-DRAW model in eager PyTorch, parameters from a checkpoint."""
+
+    def __init__(self, checkpoint, device="cpu", requires_grad=False):
+        meta, weights = load_checkpoint(checkpoint)
+        self.meta = meta
+        c = meta["model"]
+        if c["variant"] not in ("syncdraw", "global"):
+            raise NotImplementedError(f"variant {c['variant']} is not in the reference")
+        self.c = c
+        self.N, self.A, self.B = c["frames"], c["height"], c["width"]
+        self.T, self.z_dim = c["timesteps"], c["z_dim"]
+        self.groups = self.N if c["variant"] == "syncdraw" else 1
+        self.cap = c["caption"]
+        self.p = {k: torch.tensor(v, device=device, requires_grad=requires_grad)
+                  for k, v in weights.items()}
+        self.device = device
+        # Constants of the filterbanks, made once.
+        self._consts = {}
+
+    # --- building blocks (layers.rs) -------------------------------------------
+    def linear(self, x, name):
+        return x @ self.p[name + ".w"] + self.p[name + ".b"]
+
+    def lstm(self, x, name, prev):
+        gates = x @ self.p[name + ".wx"] + self.p[name + ".b"]
+        if prev is not None:
+            gates = gates + prev[0] @ self.p[name + ".wh"]
+        i, f, g, o = gates.chunk(4, dim=1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = i * g if prev is None else f * prev[1] + i * g
+        h = o * torch.tanh(c)
+        return h, c
+
+    # --- caption.rs ------------------------------------------------------------
+    def caption_embedding(self, ids):
+        if self.cap is None or ids is None:
+            return None
+        words = F.embedding(ids, self.p["decoder.caption.embedding"])  # [B, L, E]
+        mask = (ids != 0).to(words.dtype)
+        state = None
+        for l in range(self.cap["length"]):
+            m = mask[:, l:l + 1]
+            h, c = self.lstm(words[:, l], "decoder.caption.lstm", state)
+            if state is None:
+                state = (m * h, m * c)
+            else:
+                state = (state[0] + m * (h - state[0]), state[1] + m * (c - state[1]))
+        return state[0]
+
+    # --- filterbank.rs ---------------------------------------------------------
+    def _const(self, key, values, shape):
+        if key not in self._consts:
+            self._consts[key] = torch.tensor(values, dtype=torch.float32,
+                                             device=self.device).reshape(shape)
+        return self._consts[key]
+
+    def window(self, name, h, k):
+        raw = self.linear(h, name).reshape(-1, self.groups, 5)
+        gr, gc, ls2, ld, lg = (raw[:, :, i:i + 1] for i in range(5))
+        k_den = float(max(k - 1, 1))
+        g_row = (gr + 1.0) * ((self.A + 1) / 2.0)
+        g_col = (gc + 1.0) * ((self.B + 1) / 2.0)
+        sigma2 = torch.exp(ls2)
+        delta = torch.exp(ld) * ((max(self.A, self.B) - 1) / k_den)
+        gamma = torch.exp(lg)
+        return g_row, g_col, sigma2, delta, gamma
+
+    def filterbank(self, g, delta, sigma2, k, size):
+        offsets = self._const(("off", k), [u - k / 2.0 - 0.5 for u in range(1, k + 1)], (1, 1, k))
+        mu = (g + offsets * delta).unsqueeze(3)  # [B, F, K, 1]
+        a = self._const(("coords", size), [float(x) for x in range(1, size + 1)], (1, 1, 1, size))
+        d = a - mu
+        e = (d * d) / (sigma2.unsqueeze(3) * -2.0)
+        f = torch.exp(e)
+        z = f.sum(dim=3, keepdim=True).clamp_min(1e-8)
+        return f / z  # [B, F, K, size]
+
+    def filterbanks(self, win, k):
+        g_row, g_col, sigma2, delta, _ = win
+        return (self.filterbank(g_row, delta, sigma2, k, self.A),
+                self.filterbank(g_col, delta, sigma2, k, self.B))
+
+    # --- write.rs / read.rs ----------------------------------------------------
+    def write(self, h_dec):
+        k = self.c["write_k"]
+        win = self.window("decoder.write_window", h_dec, k)
+        f_row, f_col = self.filterbanks(win, k)
+        patch = self.linear(h_dec, "decoder.write_patch").reshape(-1, self.N, k, k)
+        rows = f_row.transpose(2, 3) @ patch  # [B, N, A, K]
+        slices = rows @ f_col  # [B, N, A, B]
+        return slices / win[4].unsqueeze(3)
+
+    def read(self, win, video, k):
+        f_row, f_col = self.filterbanks(win, k)
+        rows = f_row @ video  # [B, N, K, B]
+        glimpse = rows @ f_col.transpose(2, 3)  # [B, N, K, K]
+        return glimpse * win[4].unsqueeze(3)
+
+    # --- decoder.rs ------------------------------------------------------------
+    def dec_step(self, z_t, s, prev):
+        x = z_t if s is None else torch.cat([z_t, s], dim=1)
+        return self.lstm(x, "decoder.dec", prev)
+
+    def generate(self, z, caption=None):
+        """Video sigmoid(c_T) [B, N, 1, A, B] for z [B, T, z_dim] and ids [B, L]."""
+        s = self.caption_embedding(caption)
+        state, canvas = None, None
+        for t in range(self.T):
+            state = self.dec_step(z[:, t], s, state)
+            w = self.write(state[0])
+            canvas = w if canvas is None else canvas + w
+        return torch.sigmoid(canvas).reshape(-1, self.N, 1, self.A, self.B)
+
+    # --- syncdraw.rs -----------------------------------------------------------
+    def loss(self, x, caption, eps):
+        """Mean negative ELBO (BCE + KL) of videos x [B, N, A, B] in [0, 1]."""
+        c = self.c
+        k = c["read_k"]
+        batch = x.shape[0]
+        s = self.caption_embedding(caption)
+        h_dec_prev = torch.zeros(batch, c["dec_size"], device=x.device)
+        dec_state = enc_state = None
+        canvas = torch.zeros_like(x)
+        kl = torch.zeros(batch, device=x.device)
+        for t in range(self.T):
+            x_hat = x - torch.sigmoid(canvas)
+            win = self.window("encoder.read_window", h_dec_prev, k)
+            r_x = self.read(win, x, k).reshape(batch, -1)
+            r_hat = self.read(win, x_hat, k).reshape(batch, -1)
+            parts = [r_x, r_hat, h_dec_prev] + ([s] if s is not None else [])
+            enc_state = self.lstm(torch.cat(parts, dim=1), "encoder.enc", enc_state)
+            q = self.linear(enc_state[0], "encoder.posterior")
+            mu, log_sigma = q[:, :self.z_dim], q[:, self.z_dim:]
+            sigma = torch.exp(log_sigma)
+            z = mu + sigma * eps[:, t]
+            kl = kl + 0.5 * (mu.square() + sigma.square() - 2.0 * log_sigma - 1.0).sum(dim=1)
+            dec_state = self.dec_step(z, s, dec_state)
+            canvas = canvas + self.write(dec_state[0])
+            h_dec_prev = dec_state[0]
+        rec = F.binary_cross_entropy_with_logits(canvas, x, reduction="none").reshape(batch, -1).sum(1)
+        return (rec + kl).mean()
+
+
+class Trainer:
+    """One optimizer step as eager PyTorch does it: loss, backward, clip, Adam."""
+
+    def __init__(self, model, lr=1e-3, betas=(0.5, 0.999), clip=10.0):
+        self.model = model
+        self.params = [model.p[k] for k in sorted(model.p)]
+        self.opt = torch.optim.Adam(self.params, lr=lr, betas=betas, eps=1e-8)
+        self.clip = clip
+
+    def step(self, x, caption, eps):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.model.loss(x, caption, eps)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        self.opt.step()
+        return loss.detach()
+
+
+if __name__ == "__main__":
+    import argparse
+    import time
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    m = SyncDrawRef(args.checkpoint)
+    z = torch.randn(args.batch, m.T, m.z_dim)
+    ids = torch.ones(args.batch, m.cap["length"], dtype=torch.int64) if m.cap else None
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        v = m.generate(z, ids)
+        dt = time.perf_counter() - t0
+    print(f"video {tuple(v.shape)} in {dt * 1e3:.1f} ms")
