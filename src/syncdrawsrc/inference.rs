@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use ort::session::{Session, SessionInputValue};
+use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -62,8 +62,16 @@ fn cpu_session(rt: &Runtime, info: &ModelInfo) -> Result<Session, ModelError> {
         path: info.path.clone(),
         reason: e.to_string(),
     };
+    // One core is left to the streaming thread (frame conversion, pushing), and idle
+    // ONNX Runtime threads sleep instead of spinning: on a small machine spinning
+    // workers take the core the pipeline needs (docs/benchmarks.md).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
     Session::builder(&rt.env)
         .map_err(runtime)?
+        .with_intra_threads(threads)
+        .map_err(|e| runtime(e.into()))?
+        .with_intra_op_spinning(false)
+        .map_err(|e| runtime(e.into()))?
         .commit_from_file(&info.path)
         .map_err(runtime)
 }
@@ -292,8 +300,16 @@ impl Generator {
                 .map_err(|e| e.to_string())?;
             inputs.push(("caption".into(), caption.into()));
         }
-        let outputs = self.session.run(inputs).map_err(|e| e.to_string())?;
+        // Only the output that is shown is computed and copied out: `canvases` is T
+        // times the size of `video`.
         let name = if self.show_steps { "canvases" } else { "video" };
+        let options = RunOptions::new()
+            .map_err(|e| e.to_string())?
+            .with_outputs(OutputSelector::no_default().with(name));
+        let outputs = self
+            .session
+            .run_with_options(inputs, &options)
+            .map_err(|e| e.to_string())?;
         let value = outputs
             .get(name)
             .ok_or_else(|| format!("the model gave no output {name:?}"))?;
