@@ -33,6 +33,8 @@ enum Command {
     Export(ExportArgs),
     /// Generate (or load from the cache) a data set and print a summary.
     Data(DataArgs),
+    /// Copy a checkpoint without its optimizer state: the weights to ship.
+    Weights(WeightsArgs),
     /// Train or measure the caption-fidelity evaluator (real videos only).
     #[command(subcommand)]
     Evaluator(EvaluatorCommand),
@@ -161,6 +163,10 @@ struct TrainArgs {
     /// Continue the run in --run-dir from its checkpoint (starts fresh if none).
     #[arg(long)]
     resume: bool,
+    /// Start a new run from the weights of this checkpoint, with fresh optimizer
+    /// state (model, vocabulary and data set come from the checkpoint).
+    #[arg(long, conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
     /// Stop with a checkpoint after this many minutes.
     #[arg(long)]
     max_minutes: Option<f64>,
@@ -206,13 +212,21 @@ struct SampleArgs {
     /// Scale of the prior noise.
     #[arg(long, default_value_t = 1.0)]
     temperature: f64,
-    /// Output directory: samples.gif and drawing.png.
+    /// Output directory: samples.gif, drawing.png and drawing.gif.
     #[arg(long)]
     out_dir: PathBuf,
 }
 
 #[derive(Args)]
 struct ExportArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct WeightsArgs {
     #[arg(long)]
     checkpoint: PathBuf,
     #[arg(long)]
@@ -235,6 +249,12 @@ fn main() -> Result<()> {
             let summary = syncdraw_training::export::export(&a.checkpoint, &a.out)
                 .with_context(|| format!("exporting {}", a.checkpoint.display()))?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Weights(a) => {
+            let ck = checkpoint::load(&a.checkpoint, Device::Cpu)?;
+            checkpoint::save(&a.out, &ck.model, None, &ck.meta)?;
+            eprintln!("wrote {} (step {}, no optimizer state)", a.out.display(), ck.meta.step);
             Ok(())
         }
         Command::Evaluator(EvaluatorCommand::Train(a)) => cmd_evaluator_train(a),
@@ -291,6 +311,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         adam: AdamConfig { lr: a.lr, ..AdamConfig::default() },
         cache_dir: a.data.cache(),
         time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+        init_from: a.init_from,
         progress: true,
     };
     let summary = train(&opts)?;
@@ -362,10 +383,15 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
     let first: Vec<f32> = Vec::try_from(canvases.get(0).flatten(0, -1))?;
     let png = a.out_dir.join("drawing.png");
     save_canvas_grid(&png, &first, c.timesteps as usize, l)?;
+    // The drawing as an animation: the N frames side by side, one GIF frame per step.
+    let steps: Vec<f32> = Vec::try_from(canvases.get(0).transpose(0, 1).contiguous().flatten(0, -1))?;
+    let drawing = a.out_dir.join("drawing.gif");
+    let lt = Layout { frames: c.timesteps as usize, ..l };
+    save_gif(&drawing, &steps, c.frames as usize, lt, c.frames as usize, 40)?;
     for (i, cap) in captions.iter().enumerate() {
         println!("row {}: {}", i + 1, if cap.is_empty() { "(unconditional)" } else { cap });
     }
-    println!("wrote {} and {}", gif.display(), png.display());
+    println!("wrote {}, {} and {}", gif.display(), png.display(), drawing.display());
     Ok(())
 }
 
