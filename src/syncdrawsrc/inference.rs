@@ -65,7 +65,8 @@ fn cpu_session(rt: &Runtime, info: &ModelInfo) -> Result<Session, ModelError> {
     // One core is left to the streaming thread (frame conversion, pushing), and idle
     // ONNX Runtime threads sleep instead of spinning: on a small machine spinning
     // workers take the core the pipeline needs (docs/benchmarks.md).
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
     Session::builder(&rt.env)
         .map_err(runtime)?
         .with_intra_threads(threads)

@@ -16,7 +16,13 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        Self { lr: 1e-3, beta1: 0.5, beta2: 0.999, eps: 1e-8, clip: 10.0 }
+        Self {
+            lr: 1e-3,
+            beta1: 0.5,
+            beta2: 0.999,
+            eps: 1e-8,
+            clip: 10.0,
+        }
     }
 }
 
@@ -37,7 +43,11 @@ impl Adam {
                 .entry(name.clone())
                 .or_insert_with(|| (p.zeros_like(), p.zeros_like()));
         }
-        Self { config, state, params }
+        Self {
+            config,
+            state,
+            params,
+        }
     }
 
     pub fn zero_grad(&mut self) {
@@ -60,7 +70,10 @@ impl Adam {
             .map(|g| g.square().sum(tch::Kind::Float))
             .collect();
         match self.params.first() {
-            Some((_, p)) if !sq.is_empty() => Tensor::stack(&sq, 0).sum(tch::Kind::Float).sqrt().to_device(p.device()),
+            Some((_, p)) if !sq.is_empty() => Tensor::stack(&sq, 0)
+                .sum(tch::Kind::Float)
+                .sqrt()
+                .to_device(p.device()),
             _ => Tensor::from(0f32),
         }
     }
@@ -69,7 +82,10 @@ impl Adam {
     /// norm is at most `clip` (computed as `grad_norm`).
     pub fn step(&mut self, step: u64, grad_norm: &Tensor) {
         let c = self.config;
-        let scale = (grad_norm + 1e-6).reciprocal().g_mul_scalar(c.clip).clamp_max(1.0);
+        let scale = (grad_norm + 1e-6)
+            .reciprocal()
+            .g_mul_scalar(c.clip)
+            .clamp_max(1.0);
         let bc1 = 1.0 - c.beta1.powi(step as i32);
         let bc2 = 1.0 - c.beta2.powi(step as i32);
         tch::no_grad(|| {
@@ -81,7 +97,9 @@ impl Adam {
                 let g = g * &scale;
                 let (m, v) = self.state.get_mut(name).expect("state for every parameter");
                 let _ = m.g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
-                let _ = v.g_mul_scalar_(c.beta2).g_add_(&(g.square() * (1.0 - c.beta2)));
+                let _ = v
+                    .g_mul_scalar_(c.beta2)
+                    .g_add_(&(g.square() * (1.0 - c.beta2)));
                 let update = (&*m / bc1) / ((&*v / bc2).sqrt() + c.eps) * c.lr;
                 let _ = p.g_sub_(&update);
             }

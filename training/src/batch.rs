@@ -26,7 +26,12 @@ impl<'a> Batcher<'a> {
                 ids.extend(v.encode(&video.caption, caption_length)?);
             }
         }
-        Ok(Self { data, ids, caption_length, device })
+        Ok(Self {
+            data,
+            ids,
+            caption_length,
+            device,
+        })
     }
 
     /// Videos [B, N, A, B] in [0, 1] and caption ids [B, L] for the given indices.
@@ -38,7 +43,12 @@ impl<'a> Batcher<'a> {
             pixels.extend_from_slice(self.data.video(i));
         }
         let x = Tensor::from_slice(&pixels)
-            .reshape([indices.len() as i64, v.frames as i64, v.size as i64, v.size as i64])
+            .reshape([
+                indices.len() as i64,
+                v.frames as i64,
+                v.size as i64,
+                v.size as i64,
+            ])
             .to_device(self.device)
             .to_kind(Kind::Float)
             / 255.0;
@@ -48,7 +58,9 @@ impl<'a> Batcher<'a> {
             for &i in indices {
                 sel.extend_from_slice(&self.ids[i * l..(i + 1) * l]);
             }
-            Tensor::from_slice(&sel).reshape([indices.len() as i64, l as i64]).to_device(self.device)
+            Tensor::from_slice(&sel)
+                .reshape([indices.len() as i64, l as i64])
+                .to_device(self.device)
         });
         (x, ids)
     }

@@ -71,8 +71,16 @@ pub struct Checkpoint {
     pub meta: Meta,
 }
 
-pub fn save(path: &Path, model: &SyncDraw, adam: Option<&AdamState>, meta: &Meta) -> Result<(), CheckpointError> {
-    let werr = |reason: String| CheckpointError::Write { path: path.to_path_buf(), reason };
+pub fn save(
+    path: &Path,
+    model: &SyncDraw,
+    adam: Option<&AdamState>,
+    meta: &Meta,
+) -> Result<(), CheckpointError> {
+    let werr = |reason: String| CheckpointError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
     let json = serde_json::to_vec(meta).expect("meta serialises");
     let mut named: Vec<(String, Tensor)> = vec![(META.into(), Tensor::from_slice(&json))];
     for (name, t) in model.vs.variables() {
@@ -89,7 +97,9 @@ pub fn save(path: &Path, model: &SyncDraw, adam: Option<&AdamState>, meta: &Meta
     }
     let tmp = path.with_file_name(format!(
         ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("checkpoint"),
         std::process::id()
     ));
     let result = Tensor::write_safetensors(&named, &tmp)
@@ -114,22 +124,34 @@ pub fn read_meta(path: &Path) -> Result<Meta, CheckpointError> {
 
 fn read_tensors(path: &Path) -> Result<(Meta, HashMap<String, Tensor>), CheckpointError> {
     if !path.exists() {
-        return Err(CheckpointError::Missing { path: path.to_path_buf() });
+        return Err(CheckpointError::Missing {
+            path: path.to_path_buf(),
+        });
     }
     let tensors = Tensor::read_safetensors(path).map_err(|e| CheckpointError::Unreadable {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
     let mut map: HashMap<String, Tensor> = tensors.into_iter().collect();
-    let foreign = |reason: &str| CheckpointError::Foreign { path: path.to_path_buf(), reason: reason.into() };
-    let json = map.remove(META).ok_or_else(|| foreign("it has no meta.json entry"))?;
+    let foreign = |reason: &str| CheckpointError::Foreign {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    };
+    let json = map
+        .remove(META)
+        .ok_or_else(|| foreign("it has no meta.json entry"))?;
     if json.kind() != Kind::Uint8 {
         return Err(foreign("meta.json is not a byte tensor"));
     }
-    let bytes = Vec::<u8>::try_from(&json.flatten(0, -1)).map_err(|_| foreign("meta.json unreadable"))?;
-    let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| foreign(&format!("meta.json: {e}")))?;
+    let bytes =
+        Vec::<u8>::try_from(&json.flatten(0, -1)).map_err(|_| foreign("meta.json unreadable"))?;
+    let meta: Meta =
+        serde_json::from_slice(&bytes).map_err(|e| foreign(&format!("meta.json: {e}")))?;
     if meta.format != FORMAT {
-        return Err(foreign(&format!("format {:?}, expected {FORMAT:?}", meta.format)));
+        return Err(foreign(&format!(
+            "format {:?}, expected {FORMAT:?}",
+            meta.format
+        )));
     }
     Ok((meta, map))
 }
@@ -137,7 +159,10 @@ fn read_tensors(path: &Path) -> Result<(Meta, HashMap<String, Tensor>), Checkpoi
 /// Loads a checkpoint onto `device`.
 pub fn load(path: &Path, device: Device) -> Result<Checkpoint, CheckpointError> {
     let (meta, mut map) = read_tensors(path)?;
-    let foreign = |reason: String| CheckpointError::Foreign { path: path.to_path_buf(), reason };
+    let foreign = |reason: String| CheckpointError::Foreign {
+        path: path.to_path_buf(),
+        reason,
+    };
     let model = SyncDraw::new(&meta.model, device);
     let mut adam = AdamState::new();
     let mut vars = model.vs.variables();
@@ -149,10 +174,17 @@ pub fn load(path: &Path, device: Device) -> Result<Checkpoint, CheckpointError> 
             .remove(&name)
             .ok_or_else(|| foreign(format!("weight {name} is missing")))?;
         if value.size() != var.size() {
-            return Err(foreign(format!("weight {name} has shape {:?}, the config needs {:?}", value.size(), var.size())));
+            return Err(foreign(format!(
+                "weight {name} has shape {:?}, the config needs {:?}",
+                value.size(),
+                var.size()
+            )));
         }
         tch::no_grad(|| var.copy_(&value));
-        if let (Some(m), Some(v)) = (map.remove(&format!("{ADAM_M}{name}")), map.remove(&format!("{ADAM_V}{name}"))) {
+        if let (Some(m), Some(v)) = (
+            map.remove(&format!("{ADAM_M}{name}")),
+            map.remove(&format!("{ADAM_V}{name}")),
+        ) {
             adam.insert(name.clone(), (m.to_device(device), v.to_device(device)));
         }
     }

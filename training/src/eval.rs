@@ -50,7 +50,8 @@ pub fn evaluate(
                 let r = chunk.min(k - done) as i64;
                 let xr = x.repeat([r, 1, 1, 1]);
                 let ir = ids.as_ref().map(|t| t.repeat([r, 1]));
-                let eps = Tensor::randn([b * r, c.timesteps, c.z_dim], (Kind::Float, model.device()));
+                let eps =
+                    Tensor::randn([b * r, c.timesteps, c.z_dim], (Kind::Float, model.device()));
                 let l = model.loss(&xr, ir.as_ref(), &eps);
                 log_w.push((-(&l.reconstruction) - &l.log_q_over_p).reshape([r, b]));
                 done += r as usize;

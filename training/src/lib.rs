@@ -1,14 +1,14 @@
 //! Sync-DRAW training: captioned Bouncing MNIST data, the model, training,
 //! evaluation, sampling and ONNX export, on tch (libtorch).
+pub mod adam;
 pub mod backend;
+pub mod batch;
 pub mod checkpoint;
 pub mod data;
-pub mod export;
-pub mod model;
-pub mod vocab;
-pub mod adam;
-pub mod batch;
 pub mod eval;
 pub mod evaluator;
-pub mod train;
+pub mod export;
+pub mod model;
 pub mod sample;
+pub mod train;
+pub mod vocab;

@@ -15,7 +15,11 @@ use syncdraw_training::train::{train, TrainOptions};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Parser)]
-#[command(name = "syncdraw-train", version, about = "Sync-DRAW on captioned Bouncing MNIST: data, training, evaluation, sampling, ONNX export")]
+#[command(
+    name = "syncdraw-train",
+    version,
+    about = "Sync-DRAW on captioned Bouncing MNIST: data, training, evaluation, sampling, ONNX export"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -106,7 +110,10 @@ impl DataOpts {
         c.video.frames = self.frames;
         c.video.size = self.size;
         if let Some(p) = &self.mnist_idx {
-            c.source = DigitSource::Idx { images: p[0].clone(), labels: p[1].clone() };
+            c.source = DigitSource::Idx {
+                images: p[0].clone(),
+                labels: p[1].clone(),
+            };
         }
         Ok(c)
     }
@@ -254,7 +261,11 @@ fn main() -> Result<()> {
         Command::Weights(a) => {
             let ck = checkpoint::load(&a.checkpoint, Device::Cpu)?;
             checkpoint::save(&a.out, &ck.model, None, &ck.meta)?;
-            eprintln!("wrote {} (step {}, no optimizer state)", a.out.display(), ck.meta.step);
+            eprintln!(
+                "wrote {} (step {}, no optimizer state)",
+                a.out.display(),
+                ck.meta.step
+            );
             Ok(())
         }
         Command::Evaluator(EvaluatorCommand::Train(a)) => cmd_evaluator_train(a),
@@ -267,7 +278,12 @@ fn main() -> Result<()> {
                 let mut captions: Vec<&str> = d.videos.iter().map(|v| v.caption.as_str()).collect();
                 captions.sort();
                 captions.dedup();
-                println!("{split:?}: {} videos, {} distinct captions, e.g. {:?}", d.len(), captions.len(), captions.first());
+                println!(
+                    "{split:?}: {} videos, {} distinct captions, e.g. {:?}",
+                    d.len(),
+                    captions.len(),
+                    captions.first()
+                );
             }
             Ok(())
         }
@@ -293,7 +309,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         z_dim: a.z_dim,
         caption: None,
     };
-    eprintln!("training on {device:?} with {} libtorch threads", tch::get_num_threads());
+    eprintln!(
+        "training on {device:?} with {} libtorch threads",
+        tch::get_num_threads()
+    );
     let opts = TrainOptions {
         run_dir: a.run_dir,
         model,
@@ -308,7 +327,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         log_every: a.log_every,
         resume: a.resume,
         device,
-        adam: AdamConfig { lr: a.lr, ..AdamConfig::default() },
+        adam: AdamConfig {
+            lr: a.lr,
+            ..AdamConfig::default()
+        },
         cache_dir: a.data.cache(),
         time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
         init_from: a.init_from,
@@ -324,7 +346,12 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let ck = checkpoint::load(&a.checkpoint, device)?;
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
     let test = Dataset::load_or_generate(&ck.meta.dataset, Split::Test, &cache)?;
-    let length = ck.meta.model.caption.as_ref().map_or(0, |c| c.length as usize);
+    let length = ck
+        .meta
+        .model
+        .caption
+        .as_ref()
+        .map_or(0, |c| c.length as usize);
     let batcher = Batcher::new(&test, ck.meta.vocabulary.as_ref(), length, device)?;
     let r = evaluate(&ck.model, &batcher, a.batch, a.seed, a.iwae_k, a.limit);
     let out = serde_json::json!({
@@ -352,15 +379,17 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
         (None, _) => vec![String::new()],
         (Some(_), false) => a.caption.clone(),
         (Some(_), true) => {
-            let mut caps: Vec<String> = syncdraw_training::data::bouncing::contents(ck.meta.dataset.digits, Split::Test)
-                .iter()
-                .map(|c| c.caption())
-                .collect();
+            let mut caps: Vec<String> =
+                syncdraw_training::data::bouncing::contents(ck.meta.dataset.digits, Split::Test)
+                    .iter()
+                    .map(|c| c.caption())
+                    .collect();
             caps.truncate(4);
             caps
         }
     };
-    std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("creating {}", a.out_dir.display()))?;
     let n = a.count.max(1);
     let mut ids = Vec::new();
     if let (Some(v), Some(cc)) = (&ck.meta.vocabulary, &c.caption) {
@@ -373,10 +402,15 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
     }
     let total = (captions.len() * n) as i64;
     tch::manual_seed(a.seed as i64);
-    let z = Tensor::randn([total, c.timesteps, c.z_dim], (Kind::Float, Device::Cpu)) * a.temperature;
+    let z =
+        Tensor::randn([total, c.timesteps, c.z_dim], (Kind::Float, Device::Cpu)) * a.temperature;
     let ids = (!ids.is_empty()).then(|| Tensor::from_slice(&ids).reshape([total, -1]));
     let (video, canvases) = tch::no_grad(|| ck.model.generate(&z, ids.as_ref()));
-    let l = Layout { frames: c.frames as usize, height: c.height as usize, width: c.width as usize };
+    let l = Layout {
+        frames: c.frames as usize,
+        height: c.height as usize,
+        width: c.width as usize,
+    };
     let video: Vec<f32> = Vec::try_from(video.flatten(0, -1))?;
     let gif = a.out_dir.join("samples.gif");
     save_gif(&gif, &video, total as usize, l, n, 20)?;
@@ -384,14 +418,38 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
     let png = a.out_dir.join("drawing.png");
     save_canvas_grid(&png, &first, c.timesteps as usize, l)?;
     // The drawing as an animation: the N frames side by side, one GIF frame per step.
-    let steps: Vec<f32> = Vec::try_from(canvases.get(0).transpose(0, 1).contiguous().flatten(0, -1))?;
+    let steps: Vec<f32> =
+        Vec::try_from(canvases.get(0).transpose(0, 1).contiguous().flatten(0, -1))?;
     let drawing = a.out_dir.join("drawing.gif");
-    let lt = Layout { frames: c.timesteps as usize, ..l };
-    save_gif(&drawing, &steps, c.frames as usize, lt, c.frames as usize, 40)?;
+    let lt = Layout {
+        frames: c.timesteps as usize,
+        ..l
+    };
+    save_gif(
+        &drawing,
+        &steps,
+        c.frames as usize,
+        lt,
+        c.frames as usize,
+        40,
+    )?;
     for (i, cap) in captions.iter().enumerate() {
-        println!("row {}: {}", i + 1, if cap.is_empty() { "(unconditional)" } else { cap });
+        println!(
+            "row {}: {}",
+            i + 1,
+            if cap.is_empty() {
+                "(unconditional)"
+            } else {
+                cap
+            }
+        );
     }
-    println!("wrote {}, {} and {}", gif.display(), png.display(), drawing.display());
+    println!(
+        "wrote {}, {} and {}",
+        gif.display(),
+        png.display(),
+        drawing.display()
+    );
     Ok(())
 }
 
@@ -496,7 +554,10 @@ fn evaluator_accuracy_json(
     let mut out = serde_json::Map::new();
     for &d in splits {
         let test = syncdraw_training::evaluator::real_test_split(&ev.meta.data, d, None, cache)?;
-        out.insert(format!("{d}_digit_test"), serde_json::to_value(ev.score(&test, limit)?)?);
+        out.insert(
+            format!("{d}_digit_test"),
+            serde_json::to_value(ev.score(&test, limit)?)?,
+        );
     }
     Ok(out.into())
 }
@@ -511,7 +572,10 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
     data.video.frames = a.frames;
     data.video.size = a.size;
     if let Some(p) = &a.mnist_idx {
-        data.source = DigitSource::Idx { images: p[0].clone(), labels: p[1].clone() };
+        data.source = DigitSource::Idx {
+            images: p[0].clone(),
+            labels: p[1].clone(),
+        };
     }
     let digits = syncdraw_training::data::Digits::load(&data.source)?;
     let opts = train::TrainOptions {
@@ -525,14 +589,23 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
         one_digit_fraction: a.one_digit_fraction,
         time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
     };
-    eprintln!("training the evaluator on {:?} with {} libtorch threads", opts.device, tch::get_num_threads());
+    eprintln!(
+        "training the evaluator on {:?} with {} libtorch threads",
+        opts.device,
+        tch::get_num_threads()
+    );
     let mut config = EvaluatorConfig::new(a.frames as i64, a.size as i64);
-    config.frame_layers = syncdraw_training::evaluator::net::parse_layers(&a.frame_layers).map_err(anyhow::Error::msg)?;
-    config.layers = syncdraw_training::evaluator::net::parse_layers(&a.layers).map_err(anyhow::Error::msg)?;
+    config.frame_layers = syncdraw_training::evaluator::net::parse_layers(&a.frame_layers)
+        .map_err(anyhow::Error::msg)?;
+    config.layers =
+        syncdraw_training::evaluator::net::parse_layers(&a.layers).map_err(anyhow::Error::msg)?;
     config.hidden = a.hidden;
     let start = std::time::Instant::now();
     let mut ev = train::train(&config, &data, &digits, &opts, |step, loss| {
-        eprintln!("step {step}: loss {loss:.4} ({:.0} s)", start.elapsed().as_secs_f64());
+        eprintln!(
+            "step {step}: loss {loss:.4} ({:.0} s)",
+            start.elapsed().as_secs_f64()
+        );
     })?;
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
     let acc = evaluator_accuracy_json(&ev, &[1, 2], None, &cache)?;
@@ -557,7 +630,12 @@ fn cmd_evaluator_accuracy(a: EvaluatorAccuracyArgs) -> Result<()> {
     };
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
     let acc = evaluator_accuracy_json(&ev, &splits, a.limit, &cache)?;
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "evaluator": a.evaluator, "accuracy": acc }))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &serde_json::json!({ "evaluator": a.evaluator, "accuracy": acc })
+        )?
+    );
     Ok(())
 }
 
@@ -565,7 +643,13 @@ fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
     let device = a.device.device()?;
     let ev = syncdraw_training::evaluator::Evaluator::load(&a.evaluator, device)?;
     let ck = checkpoint::load(&a.checkpoint, device)?;
-    let r = syncdraw_training::evaluator::fidelity::fidelity(&ck.model, &ck.meta, &ev, a.videos_per_caption, a.seed)?;
+    let r = syncdraw_training::evaluator::fidelity::fidelity(
+        &ck.model,
+        &ck.meta,
+        &ev,
+        a.videos_per_caption,
+        a.seed,
+    )?;
     let out = if r.captions {
         serde_json::json!({
             "checkpoint": a.checkpoint,

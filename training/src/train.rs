@@ -31,7 +31,10 @@ pub enum TrainError {
     #[error(transparent)]
     Caption(#[from] CaptionError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("run directory {0} already has a checkpoint: pass --resume to continue it, or choose another --run-dir")]
     RunExists(PathBuf),
     #[error("training stopped: the loss or the gradient norm became NaN or infinite in steps {steps}. The last good checkpoint ({checkpoint}) is kept; lower the learning rate or resume from it")]
@@ -91,7 +94,12 @@ struct MetricsLine {
 
 /// Caption encoder sizes used when a run conditions on captions.
 pub fn caption_config(vocab: &Vocabulary, length: usize) -> CaptionConfig {
-    CaptionConfig { vocab_size: vocab.len() as i64, length: length as i64, embed_size: 64, hidden_size: 128 }
+    CaptionConfig {
+        vocab_size: vocab.len() as i64,
+        length: length as i64,
+        embed_size: 64,
+        hidden_size: 128,
+    }
 }
 
 /// Indices of the batch used at `step` (1-based): epochs are seeded permutations.
@@ -100,12 +108,22 @@ pub fn batch_indices(n: usize, batch: usize, seed: u64, step: u64) -> Vec<usize>
     let epoch = (step - 1) / per_epoch;
     let j = ((step - 1) % per_epoch) as usize;
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch)));
-    order.into_iter().cycle().skip(j * batch).take(batch).collect()
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+        seed.wrapping_mul(1_000_003).wrapping_add(epoch),
+    ));
+    order
+        .into_iter()
+        .cycle()
+        .skip(j * batch)
+        .take(batch)
+        .collect()
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io { path: path.to_path_buf(), source }
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
@@ -123,7 +141,9 @@ fn params_finite(model: &SyncDraw) -> bool {
 
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     if opts.batch == 0 || opts.checkpoint_every == 0 {
-        return Err(TrainError::Invalid("batch and checkpoint interval must be positive".into()));
+        return Err(TrainError::Invalid(
+            "batch and checkpoint interval must be positive".into(),
+        ));
     }
     let dir = &opts.run_dir;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -150,16 +170,25 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     } else {
         let train = Dataset::load_or_generate(&opts.dataset, Split::Train, &opts.cache_dir)?;
         let mut config = opts.model.clone();
-        let vocabulary = opts.captions.then(|| Vocabulary::from_captions(train.videos.iter().map(|v| v.caption.as_str())));
+        let vocabulary = opts
+            .captions
+            .then(|| Vocabulary::from_captions(train.videos.iter().map(|v| v.caption.as_str())));
         config.caption = vocabulary.as_ref().map(|v| {
-            let length = train.videos.iter().map(|x| words(&x.caption).len()).max().unwrap_or(1);
+            let length = train
+                .videos
+                .iter()
+                .map(|x| words(&x.caption).len())
+                .max()
+                .unwrap_or(1);
             caption_config(v, length)
         });
         if config.frames != opts.dataset.video.frames as i64
             || config.height != opts.dataset.video.size as i64
             || config.width != opts.dataset.video.size as i64
         {
-            return Err(TrainError::Invalid("model frames/size must match the data set's".into()));
+            return Err(TrainError::Invalid(
+                "model frames/size must match the data set's".into(),
+            ));
         }
         tch::manual_seed(opts.seed as i64);
         let model = SyncDraw::new(&config, opts.device);
@@ -199,7 +228,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let start_step = meta.step;
     let bar = ProgressBar::with_draw_target(
         Some(opts.steps.saturating_sub(start_step)),
-        if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+        if opts.progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
     );
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}")
@@ -212,7 +245,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     // Loss, KL and a count of non-finite values are summed on the device and read
     // back only every `sync_every` steps: each read stalls a GPU, while on a CPU it
     // is free, so there every step is checked at once.
-    let sync_every = if opts.device == Device::Cpu { 1 } else { opts.log_every.clamp(1, 50) };
+    let sync_every = if opts.device == Device::Cpu {
+        1
+    } else {
+        opts.log_every.clamp(1, 50)
+    };
     let zero = || Tensor::zeros([], (Kind::Double, opts.device));
     let (mut win_loss, mut win_kl, mut win_bad) = (zero(), zero(), zero());
     let (mut win_n, mut win_start, mut checked_step) = (0u64, Instant::now(), start_step);
@@ -225,7 +262,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         let idx = batch_indices(train_data.len(), opts.batch, meta.seed, step);
         let (x, ids) = train_b.batch(&idx);
         tch::manual_seed((meta.seed.wrapping_mul(7919).wrapping_add(step)) as i64);
-        let eps = Tensor::randn([idx.len() as i64, c.timesteps, c.z_dim], (Kind::Float, opts.device));
+        let eps = Tensor::randn(
+            [idx.len() as i64, c.timesteps, c.z_dim],
+            (Kind::Float, opts.device),
+        );
         let loss = model.loss(&x, ids.as_ref(), &eps);
         let total = loss.nll().mean(Kind::Float);
         adam.zero_grad();
@@ -239,8 +279,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         adam.step(step, &norm);
         bar.inc(1);
 
-        let at_end = step == opts.steps
-            || opts.time_limit.is_some_and(|l| started.elapsed() >= l);
+        let at_end = step == opts.steps || opts.time_limit.is_some_and(|l| started.elapsed() >= l);
         let log_now = step % opts.log_every.max(1) == 0 || at_end;
         let eval_now = at_end || (opts.eval_every > 0 && step % opts.eval_every == 0);
         let checkpoint_now = step % opts.checkpoint_every == 0 || at_end;
@@ -281,10 +320,17 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 videos_per_s: rate,
                 test_nll: if eval_now { meta.test_nll } else { None },
             };
-            writeln!(metrics, "{}", serde_json::to_string(&line).expect("serialisable")).map_err(io_err(&metrics_path))?;
+            writeln!(
+                metrics,
+                "{}",
+                serde_json::to_string(&line).expect("serialisable")
+            )
+            .map_err(io_err(&metrics_path))?;
             let msg = format!(
                 "loss {l:.1}  kl {k:.1}  {rate:.0} videos/s{}",
-                meta.test_nll.map(|n| format!("  test nll {n:.1}")).unwrap_or_default()
+                meta.test_nll
+                    .map(|n| format!("  test nll {n:.1}"))
+                    .unwrap_or_default()
             );
             if plain_log {
                 eprintln!("step {step}/{}  {msg}", opts.steps);
@@ -295,7 +341,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         if step % opts.checkpoint_every == 0 || at_end {
             if !params_finite(&model) {
                 bar.abandon();
-                return Err(TrainError::NonFinite { steps: format!("..={step}"), checkpoint: ckpt_path.display().to_string() });
+                return Err(TrainError::NonFinite {
+                    steps: format!("..={step}"),
+                    checkpoint: ckpt_path.display().to_string(),
+                });
             }
             meta.step = step;
             meta.train_seconds = train_seconds0 + started.elapsed().as_secs_f64();
@@ -306,5 +355,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         }
     }
     bar.finish();
-    Ok(TrainSummary { step, last_loss, videos_per_s: rate, test, checkpoint: ckpt_path })
+    Ok(TrainSummary {
+        step,
+        last_loss,
+        videos_per_s: rate,
+        test,
+        checkpoint: ckpt_path,
+    })
 }

@@ -8,10 +8,20 @@ pub const PAD: &str = "<pad>";
 pub enum CaptionError {
     #[error("caption {caption:?} has no words; a caption is words such as \"digit 3 is moving up and down\"")]
     Empty { caption: String },
-    #[error("caption {caption:?} uses words the model does not know: {unknown:?}; known words: {known}")]
-    UnknownWords { caption: String, unknown: Vec<String>, known: String },
+    #[error(
+        "caption {caption:?} uses words the model does not know: {unknown:?}; known words: {known}"
+    )]
+    UnknownWords {
+        caption: String,
+        unknown: Vec<String>,
+        known: String,
+    },
     #[error("caption {caption:?} has {words} words; this model reads at most {max}")]
-    TooLong { caption: String, words: usize, max: usize },
+    TooLong {
+        caption: String,
+        words: usize,
+        max: usize,
+    },
 }
 
 /// Token list (index = id; id 0 is the pad) plus the tokenizer rules.
@@ -39,7 +49,12 @@ impl Vocabulary {
         let set: BTreeSet<String> = captions.into_iter().flat_map(words).collect();
         let mut tokens = vec![PAD.to_string()];
         tokens.extend(set);
-        Self { tokens, pad_id: 0, lowercase: true, split: "non-alphanumeric".into() }
+        Self {
+            tokens,
+            pad_id: 0,
+            lowercase: true,
+            split: "non-alphanumeric".into(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -61,9 +76,15 @@ impl Vocabulary {
             .collect();
         let ws = words(caption);
         if ws.is_empty() {
-            return Err(CaptionError::Empty { caption: caption.into() });
+            return Err(CaptionError::Empty {
+                caption: caption.into(),
+            });
         }
-        let unknown: Vec<String> = ws.iter().filter(|w| !index.contains_key(w.as_str())).cloned().collect();
+        let unknown: Vec<String> = ws
+            .iter()
+            .filter(|w| !index.contains_key(w.as_str()))
+            .cloned()
+            .collect();
         if !unknown.is_empty() {
             return Err(CaptionError::UnknownWords {
                 caption: caption.into(),
@@ -72,7 +93,11 @@ impl Vocabulary {
             });
         }
         if ws.len() > length {
-            return Err(CaptionError::TooLong { caption: caption.into(), words: ws.len(), max: length });
+            return Err(CaptionError::TooLong {
+                caption: caption.into(),
+                words: ws.len(),
+                max: length,
+            });
         }
         let mut ids: Vec<i64> = ws.iter().map(|w| index[w.as_str()]).collect();
         ids.resize(length, self.pad_id);

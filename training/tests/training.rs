@@ -39,7 +39,13 @@ fn crop_window(rows: &[f32], cols: &[f32]) -> Window<Tensor> {
 #[test]
 fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
     let (n, h, w, k) = (3i64, 16i64, 20i64, 4i64);
-    let geo = Geometry { height: h, width: w, frames: n, k, groups: n };
+    let geo = Geometry {
+        height: h,
+        width: w,
+        frames: n,
+        k,
+        groups: n,
+    };
     tch::manual_seed(0);
     let video = Tensor::rand([1, n, h, w], (Kind::Float, Device::Cpu));
     // K = 4: grid points at g - 1.5, g - 0.5, g + 0.5, g + 1.5 (1-based pixels), so a
@@ -51,10 +57,17 @@ fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
     let glimpse = read(&mut be, &crop_window(&rows, &cols), &video, geo);
     assert_eq!(glimpse.size(), [1, n, k, k]);
     for i in 0..n as usize {
-        let expected = video.get(0).get(i as i64).narrow(0, r0[i], k).narrow(1, c0[i], k);
+        let expected = video
+            .get(0)
+            .get(i as i64)
+            .narrow(0, r0[i], k)
+            .narrow(1, c0[i], k);
         let got = glimpse.get(0).get(i as i64);
         let diff = (&got - &expected).abs().max().double_value(&[]);
-        assert!(diff < 1e-5, "frame {i}: read differs from the crop by {diff}");
+        assert!(
+            diff < 1e-5,
+            "frame {i}: read differs from the crop by {diff}"
+        );
     }
     // gamma scales the read (eq. 5).
     let mut win = crop_window(&rows, &cols);
@@ -74,7 +87,9 @@ fn filterbank_rows_are_normalised_gaussians_at_the_grid_points() {
         let row = f.get(0).get(0).get(u as i64);
         let sum = row.sum(Kind::Double).double_value(&[]);
         assert!((sum - 1.0).abs() < 1e-5, "row {u} sums to {sum}");
-        let z: f64 = (1..=16).map(|a| (-(a as f64 - mu).powi(2) / 2.0).exp()).sum();
+        let z: f64 = (1..=16)
+            .map(|a| (-(a as f64 - mu).powi(2) / 2.0).exp())
+            .sum();
         for a in 1..=16i64 {
             let want = (-(a as f64 - mu).powi(2) / 2.0).exp() / z;
             let got = row.double_value(&[a - 1]);
@@ -91,7 +106,11 @@ fn random_window(f: i64, temporal: bool) -> Window<Tensor> {
         sigma2: u(0.5, 3.0),
         delta: u(0.5, 2.5),
         gamma: u(0.5, 2.0),
-        temporal: temporal.then(|| TemporalWindow { g: u(1.5, 3.5), sigma2: u(0.5, 2.0), delta: u(0.3, 1.0) }),
+        temporal: temporal.then(|| TemporalWindow {
+            g: u(1.5, 3.5),
+            sigma2: u(0.5, 2.0),
+            delta: u(0.3, 1.0),
+        }),
     }
 }
 
@@ -102,7 +121,13 @@ fn write_is_the_transpose_of_read() {
     tch::manual_seed(1);
     let (n, h, w, k) = (4i64, 16i64, 18i64, 3i64);
     for (temporal, groups) in [(false, n), (false, 1), (true, 1)] {
-        let geo = Geometry { height: h, width: w, frames: n, k, groups };
+        let geo = Geometry {
+            height: h,
+            width: w,
+            frames: n,
+            k,
+            groups,
+        };
         let win = random_window(groups, temporal);
         let g = if temporal { k } else { n };
         let x = Tensor::randn([1, n, h, w], (Kind::Float, Device::Cpu));
@@ -162,7 +187,8 @@ fn captions_name_the_motion_that_is_rendered() {
         let c = centres(&data, i);
         let spread = |f: fn(&(f64, f64)) -> f64| {
             let xs: Vec<f64> = c.iter().map(f).collect();
-            xs.iter().cloned().fold(f64::MIN, f64::max) - xs.iter().cloned().fold(f64::MAX, f64::min)
+            xs.iter().cloned().fold(f64::MIN, f64::max)
+                - xs.iter().cloned().fold(f64::MAX, f64::min)
         };
         let (rows, cols) = (spread(|p| p.0), spread(|p| p.1));
         let motion = v.tracks[0].motion;
@@ -171,14 +197,25 @@ fn captions_name_the_motion_that_is_rendered() {
         match motion {
             Motion::UpDown => {
                 assert!(v.caption.ends_with("up and down"), "{}", v.caption);
-                assert!(cols < 1e-9 && rows > 5.0, "video {i} ({}) moves rows {rows} cols {cols}", v.caption);
+                assert!(
+                    cols < 1e-9 && rows > 5.0,
+                    "video {i} ({}) moves rows {rows} cols {cols}",
+                    v.caption
+                );
             }
             Motion::LeftRight => {
                 assert!(v.caption.ends_with("left and right"), "{}", v.caption);
-                assert!(rows < 1e-9 && cols > 5.0, "video {i} ({}) moves rows {rows} cols {cols}", v.caption);
+                assert!(
+                    rows < 1e-9 && cols > 5.0,
+                    "video {i} ({}) moves rows {rows} cols {cols}",
+                    v.caption
+                );
             }
         }
-        assert_eq!(v.caption, format!("digit {} is moving {}", v.tracks[0].digit, motion.words()));
+        assert_eq!(
+            v.caption,
+            format!("digit {} is moving {}", v.tracks[0].digit, motion.words())
+        );
     }
     assert_eq!(seen.len(), 2);
 }
@@ -197,25 +234,51 @@ fn digits_stay_in_the_frame_move_at_the_stated_speed_and_bounce() {
                 .positions
                 .iter()
                 .map(|&(r, c)| {
-                    assert!((r as i64) <= range && (c as i64) <= range, "{:?} outside the frame", (r, c));
-                    if t.motion == Motion::UpDown { r as i64 } else { c as i64 }
+                    assert!(
+                        (r as i64) <= range && (c as i64) <= range,
+                        "{:?} outside the frame",
+                        (r, c)
+                    );
+                    if t.motion == Motion::UpDown {
+                        r as i64
+                    } else {
+                        c as i64
+                    }
                 })
                 .collect();
             for w in moving.windows(2) {
-                assert!((w[1] - w[0]).abs() <= step + 1, "moved {} px, speed is {step}", (w[1] - w[0]).abs());
+                assert!(
+                    (w[1] - w[0]).abs() <= step + 1,
+                    "moved {} px, speed is {step}",
+                    (w[1] - w[0]).abs()
+                );
             }
-            bounces += moving.windows(3).filter(|w| (w[1] - w[0]).signum() * (w[2] - w[1]).signum() < 0).count();
+            bounces += moving
+                .windows(3)
+                .filter(|w| (w[1] - w[0]).signum() * (w[2] - w[1]).signum() < 0)
+                .count();
             assert_eq!(digits.labels[t.image], t.digit);
         }
     }
-    assert!(bounces > data.videos.len() / 2, "only {bounces} bounces in {} videos", data.videos.len());
+    assert!(
+        bounces > data.videos.len() / 2,
+        "only {bounces} bounces in {} videos",
+        data.videos.len()
+    );
     // Two digits add and clip: no pixel over 255 and overlapping digits saturate.
     let (one, _) = dataset(1, Split::Train);
     let s = spec.size;
     for i in 0..one.len() {
         // A single digit is never cut by the border: every frame has the same ink.
-        let ink: Vec<u64> = one.video(i).chunks(s * s).map(|f| f.iter().map(|&p| p as u64).sum()).collect();
-        assert!(ink.iter().all(|&x| x == ink[0]), "video {i} loses ink at the border: {ink:?}");
+        let ink: Vec<u64> = one
+            .video(i)
+            .chunks(s * s)
+            .map(|f| f.iter().map(|&p| p as u64).sum())
+            .collect();
+        assert!(
+            ink.iter().all(|&x| x == ink[0]),
+            "video {i} loses ink at the border: {ink:?}"
+        );
     }
 }
 
@@ -224,16 +287,43 @@ fn train_and_test_split_by_caption_and_digit_image() {
     for digits in [1, 2] {
         let (train, _) = dataset(digits, Split::Train);
         let (test, _) = dataset(digits, Split::Test);
-        let captions = |d: &Dataset| d.videos.iter().map(|v| v.caption.clone()).collect::<HashSet<_>>();
-        let images = |d: &Dataset| d.videos.iter().flat_map(|v| v.tracks.iter().map(|t| t.image)).collect::<HashSet<_>>();
-        assert!(captions(&train).is_disjoint(&captions(&test)), "{digits} digits: a caption is in both splits");
-        assert!(images(&train).is_disjoint(&images(&test)), "{digits} digits: a digit image is in both splits");
-        let (tr, te) = (contents(digits, Split::Train), contents(digits, Split::Test));
+        let captions = |d: &Dataset| {
+            d.videos
+                .iter()
+                .map(|v| v.caption.clone())
+                .collect::<HashSet<_>>()
+        };
+        let images = |d: &Dataset| {
+            d.videos
+                .iter()
+                .flat_map(|v| v.tracks.iter().map(|t| t.image))
+                .collect::<HashSet<_>>()
+        };
+        assert!(
+            captions(&train).is_disjoint(&captions(&test)),
+            "{digits} digits: a caption is in both splits"
+        );
+        assert!(
+            images(&train).is_disjoint(&images(&test)),
+            "{digits} digits: a digit image is in both splits"
+        );
+        let (tr, te) = (
+            contents(digits, Split::Train),
+            contents(digits, Split::Test),
+        );
         if digits == 1 {
             assert_eq!((tr.len(), te.len()), (10, 10));
             for d in 0..10u8 {
-                let m = |cs: &Vec<_>| cs.iter().filter(|c: &&syncdraw_training::data::bouncing::Content| c.0[0].0 == d).count();
-                assert_eq!((m(&tr), m(&te)), (1, 1), "digit {d} needs one motion in each split");
+                let m = |cs: &Vec<_>| {
+                    cs.iter()
+                        .filter(|c: &&syncdraw_training::data::bouncing::Content| c.0[0].0 == d)
+                        .count()
+                };
+                assert_eq!(
+                    (m(&tr), m(&te)),
+                    (1, 1),
+                    "digit {d} needs one motion in each split"
+                );
             }
         } else {
             let mut per_pair: HashMap<(u8, u8), (usize, usize)> = HashMap::new();
@@ -243,11 +333,17 @@ fn train_and_test_split_by_caption_and_digit_image() {
             for c in &te {
                 per_pair.entry((c.0[0].0, c.0[1].0)).or_default().1 += 1;
             }
-            assert!(per_pair.values().all(|&n| n == (2, 2)), "every ordered pair: 2 combinations each side");
+            assert!(
+                per_pair.values().all(|&n| n == (2, 2)),
+                "every ordered pair: 2 combinations each side"
+            );
         }
     }
     let d = Digits::load(&DigitSource::Bundled).expect("bundled digits");
-    let (a, b) = (image_pools(&d, Split::Train, 7), image_pools(&d, Split::Test, 7));
+    let (a, b) = (
+        image_pools(&d, Split::Train, 7),
+        image_pools(&d, Split::Test, 7),
+    );
     for k in 0..10 {
         assert!(a[k].iter().all(|i| !b[k].contains(i)));
     }
@@ -284,7 +380,11 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
     let mut dataset = DatasetConfig::new(1);
     dataset.train_size = 256;
     dataset.test_size = 64;
-    dataset.video = VideoSpec { frames: 4, size: 32, speed: 0.2 };
+    dataset.video = VideoSpec {
+        frames: 4,
+        size: 32,
+        speed: 0.2,
+    };
     TrainOptions {
         run_dir: run_dir.to_path_buf(),
         model: ModelConfig {
@@ -330,15 +430,23 @@ fn metrics(run_dir: &Path) -> Vec<serde_json::Value> {
 /// The first 10 steps' mean loss is at least 2.5 times the last 10 steps' (of 60).
 #[test]
 fn tiny_model_learns_loss_falls_by_2_5x() {
-    let (run, cache) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let (run, cache) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
     let summary = train(&tiny_options(run.path(), cache.path(), 60)).expect("training runs");
     assert_eq!(summary.step, 60);
     let m = metrics(run.path());
     assert_eq!(m.len(), 6, "one metrics line per 10 steps");
-    let (first, last) = (m[0]["loss"].as_f64().expect("loss"), m[5]["loss"].as_f64().expect("loss"));
+    let (first, last) = (
+        m[0]["loss"].as_f64().expect("loss"),
+        m[5]["loss"].as_f64().expect("loss"),
+    );
     assert!(last * 2.5 < first, "loss fell from {first} to {last} only");
     let test = summary.test.expect("final evaluation");
-    assert!(test.nll.is_finite() && (test.nll - test.reconstruction - test.kl).abs() < 1e-3 * test.nll);
+    assert!(
+        test.nll.is_finite() && (test.nll - test.reconstruction - test.kl).abs() < 1e-3 * test.nll
+    );
     for f in ["config.json", "vocab.json", "checkpoint.safetensors"] {
         assert!(run.path().join(f).exists(), "run dir lacks {f}");
     }
@@ -347,11 +455,17 @@ fn tiny_model_learns_loss_falls_by_2_5x() {
 #[test]
 fn resume_continues_exactly_where_an_uninterrupted_run_would_be() {
     let cache = tempfile::tempdir().expect("tmp");
-    let (a, b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let (a, b) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
     train(&tiny_options(a.path(), cache.path(), 20)).expect("uninterrupted");
     train(&tiny_options(b.path(), cache.path(), 10)).expect("first half");
     // Without --resume an existing run is not overwritten.
-    assert!(matches!(train(&tiny_options(b.path(), cache.path(), 20)), Err(TrainError::RunExists(_))));
+    assert!(matches!(
+        train(&tiny_options(b.path(), cache.path(), 20)),
+        Err(TrainError::RunExists(_))
+    ));
     let mut opts = tiny_options(b.path(), cache.path(), 20);
     opts.resume = true;
     train(&opts).expect("second half");
@@ -366,13 +480,19 @@ fn resume_continues_exactly_where_an_uninterrupted_run_would_be() {
     }
     let (sa, sb) = (ca.adam.expect("adam state"), cb.adam.expect("adam state"));
     for (name, (m, v)) in &sa {
-        assert!(m.equal(&sb[name].0) && v.equal(&sb[name].1), "optimizer state {name} differs");
+        assert!(
+            m.equal(&sb[name].0) && v.equal(&sb[name].1),
+            "optimizer state {name} differs"
+        );
     }
 }
 
 #[test]
 fn nan_stops_training_and_keeps_the_last_good_checkpoint() {
-    let (run, cache) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let (run, cache) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
     train(&tiny_options(run.path(), cache.path(), 10)).expect("good steps");
     let ckpt = run.path().join("checkpoint.safetensors");
     let before = std::fs::read(&ckpt).expect("checkpoint");
@@ -382,16 +502,28 @@ fn nan_stops_training_and_keeps_the_last_good_checkpoint() {
     let err = train(&opts).expect_err("a NaN learning rate must stop training");
     assert!(matches!(err, TrainError::NonFinite { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("NaN") && msg.contains(&ckpt.display().to_string()), "{msg}");
-    assert_eq!(std::fs::read(&ckpt).expect("checkpoint"), before, "the good checkpoint was overwritten");
+    assert!(
+        msg.contains("NaN") && msg.contains(&ckpt.display().to_string()),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&ckpt).expect("checkpoint"),
+        before,
+        "the good checkpoint was overwritten"
+    );
     let ck = checkpoint::load(&ckpt, Device::Cpu).expect("still loads");
     assert_eq!(ck.meta.step, 10);
 }
 
 #[test]
 fn unknown_caption_words_are_named_with_the_vocabulary() {
-    let v = Vocabulary::from_captions(["digit 3 is moving up and down", "digit 4 is moving left and right"]);
-    let err = v.encode("Digit 3 is dancing up and down", 7).expect_err("unknown word");
+    let v = Vocabulary::from_captions([
+        "digit 3 is moving up and down",
+        "digit 4 is moving left and right",
+    ]);
+    let err = v
+        .encode("Digit 3 is dancing up and down", 7)
+        .expect_err("unknown word");
     match &err {
         CaptionError::UnknownWords { unknown, known, .. } => {
             assert_eq!(unknown, &vec!["dancing".to_string()]);
@@ -400,10 +532,18 @@ fn unknown_caption_words_are_named_with_the_vocabulary() {
         other => panic!("wrong error {other:?}"),
     }
     assert!(err.to_string().contains("dancing"));
-    assert!(matches!(v.encode(" , ", 7), Err(CaptionError::Empty { .. })));
-    assert!(matches!(v.encode("digit 3 is moving up and down and", 7), Err(CaptionError::TooLong { .. })));
+    assert!(matches!(
+        v.encode(" , ", 7),
+        Err(CaptionError::Empty { .. })
+    ));
+    assert!(matches!(
+        v.encode("digit 3 is moving up and down and", 7),
+        Err(CaptionError::TooLong { .. })
+    ));
     // Known words, any case and punctuation, encode and pad.
-    let ids = v.encode("DIGIT 3, is moving up-and-down", 9).expect("valid");
+    let ids = v
+        .encode("DIGIT 3, is moving up-and-down", 9)
+        .expect("valid");
     assert_eq!(ids.len(), 9);
     assert_eq!(&ids[7..], &[0, 0]);
 }

@@ -21,7 +21,9 @@ impl Backend for TchBackend {
         value.shallow_clone()
     }
     fn constant(&mut self, values: &[f32], shape: &[i64]) -> Tensor {
-        Tensor::from_slice(values).reshape(shape).to_device(self.device)
+        Tensor::from_slice(values)
+            .reshape(shape)
+            .to_device(self.device)
     }
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Tensor {
         a + b

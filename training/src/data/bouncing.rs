@@ -99,7 +99,11 @@ pub struct VideoSpec {
 
 impl Default for VideoSpec {
     fn default() -> Self {
-        Self { frames: 10, size: 64, speed: 0.2 }
+        Self {
+            frames: 10,
+            size: 64,
+            speed: 0.2,
+        }
     }
 }
 
@@ -173,8 +177,17 @@ pub fn make_tracks(
             let image = pool[rng.random_range(0..pool.len())];
             let row0 = rng.random_range(0.0..=range);
             let col0 = rng.random_range(0.0..=range);
-            let v = if rng.random_bool(0.5) { spec.speed } else { -spec.speed } * range;
-            let moving = bounce(if motion == Motion::UpDown { row0 } else { col0 }, v, range, spec.frames);
+            let v = if rng.random_bool(0.5) {
+                spec.speed
+            } else {
+                -spec.speed
+            } * range;
+            let moving = bounce(
+                if motion == Motion::UpDown { row0 } else { col0 },
+                v,
+                range,
+                spec.frames,
+            );
             let positions = moving
                 .iter()
                 .map(|&p| {
@@ -185,7 +198,12 @@ pub fn make_tracks(
                     }
                 })
                 .collect();
-            Track { digit, motion, image, positions }
+            Track {
+                digit,
+                motion,
+                image,
+                positions,
+            }
         })
         .collect()
 }
@@ -199,7 +217,9 @@ fn row_or_col(x: f32) -> u16 {
 pub fn image_pools(digits: &Digits, split: Split, seed: u64) -> [Vec<usize>; 10] {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_d161_7500);
     std::array::from_fn(|d| {
-        let mut idx: Vec<usize> = (0..digits.labels.len()).filter(|&i| digits.labels[i] == d as u8).collect();
+        let mut idx: Vec<usize> = (0..digits.labels.len())
+            .filter(|&i| digits.labels[i] == d as u8)
+            .collect();
         idx.shuffle(&mut rng);
         let cut = (idx.len() * 4 / 5).clamp(1, idx.len() - 1);
         match split {

@@ -8,7 +8,9 @@
 //!   the rest      u8 pixels, videos x frames x size x size, row-major, 0..255
 //! `<key>` is a SHA-256 of the config and the digit file's bytes, so a change of
 //! either makes a new cache entry. Files are written to a temporary name and renamed.
-use super::bouncing::{contents, image_pools, make_tracks, render, Content, Split, Track, VideoSpec};
+use super::bouncing::{
+    contents, image_pools, make_tracks, render, Content, Split, Track, VideoSpec,
+};
 use super::mnist::{DigitSource, Digits, DigitsError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,7 +26,10 @@ pub enum DataError {
     #[error(transparent)]
     Digits(#[from] DigitsError),
     #[error("data cache {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("data cache {path} is damaged ({reason}); delete it to regenerate")]
     Corrupt { path: PathBuf, reason: String },
     #[error("--digits must be 1 or 2, got {0}")]
@@ -108,7 +113,11 @@ impl Dataset {
     }
 
     /// Generates a split from the digits (deterministic in the config's seed).
-    pub fn generate(config: &DatasetConfig, digits: &Digits, split: Split) -> Result<Self, DataError> {
+    pub fn generate(
+        config: &DatasetConfig,
+        digits: &Digits,
+        split: Split,
+    ) -> Result<Self, DataError> {
         if !(1..=2).contains(&config.digits) {
             return Err(DataError::Digits12(config.digits));
         }
@@ -126,15 +135,34 @@ impl Dataset {
             let content = &captions[rng.random_range(0..captions.len())];
             let tracks = make_tracks(spec, content, &pools, &mut rng);
             pixels.extend(render(spec, digits, &tracks));
-            videos.push(VideoInfo { caption: content.caption(), tracks });
+            videos.push(VideoInfo {
+                caption: content.caption(),
+                tracks,
+            });
         }
-        Ok(Self { config: config.clone(), split, videos, pixels })
+        Ok(Self {
+            config: config.clone(),
+            split,
+            videos,
+            pixels,
+        })
     }
 
     /// Loads a split from the cache under `cache_dir`, generating it first if absent.
-    pub fn load_or_generate(config: &DatasetConfig, split: Split, cache_dir: &Path) -> Result<Self, DataError> {
+    pub fn load_or_generate(
+        config: &DatasetConfig,
+        split: Split,
+        cache_dir: &Path,
+    ) -> Result<Self, DataError> {
         let dir = cache_dir.join("data").join(cache_key(config)?);
-        let path = dir.join(format!("{}.sdbm", if split == Split::Train { "train" } else { "test" }));
+        let path = dir.join(format!(
+            "{}.sdbm",
+            if split == Split::Train {
+                "train"
+            } else {
+                "test"
+            }
+        ));
         if path.exists() {
             return Self::read(&path);
         }
@@ -145,7 +173,10 @@ impl Dataset {
     }
 
     pub fn write(&self, path: &Path) -> Result<(), DataError> {
-        let io = |source| DataError::Io { path: path.to_path_buf(), source };
+        let io = |source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -158,16 +189,26 @@ impl Dataset {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
         f.write_all(MAGIC).map_err(io)?;
-        f.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+        f.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io)?;
         f.write_all(&header).map_err(io)?;
         f.write_all(&self.pixels).map_err(io)?;
-        f.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
+        f.into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
 
     pub fn read(path: &Path) -> Result<Self, DataError> {
-        let raw = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
-        let corrupt = |reason: &str| DataError::Corrupt { path: path.to_path_buf(), reason: reason.into() };
+        let raw = std::fs::read(path).map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let corrupt = |reason: &str| DataError::Corrupt {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        };
         if raw.len() < 16 || &raw[..8] != MAGIC {
             return Err(corrupt("bad magic"));
         }
@@ -181,7 +222,12 @@ impl Dataset {
         if pixels.len() != header.videos.len() * v.frames * v.size * v.size {
             return Err(corrupt("pixel data has the wrong length"));
         }
-        Ok(Self { config: header.config, split: header.split, videos: header.videos, pixels })
+        Ok(Self {
+            config: header.config,
+            split: header.split,
+            videos: header.videos,
+            pixels,
+        })
     }
 }
 
@@ -195,10 +241,17 @@ fn cache_key(config: &DatasetConfig) -> Result<String, DataError> {
         DigitSource::Idx { images, labels } => vec![images.clone(), labels.clone()],
     };
     for p in &files {
-        let bytes = std::fs::read(p).map_err(|source| DigitsError::Io { path: p.clone(), source })?;
+        let bytes = std::fs::read(p).map_err(|source| DigitsError::Io {
+            path: p.clone(),
+            source,
+        })?;
         h.update(bytes);
     }
-    Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+    Ok(h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// The per-user cache directory ($XDG_CACHE_HOME/syncdraw or ~/.cache/syncdraw).
@@ -209,4 +262,3 @@ pub fn default_cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".cache"))
         .join("syncdraw")
 }
-

@@ -32,7 +32,10 @@ impl CaptionEncoderParams {
             embedding: p.var(
                 "embedding",
                 &[config.vocab_size, config.embed_size],
-                nn::Init::Randn { mean: 0.0, stdev: 1.0 },
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 1.0,
+                },
             ),
             lstm: LstmParams::new(&(p / "lstm"), config.embed_size, config.hidden_size),
         }
@@ -61,13 +64,19 @@ impl<T> CaptionEncoder<T> {
             let new = self.lstm.step(be, &x, state.as_ref());
             // Padded positions keep the previous state: s = s_old + m (s_new - s_old).
             state = Some(match state {
-                None => LstmState { h: be.mul(&m, &new.h), c: be.mul(&m, &new.c) },
+                None => LstmState {
+                    h: be.mul(&m, &new.h),
+                    c: be.mul(&m, &new.c),
+                },
                 Some(old) => {
                     let dh = be.sub(&new.h, &old.h);
                     let dh = be.mul(&m, &dh);
                     let dc = be.sub(&new.c, &old.c);
                     let dc = be.mul(&m, &dc);
-                    LstmState { h: be.add(&old.h, &dh), c: be.add(&old.c, &dc) }
+                    LstmState {
+                        h: be.add(&old.h, &dh),
+                        c: be.add(&old.c, &dc),
+                    }
                 }
             });
         }

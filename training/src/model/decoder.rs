@@ -89,7 +89,11 @@ pub fn write_geometry(c: &ModelConfig) -> Geometry {
 
 impl<T> Decoder<T> {
     /// S = caption embedding of int64 ids [B, L], or None for unconditional models.
-    pub fn caption_embedding<B: Backend<Tensor = T>>(&self, be: &mut B, ids: Option<&T>) -> Option<T> {
+    pub fn caption_embedding<B: Backend<Tensor = T>>(
+        &self,
+        be: &mut B,
+        ids: Option<&T>,
+    ) -> Option<T> {
         match (&self.caption, ids) {
             (Some(enc), Some(ids)) => Some(enc.encode(be, ids)),
             _ => None,
@@ -124,7 +128,12 @@ impl<T> Decoder<T> {
     }
 
     /// The whole generation path for z [B, T, z_dim] (and caption ids [B, L]).
-    pub fn generate<B: Backend<Tensor = T>>(&self, be: &mut B, z: &T, caption: Option<&T>) -> Generated<T> {
+    pub fn generate<B: Backend<Tensor = T>>(
+        &self,
+        be: &mut B,
+        z: &T,
+        caption: Option<&T>,
+    ) -> Generated<T> {
         let c = &self.config;
         let s = self.caption_embedding(be, caption);
         let mut state: Option<LstmState<T>> = None;

@@ -87,7 +87,14 @@ pub fn window<B: Backend>(
         let delta = be.scale(&delta, (geo.frames - 1) as f32 / k_den);
         TemporalWindow { g, sigma2, delta }
     });
-    Window { g_row, g_col, sigma2, delta, gamma, temporal }
+    Window {
+        g_row,
+        g_col,
+        sigma2,
+        delta,
+        gamma,
+        temporal,
+    }
 }
 
 /// (size + 1)/2 * (g~ + 1)

@@ -19,7 +19,10 @@ pub struct Linear<T> {
 
 fn uniform(fan_in: i64) -> nn::Init {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    nn::Init::Uniform { lo: -bound, up: bound }
+    nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
 }
 
 fn path_name(p: &nn::Path, leaf: &str) -> String {

@@ -40,7 +40,12 @@ impl SyncDraw {
         let root = vs.root();
         let encoder = EncoderParams::new(&(&root / "encoder"), config);
         let decoder = DecoderParams::new(&(&root / "decoder"), config);
-        Self { config: config.clone(), vs, encoder, decoder }
+        Self {
+            config: config.clone(),
+            vs,
+            encoder,
+            decoder,
+        }
     }
 
     pub fn device(&self) -> Device {
@@ -86,14 +91,19 @@ impl SyncDraw {
             let sigma = log_sigma.exp();
             let z = &mu + &sigma * eps.select(1, t);
             // KL_t = 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1)
-            let kl_t = (mu.square() + sigma.square() - &log_sigma * 2.0 - 1.0)
-                .sum_dim_intlist([1].as_slice(), false, Kind::Float)
-                * 0.5;
+            let kl_t = (mu.square() + sigma.square() - &log_sigma * 2.0 - 1.0).sum_dim_intlist(
+                [1].as_slice(),
+                false,
+                Kind::Float,
+            ) * 0.5;
             kl += kl_t;
             // log N(z; mu, sigma) - log N(z; 0, 1) = sum(-eps^2/2 - log sigma + z^2/2)
             let e_t = eps.select(1, t);
-            log_q_over_p += (z.square() * 0.5 - e_t.square() * 0.5 - &log_sigma)
-                .sum_dim_intlist([1].as_slice(), false, Kind::Float);
+            log_q_over_p += (z.square() * 0.5 - e_t.square() * 0.5 - &log_sigma).sum_dim_intlist(
+                [1].as_slice(),
+                false,
+                Kind::Float,
+            );
             let next_dec = dec.step(be, &z, s.as_ref(), dec_state.as_ref());
             canvas = canvas + dec.write(be, &next_dec.h);
             h_dec_prev = next_dec.h.shallow_clone();
@@ -105,7 +115,11 @@ impl SyncDraw {
             .binary_cross_entropy_with_logits::<Tensor>(x, None, None, tch::Reduction::None)
             .reshape([batch, -1])
             .sum_dim_intlist([1].as_slice(), false, Kind::Float);
-        Loss { reconstruction, kl, log_q_over_p }
+        Loss {
+            reconstruction,
+            kl,
+            log_q_over_p,
+        }
     }
 
     /// Decodes z [B, T, z_dim] (and caption ids) into video and canvases.
