@@ -13,7 +13,6 @@ use std::process::Command;
 use std::sync::OnceLock;
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
 use syncdraw_training::data::bouncing::{contents, VideoSpec};
-use syncdraw_training::data::mnist::bundled_csv;
 use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Digits, Split};
 use syncdraw_training::export::{export, export_model, ExportError};
 use syncdraw_training::model::{CaptionConfig, ModelConfig, SyncDraw, Variant};
@@ -74,7 +73,7 @@ fn data() -> &'static Data {
                 size: SIZE as usize,
                 speed: 0.2,
             },
-            source: DigitSource::Csv(bundled_csv()),
+            source: DigitSource::Bundled,
         };
         let digits = Digits::load(&dataset.source).expect("bundled digits");
         let train = Dataset::generate(&dataset, &digits, Split::Train).expect("data");

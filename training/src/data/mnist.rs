@@ -53,13 +53,12 @@ pub fn bundled_csv() -> Result<PathBuf, DigitsError> {
     if let Ok(exe) = std::env::current_exe() {
         candidates.extend(exe.ancestors().skip(2).take(3).map(|d| d.join(BUNDLED)));
     }
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| DigitsError::NotFound {
+    match candidates.iter().find(|p| p.is_file()).cloned() {
+        Some(found) => Ok(found),
+        None => Err(DigitsError::NotFound {
             looked_in: candidates,
-        })
+        }),
+    }
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DigitsError> {

@@ -105,7 +105,7 @@ impl SyncDraw {
                 Kind::Float,
             );
             let next_dec = dec.step(be, &z, s.as_ref(), dec_state.as_ref());
-            canvas = canvas + dec.write(be, &next_dec.h);
+            canvas += dec.write(be, &next_dec.h);
             h_dec_prev = next_dec.h.shallow_clone();
             dec_state = Some(next_dec);
             enc_state = Some(next_enc);
