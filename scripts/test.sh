@@ -11,6 +11,6 @@ bash scripts/setup.sh
 source build-env.sh
 echo "[test] building the plugin and syncdraw-train (release)"
 cargo build --release --workspace
-echo "[test] cargo test --workspace"
-cargo test --workspace "$@"
+echo "[test] cargo test --workspace --no-fail-fast"
+cargo test --workspace --no-fail-fast "$@"
 echo "[test] all tests passed in $(( $(date +%s) - started )) s"

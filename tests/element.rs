@@ -125,6 +125,7 @@ fn eos_after_clips_and_num_buffers() {
     let mut h = harness(&[
         ("model-location", &m),
         ("caption", CAPTION),
+        ("clips", "0"),
         ("num-buffers", "13"),
     ]);
     h.play();
