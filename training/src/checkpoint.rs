@@ -92,24 +92,29 @@ pub fn save(
             named.push((format!("{ADAM_V}{name}"), v.to_device(Device::Cpu)));
         }
     }
+    write_safetensors_atomic(&named, path).map_err(werr)
+}
+
+/// Writes named tensors as safetensors atomically: a temporary file beside `path`,
+/// fsync, rename. On failure the temporary file is removed and `path` is untouched.
+/// Shared by checkpoints and the evaluator.
+pub fn write_safetensors_atomic(named: &[(String, Tensor)], path: &Path) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("checkpoint"),
-        std::process::id()
-    ));
-    let result = Tensor::write_safetensors(&named, &tmp)
-        .map_err(|e| werr(e.to_string()))
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("tensors");
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let result = Tensor::write_safetensors(named, &tmp)
+        .map_err(|e| e.to_string())
         .and_then(|_| {
             std::fs::File::open(&tmp)
                 .and_then(|f| f.sync_all())
-                .map_err(|e| werr(e.to_string()))
+                .map_err(|e| e.to_string())
         })
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string())));
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

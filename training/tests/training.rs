@@ -6,7 +6,7 @@ use std::path::Path;
 use syncdraw_training::adam::AdamConfig;
 use syncdraw_training::backend::tch_backend::TchBackend;
 use syncdraw_training::checkpoint;
-use syncdraw_training::data::bouncing::{contents, image_pools, Motion, VideoSpec};
+use syncdraw_training::data::bouncing::{contents, image_pools, render, Motion, VideoSpec};
 use syncdraw_training::data::mnist::DIGIT_SIZE;
 use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Digits, Split};
 use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
@@ -265,7 +265,18 @@ fn digits_stay_in_the_frame_move_at_the_stated_speed_and_bounce() {
         "only {bounces} bounces in {} videos",
         data.videos.len()
     );
-    // Two digits add and clip: no pixel over 255 and overlapping digits saturate.
+    // Two digits are added and clipped (the paper), not combined by max (the
+    // authors' code): every pixel is the saturating sum of the two digits alone.
+    let mut overlapping = 0;
+    for (i, v) in data.videos.iter().enumerate() {
+        let a = render(spec, &digits, &v.tracks[..1]);
+        let b = render(spec, &digits, &v.tracks[1..]);
+        for ((&p, &x), &y) in data.video(i).iter().zip(&a).zip(&b) {
+            assert_eq!(p, x.saturating_add(y), "video {i}: not the clipped sum");
+            overlapping += usize::from(x > 0 && y > 0 && x.max(y) < p);
+        }
+    }
+    assert!(overlapping > 0, "no overlapping digits: adding is untested");
     let (one, _) = dataset(1, Split::Train);
     let s = spec.size;
     for i in 0..one.len() {

@@ -191,26 +191,7 @@ impl Evaluator {
         for (name, t) in vars {
             named.push((name, t.to_device(Device::Cpu)));
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
-        }
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("evaluator");
-        let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-        let result = Tensor::write_safetensors(&named, &tmp)
-            .map_err(|e| werr(e.to_string()))
-            .and_then(|_| {
-                std::fs::File::open(&tmp)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| werr(e.to_string()))
-            })
-            .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string())));
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        crate::checkpoint::write_safetensors_atomic(&named, path).map_err(werr)
     }
 
     /// Loads an evaluator written by [`Evaluator::save`] onto `device`.
