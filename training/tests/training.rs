@@ -387,6 +387,15 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// libtorch's random generator is global to the process and training seeds it per
+/// step, so two tests training at once on the test harness's threads would draw
+/// each other's noise: tests that train hold this lock.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn training_lock() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
     let mut dataset = DatasetConfig::new(1);
     dataset.train_size = 256;
@@ -441,6 +450,7 @@ fn metrics(run_dir: &Path) -> Vec<serde_json::Value> {
 /// The first 10 steps' mean loss is at least 2.5 times the last 10 steps' (of 60).
 #[test]
 fn tiny_model_learns_loss_falls_by_2_5x() {
+    let _serial = training_lock();
     let (run, cache) = (
         tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
@@ -465,6 +475,7 @@ fn tiny_model_learns_loss_falls_by_2_5x() {
 
 #[test]
 fn resume_continues_exactly_where_an_uninterrupted_run_would_be() {
+    let _serial = training_lock();
     let cache = tempfile::tempdir().expect("tmp");
     let (a, b) = (
         tempfile::tempdir().expect("tmp"),
@@ -500,6 +511,7 @@ fn resume_continues_exactly_where_an_uninterrupted_run_would_be() {
 
 #[test]
 fn nan_stops_training_and_keeps_the_last_good_checkpoint() {
+    let _serial = training_lock();
     let (run, cache) = (
         tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
