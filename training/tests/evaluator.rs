@@ -135,7 +135,9 @@ fn briefly_trained_evaluator_reads_held_out_real_videos_and_survives_save_load()
     let data = tiny_data(1);
     let digits = Digits::load(&data.source).unwrap();
     let opts = TrainOptions {
-        steps: 200,
+        // 500 steps: seeds 1-4 read 41-73% of digits here (200 steps gave
+        // 15-39%, too close to the bar on other CPUs).
+        steps: 500,
         batch: 32,
         seed: 3,
         lr: 4e-3,
@@ -160,9 +162,9 @@ fn briefly_trained_evaluator_reads_held_out_real_videos_and_survives_save_load()
         test.len()
     );
     // Chance: 1/20 for the caption, 1/10 for the digit, 1/2 for the motion.
-    assert!(score.exact > 0.1, "{score:?}");
-    assert!(score.digits > 0.15, "{score:?}");
-    assert!(score.motion > 0.65, "{score:?}");
+    assert!(score.exact > 0.2, "{score:?}");
+    assert!(score.digits > 0.25, "{score:?}");
+    assert!(score.motion > 0.8, "{score:?}");
     assert_eq!(score.videos, test.len());
 
     let dir = tempfile::tempdir().unwrap();
