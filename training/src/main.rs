@@ -467,9 +467,10 @@ struct EvaluatorTrainArgs {
     /// Where to write the evaluator (safetensors).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 1500)]
     steps: u64,
-    #[arg(long, default_value_t = 64)]
+    /// Frames per step.
+    #[arg(long, default_value_t = 128)]
     batch: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -498,16 +499,11 @@ struct EvaluatorTrainArgs {
     threads: Option<i32>,
     #[arg(long, default_value_t = 100)]
     log_every: u64,
-    /// Conv layers run on each frame alone, e.g. "16k5s2,32k3s2" (channels, kernel,
-    /// stride, pool); "" for none (frames are then the input channels of --layers).
-    #[arg(long, default_value = syncdraw_training::evaluator::net::DEFAULT_FRAME_LAYERS)]
-    frame_layers: String,
-    /// Conv layers over all frames' features stacked as channels.
+    /// The detector's conv layers, e.g. "32k5s2,64k3p" (channels, odd kernel,
+    /// stride, 2x2 pooling); their strides and poolings set the grid.
     #[arg(long, default_value = syncdraw_training::evaluator::net::DEFAULT_LAYERS)]
     layers: String,
-    #[arg(long, default_value_t = 256)]
-    hidden: i64,
-    /// Fraction of training videos with one digit (the rest have two).
+    /// Fraction of training frames with one digit (the rest have two).
     #[arg(long, default_value_t = 0.4)]
     one_digit_fraction: f64,
     /// Stop training after this many minutes (the learning-rate schedule follows it).
@@ -595,11 +591,8 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
         tch::get_num_threads()
     );
     let mut config = EvaluatorConfig::new(a.frames as i64, a.size as i64);
-    config.frame_layers = syncdraw_training::evaluator::net::parse_layers(&a.frame_layers)
-        .map_err(anyhow::Error::msg)?;
     config.layers =
         syncdraw_training::evaluator::net::parse_layers(&a.layers).map_err(anyhow::Error::msg)?;
-    config.hidden = a.hidden;
     let start = std::time::Instant::now();
     let mut ev = train::train(&config, &data, &digits, &opts, |step, loss| {
         eprintln!(

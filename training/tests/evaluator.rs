@@ -3,15 +3,17 @@
 //! and survives a save/load, fidelity runs end to end on a tiny Sync-DRAW model
 //! (one entry per test caption, fractions in [0, 1]), and missing or mismatched
 //! files give clear errors, through the library and the `syncdraw-train` CLI.
+use rand::SeedableRng;
 use std::process::Command;
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
+use syncdraw_training::data::bouncing::image_pools;
 use syncdraw_training::data::bouncing::{contents, split_of};
 use syncdraw_training::data::{Content, Dataset, DatasetConfig, Digits, Motion, Split};
 use syncdraw_training::evaluator::fidelity::fidelity;
-use syncdraw_training::evaluator::labels::{
-    canonical, compare, content_of, counts, decode, head, HEADS,
-};
+use syncdraw_training::evaluator::labels::{canonical, compare, content_of, counts};
 use syncdraw_training::evaluator::net::parse_layers;
+use syncdraw_training::evaluator::reading::{read, Grid, CLASSES};
+use syncdraw_training::evaluator::render::render_frame;
 use syncdraw_training::evaluator::train::{train, TrainOptions};
 use syncdraw_training::evaluator::{
     Evaluator, EvaluatorConfig, EvaluatorError, EvaluatorMeta, TrainingInfo, FORMAT as EV_FORMAT,
@@ -34,9 +36,7 @@ fn tiny_data(digits: usize) -> DatasetConfig {
 
 fn tiny_evaluator_config() -> EvaluatorConfig {
     let mut c = EvaluatorConfig::new(FRAMES as i64, SIZE as i64);
-    c.frame_layers = parse_layers("8k5s2,16k3s2").unwrap();
-    c.layers = parse_layers("32k1,32k3").unwrap();
-    c.hidden = 64;
+    c.layers = parse_layers("16k5s2,24k3s2,32k3s2,32k3,32k3").unwrap();
     c
 }
 
@@ -101,32 +101,116 @@ fn counts_decode_to_captions_as_unordered_multisets() {
     assert!(!compare(&Content(vec![(4, Motion::UpDown)]), &same_twice).count);
 }
 
+/// An 8x8 grid of 8-pixel cells, as the default detector gives on 64x64 frames.
+const G: Grid = Grid {
+    cells: 8,
+    scale: 8.0,
+    offset: 0.0,
+};
+
+/// Detector maps of a video: per frame, the digits seen as (digit, row, column,
+/// probability), each in the cell nearest its position; background elsewhere.
+fn maps(frames: &[Vec<(u8, f32, f32, f32)>]) -> Vec<f32> {
+    let g = G.cells;
+    let mut out = Vec::new();
+    for seen in frames {
+        let mut m = vec![0.0f32; CLASSES * g * g];
+        m[..g * g].fill(1.0);
+        for &(d, y, x, p) in seen {
+            let (r, c) = (G.cell_of(y), G.cell_of(x));
+            m[r * g + c] = 1.0 - p;
+            m[((d as usize + 1) * g + r) * g + c] = p;
+        }
+        out.extend(m);
+    }
+    out
+}
+
 #[test]
-fn decoding_always_reads_one_or_two_digits() {
-    // No head is sure of anything: still the most likely one- or two-digit reading.
-    let mut lp = [[0.6f32.ln(), 0.3f32.ln(), 0.1f32.ln()]; HEADS];
-    lp[head(5, Motion::LeftRight)] = [0.4f32.ln(), 0.5f32.ln(), 0.1f32.ln()];
+fn reading_counts_tracks_and_names_each_digit_and_its_motion() {
+    // Digit 3 moves up and down in column 8 while 7 moves left and right in row 40.
+    let rows = [8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 56.0, 48.0, 40.0, 32.0];
+    let cols = [32.0, 40.0, 48.0, 56.0, 48.0, 40.0, 32.0, 40.0, 48.0, 56.0];
+    let video: Vec<_> = (0..10)
+        .map(|f| vec![(3, rows[f], 8.0, 0.9), (7, 40.0, cols[f], 0.8)])
+        .collect();
     assert_eq!(
-        content_of(&decode(&lp)),
+        read(&maps(&video), G),
+        Content(vec![(3, Motion::UpDown), (7, Motion::LeftRight)])
+    );
+
+    // One digit 5 moving left and right; a weak blob in every frame and a strong
+    // one in two frames are not a second digit (it takes 3 of 10 frames).
+    let video: Vec<_> = (0..10)
+        .map(|f| {
+            let mut seen = vec![(5, 24.0, cols[f], 0.95), (1, 56.0, 8.0, 0.3)];
+            if f < 2 {
+                seen.push((9, 8.0, 56.0, 0.9));
+            }
+            seen
+        })
+        .collect();
+    assert_eq!(
+        read(&maps(&video), G),
         Content(vec![(5, Motion::LeftRight)])
     );
-    lp[head(2, Motion::UpDown)] = [0.4f32.ln(), 0.5f32.ln(), 0.1f32.ln()];
+    // Even an unsure detector reads one digit: the best cell of every frame.
+    let video: Vec<_> = (0..10).map(|f| vec![(2, rows[f], 16.0, 0.2)]).collect();
+    assert_eq!(read(&maps(&video), G), Content(vec![(2, Motion::UpDown)]));
+
+    // Two 4s cross in the middle: they merge into one peak in frames 2-4 and 8-9,
+    // and the tracks pick up on the far side where each was heading.
+    let ud = [8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 56.0, 48.0, 40.0, 32.0];
+    let lr = [56.0, 48.0, 40.0, 32.0, 24.0, 16.0, 8.0, 16.0, 24.0, 32.0];
+    let video: Vec<_> = (0..10)
+        .map(|f| vec![(4, ud[f], 32.0, 0.9), (4, 32.0, lr[f], 0.9)])
+        .collect();
     assert_eq!(
-        content_of(&decode(&lp)),
-        Content(vec![(2, Motion::UpDown), (5, Motion::LeftRight)])
+        read(&maps(&video), G),
+        Content(vec![(4, Motion::UpDown), (4, Motion::LeftRight)])
     );
-    lp[head(9, Motion::UpDown)] = [0.05f32.ln(), 0.05f32.ln(), 0.9f32.ln()];
-    assert_eq!(
-        content_of(&decode(&lp)),
-        Content(vec![(9, Motion::UpDown), (9, Motion::UpDown)])
-    );
-    // Sure of three digits: the best two are kept.
-    let mut lp = [[0.0, f32::NEG_INFINITY, f32::NEG_INFINITY]; HEADS];
-    for (h, p) in [(0, 0.99f32), (7, 0.9), (13, 0.95)] {
-        lp[h] = [(1.0 - p).ln(), p.ln(), f32::NEG_INFINITY];
+}
+
+#[test]
+fn training_frames_mark_each_digit_centre_with_its_class() {
+    let data = tiny_data(1);
+    let digits = Digits::load(&data.source).unwrap();
+    let pools = image_pools(&digits, Split::Train, data.seed);
+    let grid = tiny_evaluator_config().grid();
+    assert_eq!(grid.cells, 5, "40 pixels, three stride-2 layers");
+    let g = grid.cells;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    for shown in [vec![3u8], vec![8, 0], vec![6, 6]] {
+        for _ in 0..30 {
+            let (frame, target) = render_frame(SIZE, grid, &digits, &pools, &shown, 1.0, &mut rng);
+            assert_eq!((frame.len(), target.len()), (SIZE * SIZE, g * g));
+            let mut marked: Vec<u8> = target
+                .iter()
+                .filter(|&&t| t > 0)
+                .map(|&t| (t - 1) as u8)
+                .collect();
+            marked.sort();
+            // Two digits centred in one cell leave one mark.
+            assert!(
+                marked.iter().all(|d| shown.contains(d)) && !marked.is_empty(),
+                "{marked:?} for {shown:?}"
+            );
+            if marked.len() == shown.len() {
+                let mut all = shown.clone();
+                all.sort();
+                assert_eq!(marked, all);
+            }
+            // Ink around every marked cell's centre.
+            for (i, _) in target.iter().enumerate().filter(|(_, &t)| t > 0) {
+                let (cy, cx) = (grid.centre(i / g) as usize, grid.centre(i % g) as usize);
+                let ink: u32 = (cy.saturating_sub(10)..(cy + 10).min(SIZE))
+                    .flat_map(|r| (cx.saturating_sub(10)..(cx + 10).min(SIZE)).map(move |c| (r, c)))
+                    .map(|(r, c)| frame[r * SIZE + c] as u32)
+                    .sum();
+                assert!(ink > 1000, "a digit is drawn around cell {i}");
+            }
+        }
     }
-    assert_eq!(decode(&lp).iter().map(|&c| c as usize).sum::<usize>(), 2);
-    assert_eq!((decode(&lp)[0], decode(&lp)[13]), (1, 1));
 }
 
 #[test]

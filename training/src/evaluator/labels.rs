@@ -1,22 +1,21 @@
-//! Video content as counts, the evaluator's target: for every digit 0-9 and motion,
-//! how many copies (0, 1 or 2) the video shows. Counts ignore caption order, so a
-//! two-digit caption is compared as an unordered multiset of (digit, motion) pairs:
+//! Video content as counts (for every digit 0-9 and motion, how many copies, 0, 1
+//! or 2, the video shows) and the scores that compare what the evaluator reads with
+//! what a video should show. Counts ignore caption order, so a two-digit caption is
+//! compared as an unordered multiset of (digit, motion) pairs:
 //! "digit 3 is moving up and down and digit 1 is moving left and right" equals
 //! "digit 1 is moving left and right and digit 3 is moving up and down".
 use crate::data::{Content, Motion};
 use serde::{Deserialize, Serialize};
 
-/// Classes per count head: 0, 1 or 2 copies.
-pub const COUNT_CLASSES: i64 = 3;
-/// Count heads: one per (digit, motion).
+/// Count entries: one per (digit, motion).
 pub const HEADS: usize = 20;
 
-/// Head index of a (digit, motion) pair: digit * 2 + motion (up-down 0, left-right 1).
+/// Count index of a (digit, motion) pair: digit * 2 + motion (up-down 0, left-right 1).
 pub fn head(digit: u8, motion: Motion) -> usize {
     digit as usize * 2 + usize::from(motion == Motion::LeftRight)
 }
 
-/// The (digit, motion) pair of a head index.
+/// The (digit, motion) pair of a count index.
 pub fn pair(head: usize) -> (u8, Motion) {
     (
         ((head / 2) as u8),
@@ -141,31 +140,4 @@ impl Tally {
             count: f(self.count),
         }
     }
-}
-
-/// The most likely counts with one or two digits in all, given per-head log
-/// probabilities `lp[head][count]`: the heads are scored jointly (independent heads),
-/// over every multiset of one or two (digit, motion) pairs, so a video is always
-/// read as one or two digits even where no single head is sure.
-pub fn decode(lp: &[[f32; COUNT_CLASSES as usize]; HEADS]) -> [u8; HEADS] {
-    let base: f32 = lp.iter().map(|l| l[0]).sum();
-    let one = |h: usize| lp[h][1] - lp[h][0];
-    let mut best = (f32::NEG_INFINITY, [0u8; HEADS]);
-    let mut consider = |score: f32, heads: &[(usize, u8)]| {
-        if score > best.0 {
-            let mut c = [0u8; HEADS];
-            for &(h, n) in heads {
-                c[h] = n;
-            }
-            best = (score, c);
-        }
-    };
-    for (h, l) in lp.iter().enumerate() {
-        consider(base + one(h), &[(h, 1)]);
-        consider(base + l[2] - l[0], &[(h, 2)]);
-        for g in h + 1..HEADS {
-            consider(base + one(h) + one(g), &[(h, 1), (g, 1)]);
-        }
-    }
-    best.1
 }

@@ -1,37 +1,42 @@
-//! Caption-fidelity evaluator (issue 5): a classifier trained on real Bouncing MNIST
-//! videos only, which reads a video (frames x size x size in [0, 1], real or
-//! generated) and returns its content, the multiset of (digit, motion) pairs, and
-//! so its caption.
+//! Caption-fidelity evaluator (issue 5), trained on real Bouncing MNIST only, which
+//! reads a video (frames x size x size in [0, 1], real or generated) and returns
+//! its content, the multiset of (digit, motion) pairs, and so its caption.
 //!
-//! The network ([`net`]) predicts, for each digit 0-9 and each motion, how many
-//! copies (0, 1, 2) the video shows; the decoded caption is
-//! [`Content::caption`] of those pairs in canonical order (digit, then up-down
-//! before left-right). Captions are compared as unordered multisets of pairs
+//! Two steps: a digit detector ([`net`]) maps every frame to a coarse grid of
+//! "which digit, if any, is centred in this cell" probabilities; [`reading`] finds
+//! the digits in each frame, counts them, tracks them through the frames and reads
+//! each one's digit and axis of motion. The decoded caption is
+//! [`Content::caption`] of the pairs in canonical order (digit, then up-down before
+//! left-right). Captions are compared as unordered multisets of pairs
 //! ([`labels::compare`]).
 //!
-//! It is trained ([`train`]) on freshly rendered videos of every digit/motion
-//! combination of one and two digits, from the TRAIN image pool of the data set
-//! only, so its accuracy on the model's real TEST split (held-out images, held-out
-//! combinations) is an honest measure, and it cannot have learnt the split's
-//! "digit 3 moves up and down" shortcuts. [`fidelity`] scores generated videos.
+//! The detector is trained ([`train`]) on freshly rendered frames of one and two
+//! digits at random places, from the TRAIN image pool of the data set only, so its
+//! accuracy on the model's real TEST split (held-out images, held-out
+//! combinations) is an honest measure. It never sees motion, so it cannot have
+//! learnt the split's "digit 3 moves up and down" shortcuts. [`fidelity`] scores
+//! generated videos.
 //!
 //! File format: one safetensors file with the network's tensors and `meta.json`
 //! (a u8 tensor of [`EvaluatorMeta`] as JSON), written atomically.
 pub mod fidelity;
 pub mod labels;
 pub mod net;
+pub mod reading;
 pub mod render;
 pub mod train;
 
 use crate::data::dataset::DataError;
 use crate::data::{Content, Dataset, DatasetConfig};
-use labels::{content_of, Score, Tally, HEADS};
+use labels::{Score, Tally};
 pub use net::EvaluatorConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 
-pub const FORMAT: &str = "syncdraw-evaluator-1";
+/// Version 2: the per-frame digit detector (version 1, a whole-video count
+/// classifier, read two-digit videos badly and is refused).
+pub const FORMAT: &str = "syncdraw-evaluator-2";
 const META: &str = "meta.json";
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +68,7 @@ pub struct TrainingInfo {
     pub lr: f64,
     /// Strength of the random affine distortion of training digits (0: none).
     pub distort: f32,
-    /// Fraction of training videos with one digit (the rest have two).
+    /// Fraction of training frames with one digit (the rest have two).
     pub one_digit_fraction: f64,
     pub seconds: f64,
     pub device: String,
@@ -114,38 +119,36 @@ impl Evaluator {
         Ok(())
     }
 
-    /// Predicted counts [B, 20] (0..=2) of videos [B, N, H, W] in [0, 1]: the most
-    /// likely reading with one or two digits ([`labels::decode`]).
-    pub fn predict_counts(&self, videos: &Tensor) -> Result<Vec<[u8; HEADS]>, EvaluatorError> {
+    /// The detector's probability maps of videos [B, N, H, W] in [0, 1]: per video,
+    /// frames x CLASSES x cells x cells values (class 0: no digit centred here).
+    pub fn maps(&self, videos: &Tensor) -> Result<Vec<Vec<f32>>, EvaluatorError> {
         self.check_shape(videos)?;
-        let logits = tch::no_grad(|| {
-            self.net
-                .forward_t(&videos.to_device(self.device()).to_kind(Kind::Float), false)
-        });
-        let lp: Vec<f32> = Vec::try_from(
-            logits
-                .log_softmax(-1, Kind::Float)
-                .flatten(0, -1)
-                .to_device(Device::Cpu),
-        )
-        .map_err(|e: tch::TchError| EvaluatorError::Other(e.to_string()))?;
-        let k = labels::COUNT_CLASSES as usize;
-        Ok(lp
-            .chunks_exact(HEADS * k)
-            .map(|v| {
-                labels::decode(&std::array::from_fn(|h| {
-                    std::array::from_fn(|c| v[h * k + c])
-                }))
-            })
-            .collect())
+        let s = videos.size();
+        let per_video = self.meta.config.grid().frame_len() * s[1] as usize;
+        let mut out = Vec::with_capacity(s[0] as usize);
+        // 32 videos at a time bound the activations' memory.
+        for chunk in videos.split(32, 0) {
+            let n = chunk.size()[0];
+            let frames = chunk
+                .reshape([n * s[1], 1, s[2], s[3]])
+                .to_device(self.device())
+                .to_kind(Kind::Float);
+            let p = tch::no_grad(|| self.net.forward_t(&frames, false).softmax(1, Kind::Float));
+            let p: Vec<f32> = Vec::try_from(p.flatten(0, -1).to_device(Device::Cpu))
+                .map_err(|e: tch::TchError| EvaluatorError::Other(e.to_string()))?;
+            out.extend(p.chunks_exact(per_video).map(<[f32]>::to_vec));
+        }
+        Ok(out)
     }
 
-    /// What each video shows, pairs in canonical order.
+    /// What each video shows, pairs in canonical order: always one or two digits
+    /// ([`reading::read`]).
     pub fn predict(&self, videos: &Tensor) -> Result<Vec<Content>, EvaluatorError> {
+        let grid = self.meta.config.grid();
         Ok(self
-            .predict_counts(videos)?
+            .maps(videos)?
             .iter()
-            .map(content_of)
+            .map(|m| reading::read(m, grid))
             .collect())
     }
 

@@ -1,28 +1,14 @@
-//! Fresh real training videos for the evaluator: Bouncing MNIST rendered the way the
-//! data generator renders it (`make_tracks`, add and clip), from the TRAIN image pool
-//! only, over every (digit, motion) combination of one and two digits, with the
-//! digit images lightly distorted (rotation, scale, shear) so the classifier learns
-//! digits rather than the few hundred training images of each class.
-use crate::data::bouncing::{make_tracks, VideoSpec};
+//! Fresh real training frames for the evaluator's detector: one or two MNIST digits
+//! at uniformly random positions, added and clipped the way the data generator
+//! renders Bouncing MNIST, from the TRAIN image pool only, with the digit images
+//! lightly distorted (rotation, scale, shear, shift) so the detector learns digits
+//! rather than the few hundred training images of each class.
+use super::reading::Grid;
 use crate::data::mnist::DIGIT_SIZE;
-use crate::data::{Content, Digits, Motion};
+use crate::data::Digits;
 use rand::Rng;
 
 const PIXELS: usize = DIGIT_SIZE * DIGIT_SIZE;
-
-/// Random content of one or two digits, every (digit, motion) pair equally likely.
-pub fn random_content(num_digits: usize, rng: &mut impl Rng) -> Content {
-    Content(
-        (0..num_digits)
-            .map(|_| {
-                (
-                    rng.random_range(0..10u8),
-                    Motion::ALL[rng.random_range(0..2)],
-                )
-            })
-            .collect(),
-    )
-}
 
 /// A random affine distortion of a 28x28 digit (bilinear, zero outside).
 pub fn distort(img: &[u8; PIXELS], strength: f32, rng: &mut impl Rng) -> [u8; PIXELS] {
@@ -75,33 +61,45 @@ pub fn distort(img: &[u8; PIXELS], strength: f32, rng: &mut impl Rng) -> [u8; PI
     out
 }
 
-/// Renders one video of `content` (frames x size x size, 0..255) with images drawn
-/// from `pools` and distorted with `strength` (0: the images as they are).
-pub fn render_video(
-    spec: &VideoSpec,
+/// One training frame (size x size, 0..255) of the digits `shown` (0-9) at
+/// random positions, images drawn at random from `pools` and distorted with `strength`, added and
+/// clipped as in the data set, and its target per grid cell: 1 + the digit in the
+/// cell nearest each digit's centre, 0 elsewhere (a later digit wins a shared cell).
+pub fn render_frame(
+    size: usize,
+    grid: Grid,
     digits: &Digits,
     pools: &[Vec<usize>; 10],
-    content: &Content,
+    shown: &[u8],
     strength: f32,
     rng: &mut impl Rng,
-) -> Vec<u8> {
-    let tracks = make_tracks(spec, content, pools, rng);
-    let s = spec.size;
-    let mut out = vec![0u8; spec.frames * s * s];
-    for track in &tracks {
-        let img = distort(&digits.images[track.image], strength, rng);
-        for (f, &(r0, c0)) in track.positions.iter().enumerate() {
-            let frame = &mut out[f * s * s..(f + 1) * s * s];
-            for r in 0..DIGIT_SIZE {
-                let row = &mut frame[(r0 as usize + r) * s + c0 as usize..][..DIGIT_SIZE];
-                for (px, &v) in row
-                    .iter_mut()
-                    .zip(&img[r * DIGIT_SIZE..(r + 1) * DIGIT_SIZE])
-                {
-                    *px = px.saturating_add(v);
-                }
+) -> (Vec<u8>, Vec<i64>) {
+    let mut frame = vec![0u8; size * size];
+    let mut target = vec![0i64; grid.cells * grid.cells];
+    let range = size - DIGIT_SIZE;
+    for &digit in shown {
+        let pool = &pools[digit as usize];
+        let img = distort(
+            &digits.images[pool[rng.random_range(0..pool.len())]],
+            strength,
+            rng,
+        );
+        let (r0, c0) = (rng.random_range(0..=range), rng.random_range(0..=range));
+        for r in 0..DIGIT_SIZE {
+            let row = &mut frame[(r0 + r) * size + c0..][..DIGIT_SIZE];
+            for (px, &v) in row
+                .iter_mut()
+                .zip(&img[r * DIGIT_SIZE..(r + 1) * DIGIT_SIZE])
+            {
+                *px = px.saturating_add(v);
             }
         }
+        let centre = (DIGIT_SIZE as f32 - 1.0) / 2.0;
+        let (cy, cx) = (
+            grid.cell_of(r0 as f32 + centre),
+            grid.cell_of(c0 as f32 + centre),
+        );
+        target[cy * grid.cells + cx] = 1 + digit as i64;
     }
-    out
+    (frame, target)
 }

@@ -1,6 +1,8 @@
-//! Training the evaluator on freshly rendered real videos (never generated ones).
-use super::labels::{counts, COUNT_CLASSES, HEADS};
-use super::render::{random_content, render_video};
+//! Training the evaluator's detector on freshly rendered real frames (never
+//! generated ones): per-cell cross-entropy against the cells where digits are
+//! centred, those cells weighted [`FOREGROUND_WEIGHT`] times a background cell.
+use super::reading::Grid;
+use super::render::render_frame;
 use super::{Evaluator, EvaluatorConfig, EvaluatorMeta, TrainingInfo, FORMAT};
 use crate::data::bouncing::image_pools;
 use crate::data::{DatasetConfig, Digits, Split};
@@ -28,8 +30,8 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            steps: 3000,
-            batch: 64,
+            steps: 1500,
+            batch: 128,
             seed: 1,
             lr: 2e-3,
             distort: 1.0,
@@ -41,40 +43,51 @@ impl Default for TrainOptions {
     }
 }
 
-/// A batch of fresh training videos [B, N, H, W] in [0, 1] and counts [B, 20].
+/// Weight of a cell where a digit is centred against a background cell in the
+/// loss: a 64x64 frame has one or two such cells out of 64.
+pub const FOREGROUND_WEIGHT: f64 = 10.0;
+
+/// A batch of fresh training frames [B, 1, H, W] in [0, 1] and their cell targets
+/// [B, cells, cells] (0: no digit centred here, 1 + d: digit d).
 pub fn training_batch(
     data: &DatasetConfig,
+    grid: Grid,
     digits: &Digits,
     pools: &[Vec<usize>; 10],
     opts: &TrainOptions,
     rng: &mut impl Rng,
 ) -> (Tensor, Tensor) {
-    let v = &data.video;
-    let mut pixels = Vec::with_capacity(opts.batch * v.frames * v.size * v.size);
-    let mut targets = Vec::with_capacity(opts.batch * HEADS);
+    let size = data.video.size;
+    let mut pixels = Vec::with_capacity(opts.batch * size * size);
+    let mut targets = Vec::with_capacity(opts.batch * grid.cells * grid.cells);
     for _ in 0..opts.batch {
         let n = if rng.random_bool(opts.one_digit_fraction) {
             1
         } else {
             2
         };
-        let content = random_content(n, rng);
-        pixels.extend(render_video(v, digits, pools, &content, opts.distort, rng));
-        targets.extend(counts(&content).iter().map(|&c| c as i64));
+        let shown: Vec<u8> = (0..n).map(|_| rng.random_range(0..10)).collect();
+        let (frame, target) = render_frame(size, grid, digits, pools, &shown, opts.distort, rng);
+        pixels.extend(frame);
+        targets.extend(target);
     }
+    let (b, s, g) = (opts.batch as i64, size as i64, grid.cells as i64);
     let x = Tensor::from_slice(&pixels)
-        .reshape([
-            opts.batch as i64,
-            v.frames as i64,
-            v.size as i64,
-            v.size as i64,
-        ])
+        .reshape([b, 1, s, s])
         .to_kind(Kind::Float)
         / 255.0;
-    (
-        x,
-        Tensor::from_slice(&targets).reshape([opts.batch as i64, HEADS as i64]),
-    )
+    (x, Tensor::from_slice(&targets).reshape([b, g, g]))
+}
+
+/// Weighted per-cell cross-entropy of logits [B, CLASSES, g, g] against targets
+/// [B, g, g].
+pub fn loss(logits: &Tensor, targets: &Tensor) -> Tensor {
+    let nll = -logits
+        .log_softmax(1, Kind::Float)
+        .gather(1, &targets.unsqueeze(1), false)
+        .squeeze_dim(1);
+    let w = targets.ne(0).to_kind(Kind::Float) * (FOREGROUND_WEIGHT - 1.0) + 1.0;
+    (nll * &w).sum(Kind::Float) / w.sum(Kind::Float)
 }
 
 /// Trains an evaluator for the videos of `data` (its source, seed and video spec)
@@ -119,6 +132,7 @@ pub fn train(
     };
     let mut ev = Evaluator::new(meta, opts.device);
     let pools = image_pools(digits, Split::Train, data.seed);
+    let grid = config.grid();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xe7a1_0a70);
     let mut opt = nn::AdamW {
         wd: 1e-4,
@@ -139,12 +153,9 @@ pub fn train(
         }
         let lr = opts.lr * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
         opt.set_lr(lr);
-        let (x, y) = training_batch(data, digits, &pools, opts, &mut rng);
+        let (x, y) = training_batch(data, grid, digits, &pools, opts, &mut rng);
         let logits = ev.net.forward_t(&x.to_device(opts.device), true);
-        let loss = logits
-            .reshape([-1, COUNT_CLASSES])
-            .cross_entropy_for_logits(&y.to_device(opts.device).reshape([-1]))
-            * HEADS as f64;
+        let loss = loss(&logits, &y.to_device(opts.device));
         opt.backward_step(&loss);
         sum += loss.double_value(&[]);
         n += 1;
