@@ -8,7 +8,7 @@ use crate::vocab::Vocabulary;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 pub const FORMAT: &str = "syncdraw-checkpoint-1";
 const META: &str = "meta.json";
@@ -81,11 +81,7 @@ pub fn save(
         path: path.to_path_buf(),
         reason,
     };
-    let json = serde_json::to_vec(meta).expect("meta serialises");
-    let mut named: Vec<(String, Tensor)> = vec![(META.into(), Tensor::from_slice(&json))];
-    for (name, t) in model.vs.variables() {
-        named.push((name, t.to_device(Device::Cpu)));
-    }
+    let mut named = named_with_meta(meta, &model.vs);
     if let Some(adam) = adam {
         for (name, (m, v)) in adam {
             named.push((format!("{ADAM_M}{name}"), m.to_device(Device::Cpu)));
@@ -93,6 +89,17 @@ pub fn save(
         }
     }
     write_safetensors_atomic(&named, path).map_err(werr)
+}
+
+/// `meta` as JSON under `meta.json`, then the variables of `vs` (on the CPU) sorted
+/// by name: what [`save`] and the evaluator write, and [`read_with_meta`] reads.
+pub fn named_with_meta(meta: &impl Serialize, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let json = serde_json::to_vec(meta).expect("meta serialises");
+    let mut vars: Vec<_> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    std::iter::once((META.to_string(), Tensor::from_slice(&json)))
+        .chain(vars.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))))
+        .collect()
 }
 
 /// Writes named tensors as safetensors atomically: a temporary file beside `path`,
@@ -127,37 +134,86 @@ pub fn read_meta(path: &Path) -> Result<Meta, CheckpointError> {
     Ok(meta)
 }
 
-fn read_tensors(path: &Path) -> Result<(Meta, HashMap<String, Tensor>), CheckpointError> {
+/// Why a tensor file with a `meta.json` entry could not be read; checkpoints and
+/// evaluators wrap it in their own error, with the path.
+#[derive(Debug)]
+pub enum ReadFailure {
+    Missing,
+    Unreadable(String),
+    Foreign(String),
+}
+
+/// Reads a safetensors file written with a `meta.json` entry (as [`save`] and the
+/// evaluator write them): the JSON, whose "format" must be `format`, and the other
+/// tensors by name.
+pub fn read_with_meta(
+    path: &Path,
+    format: &str,
+) -> Result<(serde_json::Value, HashMap<String, Tensor>), ReadFailure> {
+    use ReadFailure::Foreign;
     if !path.exists() {
-        return Err(CheckpointError::Missing {
-            path: path.to_path_buf(),
-        });
+        return Err(ReadFailure::Missing);
     }
-    let tensors = Tensor::read_safetensors(path).map_err(|e| CheckpointError::Unreadable {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let tensors =
+        Tensor::read_safetensors(path).map_err(|e| ReadFailure::Unreadable(e.to_string()))?;
     let mut map: HashMap<String, Tensor> = tensors.into_iter().collect();
-    let foreign = |reason: &str| CheckpointError::Foreign {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    };
     let json = map
         .remove(META)
-        .ok_or_else(|| foreign("it has no meta.json entry"))?;
+        .ok_or_else(|| Foreign("it has no meta.json entry".into()))?;
     if json.kind() != Kind::Uint8 {
-        return Err(foreign("meta.json is not a byte tensor"));
+        return Err(Foreign("meta.json is not a byte tensor".into()));
     }
-    let bytes =
-        Vec::<u8>::try_from(&json.flatten(0, -1)).map_err(|_| foreign("meta.json unreadable"))?;
-    let meta: Meta =
-        serde_json::from_slice(&bytes).map_err(|e| foreign(&format!("meta.json: {e}")))?;
-    if meta.format != FORMAT {
-        return Err(foreign(&format!(
-            "format {:?}, expected {FORMAT:?}",
-            meta.format
+    let bytes = Vec::<u8>::try_from(&json.flatten(0, -1))
+        .map_err(|_| Foreign("meta.json unreadable".into()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| Foreign(format!("meta.json: {e}")))?;
+    // The format first: another kind or version of file may not parse as this one.
+    if value["format"] != format {
+        return Err(Foreign(format!(
+            "format {}, expected {format:?}",
+            value["format"]
         )));
     }
+    Ok((value, map))
+}
+
+/// Copies the tensor named like each variable of `vs` from `map` into it (removing
+/// it from `map`); every variable must be there with its shape.
+pub fn copy_weights(vs: &nn::VarStore, map: &mut HashMap<String, Tensor>) -> Result<(), String> {
+    let mut vars = vs.variables();
+    for (name, var) in vars.iter_mut() {
+        let value = map
+            .remove(name)
+            .ok_or_else(|| format!("weight {name} is missing"))?;
+        if value.size() != var.size() {
+            return Err(format!(
+                "weight {name} has shape {:?}, the config needs {:?}",
+                value.size(),
+                var.size()
+            ));
+        }
+        tch::no_grad(|| var.copy_(&value));
+    }
+    Ok(())
+}
+
+fn read_tensors(path: &Path) -> Result<(Meta, HashMap<String, Tensor>), CheckpointError> {
+    let to_path = || path.to_path_buf();
+    let (value, map) = read_with_meta(path, FORMAT).map_err(|f| match f {
+        ReadFailure::Missing => CheckpointError::Missing { path: to_path() },
+        ReadFailure::Unreadable(reason) => CheckpointError::Unreadable {
+            path: to_path(),
+            reason,
+        },
+        ReadFailure::Foreign(reason) => CheckpointError::Foreign {
+            path: to_path(),
+            reason,
+        },
+    })?;
+    let meta = serde_json::from_value(value).map_err(|e| CheckpointError::Foreign {
+        path: to_path(),
+        reason: format!("meta.json: {e}"),
+    })?;
     Ok((meta, map))
 }
 
@@ -169,23 +225,9 @@ pub fn load(path: &Path, device: Device) -> Result<Checkpoint, CheckpointError> 
         reason,
     };
     let model = SyncDraw::new(&meta.model, device);
+    copy_weights(&model.vs, &mut map).map_err(foreign)?;
     let mut adam = AdamState::new();
-    let mut vars = model.vs.variables();
-    let mut names: Vec<_> = vars.keys().cloned().collect();
-    names.sort();
-    for name in names {
-        let var = vars.get_mut(&name).expect("listed");
-        let value = map
-            .remove(&name)
-            .ok_or_else(|| foreign(format!("weight {name} is missing")))?;
-        if value.size() != var.size() {
-            return Err(foreign(format!(
-                "weight {name} has shape {:?}, the config needs {:?}",
-                value.size(),
-                var.size()
-            )));
-        }
-        tch::no_grad(|| var.copy_(&value));
+    for name in model.vs.variables().into_keys() {
         if let (Some(m), Some(v)) = (
             map.remove(&format!("{ADAM_M}{name}")),
             map.remove(&format!("{ADAM_V}{name}")),

@@ -23,6 +23,9 @@ use tch::{Device, Kind, Tensor};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads for libtorch (default: all cores); for every command.
+    #[arg(long, global = true)]
+    threads: Option<i32>,
 }
 
 #[derive(Subcommand)]
@@ -77,6 +80,13 @@ struct DataOpts {
     train_size: usize,
     #[arg(long, default_value_t = 2_000)]
     test_size: usize,
+    #[command(flatten)]
+    video: VideoOpts,
+}
+
+/// What every data set of a family shares: digit source, seed, frames and size.
+#[derive(Args, Clone)]
+struct VideoOpts {
     /// Seed of the data set (videos and the train/test digit images).
     #[arg(long, default_value_t = 1)]
     data_seed: u64,
@@ -95,17 +105,16 @@ struct DataOpts {
     cache_dir: Option<PathBuf>,
 }
 
-impl DataOpts {
-    fn config(&self) -> Result<DatasetConfig> {
-        if !(1..=2).contains(&self.digits) {
-            bail!("--digits must be 1 or 2, got {}", self.digits);
+impl VideoOpts {
+    /// A data set config of `digits` digits with the default sizes.
+    fn config(&self, digits: usize) -> Result<DatasetConfig> {
+        if !(1..=2).contains(&digits) {
+            bail!("--digits must be 1 or 2, got {digits}");
         }
         if self.size < 29 || self.frames == 0 {
             bail!("--size must be at least 29 (digits are 28x28) and --frames at least 1");
         }
-        let mut c = DatasetConfig::new(self.digits);
-        c.train_size = self.train_size;
-        c.test_size = self.test_size;
+        let mut c = DatasetConfig::new(digits);
         c.seed = self.data_seed;
         c.video.frames = self.frames;
         c.video.size = self.size;
@@ -120,6 +129,19 @@ impl DataOpts {
 
     fn cache(&self) -> PathBuf {
         self.cache_dir.clone().unwrap_or_else(default_cache_dir)
+    }
+}
+
+impl DataOpts {
+    fn config(&self) -> Result<DatasetConfig> {
+        let mut c = self.video.config(self.digits)?;
+        c.train_size = self.train_size;
+        c.test_size = self.test_size;
+        Ok(c)
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.video.cache()
     }
 }
 
@@ -179,9 +201,6 @@ struct TrainArgs {
     max_minutes: Option<f64>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
-    /// CPU threads for libtorch (default: all cores).
-    #[arg(long)]
-    threads: Option<i32>,
 }
 
 #[derive(Args)]
@@ -248,6 +267,9 @@ struct DataArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Some(t) = cli.threads {
+        tch::set_num_threads(t);
+    }
     match cli.command {
         Command::Train(a) => cmd_train(a),
         Command::Eval(a) => cmd_eval(a),
@@ -291,9 +313,6 @@ fn main() -> Result<()> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    if let Some(t) = a.threads {
-        tch::set_num_threads(t);
-    }
     let device = a.device.device()?;
     let dataset = a.data.config()?;
     let model = ModelConfig {
@@ -479,24 +498,12 @@ struct EvaluatorTrainArgs {
     /// Strength of the random affine distortion of training digits (0: none).
     #[arg(long, default_value_t = 1.0)]
     distort: f32,
-    /// Seed of the data set whose train image pool it learns from and whose test
-    /// split it is measured on (the models' --data-seed).
-    #[arg(long, default_value_t = 1)]
-    data_seed: u64,
-    #[arg(long, default_value_t = 10)]
-    frames: usize,
-    #[arg(long, default_value_t = 64)]
-    size: usize,
-    /// Standard MNIST IDX files (images, labels) instead of the bundled digits.
-    #[arg(long, num_args = 2, value_names = ["IMAGES", "LABELS"])]
-    mnist_idx: Option<Vec<PathBuf>>,
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
+    /// The data sets it is for: it learns from their train image pool and is
+    /// measured on their 1- and 2-digit test splits (the models' --data-seed).
+    #[command(flatten)]
+    data: VideoOpts,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
-    /// CPU threads for libtorch (default: all cores).
-    #[arg(long)]
-    threads: Option<i32>,
     #[arg(long, default_value_t = 100)]
     log_every: u64,
     /// The detector's conv layers, e.g. "32k5s2,64k3p" (channels, odd kernel,
@@ -535,10 +542,36 @@ struct FidelityArgs {
     evaluator: PathBuf,
     #[arg(long, default_value_t = 10)]
     videos_per_caption: usize,
+    /// Whose captions: the test split's (digit–motion combinations never seen in
+    /// training; the fidelity the issue asks for) or, to compare, the training split's.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    captions: SplitArg,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Test,
+}
+
+impl SplitArg {
+    fn split(self) -> Split {
+        match self {
+            SplitArg::Train => Split::Train,
+            SplitArg::Test => Split::Test,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            SplitArg::Train => "train",
+            SplitArg::Test => "test",
+        }
+    }
 }
 
 fn evaluator_accuracy_json(
@@ -560,29 +593,19 @@ fn evaluator_accuracy_json(
 
 fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
     use syncdraw_training::evaluator::{train, EvaluatorConfig};
-    if let Some(t) = a.threads {
-        tch::set_num_threads(t);
-    }
-    let mut data = DatasetConfig::new(1);
-    data.seed = a.data_seed;
-    data.video.frames = a.frames;
-    data.video.size = a.size;
-    if let Some(p) = &a.mnist_idx {
-        data.source = DigitSource::Idx {
-            images: p[0].clone(),
-            labels: p[1].clone(),
-        };
-    }
+    let data = a.data.config(1)?;
     let digits = syncdraw_training::data::Digits::load(&data.source)?;
     let opts = train::TrainOptions {
-        steps: a.steps,
-        batch: a.batch,
-        seed: a.seed,
-        lr: a.lr,
-        distort: a.distort,
+        recipe: train::Recipe {
+            steps: a.steps,
+            batch: a.batch,
+            seed: a.seed,
+            lr: a.lr,
+            distort: a.distort,
+            one_digit_fraction: a.one_digit_fraction,
+        },
         device: a.device.device()?,
         log_every: a.log_every,
-        one_digit_fraction: a.one_digit_fraction,
         time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
     };
     eprintln!(
@@ -590,7 +613,7 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
         opts.device,
         tch::get_num_threads()
     );
-    let mut config = EvaluatorConfig::new(a.frames as i64, a.size as i64);
+    let mut config = EvaluatorConfig::new(data.video.frames as i64, data.video.size as i64);
     config.layers =
         syncdraw_training::evaluator::net::parse_layers(&a.layers).map_err(anyhow::Error::msg)?;
     let start = std::time::Instant::now();
@@ -600,13 +623,12 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
     })?;
-    let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
-    let acc = evaluator_accuracy_json(&ev, &[1, 2], None, &cache)?;
+    let acc = evaluator_accuracy_json(&ev, &[1, 2], None, &a.data.cache())?;
     ev.meta.accuracy = serde_json::from_value(acc.clone())?;
     ev.save(&a.out)?;
     let out = serde_json::json!({
         "evaluator": a.out,
-        "steps": ev.meta.training.steps,
+        "steps": ev.meta.training.recipe.steps,
         "train_seconds": ev.meta.training.seconds,
         "accuracy": acc,
     });
@@ -640,6 +662,7 @@ fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
         &ck.model,
         &ck.meta,
         &ev,
+        a.captions.split(),
         a.videos_per_caption,
         a.seed,
     )?;
@@ -650,7 +673,8 @@ fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
             "dataset": ck.meta.dataset.name(),
             "step": ck.meta.step,
             "videos_per_caption": r.videos_per_caption,
-            "test_captions": r.per_caption.len(),
+            "split": a.captions.name(),
+            "captions": r.per_caption.len(),
             "overall": r.overall,
             "mean_caption_exact": r.mean_caption_exact,
             "per_caption": r.per_caption,

@@ -76,6 +76,7 @@ pub struct TrainOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
     pub step: u64,
+    /// Mean training loss over the last logging window (not one batch's loss).
     pub last_loss: f64,
     pub videos_per_s: f64,
     pub test: Option<EvalResult>,

@@ -1,5 +1,6 @@
-//! Caption fidelity: generate videos from every test caption of a model's data set
-//! and check with the evaluator that they show what the caption says.
+//! Caption fidelity: generate videos from every test caption (or, to compare, every
+//! training caption) of a model's data set and check with the evaluator that they
+//! show what the caption says.
 use super::labels::{compare, Score, Tally};
 use super::{Evaluator, EvaluatorError};
 use crate::checkpoint::Meta;
@@ -22,7 +23,7 @@ pub struct FidelityReport {
     /// Conditioned on captions; false for an unconditional model.
     pub captions: bool,
     pub videos_per_caption: usize,
-    /// One entry per distinct test caption (empty for an unconditional model).
+    /// One entry per distinct caption of the split (empty for an unconditional model).
     pub per_caption: Vec<CaptionFidelity>,
     /// Over all generated videos. For an unconditional model only `count` (videos
     /// in which the evaluator finds the data set's number of digits) is meaningful.
@@ -31,14 +32,16 @@ pub struct FidelityReport {
     pub mean_caption_exact: f64,
 }
 
-/// Generates `per_caption` videos (z ~ N(0, I), seeded) for each distinct test
-/// caption of the model's data set and scores them with the evaluator. An
-/// unconditional model draws `per_caption` x (number of test captions) videos from
-/// the prior and only the number of digits is checked.
+/// Generates `per_caption` videos (z ~ N(0, I), seeded) for each distinct caption
+/// of `split` of the model's data set (the test split's digit–motion combinations
+/// were never seen in training) and scores them with the evaluator. An
+/// unconditional model draws `per_caption` x (number of captions) videos from the
+/// prior and only the number of digits is checked.
 pub fn fidelity(
     model: &SyncDraw,
     meta: &Meta,
     evaluator: &Evaluator,
+    split: Split,
     per_caption: usize,
     seed: u64,
 ) -> Result<FidelityReport, EvaluatorError> {
@@ -54,7 +57,7 @@ pub fn fidelity(
         });
     }
     let per_caption = per_caption.max(1);
-    let tests = contents(meta.dataset.digits, Split::Test);
+    let tests = contents(meta.dataset.digits, split);
     let device = model.device();
     tch::manual_seed(seed as i64);
     let mut per = Vec::new();

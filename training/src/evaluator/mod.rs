@@ -37,7 +37,6 @@ use tch::{nn, Device, Kind, Tensor};
 /// Version 2: the per-frame digit detector (version 1, a whole-video count
 /// classifier, read two-digit videos badly and is refused).
 pub const FORMAT: &str = "syncdraw-evaluator-2";
-const META: &str = "meta.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvaluatorError {
@@ -45,7 +44,7 @@ pub enum EvaluatorError {
     Missing { path: PathBuf },
     #[error("cannot read evaluator {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
-    #[error("{path} is not a syncdraw evaluator: {reason}")]
+    #[error("{path} is not a syncdraw evaluator of this version: {reason}; train one with `syncdraw-train evaluator train --out {path}`")]
     Foreign { path: PathBuf, reason: String },
     #[error("cannot write evaluator {path}: {reason}")]
     Write { path: PathBuf, reason: String },
@@ -62,14 +61,9 @@ pub enum EvaluatorError {
 /// How an evaluator was trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingInfo {
-    pub steps: u64,
-    pub batch: usize,
-    pub seed: u64,
-    pub lr: f64,
-    /// Strength of the random affine distortion of training digits (0: none).
-    pub distort: f32,
-    /// Fraction of training frames with one digit (the rest have two).
-    pub one_digit_fraction: f64,
+    /// The recipe, with the steps actually taken.
+    #[serde(flatten)]
+    pub recipe: train::Recipe,
     pub seconds: f64,
     pub device: String,
     pub threads: i32,
@@ -187,60 +181,31 @@ impl Evaluator {
             path: path.to_path_buf(),
             reason,
         };
-        let json = serde_json::to_vec(&self.meta).expect("meta serialises");
-        let mut named: Vec<(String, Tensor)> = vec![(META.into(), Tensor::from_slice(&json))];
-        let mut vars: Vec<_> = self.vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, t) in vars {
-            named.push((name, t.to_device(Device::Cpu)));
-        }
+        let named = crate::checkpoint::named_with_meta(&self.meta, &self.vs);
         crate::checkpoint::write_safetensors_atomic(&named, path).map_err(werr)
     }
 
     /// Loads an evaluator written by [`Evaluator::save`] onto `device`.
     pub fn load(path: &Path, device: Device) -> Result<Self, EvaluatorError> {
-        if !path.exists() {
-            return Err(EvaluatorError::Missing {
-                path: path.to_path_buf(),
-            });
-        }
-        let tensors = Tensor::read_safetensors(path).map_err(|e| EvaluatorError::Unreadable {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let mut map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+        use crate::checkpoint::{copy_weights, read_with_meta, ReadFailure};
         let foreign = |reason: String| EvaluatorError::Foreign {
             path: path.to_path_buf(),
             reason,
         };
-        let json = map
-            .remove(META)
-            .ok_or_else(|| foreign("it has no meta.json entry".into()))?;
-        let bytes = Vec::<u8>::try_from(&json.flatten(0, -1))
-            .map_err(|_| foreign("meta.json unreadable".into()))?;
+        let (value, mut map) = read_with_meta(path, FORMAT).map_err(|f| match f {
+            ReadFailure::Missing => EvaluatorError::Missing {
+                path: path.to_path_buf(),
+            },
+            ReadFailure::Unreadable(reason) => EvaluatorError::Unreadable {
+                path: path.to_path_buf(),
+                reason,
+            },
+            ReadFailure::Foreign(reason) => foreign(reason),
+        })?;
         let meta: EvaluatorMeta =
-            serde_json::from_slice(&bytes).map_err(|e| foreign(format!("meta.json: {e}")))?;
-        if meta.format != FORMAT {
-            return Err(foreign(format!(
-                "format {:?}, expected {FORMAT:?}",
-                meta.format
-            )));
-        }
+            serde_json::from_value(value).map_err(|e| foreign(format!("meta.json: {e}")))?;
         let ev = Self::new(meta, device);
-        let mut vars = ev.vs.variables();
-        for (name, var) in vars.iter_mut() {
-            let value = map
-                .remove(name)
-                .ok_or_else(|| foreign(format!("weight {name} is missing")))?;
-            if value.size() != var.size() {
-                return Err(foreign(format!(
-                    "weight {name} has shape {:?}, expected {:?}",
-                    value.size(),
-                    var.size()
-                )));
-            }
-            tch::no_grad(|| var.copy_(&value));
-        }
+        copy_weights(&ev.vs, &mut map).map_err(foreign)?;
         Ok(ev)
     }
 }

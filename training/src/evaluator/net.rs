@@ -18,31 +18,40 @@ pub struct EvaluatorConfig {
     pub layers: Vec<Layer>,
 }
 
-/// One conv layer: `out` channels, a `kernel` x `kernel` kernel (odd) with padding
-/// kernel / 2, a stride, and optionally 2x2 max pooling after it.
+/// One conv layer: `out` channels, a `kernel` x `kernel` kernel (odd) with its taps
+/// `dilation` pixels apart and padding dilation * (kernel / 2), a stride, and
+/// optionally 2x2 max pooling after it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Layer {
     pub out: i64,
     pub kernel: i64,
     pub stride: i64,
+    #[serde(default = "one")]
+    pub dilation: i64,
     pub pool: bool,
 }
 
-/// The default layers (see [`parse_layers`]): an 8x8 grid of 8-pixel cells on
-/// 64x64 frames; each cell sees 49x49 pixels, more than a 28x28 digit.
-pub const DEFAULT_LAYERS: &str = "32k5s2,64k3s2,96k3s2,128k3,128k3";
+fn one() -> i64 {
+    1
+}
 
-/// Parses layers written like "32k5s2,64k3p": out channels, `k` kernel (odd),
-/// optional `s` stride (default 1), optional `p` for 2x2 max pooling after the
-/// layer.
+/// The default layers (see [`parse_layers`]): a 16x16 grid of 4-pixel cells on
+/// 64x64 frames; the two dilated layers let each cell see 49x49 pixels, more than
+/// a 28x28 digit.
+pub const DEFAULT_LAYERS: &str = "32k5s2,64k3s2,96k3,128k3d2,128k3d2";
+
+/// Parses layers written like "32k5s2,64k3d2p": out channels, `k` kernel (odd),
+/// optional `s` stride (default 1), optional `d` dilation (default 1), optional `p`
+/// for 2x2 max pooling after the layer.
 pub fn parse_layers(spec: &str) -> Result<Vec<Layer>, String> {
     let layers = spec
         .split(',')
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let l = l.trim();
-            let bad = || format!("bad layer {l:?} (want e.g. 32k5s2 or 64k3p, odd kernel)");
+            let bad = || format!("bad layer {l:?} (want e.g. 32k5s2, 64k3d2 or 64k3p, odd kernel)");
             let (l, pool) = l.strip_suffix('p').map_or((l, false), |l| (l, true));
+            let (l, dilation) = l.split_once('d').unwrap_or((l, "1"));
             let (out, rest) = l.split_once('k').ok_or_else(bad)?;
             let (kernel, stride) = rest.split_once('s').unwrap_or((rest, "1"));
             let num = |s: &str| s.parse::<i64>().ok().filter(|&v| v > 0).ok_or_else(bad);
@@ -54,6 +63,7 @@ pub fn parse_layers(spec: &str) -> Result<Vec<Layer>, String> {
                 out: num(out)?,
                 kernel,
                 stride: num(stride)?,
+                dilation: num(dilation)?,
                 pool,
             })
         })
@@ -75,8 +85,9 @@ impl EvaluatorConfig {
     }
 
     /// The output grid: number of cells per side, and where each cell is centred.
-    /// An odd kernel with padding kernel / 2 and stride s centres output j on input
-    /// s * j; a 2x2 pooling centres output j between inputs 2j and 2j + 1.
+    /// An odd kernel with padding dilation * (kernel / 2) and stride s centres
+    /// output j on input s * j; a 2x2 pooling centres output j between inputs 2j
+    /// and 2j + 1.
     pub fn grid(&self) -> Grid {
         let (mut cells, mut scale, mut offset) = (self.size, 1.0f32, 0.0f32);
         for l in &self.layers {
@@ -108,8 +119,9 @@ impl Net {
         let mut inputs = 1;
         for (i, l) in c.layers.iter().enumerate() {
             let cfg = nn::ConvConfig {
-                padding: l.kernel / 2,
+                padding: l.dilation * (l.kernel / 2),
                 stride: l.stride,
+                dilation: l.dilation,
                 bias: false,
                 ..Default::default()
             };

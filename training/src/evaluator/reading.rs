@@ -6,24 +6,30 @@
 //!    foreground-weighted mean of the cell centres in that neighbourhood (finer than
 //!    a cell), its digit distribution the foreground-weighted mean of the digit
 //!    probabilities there.
-//! 2. Count: two digits when at least [`TWO_DIGIT_FRAMES`] of the frames have two
-//!    peaks of at least [`PEAK_THRESHOLD`]; otherwise one. Overlapping digits merge
-//!    into one peak for a few frames, hence a vote over frames.
+//! 2. Count: two digits when at least [`TWO_DIGIT_FRAMES`] frame has two peaks of
+//!    at least [`PEAK_THRESHOLD`]; otherwise one. Overlapping digits merge into one
+//!    peak, sometimes for most of the video.
 //! 3. Tracks: one digit follows the best peak of every frame. Two digits start at
-//!    the first frame with two peaks; each later frame with two peaks extends the
-//!    tracks by the pairing closest to where each track is heading (its last
-//!    position plus its last velocity).
-//! 4. Each track's digit is the argmax of its summed digit distributions; its
-//!    motion is the axis along which its positions spread more.
+//!    the frame whose second peak is surest and are followed forwards, then
+//!    backwards from there: each frame with two peaks extends the tracks by the
+//!    pairing closest to where each track is heading (its last position plus its
+//!    last velocity) and to the digit it has shown so far.
+//! 4. Each track's digit is the argmax of its mean digit distribution; its motion
+//!    is the axis along which its positions spread more (extremes trimmed).
 use super::labels::canonical;
 use crate::data::{Content, Motion};
 
 /// Classes per cell: no digit centred here (0), digit 0-9 centred here (1-10).
 pub const CLASSES: usize = 11;
+/// Pixels of path distance that a whole difference in digit identity (L1 distance
+/// 1 between digit distributions) is worth when pairing peaks with tracks.
+pub const IDENTITY_COST: f32 = 20.0;
 /// Foreground probability a peak needs to count as a second digit.
 pub const PEAK_THRESHOLD: f32 = 0.5;
-/// Fraction of frames that must show two digits for the video to be read as two.
-pub const TWO_DIGIT_FRAMES: f32 = 0.3;
+/// Frames that must show two digits for the video to be read as two: one is
+/// enough (on the real one-digit test videos no frame ever shows a second peak;
+/// two overlapping digits can merge into one peak in most frames).
+pub const TWO_DIGIT_FRAMES: usize = 1;
 
 /// The detector's output grid: `cells` x `cells`, cell i centred on pixel
 /// `scale * i + offset` (rows and columns alike).
@@ -130,10 +136,13 @@ pub fn read(maps: &[f32], grid: Grid) -> Content {
         .map(|f| peaks(f, grid))
         .collect();
     let two = |ps: &Vec<Peak>| ps.len() >= 2 && ps[1].score >= PEAK_THRESHOLD;
-    let with_two = frames.iter().filter(|ps| two(ps)).count();
-    let needed = ((frames.len() as f32 * TWO_DIGIT_FRAMES).ceil() as usize).max(1);
-    let tracks = if with_two >= needed {
-        link(frames.iter().enumerate().filter(|(_, ps)| two(ps)))
+    let with_two: Vec<(usize, &Vec<Peak>)> = frames
+        .iter()
+        .enumerate()
+        .filter(|(_, ps)| two(ps))
+        .collect();
+    let tracks = if with_two.len() >= TWO_DIGIT_FRAMES.max(1) {
+        link(&with_two)
     } else {
         vec![frames
             .iter()
@@ -148,17 +157,48 @@ pub fn read(maps: &[f32], grid: Grid) -> Content {
 
 type Track<'a> = Vec<(usize, &'a Peak)>;
 
-/// Two tracks through the frames with two peaks (`(frame, peaks)`, in order).
-fn link<'a>(mut frames: impl Iterator<Item = (usize, &'a Vec<Peak>)>) -> Vec<Track<'a>> {
-    let Some((f0, first)) = frames.next() else {
-        return Vec::new();
-    };
-    let mut tracks = vec![vec![(f0, &first[0])], vec![(f0, &first[1])]];
-    for (f, ps) in frames {
+/// Two tracks through the frames with two peaks (`(frame, peaks)`, in order, at
+/// least one), from the surest frame forwards, then from it backwards.
+fn link<'a>(frames: &[(usize, &'a Vec<Peak>)]) -> Vec<Track<'a>> {
+    let start = (0..frames.len())
+        .max_by(|&a, &b| frames[a].1[1].score.total_cmp(&frames[b].1[1].score))
+        .expect("at least one frame");
+    let (f0, first) = frames[start];
+    let seed = || vec![vec![(f0, &first[0])], vec![(f0, &first[1])]];
+    let mut tracks = seed();
+    extend(&mut tracks, frames[start + 1..].iter());
+    let mut back = seed();
+    extend(&mut back, frames[..start].iter().rev());
+    for (t, b) in tracks.iter_mut().zip(back) {
+        t.extend(b.into_iter().skip(1));
+    }
+    tracks
+}
+
+/// Extends two tracks through `frames`, each frame's two peaks paired with the
+/// tracks the cheaper way: distance to where each track is heading, plus
+/// [`IDENTITY_COST`] times how far the peak's digit distribution is from the
+/// track's (L1, 0 to 2), so two different digits are told apart where their paths
+/// cross.
+fn extend<'a, 'b>(
+    tracks: &mut [Track<'a>],
+    frames: impl Iterator<Item = &'b (usize, &'a Vec<Peak>)>,
+) where
+    'a: 'b,
+{
+    for &(f, ps) in frames {
         let (a, b) = (heading(&tracks[0], f), heading(&tracks[1], f));
-        let d = |(y, x): (f32, f32), p: &Peak| ((p.y - y).powi(2) + (p.x - x).powi(2)).sqrt();
-        let keep = d(a, &ps[0]) + d(b, &ps[1]);
-        let swap = d(a, &ps[1]) + d(b, &ps[0]);
+        let (da, db) = (digits_of(&tracks[0]), digits_of(&tracks[1]));
+        let d = |(y, x): (f32, f32), digits: &[f32; 10], p: &Peak| {
+            let apart: f32 = digits
+                .iter()
+                .zip(&p.digit_p)
+                .map(|(a, b)| (a - b).abs())
+                .sum();
+            ((p.y - y).powi(2) + (p.x - x).powi(2)).sqrt() + IDENTITY_COST * apart
+        };
+        let keep = d(a, &da, &ps[0]) + d(b, &db, &ps[1]);
+        let swap = d(a, &da, &ps[1]) + d(b, &db, &ps[0]);
         let (p0, p1) = if keep <= swap {
             (&ps[0], &ps[1])
         } else {
@@ -167,17 +207,17 @@ fn link<'a>(mut frames: impl Iterator<Item = (usize, &'a Vec<Peak>)>) -> Vec<Tra
         tracks[0].push((f, p0));
         tracks[1].push((f, p1));
     }
-    tracks
 }
 
-/// Where a track is expected in frame `f`: its last position plus its last velocity.
+/// Where a track is expected in frame `f`: its last position plus its last
+/// velocity (per frame, forwards or backwards in time).
 fn heading(track: &Track, f: usize) -> (f32, f32) {
     let &(fl, last) = track.last().expect("tracks start with a peak");
     match track.len() {
         0 | 1 => (last.y, last.x),
         n => {
             let (fp, prev) = track[n - 2];
-            let steps = (f - fl) as f32 / (fl - fp) as f32;
+            let steps = (f as f32 - fl as f32) / (fl as f32 - fp as f32);
             (
                 last.y + (last.y - prev.y) * steps,
                 last.x + (last.x - prev.x) * steps,
@@ -186,27 +226,36 @@ fn heading(track: &Track, f: usize) -> (f32, f32) {
     }
 }
 
-fn digit_of(track: &Track) -> u8 {
-    let mut sum = [0.0f32; 10];
+/// Mean digit distribution of a track's peaks.
+fn digits_of(track: &Track) -> [f32; 10] {
+    let mut mean = [0.0f32; 10];
     for (_, p) in track {
-        for (s, d) in sum.iter_mut().zip(p.digit_p) {
-            *s += d;
+        for (m, d) in mean.iter_mut().zip(p.digit_p) {
+            *m += d / track.len() as f32;
         }
     }
+    mean
+}
+
+fn digit_of(track: &Track) -> u8 {
+    let mean = digits_of(track);
     (0..10u8)
-        .max_by(|&a, &b| sum[a as usize].total_cmp(&sum[b as usize]))
+        .max_by(|&a, &b| mean[a as usize].total_cmp(&mean[b as usize]))
         .unwrap_or(0)
 }
 
+/// The axis a track moves along: the one its positions spread over more, ignoring
+/// the extreme position at each end when it has five or more (so one mispaired
+/// frame does not decide it).
 fn motion_of(track: &Track) -> Motion {
     let spread = |v: &dyn Fn(&Peak) -> f32| {
-        let (lo, hi) = track
-            .iter()
-            .map(|(_, p)| v(p))
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| {
-                (lo.min(x), hi.max(x))
-            });
-        hi - lo
+        let mut vals: Vec<f32> = track.iter().map(|(_, p)| v(p)).collect();
+        vals.sort_by(f32::total_cmp);
+        let trim = usize::from(vals.len() >= 5);
+        match vals.len() {
+            0 => 0.0,
+            n => vals[n - 1 - trim] - vals[trim],
+        }
     };
     if spread(&|p| p.x) > spread(&|p| p.y) {
         Motion::LeftRight

@@ -61,8 +61,14 @@ pub fn distort(img: &[u8; PIXELS], strength: f32, rng: &mut impl Rng) -> [u8; PI
     out
 }
 
+/// Fraction of second digits placed near the first (within [`NEAR_PIXELS`] on both
+/// axes) rather than anywhere: two-digit videos often show their digits heavily
+/// overlapping, and those are the hardest frames to read.
+pub const NEAR_FRACTION: f64 = 0.5;
+pub const NEAR_PIXELS: usize = 14;
+
 /// One training frame (size x size, 0..255) of the digits `shown` (0-9) at
-/// random positions, images drawn at random from `pools` and distorted with `strength`, added and
+/// random positions (see [`NEAR_FRACTION`]), images drawn at random from `pools` and distorted with `strength`, added and
 /// clipped as in the data set, and its target per grid cell: 1 + the digit in the
 /// cell nearest each digit's centre, 0 elsewhere (a later digit wins a shared cell).
 pub fn render_frame(
@@ -77,6 +83,7 @@ pub fn render_frame(
     let mut frame = vec![0u8; size * size];
     let mut target = vec![0i64; grid.cells * grid.cells];
     let range = size - DIGIT_SIZE;
+    let mut placed: Vec<(usize, usize)> = Vec::new();
     for &digit in shown {
         let pool = &pools[digit as usize];
         let img = distort(
@@ -84,7 +91,17 @@ pub fn render_frame(
             strength,
             rng,
         );
-        let (r0, c0) = (rng.random_range(0..=range), rng.random_range(0..=range));
+        let (r0, c0) = match placed.last() {
+            Some(&(r, c)) if rng.random_bool(NEAR_FRACTION) => {
+                let near = |v: usize, rng: &mut _| {
+                    let lo = v.saturating_sub(NEAR_PIXELS);
+                    Rng::random_range(rng, lo..=(v + NEAR_PIXELS).min(range))
+                };
+                (near(r, rng), near(c, rng))
+            }
+            _ => (rng.random_range(0..=range), rng.random_range(0..=range)),
+        };
+        placed.push((r0, c0));
         for r in 0..DIGIT_SIZE {
             let row = &mut frame[(r0 + r) * size + c0..][..DIGIT_SIZE];
             for (px, &v) in row

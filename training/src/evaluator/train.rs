@@ -8,17 +8,42 @@ use crate::data::bouncing::image_pools;
 use crate::data::{DatasetConfig, Digits, Split};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
+/// What the evaluator learns from, and how: recorded in its file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Optimizer steps (in a file: the steps actually taken).
     pub steps: u64,
+    /// Frames per step.
     pub batch: usize,
     pub seed: u64,
+    /// Peak learning rate (cosine decay to 1/50 of it).
     pub lr: f64,
+    /// Strength of the random affine distortion of training digits (0: none).
     pub distort: f32,
+    /// Fraction of training frames with one digit (the rest have two).
     pub one_digit_fraction: f64,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Self {
+            steps: 1500,
+            batch: 128,
+            seed: 1,
+            lr: 2e-3,
+            distort: 1.0,
+            one_digit_fraction: 0.4,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub recipe: Recipe,
     pub device: Device,
     /// Called every `log_every` steps with (step, mean loss since the last call).
     pub log_every: u64,
@@ -30,12 +55,7 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            steps: 1500,
-            batch: 128,
-            seed: 1,
-            lr: 2e-3,
-            distort: 1.0,
-            one_digit_fraction: 0.4,
+            recipe: Recipe::default(),
             device: Device::Cpu,
             log_every: 100,
             time_limit: None,
@@ -54,24 +74,24 @@ pub fn training_batch(
     grid: Grid,
     digits: &Digits,
     pools: &[Vec<usize>; 10],
-    opts: &TrainOptions,
+    recipe: &Recipe,
     rng: &mut impl Rng,
 ) -> (Tensor, Tensor) {
     let size = data.video.size;
-    let mut pixels = Vec::with_capacity(opts.batch * size * size);
-    let mut targets = Vec::with_capacity(opts.batch * grid.cells * grid.cells);
-    for _ in 0..opts.batch {
-        let n = if rng.random_bool(opts.one_digit_fraction) {
+    let mut pixels = Vec::with_capacity(recipe.batch * size * size);
+    let mut targets = Vec::with_capacity(recipe.batch * grid.cells * grid.cells);
+    for _ in 0..recipe.batch {
+        let n = if rng.random_bool(recipe.one_digit_fraction) {
             1
         } else {
             2
         };
         let shown: Vec<u8> = (0..n).map(|_| rng.random_range(0..10)).collect();
-        let (frame, target) = render_frame(size, grid, digits, pools, &shown, opts.distort, rng);
+        let (frame, target) = render_frame(size, grid, digits, pools, &shown, recipe.distort, rng);
         pixels.extend(frame);
         targets.extend(target);
     }
-    let (b, s, g) = (opts.batch as i64, size as i64, grid.cells as i64);
+    let (b, s, g) = (recipe.batch as i64, size as i64, grid.cells as i64);
     let x = Tensor::from_slice(&pixels)
         .reshape([b, 1, s, s])
         .to_kind(Kind::Float)
@@ -112,18 +132,14 @@ pub fn train(
         });
     }
     let start = Instant::now();
-    tch::manual_seed(opts.seed as i64);
+    let recipe = &opts.recipe;
+    tch::manual_seed(recipe.seed as i64);
     let meta = EvaluatorMeta {
         format: FORMAT.into(),
         config: config.clone(),
         data: data.clone(),
         training: TrainingInfo {
-            steps: opts.steps,
-            batch: opts.batch,
-            seed: opts.seed,
-            lr: opts.lr,
-            distort: opts.distort,
-            one_digit_fraction: opts.one_digit_fraction,
+            recipe: recipe.clone(),
             seconds: 0.0,
             device: format!("{:?}", opts.device).to_lowercase(),
             threads: tch::get_num_threads(),
@@ -133,39 +149,39 @@ pub fn train(
     let mut ev = Evaluator::new(meta, opts.device);
     let pools = image_pools(digits, Split::Train, data.seed);
     let grid = config.grid();
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xe7a1_0a70);
+    let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed ^ 0xe7a1_0a70);
     let mut opt = nn::AdamW {
         wd: 1e-4,
         ..Default::default()
     }
-    .build(&ev.vs, opts.lr)
+    .build(&ev.vs, recipe.lr)
     .map_err(|e| super::EvaluatorError::Other(e.to_string()))?;
     let (mut sum, mut n) = (0.0, 0u64);
     let mut done = 0;
-    for step in 1..=opts.steps {
+    for step in 1..=recipe.steps {
         // Cosine decay from lr to lr / 50 over the steps or the time budget.
-        let mut progress = (step - 1) as f64 / opts.steps.max(1) as f64;
+        let mut progress = (step - 1) as f64 / recipe.steps.max(1) as f64;
         if let Some(limit) = opts.time_limit {
             progress = progress.max(start.elapsed().as_secs_f64() / limit.as_secs_f64());
             if progress >= 1.0 {
                 break;
             }
         }
-        let lr = opts.lr * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
+        let lr = recipe.lr * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
         opt.set_lr(lr);
-        let (x, y) = training_batch(data, grid, digits, &pools, opts, &mut rng);
+        let (x, y) = training_batch(data, grid, digits, &pools, recipe, &mut rng);
         let logits = ev.net.forward_t(&x.to_device(opts.device), true);
         let loss = loss(&logits, &y.to_device(opts.device));
         opt.backward_step(&loss);
         sum += loss.double_value(&[]);
         n += 1;
         done = step;
-        if step % opts.log_every.max(1) == 0 || step == opts.steps {
+        if step % opts.log_every.max(1) == 0 || step == recipe.steps {
             log(step, sum / n as f64);
             (sum, n) = (0.0, 0);
         }
     }
-    ev.meta.training.steps = done;
+    ev.meta.training.recipe.steps = done;
     ev.meta.training.seconds = start.elapsed().as_secs_f64();
     Ok(ev)
 }

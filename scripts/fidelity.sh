@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Caption fidelity of the shipped models, as docs/results.md reports it: the
+# evaluator's accuracy on the real test splits, then every shipped model on its
+# test captions (and, for comparison, its training captions). JSON goes to
+# docs/runs/fidelity/. CPU, a few minutes. Not part of the tests.
+#   bash scripts/fidelity.sh [EVALUATOR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ev=${1:-models/evaluator.safetensors}
+[ -f build-env.sh ] || bash scripts/setup.sh
+# shellcheck source=/dev/null
+source build-env.sh
+cargo build --release -p syncdraw-training
+bin=target/release/syncdraw-train
+out=docs/runs/fidelity
+mkdir -p "$out"
+"$bin" evaluator accuracy --evaluator "$ev" > "$out/evaluator-accuracy.json"
+for spec in mnist1-captions:50 mnist2-captions:10 mnist1-uncond:50 mnist2-uncond:10; do
+    model=${spec%%:*} per=${spec##*:}
+    for split in test train; do
+        case $model in *uncond) [ "$split" = test ] || continue ;; esac
+        echo "[fidelity] $model, $split captions, $per videos each"
+        "$bin" fidelity --checkpoint "models/$model.safetensors" --evaluator "$ev" \
+            --videos-per-caption "$per" --captions "$split" --seed 1 > "$out/$model-$split.json"
+    done
+done
+echo "[fidelity] wrote $out"
