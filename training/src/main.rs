@@ -9,6 +9,7 @@ use syncdraw_training::checkpoint;
 use syncdraw_training::data::dataset::default_cache_dir;
 use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Split};
 use syncdraw_training::eval::evaluate;
+use syncdraw_training::evaluator::train::Recipe;
 use syncdraw_training::model::{ModelConfig, Variant};
 use syncdraw_training::sample::{save_canvas_grid, save_gif, Layout};
 use syncdraw_training::train::{train, TrainOptions};
@@ -486,17 +487,18 @@ struct EvaluatorTrainArgs {
     /// Where to write the evaluator (safetensors).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = Recipe::default().steps)]
     steps: u64,
     /// Frames per step.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = Recipe::default().batch)]
     batch: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Recipe::default().seed)]
     seed: u64,
-    #[arg(long, default_value_t = 2e-3)]
+    /// Peak learning rate (cosine decay to 1/50 of it).
+    #[arg(long, default_value_t = Recipe::default().lr)]
     lr: f64,
     /// Strength of the random affine distortion of training digits (0: none).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = Recipe::default().distort)]
     distort: f32,
     /// The data sets it is for: it learns from their train image pool and is
     /// measured on their 1- and 2-digit test splits (the models' --data-seed).
@@ -511,7 +513,7 @@ struct EvaluatorTrainArgs {
     #[arg(long, default_value = syncdraw_training::evaluator::net::DEFAULT_LAYERS)]
     layers: String,
     /// Fraction of training frames with one digit (the rest have two).
-    #[arg(long, default_value_t = 0.4)]
+    #[arg(long, default_value_t = Recipe::default().one_digit_fraction)]
     one_digit_fraction: f64,
     /// Stop training after this many minutes (the learning-rate schedule follows it).
     #[arg(long)]
@@ -596,7 +598,7 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
     let data = a.data.config(1)?;
     let digits = syncdraw_training::data::Digits::load(&data.source)?;
     let opts = train::TrainOptions {
-        recipe: train::Recipe {
+        recipe: Recipe {
             steps: a.steps,
             batch: a.batch,
             seed: a.seed,

@@ -1,57 +1,16 @@
-//! Video content as counts (for every digit 0-9 and motion, how many copies, 0, 1
-//! or 2, the video shows) and the scores that compare what the evaluator reads with
-//! what a video should show. Counts ignore caption order, so a two-digit caption is
-//! compared as an unordered multiset of (digit, motion) pairs:
+//! The scores that compare what the evaluator reads with what a video should show.
+//! They ignore caption order: a two-digit caption is compared as an unordered
+//! multiset of (digit, motion) pairs:
 //! "digit 3 is moving up and down and digit 1 is moving left and right" equals
 //! "digit 1 is moving left and right and digit 3 is moving up and down".
 use crate::data::{Content, Motion};
 use serde::{Deserialize, Serialize};
 
-/// Count entries: one per (digit, motion).
-pub const HEADS: usize = 20;
-
-/// Count index of a (digit, motion) pair: digit * 2 + motion (up-down 0, left-right 1).
-pub fn head(digit: u8, motion: Motion) -> usize {
-    digit as usize * 2 + usize::from(motion == Motion::LeftRight)
-}
-
-/// The (digit, motion) pair of a count index.
-pub fn pair(head: usize) -> (u8, Motion) {
-    (
-        ((head / 2) as u8),
-        if head.is_multiple_of(2) {
-            Motion::UpDown
-        } else {
-            Motion::LeftRight
-        },
-    )
-}
-
-/// Counts per head of a content (capped at 2, the most a video of 1 or 2 digits has).
-pub fn counts(content: &Content) -> [u8; HEADS] {
-    let mut c = [0u8; HEADS];
-    for &(d, m) in &content.0 {
-        let h = head(d, m);
-        c[h] = (c[h] + 1).min(2);
-    }
-    c
-}
-
-/// Content of the given counts, pairs sorted by digit then motion (up-down first).
-pub fn content_of(counts: &[u8; HEADS]) -> Content {
-    let mut pairs = Vec::new();
-    for (h, &n) in counts.iter().enumerate() {
-        for _ in 0..n {
-            pairs.push(pair(h));
-        }
-    }
-    Content(pairs)
-}
-
-/// The content with its pairs in canonical order (sorted), for multiset comparison.
+/// The content with its pairs in canonical order (by digit, then up-down before
+/// left-right), for multiset comparison and decoded captions.
 pub fn canonical(content: &Content) -> Content {
     let mut pairs = content.0.clone();
-    pairs.sort_by_key(|&(d, m)| head(d, m));
+    pairs.sort_by_key(|&(d, m)| (d, m == Motion::LeftRight));
     Content(pairs)
 }
 

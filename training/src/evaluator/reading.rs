@@ -6,9 +6,9 @@
 //!    foreground-weighted mean of the cell centres in that neighbourhood (finer than
 //!    a cell), its digit distribution the foreground-weighted mean of the digit
 //!    probabilities there.
-//! 2. Count: two digits when at least [`TWO_DIGIT_FRAMES`] frame has two peaks of
-//!    at least [`PEAK_THRESHOLD`]; otherwise one. Overlapping digits merge into one
-//!    peak, sometimes for most of the video.
+//! 2. Count: two digits when any frame has two peaks of at least
+//!    [`PEAK_THRESHOLD`]; otherwise one. Overlapping digits merge into one peak,
+//!    sometimes for most of the video.
 //! 3. Tracks: one digit follows the best peak of every frame. Two digits start at
 //!    the frame whose second peak is surest and are followed forwards, then
 //!    backwards from there: each frame with two peaks extends the tracks by the
@@ -26,10 +26,6 @@ pub const CLASSES: usize = 11;
 pub const IDENTITY_COST: f32 = 20.0;
 /// Foreground probability a peak needs to count as a second digit.
 pub const PEAK_THRESHOLD: f32 = 0.5;
-/// Frames that must show two digits for the video to be read as two: one is
-/// enough (on the real one-digit test videos no frame ever shows a second peak;
-/// two overlapping digits can merge into one peak in most frames).
-pub const TWO_DIGIT_FRAMES: usize = 1;
 
 /// The detector's output grid: `cells` x `cells`, cell i centred on pixel
 /// `scale * i + offset` (rows and columns alike).
@@ -141,7 +137,9 @@ pub fn read(maps: &[f32], grid: Grid) -> Content {
         .enumerate()
         .filter(|(_, ps)| two(ps))
         .collect();
-    let tracks = if with_two.len() >= TWO_DIGIT_FRAMES.max(1) {
+    // One frame is enough: on the real one-digit test videos no frame shows a
+    // second peak, while two overlapping digits can merge for most of a video.
+    let tracks = if !with_two.is_empty() {
         link(&with_two)
     } else {
         vec![frames
