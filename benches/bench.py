@@ -6,15 +6,20 @@ trained weights (a checkpoint and its ONNX export):
 
   * generation frames/s at several batch sizes for
       element  gst-launch-1.0 syncdrawsrc ... ! fakesink sync=false, whole process
-               timed (start-up, model load and all inference; nothing subtracted)
-      ort      the same .onnx in a bare onnxruntime session (output `video` only)
-      pytorch  benches/reference.py, eager PyTorch, torch.no_grad
+               timed (start-up, model load and all inference): frames_per_s; also
+               frames_per_s_excl_startup, the same run less the wall time of a
+               one-buffer gst-launch process (gst_launch_one_buffer_wall_ms)
+      ort      the same .onnx in a bare onnxruntime session (output `video` only),
+               always on the CPU provider, session creation and a warm-up run excluded
+      pytorch  benches/reference.py, eager PyTorch, torch.no_grad, CPU
   * first_buffer_ms: NULL -> first buffer of syncdrawsrc (benches/first_buffer.py)
   * training videos/s at batch 64: `syncdraw-train train` (tch) vs reference.py
   * the decoder's analytic FLOPs per video, achieved GFLOP/s and the machine's peak
 
-and writes benches/results.json and benches/frames_per_s.png. Before timing
-anything it checks that reference.py and the ONNX model produce the same video.
+and writes benches/results.json (again after each stage, so a late failure keeps
+what was measured; "finished" stays null until the end) and benches/frames_per_s.png.
+Before timing anything it checks that reference.py and the ONNX model produce the
+same video.
 """
 import argparse
 import json
@@ -136,22 +141,37 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
-def max_mhz():
+def cpu_mhz():
+    """lscpu's "CPU max MHz", else "CPU MHz", else BogoMIPS / 2 (about the TSC, i.e.
+    nominal, clock; a KVM guest often shows only that). Recorded, not used in any figure."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("CPU max MHz") or line.startswith("CPU MHz"):
-                return float(line.split(":")[1])
-    except (OSError, ValueError):
-        pass
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("BogoMIPS"):
-                return float(line.split(":")[1]) / 2
-    except (OSError, ValueError):
-        pass
+    except OSError:
+        return None
+    fields = {k.strip(): v for k, _, v in (line.partition(":") for line in out.splitlines())}
+    for key, div in (("CPU max MHz", 1), ("CPU MHz", 1), ("BogoMIPS", 2)):
+        try:
+            return float(fields[key]) / div
+        except (KeyError, ValueError):
+            pass
     return None
+
+
+def save(results, path):
+    """Writes results (ratios recomputed) to path; called after every stage."""
+    g = {(r["impl"], r["batch"]): r["frames_per_s"] for r in results["generation"]}
+    ratios = {}
+    for b in sorted({k[1] for k in g}):
+        ratios[f"element/ort@{b}"] = g[("element", b)] / g[("ort", b)]
+        ratios[f"element/pytorch@{b}"] = g[("element", b)] / g[("pytorch", b)]
+    tr = {r["impl"]: r["videos_per_s"] for r in results["training"]}
+    if "tch" in tr and "pytorch" in tr:
+        ratios["tch/pytorch training"] = tr["tch"] / tr["pytorch"]
+    results["ratios"] = ratios
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
 
 
 # --- the measurements -------------------------------------------------------------
@@ -193,10 +213,13 @@ def bench_pytorch(ref, ids, batch, seconds):
     return iters * batch * ref.N / dt
 
 
+def gst_cmd(model, caption, provider, *props):
+    return (["gst-launch-1.0", "-q", "syncdrawsrc", f"model-location={model}", f"caption={caption}", "seed=1",
+             f"execution-provider={provider}", *props, "!", "fakesink", "sync=false"])
+
+
 def bench_element(model, caption, batch, clips, N, provider):
-    cmd = ["gst-launch-1.0", "-q", "syncdrawsrc", f"model-location={model}", f"caption={caption}",
-           f"batch-size={batch}", f"clips={clips}", "seed=1", f"execution-provider={provider}",
-           "!", "fakesink", "sync=false"]
+    cmd = gst_cmd(model, caption, provider, f"batch-size={batch}", f"clips={clips}")
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
@@ -222,10 +245,9 @@ def first_buffer(model, caption, batch, provider, reps):
 
 def gst_launch_first_buffer(model, caption, provider, reps):
     """Wall time of a whole gst-launch-1.0 process that stops after one buffer."""
+    cmd = gst_cmd(model, caption, provider, "num-buffers=1")
     times = []
     for _ in range(reps):
-        cmd = ["gst-launch-1.0", "-q", "syncdrawsrc", f"model-location={model}", f"caption={caption}",
-               "num-buffers=1", "seed=1", f"execution-provider={provider}", "!", "fakesink", "sync=false"]
         t0 = time.perf_counter()
         subprocess.run(cmd, capture_output=True, check=True)
         times.append((time.perf_counter() - t0) * 1e3)
@@ -253,10 +275,19 @@ def bench_tch_training(train_bin, meta, batch, steps, log_every, threads, workdi
         raise SystemExit(f"syncdraw-train train failed: {p.stderr[-2000:]}")
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         lines = [json.loads(x) for x in f if x.strip()]
-    # The first window holds the warm-up step; report the later windows.
-    later = lines[1:] or lines
-    rate = statistics.mean(x["videos_per_s"] for x in later)
-    return rate, [x["videos_per_s"] for x in lines], wall
+    if len(lines) < 2:
+        raise SystemExit(f"syncdraw-train logged {len(lines)} window(s) in {wall:.0f} s; the first holds the "
+                         "warm-up step, so at least 2 are needed (raise --train-seconds or --tch-steps, "
+                         "or lower --tch-log-every)")
+    # The first window holds the warm-up step and is left out. Like the PyTorch rate:
+    # total videos / total time; window i covers the steps after line i-1 up to line i,
+    # and its time is its videos / its videos_per_s.
+    videos = secs = 0.0
+    for prev, cur in zip(lines, lines[1:]):
+        v = (cur["step"] - prev["step"]) * batch
+        videos += v
+        secs += v / cur["videos_per_s"]
+    return videos / secs, [x["videos_per_s"] for x in lines], wall
 
 
 def bench_pytorch_training(checkpoint, batch, steps, threads, seconds):
@@ -299,7 +330,9 @@ def main():
                     help="time limit of each training measurement (steps stop early when it is reached)")
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--train-bin", default=os.path.join(ROOT, "target", "release", "syncdraw-train"))
-    ap.add_argument("--provider", default="cpu")
+    ap.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "auto"],
+                    help="the element's execution-provider (element rows only); bare ONNX Runtime and "
+                         "eager PyTorch always run on the CPU")
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--png", default=os.path.join(HERE, "frames_per_s.png"))
     args = ap.parse_args()
@@ -337,12 +370,13 @@ def main():
     gflop = flops / 1e9
     log(f"decoder: {gflop * 1e3:.2f} MFLOP per video")
     peak = peak_gflops(threads)
-    mhz = max_mhz()
+    mhz = cpu_mhz()
     log(f"peak (torch fp32 2048^3 matmul, {threads} threads): {peak:.1f} GFLOP/s")
 
     results = {
         "machine": f"{cpu_model()}, {os.cpu_count()} cores ({platform.machine()}), {platform.system()} "
-                   f"{platform.release()}, no GPU used",
+                   f"{platform.release()}, "
+                   + ("no GPU used" if args.provider == "cpu" else f"element execution-provider={args.provider}"),
         "model": {"onnx": os.path.relpath(args.onnx, ROOT), "checkpoint": os.path.relpath(args.checkpoint, ROOT),
                   "training_steps": md.get("syncdraw.training_steps"), "config": c, "caption": caption},
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__, "python": platform.python_version(),
@@ -357,12 +391,15 @@ def main():
         "decoder_flop_terms": terms,
         "peak_gflop_per_s": {"measured_matmul_fp32": peak, "cpu_mhz": mhz},
         "loadavg_start": loadavg(),
+        "args": vars(args),
+        "finished": None,
     }
 
     # Generation: rounds over (batch, impl) so that background load hits all alike.
     best = {}
     extra = {}
     load_at_best = {}
+    element_run = {}  # batch -> (clips, wall seconds) of the best element round
 
     rounds = []
 
@@ -389,6 +426,8 @@ def main():
             # Enough clips for about `seconds` at the bare-ORT rate, whole batches.
             clips = max(b, int(round(best[("ort", b)] / N * args.seconds / b)) * b)
             fps, dt = bench_element(args.onnx, caption, b, clips, N, args.provider)
+            if fps > best.get(("element", b), 0):
+                element_run[b] = (clips, dt)
             keep(("element", b), fps)
             log(f"round {rnd + 1} batch {b:4d} element  {fps:9.1f} frames/s ({clips} clips in {dt:.2f} s)")
     # The peak again after the generation rounds (background load varies): keep the best.
@@ -399,21 +438,34 @@ def main():
     for impl in ("element", "ort", "pytorch"):
         for b in batches:
             fps = best[(impl, b)]
-            results["generation"].append({
-                "impl": impl, "device": "cpu", "batch": b, "frames_per_s": fps,
+            row = {
+                "impl": impl, "device": args.provider if impl == "element" else "cpu", "batch": b,
+                "frames_per_s": fps,
                 "gflop_per_s": fps / N * gflop, "fraction_of_peak": fps / N * gflop / peak,
                 "loadavg_1min": load_at_best[(impl, b)],
-            })
+            }
+            if impl == "element":
+                row["clips"], row["wall_s"] = element_run[b]
+            results["generation"].append(row)
     results["generation_rounds"] = rounds
     results["generation_extra"] = [{"impl": k[0], "device": "cpu", "batch": k[1], "frames_per_s": v}
                                    for k, v in extra.items()]
+    save(results, args.out)
+    plot.plot(results, args.png)
 
     fb, fbs = first_buffer(args.onnx, caption, 1, args.provider, 3)
     results["first_buffer_ms"] = fb
     results["first_buffer_ms_runs"] = fbs
-    results["gst_launch_one_buffer_wall_ms"] = gst_launch_first_buffer(args.onnx, caption, args.provider, 3)
-    log(f"first buffer: {fb} ms (runs {fbs}); whole gst-launch num-buffers=1 process: "
-        f"{results['gst_launch_one_buffer_wall_ms']:.0f} ms")
+    startup_ms = gst_launch_first_buffer(args.onnx, caption, args.provider, 3)
+    results["gst_launch_one_buffer_wall_ms"] = startup_ms
+    log(f"first buffer: {fb} ms (runs {fbs}); whole gst-launch num-buffers=1 process: {startup_ms:.0f} ms")
+    # The element's rate includes process start-up, model load and a cold first batch;
+    # bare ORT's excludes session creation and has a warm-up. For a like-for-like rate,
+    # subtract the wall time of a whole one-buffer (batch-1) gst-launch process.
+    for row in results["generation"]:
+        if row["impl"] == "element" and row["wall_s"] > startup_ms / 1e3:
+            row["frames_per_s_excl_startup"] = row["clips"] * N / (row["wall_s"] - startup_ms / 1e3)
+    save(results, args.out)
 
     if not args.skip_training:
         with tempfile.TemporaryDirectory(prefix="syncdraw-bench-") as work:
@@ -422,29 +474,18 @@ def main():
         log(f"training tch      {rate:.2f} videos/s (log windows {windows}, {wall:.0f} s)")
         results["training"].append({"impl": "tch", "device": "cpu", "batch": args.train_batch, "videos_per_s": rate,
                                     "log_windows_videos_per_s": windows, "max_steps": args.tch_steps})
+        save(results, args.out)
         prate, losses = bench_pytorch_training(args.checkpoint, args.train_batch, args.pytorch_train_steps, threads,
                                                args.train_seconds)
         log(f"training pytorch  {prate:.2f} videos/s (losses {[round(x, 1) for x in losses]})")
         results["training"].append({"impl": "pytorch", "device": "cpu", "batch": args.train_batch,
                                     "videos_per_s": prate, "steps": len(losses)})
 
-    g = {(r["impl"], r["batch"]): r["frames_per_s"] for r in results["generation"]}
-    ratios = {}
-    for b in batches:
-        ratios[f"element/ort@{b}"] = g[("element", b)] / g[("ort", b)]
-        ratios[f"element/pytorch@{b}"] = g[("element", b)] / g[("pytorch", b)]
-    tr = {r["impl"]: r["videos_per_s"] for r in results["training"]}
-    if "tch" in tr and "pytorch" in tr:
-        ratios["tch/pytorch training"] = tr["tch"] / tr["pytorch"]
-    results["ratios"] = ratios
     results["loadavg_end"] = loadavg()
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
-    plot.plot(results, args.png)
+    save(results, args.out)
     log(f"wrote {args.out} and {args.png}")
-    for k, v in ratios.items():
+    for k, v in results["ratios"].items():
         log(f"{k}: {v:.2f}x")
 
 

@@ -119,7 +119,7 @@ def text_width(s, scale=2):
 
 
 def plot(results, path, title=None):
-    rows = [r for r in results["generation"] if r["device"] == "cpu"]
+    rows = results["generation"]
     impls = [i for i in ("element", "ort", "pytorch") if any(r["impl"] == i for r in rows)]
     batches = sorted({r["batch"] for r in rows})
     values = [r["frames_per_s"] for r in rows if r["frames_per_s"] > 0]
@@ -156,7 +156,9 @@ def plot(results, path, title=None):
     cv.line(left, top, left, H - bottom, axis, 2)
     cv.text((left + W - right) / 2 - text_width("batch size") / 2, H - bottom + 45, "batch size")
     cv.text(10, top - 35, "frames/s (log scale)")
-    t = title or "syncdraw generation on CPU, frames/s"
+    dev = next((r.get("device", "cpu") for r in rows if r["impl"] == "element"), "cpu")
+    t = title or ("syncdraw generation on CPU, frames/s" if dev == "cpu"
+                  else f"syncdraw generation, frames/s (element on {dev})")
     cv.text(left, 15, t)
     for k, impl in enumerate(impls):
         col = COLOURS[impl]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) set-up of everything syncdraw needs on Debian 12, as root:
-#   - Debian packages: GStreamer 1.22 (with x264enc), meson, ninja, python3-venv;
+#   - Debian packages: GStreamer 1.22 (with x264enc), python3-gi (PyGObject, for
+#     benches/first_buffer.py; the Gst typelib comes with libgstreamer1.0-dev),
+#     meson, ninja, python3-venv;
 #   - a Python venv with torch==2.11.0 (for tch), onnxruntime==1.31.1 (for ort) and onnx,
 #     kept in a per-user cache outside the work tree, keyed by the pinned versions;
 #   - build-env.sh at the repository root, which every other script sources.
@@ -32,6 +34,7 @@ APT_PKGS=(
   pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-plugins-base-apps
+  python3-gi
   meson ninja-build python3-venv
 )
 missing=()
