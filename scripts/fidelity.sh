@@ -14,7 +14,8 @@ cargo build --release -p syncdraw-training
 bin=target/release/syncdraw-train
 out=docs/runs/fidelity
 mkdir -p "$out"
-"$bin" evaluator accuracy --evaluator "$ev" > "$out/evaluator-accuracy.json"
+"$bin" evaluator accuracy --evaluator "$ev" --misread "$out/evaluator-misread.json" \
+    > "$out/evaluator-accuracy.json"
 for spec in mnist1-captions:50 mnist2-captions:10 mnist1-uncond:50 mnist2-uncond:10; do
     model=${spec%%:*} per=${spec##*:}
     for split in test train; do

@@ -530,6 +530,10 @@ struct EvaluatorAccuracyArgs {
     /// Only the first N test videos of each split.
     #[arg(long)]
     limit: Option<usize>,
+    /// Also write every misread video (index, true and read captions, how far
+    /// apart its digits get) to this JSON file.
+    #[arg(long)]
+    misread: Option<PathBuf>,
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
@@ -576,21 +580,28 @@ impl SplitArg {
     }
 }
 
+/// Accuracy on the real test splits of `splits` digits, by split name
+/// ("1_digit_test", "2_digit_test" and "2_digit_test_apart": the two-digit videos
+/// whose digits are ever `APART_PIXELS` apart), and the misread videos by split.
 fn evaluator_accuracy_json(
     ev: &syncdraw_training::evaluator::Evaluator,
     splits: &[usize],
     limit: Option<usize>,
     cache: &std::path::Path,
-) -> Result<serde_json::Value> {
-    let mut out = serde_json::Map::new();
+) -> Result<(serde_json::Value, serde_json::Value)> {
+    let mut scores = serde_json::Map::new();
+    let mut misread = serde_json::Map::new();
     for &d in splits {
         let test = syncdraw_training::evaluator::real_test_split(&ev.meta.data, d, None, cache)?;
-        out.insert(
-            format!("{d}_digit_test"),
-            serde_json::to_value(ev.score(&test, limit)?)?,
-        );
+        let a = ev.assess(&test, limit)?;
+        let name = format!("{d}_digit_test");
+        scores.insert(name.clone(), serde_json::to_value(&a.all)?);
+        if let Some(apart) = &a.apart {
+            scores.insert(format!("{name}_apart"), serde_json::to_value(apart)?);
+        }
+        misread.insert(name, serde_json::to_value(&a.misread)?);
     }
-    Ok(out.into())
+    Ok((scores.into(), misread.into()))
 }
 
 fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
@@ -625,7 +636,7 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
     })?;
-    let acc = evaluator_accuracy_json(&ev, &[1, 2], None, &a.data.cache())?;
+    let (acc, _) = evaluator_accuracy_json(&ev, &[1, 2], None, &a.data.cache())?;
     ev.meta.accuracy = serde_json::from_value(acc.clone())?;
     ev.save(&a.out)?;
     let out = serde_json::json!({
@@ -646,7 +657,11 @@ fn cmd_evaluator_accuracy(a: EvaluatorAccuracyArgs) -> Result<()> {
         Some(d) => bail!("--digits must be 1 or 2, got {d}"),
     };
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
-    let acc = evaluator_accuracy_json(&ev, &splits, a.limit, &cache)?;
+    let (acc, misread) = evaluator_accuracy_json(&ev, &splits, a.limit, &cache)?;
+    if let Some(path) = &a.misread {
+        std::fs::write(path, serde_json::to_string_pretty(&misread)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(

@@ -10,7 +10,7 @@ use syncdraw_training::data::bouncing::image_pools;
 use syncdraw_training::data::bouncing::{contents, split_of};
 use syncdraw_training::data::{Content, Dataset, DatasetConfig, Digits, Motion, Split};
 use syncdraw_training::evaluator::fidelity::fidelity;
-use syncdraw_training::evaluator::labels::{canonical, compare};
+use syncdraw_training::evaluator::labels::{self, canonical, compare};
 use syncdraw_training::evaluator::net::parse_layers;
 use syncdraw_training::evaluator::reading::{read, Grid, CLASSES};
 use syncdraw_training::evaluator::render::render_frame;
@@ -273,6 +273,68 @@ fn briefly_trained_evaluator_reads_held_out_real_videos_and_survives_save_load()
     let back = Evaluator::load(&path, Device::Cpu).unwrap();
     assert_eq!(back.meta.config, ev.meta.config);
     assert_eq!(back.score(&test, None).unwrap(), score);
+
+    // Every misread video is listed, with what it shows and what was read.
+    let a = back.assess(&test, None).unwrap();
+    assert_eq!(a.all, score);
+    assert!(a.apart.is_none(), "one-digit videos have no separation");
+    let wrong = test.len() - (score.exact * test.len() as f64).round() as usize;
+    assert_eq!(a.misread.len(), wrong);
+    for m in &a.misread {
+        assert_eq!(m.caption, test.videos[m.index].caption);
+        assert_ne!(m.read, m.caption);
+        assert!(!m.matched.exact);
+    }
+    // The CLI writes the same list, and reports the same accuracy.
+    let cache = tempfile::tempdir().unwrap();
+    let misread = dir.path().join("misread.json");
+    let out = cli(&[
+        "evaluator",
+        "accuracy",
+        "--evaluator",
+        path.to_str().unwrap(),
+        "--digits",
+        "1",
+        "--misread",
+        misread.to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["accuracy"]["1_digit_test"]["exact"], score.exact);
+    let listed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&misread).unwrap()).unwrap();
+    let listed = listed["1_digit_test"].as_array().unwrap();
+    assert_eq!(listed.len(), wrong);
+    if let Some(first) = a.misread.first() {
+        assert_eq!(listed[0]["index"], first.index);
+        assert_eq!(listed[0]["read"], first.read.as_str());
+    }
+}
+
+#[test]
+fn separation_is_how_far_apart_two_digits_get() {
+    use syncdraw_training::data::Track;
+    let track = |positions: Vec<(u16, u16)>| Track {
+        digit: 1,
+        motion: Motion::UpDown,
+        image: 0,
+        positions,
+    };
+    let a = track(vec![(0, 0), (7, 0), (14, 0)]);
+    // Frame 0: 3 rows and 2 columns apart (3); frame 1: 4 and 2 (4); frame 2: 1 and 20 (20).
+    let b = track(vec![(3, 2), (3, 2), (15, 20)]);
+    assert_eq!(labels::separation(&[a.clone(), b.clone()]), Some(20));
+    assert_eq!(labels::separation(std::slice::from_ref(&a)), None);
+    // Two digits stacked all video long never get APART_PIXELS apart.
+    let c = track(vec![(2, 1), (9, 1), (16, 3)]);
+    let s = labels::separation(&[a, c]).unwrap();
+    assert!(s < labels::APART_PIXELS, "{s}");
 }
 
 fn tiny_model(data: &DatasetConfig, captions: bool) -> (SyncDraw, Meta) {

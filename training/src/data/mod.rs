@@ -3,6 +3,6 @@ pub mod bouncing;
 pub mod dataset;
 pub mod mnist;
 
-pub use bouncing::{Content, Motion, Split};
+pub use bouncing::{Content, Motion, Split, Track};
 pub use dataset::{Dataset, DatasetConfig};
 pub use mnist::{DigitSource, Digits};

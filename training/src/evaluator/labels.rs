@@ -3,7 +3,7 @@
 //! multiset of (digit, motion) pairs:
 //! "digit 3 is moving up and down and digit 1 is moving left and right" equals
 //! "digit 1 is moving left and right and digit 3 is moving up and down".
-use crate::data::{Content, Motion};
+use crate::data::{Content, Motion, Track};
 use serde::{Deserialize, Serialize};
 
 /// The content with its pairs in canonical order (by digit, then up-down before
@@ -20,7 +20,7 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
 }
 
 /// How one decoded video compares with what it should show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Match {
     /// Same multiset of (digit, motion) pairs: the decoded caption is the requested one.
     pub exact: bool,
@@ -99,4 +99,21 @@ impl Tally {
             count: f(self.count),
         }
     }
+}
+
+/// Two digits at least this far apart (in rows or in columns) in some frame can be
+/// told apart; closer than this in every frame, they overlap heavily all video
+/// long and a reader (person or evaluator) often cannot say which digits they are.
+pub const APART_PIXELS: u32 = 8;
+
+/// How far apart a real video's two digits get: the largest, over frames, of the
+/// distance between their 28x28 boxes' corners along the axis where it is larger
+/// (Chebyshev distance, pixels). `None` for one digit.
+pub fn separation(tracks: &[Track]) -> Option<u32> {
+    let [a, b] = tracks else { return None };
+    a.positions
+        .iter()
+        .zip(&b.positions)
+        .map(|(p, q)| u32::from(p.0.abs_diff(q.0).max(p.1.abs_diff(q.1))))
+        .max()
 }

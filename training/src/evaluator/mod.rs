@@ -83,6 +83,31 @@ pub struct EvaluatorMeta {
     pub accuracy: std::collections::BTreeMap<String, Score>,
 }
 
+/// How well an evaluator reads a real data set ([`Evaluator::assess`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Assessment {
+    /// Every video.
+    pub all: Score,
+    /// Two-digit data only: the videos whose digits are at least
+    /// [`labels::APART_PIXELS`] apart in some frame.
+    pub apart: Option<Score>,
+    pub misread: Vec<Misread>,
+}
+
+/// A real video the evaluator read wrongly.
+#[derive(Debug, Clone, Serialize)]
+pub struct Misread {
+    /// Index in the data set.
+    pub index: usize,
+    /// What it shows.
+    pub caption: String,
+    /// What the evaluator read.
+    pub read: String,
+    /// [`labels::separation`] of its digits (two digits only).
+    pub separation: Option<u32>,
+    pub matched: labels::Match,
+}
+
 pub struct Evaluator {
     pub meta: EvaluatorMeta,
     pub vs: nn::VarStore,
@@ -153,9 +178,21 @@ impl Evaluator {
 
     /// Accuracy on the first `limit` videos of a real data set (all by default).
     pub fn score(&self, data: &Dataset, limit: Option<usize>) -> Result<Score, EvaluatorError> {
+        Ok(self.assess(data, limit)?.all)
+    }
+
+    /// Accuracy on the first `limit` videos of a real data set (all by default),
+    /// also on its two-digit videos whose digits are ever [`labels::APART_PIXELS`]
+    /// apart, and every video it misread.
+    pub fn assess(
+        &self,
+        data: &Dataset,
+        limit: Option<usize>,
+    ) -> Result<Assessment, EvaluatorError> {
         let v = &data.config.video;
         let n = limit.unwrap_or(data.len()).min(data.len());
-        let mut tally = Tally::default();
+        let (mut all, mut apart) = (Tally::default(), Tally::default());
+        let mut misread = Vec::new();
         for start in (0..n).step_by(200) {
             let end = (start + 200).min(n);
             let pixels = &data.pixels[start * data.video_len()..end * data.video_len()];
@@ -168,11 +205,32 @@ impl Evaluator {
                 ])
                 .to_kind(Kind::Float)
                 / 255.0;
-            for (i, p) in self.predict(&x)?.iter().enumerate() {
-                tally.add(labels::compare(p, &data.videos[start + i].content()));
+            for (i, read) in self.predict(&x)?.iter().enumerate() {
+                let index = start + i;
+                let video = &data.videos[index];
+                let matched = labels::compare(read, &video.content());
+                let separation = labels::separation(&video.tracks);
+                all.add(matched);
+                if separation.is_some_and(|s| s >= labels::APART_PIXELS) {
+                    apart.add(matched);
+                }
+                if !matched.exact {
+                    misread.push(Misread {
+                        index,
+                        caption: video.caption.clone(),
+                        read: read.caption(),
+                        separation,
+                        matched,
+                    });
+                }
             }
         }
-        Ok(tally.score())
+        let two_digit = data.config.digits == 2;
+        Ok(Assessment {
+            all: all.score(),
+            apart: two_digit.then(|| apart.score()),
+            misread,
+        })
     }
 
     /// Writes the evaluator: a temporary file in the same directory, fsync, rename.

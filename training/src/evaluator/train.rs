@@ -31,7 +31,7 @@ pub struct Recipe {
 impl Default for Recipe {
     fn default() -> Self {
         Self {
-            steps: 2000,
+            steps: 4500,
             batch: 128,
             seed: 1,
             lr: 2e-3,
