@@ -113,7 +113,8 @@ fn captions_compare_as_unordered_multisets_of_pairs() {
     assert!(!m.exact && !m.digits && !m.count);
 }
 
-/// An 8x8 grid of 8-pixel cells, as the default detector gives on 64x64 frames.
+/// An 8x8 grid of 8-pixel cells on 64x64 frames (coarser than the default
+/// detector's 16x16 grid of 4-pixel cells; the reading works on any grid).
 const G: Grid = Grid {
     cells: 8,
     scale: 8.0,
@@ -314,6 +315,30 @@ fn briefly_trained_evaluator_reads_held_out_real_videos_and_survives_save_load()
     if let Some(first) = a.misread.first() {
         assert_eq!(listed[0]["index"], first.index);
         assert_eq!(listed[0]["read"], first.read.as_str());
+    }
+}
+
+#[test]
+fn two_digit_accuracy_is_also_reported_for_digits_that_get_apart() {
+    let _rng = rng_lock();
+    let data = tiny_data(2);
+    let digits = Digits::load(&data.source).unwrap();
+    let test = Dataset::generate(&data, &digits, Split::Test).unwrap();
+    let a = untrained_evaluator(&data).assess(&test, None).unwrap();
+    let apart = a.apart.expect("two-digit data has the apart subset");
+    let expected = test
+        .videos
+        .iter()
+        .filter(|v| labels::separation(&v.tracks).unwrap() >= labels::APART_PIXELS)
+        .count();
+    assert!(0 < expected && expected < test.len(), "{expected}");
+    assert_eq!(apart.videos, expected);
+    assert_eq!(a.all.videos, test.len());
+    for m in &a.misread {
+        assert_eq!(
+            m.separation,
+            labels::separation(&test.videos[m.index].tracks)
+        );
     }
 }
 

@@ -68,9 +68,10 @@ pub const NEAR_FRACTION: f64 = 0.5;
 pub const NEAR_PIXELS: usize = 14;
 
 /// One training frame (size x size, 0..255) of the digits `shown` (0-9) at
-/// random positions (see [`NEAR_FRACTION`]), images drawn at random from `pools` and distorted with `strength`, added and
-/// clipped as in the data set, and its target per grid cell: 1 + the digit in the
-/// cell nearest each digit's centre, 0 elsewhere (a later digit wins a shared cell).
+/// random positions (see [`NEAR_FRACTION`]), images drawn at random from `pools`
+/// and distorted with `strength`, added and clipped as in the data set, and its
+/// target per grid cell: 1 + the digit in the cell nearest each digit's centre, 0
+/// elsewhere (a later digit wins a shared cell).
 pub fn render_frame(
     size: usize,
     grid: Grid,
