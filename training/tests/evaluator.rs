@@ -14,7 +14,7 @@ use syncdraw_training::evaluator::labels::{self, canonical, compare};
 use syncdraw_training::evaluator::net::parse_layers;
 use syncdraw_training::evaluator::reading::{read, Grid, CLASSES};
 use syncdraw_training::evaluator::render::render_frame;
-use syncdraw_training::evaluator::train::{train, Recipe, TrainOptions};
+use syncdraw_training::evaluator::train::{train, training_pools, Recipe, TrainOptions};
 use syncdraw_training::evaluator::{
     Evaluator, EvaluatorConfig, EvaluatorError, EvaluatorMeta, TrainingInfo, FORMAT as EV_FORMAT,
 };
@@ -61,6 +61,7 @@ fn untrained_evaluator(data: &DatasetConfig) -> Evaluator {
             seconds: 0.0,
             device: "cpu".into(),
             threads: 1,
+            extra_images: 0,
         },
         accuracy: Default::default(),
     };
@@ -220,6 +221,72 @@ fn training_frames_mark_each_digit_centre_with_its_class() {
             }
         }
     }
+}
+
+#[test]
+fn extra_digits_add_to_the_training_pool_but_never_bring_in_test_images() {
+    let data = tiny_data(1);
+    let digits = Digits::load(&data.source).unwrap();
+    let test = image_pools(&digits, Split::Test, data.seed);
+    let train_only = image_pools(&digits, Split::Train, data.seed);
+    // Extra digits: every bundled image again (test images among them), and two
+    // new ones, a blank 7 and a bright 2.
+    let mut extra = digits.clone();
+    extra.images.push([0; 784]);
+    extra.labels.push(7);
+    extra.images.push([200; 784]);
+    extra.labels.push(2);
+    let (merged, pools, added) = training_pools(&digits, Some(&extra), data.seed);
+    assert_eq!(
+        added, 2,
+        "only the images not already in the data set's digits"
+    );
+    let test_images: std::collections::HashSet<&[u8; 784]> =
+        test.iter().flatten().map(|&t| &digits.images[t]).collect();
+    for d in 0..10 {
+        let want = train_only[d].len() + usize::from(d == 7 || d == 2);
+        assert_eq!(pools[d].len(), want, "digit {d}");
+        for &i in &pools[d] {
+            assert_eq!(merged.labels[i], d as u8);
+            assert!(
+                !test_images.contains(&merged.images[i]),
+                "a test image of digit {d} would be trained on"
+            );
+        }
+    }
+    assert!(pools[7].iter().any(|&i| merged.images[i] == [0; 784]));
+    assert!(pools[2].iter().any(|&i| merged.images[i] == [200; 784]));
+    // Without extra digits the pools are the data set's train pools.
+    let (_, same, none) = training_pools(&digits, None, data.seed);
+    assert_eq!((same, none), (train_only, 0));
+}
+
+#[test]
+fn subcells_make_the_grid_finer_and_the_network_fills_it() {
+    let _rng = rng_lock();
+    let mut c = EvaluatorConfig::new(10, 64);
+    let coarse = c.grid();
+    assert_eq!((coarse.cells, coarse.scale, coarse.offset), (16, 4.0, 0.0));
+    c.subcells = 2;
+    let fine = c.grid();
+    // A 4-pixel cell centred on 4j splits into 2-pixel cells centred on 4j -/+ 1.
+    assert_eq!((fine.cells, fine.scale, fine.offset), (32, 2.0, -1.0));
+    assert_eq!((fine.centre(10), fine.centre(11)), (19.0, 21.0));
+    assert_eq!((fine.cell_of(19.4), fine.cell_of(20.6)), (10, 11));
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let net = syncdraw_training::evaluator::net::Net::new(&vs.root(), &c);
+    let out = net.forward_t(
+        &tch::Tensor::zeros([2, 1, 64, 64], (tch::Kind::Float, Device::Cpu)),
+        false,
+    );
+    assert_eq!(out.size(), vec![2, CLASSES as i64, 32, 32]);
+    // Subcell logits come from their own parent cell: changing the input far
+    // from parent cell (0, 0) leaves its four subcells (rows and columns 0-1) alone.
+    let x = tch::Tensor::zeros([1, 1, 64, 64], (tch::Kind::Float, Device::Cpu));
+    let a = net.forward_t(&x, false).narrow(2, 0, 2).narrow(3, 0, 2);
+    let _ = x.narrow(2, 56, 8).narrow(3, 56, 8).fill_(1.0);
+    let b = net.forward_t(&x, false).narrow(2, 0, 2).narrow(3, 0, 2);
+    assert!(a.allclose(&b, 1e-6, 1e-6, false));
 }
 
 #[test]

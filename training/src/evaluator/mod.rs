@@ -53,6 +53,8 @@ pub enum EvaluatorError {
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
+    Digits(#[from] crate::data::mnist::DigitsError),
+    #[error(transparent)]
     Caption(#[from] crate::vocab::CaptionError),
     #[error("{0}")]
     Other(String),
@@ -67,6 +69,9 @@ pub struct TrainingInfo {
     pub seconds: f64,
     pub device: String,
     pub threads: i32,
+    /// Images of `extra_digits` added to the training pool (0 without them).
+    #[serde(default)]
+    pub extra_images: usize,
 }
 
 /// Everything about an evaluator except its tensors.

@@ -16,6 +16,11 @@ pub struct EvaluatorConfig {
     /// Conv layers, each followed by batch norm and ReLU, then a 1x1 conv to
     /// [`CLASSES`] logits per cell. Their strides (and 2x2 poolings) set the grid.
     pub layers: Vec<Layer>,
+    /// Each cell of the last layer's grid is split into `subcells` x `subcells`
+    /// finer cells: the 1x1 head gives logits for every one of them, rearranged
+    /// into a grid `subcells` times finer (a pixel shuffle). 1: no split.
+    #[serde(default = "one")]
+    pub subcells: i64,
 }
 
 /// One conv layer: `out` channels, a `kernel` x `kernel` kernel (odd) with its taps
@@ -81,13 +86,15 @@ impl EvaluatorConfig {
             frames,
             size,
             layers: parse_layers(DEFAULT_LAYERS).expect("default layers parse"),
+            subcells: 1,
         }
     }
 
     /// The output grid: number of cells per side, and where each cell is centred.
     /// An odd kernel with padding dilation * (kernel / 2) and stride s centres
     /// output j on input s * j; a 2x2 pooling centres output j between inputs 2j
-    /// and 2j + 1.
+    /// and 2j + 1. Splitting a cell of width w centred on c into u subcells centres
+    /// them on c - w / 2 + w / u * (k + 1/2), k = 0..u.
     pub fn grid(&self) -> Grid {
         let (mut cells, mut scale, mut offset) = (self.size, 1.0f32, 0.0f32);
         for l in &self.layers {
@@ -99,10 +106,11 @@ impl EvaluatorConfig {
                 scale *= 2.0;
             }
         }
+        let u = self.subcells.max(1);
         Grid {
-            cells: cells.max(0) as usize,
-            scale,
-            offset,
+            cells: (cells * u).max(0) as usize,
+            scale: scale / u as f32,
+            offset: offset - scale / 2.0 + scale / (2 * u) as f32,
         }
     }
 }
@@ -111,6 +119,7 @@ impl EvaluatorConfig {
 pub struct Net {
     convs: Vec<(nn::Conv2D, nn::BatchNorm, bool)>,
     head: nn::Conv2D,
+    subcells: i64,
 }
 
 impl Net {
@@ -130,8 +139,19 @@ impl Net {
             convs.push((conv, bn, l.pool));
             inputs = l.out;
         }
-        let head = nn::conv2d(p / "head", inputs, CLASSES as i64, 1, Default::default());
-        Self { convs, head }
+        let u = c.subcells.max(1);
+        let head = nn::conv2d(
+            p / "head",
+            inputs,
+            CLASSES as i64 * u * u,
+            1,
+            Default::default(),
+        );
+        Self {
+            convs,
+            head,
+            subcells: u,
+        }
     }
 
     /// Frames [B, 1, H, W] in [0, 1] to cell logits [B, CLASSES, cells, cells].
@@ -147,6 +167,12 @@ impl Net {
                     h
                 }
             });
-        h.apply(&self.head)
+        let logits = h.apply(&self.head);
+        if self.subcells > 1 {
+            // [B, CLASSES * u * u, g, g] -> [B, CLASSES, g * u, g * u]
+            logits.pixel_shuffle(self.subcells)
+        } else {
+            logits
+        }
     }
 }

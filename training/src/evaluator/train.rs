@@ -5,10 +5,13 @@ use super::reading::Grid;
 use super::render::render_frame;
 use super::{Evaluator, EvaluatorConfig, EvaluatorMeta, TrainingInfo, FORMAT};
 use crate::data::bouncing::image_pools;
+use crate::data::mnist::DigitSource;
 use crate::data::{DatasetConfig, Digits, Split};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
@@ -26,6 +29,11 @@ pub struct Recipe {
     pub distort: f32,
     /// Fraction of training frames with one digit (the rest have two).
     pub one_digit_fraction: f64,
+    /// More training digits (a CSV like the bundled one) added to the TRAIN image
+    /// pool; any image that is also in the data set's own digits is left out, so
+    /// the test pool stays unseen (see [`training_pools`]).
+    #[serde(default)]
+    pub extra_digits: Option<PathBuf>,
 }
 
 impl Default for Recipe {
@@ -37,6 +45,7 @@ impl Default for Recipe {
             lr: 2e-3,
             distort: 1.0,
             one_digit_fraction: 0.4,
+            extra_digits: None,
         }
     }
 }
@@ -64,7 +73,7 @@ impl Default for TrainOptions {
 }
 
 /// Weight of a cell where a digit is centred against a background cell in the
-/// loss: a 64x64 frame has one or two such cells out of 64.
+/// loss: a frame has one or two such cells out of 256 on the default 16x16 grid.
 pub const FOREGROUND_WEIGHT: f64 = 10.0;
 
 /// A batch of fresh training frames [B, 1, H, W] in [0, 1] and their cell targets
@@ -97,6 +106,36 @@ pub fn training_batch(
         .to_kind(Kind::Float)
         / 255.0;
     (x, Tensor::from_slice(&targets).reshape([b, g, g]))
+}
+
+/// The digits the detector learns from and the indices of each class it may use:
+/// the TRAIN pool of `digits` for `seed` (what the models train on), plus every
+/// image of `extra` that is not an image of `digits` at all. An extra image equal
+/// to one of the test pool is thus never used, and the accuracy on the real test
+/// split stays a measure on unseen images. Returns the merged digits, their
+/// pools, and how many extra images were added.
+pub fn training_pools(
+    digits: &Digits,
+    extra: Option<&Digits>,
+    seed: u64,
+) -> (Digits, [Vec<usize>; 10], usize) {
+    let mut merged = digits.clone();
+    let mut pools = image_pools(digits, Split::Train, seed);
+    let Some(extra) = extra else {
+        return (merged, pools, 0);
+    };
+    let known: HashSet<&[u8]> = digits.images.iter().map(|i| i.as_slice()).collect();
+    let mut added = 0;
+    for (img, &label) in extra.images.iter().zip(&extra.labels) {
+        if known.contains(img.as_slice()) {
+            continue;
+        }
+        pools[label as usize].push(merged.images.len());
+        merged.images.push(*img);
+        merged.labels.push(label);
+        added += 1;
+    }
+    (merged, pools, added)
 }
 
 /// Weighted per-cell cross-entropy of logits [B, CLASSES, g, g] against targets
@@ -143,11 +182,18 @@ pub fn train(
             seconds: 0.0,
             device: format!("{:?}", opts.device).to_lowercase(),
             threads: tch::get_num_threads(),
+            extra_images: 0,
         },
         accuracy: Default::default(),
     };
     let mut ev = Evaluator::new(meta, opts.device);
-    let pools = image_pools(digits, Split::Train, data.seed);
+    let extra = match &recipe.extra_digits {
+        Some(path) => Some(Digits::load(&DigitSource::Csv(path.clone()))?),
+        None => None,
+    };
+    let (digits, pools, added) = training_pools(digits, extra.as_ref(), data.seed);
+    ev.meta.training.extra_images = added;
+    let digits = &digits;
     let grid = config.grid();
     let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed ^ 0xe7a1_0a70);
     let mut opt = nn::AdamW {
