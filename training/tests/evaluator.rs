@@ -8,11 +8,13 @@ use std::process::Command;
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
 use syncdraw_training::data::bouncing::image_pools;
 use syncdraw_training::data::bouncing::{contents, split_of};
-use syncdraw_training::data::{Content, Dataset, DatasetConfig, Digits, Motion, Split};
+use syncdraw_training::data::{
+    Content, Dataset, DatasetConfig, DigitSource, Digits, Motion, Split,
+};
 use syncdraw_training::evaluator::fidelity::fidelity;
 use syncdraw_training::evaluator::labels::{self, canonical, compare};
 use syncdraw_training::evaluator::net::parse_layers;
-use syncdraw_training::evaluator::reading::{read, Grid, CLASSES};
+use syncdraw_training::evaluator::reading::{self, read, Grid, CLASSES};
 use syncdraw_training::evaluator::render::render_frame;
 use syncdraw_training::evaluator::train::{train, training_pools, Recipe, TrainOptions};
 use syncdraw_training::evaluator::{
@@ -45,6 +47,8 @@ fn tiny_data(digits: usize) -> DatasetConfig {
 fn tiny_evaluator_config() -> EvaluatorConfig {
     let mut c = EvaluatorConfig::new(FRAMES as i64, SIZE as i64);
     c.layers = parse_layers("16k5s2,24k3s2,32k3s2,32k3,32k3").unwrap();
+    // A coarse grid of 8-pixel cells; subcells are tested on their own.
+    c.subcells = 1;
     c
 }
 
@@ -261,10 +265,85 @@ fn extra_digits_add_to_the_training_pool_but_never_bring_in_test_images() {
     assert_eq!((same, none), (train_only, 0));
 }
 
+/// Writes `digits` as IDX image and label files in `dir`.
+fn write_idx(dir: &std::path::Path, digits: &Digits) -> (std::path::PathBuf, std::path::PathBuf) {
+    let n = (digits.images.len() as u32).to_be_bytes();
+    let mut img = [
+        &0x0803u32.to_be_bytes()[..],
+        &n,
+        &28u32.to_be_bytes(),
+        &28u32.to_be_bytes(),
+    ]
+    .concat();
+    img.extend(digits.images.iter().flatten());
+    let mut lab = [&0x0801u32.to_be_bytes()[..], &n].concat();
+    lab.extend(&digits.labels);
+    let (i, l) = (dir.join("images-idx3-ubyte"), dir.join("labels-idx1-ubyte"));
+    std::fs::write(&i, img).unwrap();
+    std::fs::write(&l, lab).unwrap();
+    (i, l)
+}
+
+#[test]
+fn extra_digits_from_idx_files_are_used_and_recorded_and_a_missing_file_is_named() {
+    let _rng = rng_lock();
+    let data = tiny_data(1);
+    let digits = Digits::load(&data.source).unwrap();
+    // Two bundled images of every digit (skipped: already in the data set) and
+    // one new 4.
+    let mut extra = Digits {
+        images: Vec::new(),
+        labels: Vec::new(),
+    };
+    for d in 0..10u8 {
+        for i in (0..digits.labels.len())
+            .filter(|&i| digits.labels[i] == d)
+            .take(2)
+        {
+            extra.images.push(digits.images[i]);
+            extra.labels.push(d);
+        }
+    }
+    extra.images.push([128; 784]);
+    extra.labels.push(4);
+    let dir = tempfile::tempdir().unwrap();
+    let (images, labels) = write_idx(dir.path(), &extra);
+    let source = DigitSource::Idx { images, labels };
+    let mut opts = TrainOptions {
+        recipe: Recipe {
+            steps: 2,
+            batch: 4,
+            extra_digits: Some(source.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let ev = train(&tiny_evaluator_config(), &data, &digits, &opts, |_, _| {}).unwrap();
+    assert_eq!(ev.meta.training.extra_images, 1);
+    assert_eq!(ev.meta.training.recipe.extra_digits, Some(source));
+    // The file records where the extra digits came from.
+    let path = dir.path().join("ev.safetensors");
+    ev.save(&path).unwrap();
+    let back = Evaluator::load(&path, Device::Cpu).unwrap();
+    assert_eq!(back.meta.training, ev.meta.training);
+
+    let missing = dir.path().join("no-such-images");
+    opts.recipe.extra_digits = Some(DigitSource::Idx {
+        images: missing.clone(),
+        labels: missing.clone(),
+    });
+    let err = train(&tiny_evaluator_config(), &data, &digits, &opts, |_, _| {})
+        .err()
+        .expect("missing extra digits are an error")
+        .to_string();
+    assert!(err.contains("no-such-images"), "{err}");
+}
+
 #[test]
 fn subcells_make_the_grid_finer_and_the_network_fills_it() {
     let _rng = rng_lock();
     let mut c = EvaluatorConfig::new(10, 64);
+    assert_eq!(c.subcells, 1, "the shipped evaluator's grid");
     let coarse = c.grid();
     assert_eq!((coarse.cells, coarse.scale, coarse.offset), (16, 4.0, 0.0));
     c.subcells = 2;
@@ -344,6 +423,30 @@ fn briefly_trained_evaluator_reads_held_out_real_videos_and_survives_save_load()
 
     // Every misread video is listed, with what it shows and what was read.
     let a = back.assess(&test, None).unwrap();
+    // Every digit image shown is read in each frame of every video showing it
+    // (one digit: always clear), mostly as its own digit.
+    let shown: std::collections::BTreeSet<usize> =
+        test.videos.iter().map(|v| v.tracks[0].image).collect();
+    assert_eq!(
+        a.images
+            .keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        shown
+    );
+    let (mut frames, mut right) = (0, 0);
+    for (image, r) in &a.images {
+        assert_eq!(r.digit, digits.labels[*image]);
+        assert_eq!(r.frames, r.videos * FRAMES);
+        assert_eq!(r.read.iter().sum::<usize>(), r.frames);
+        assert_eq!(r.read[r.digit as usize], r.right);
+        (frames, right) = (frames + r.frames, right + r.right);
+    }
+    assert_eq!(frames, test.len() * FRAMES);
+    assert!(
+        right as f64 > 0.85 * frames as f64,
+        "{right} of {frames} frames"
+    );
     assert_eq!(a.all, score);
     assert!(a.apart.is_none(), "one-digit videos have no separation");
     let wrong = test.len() - (score.exact * test.len() as f64).round() as usize;
@@ -375,6 +478,15 @@ fn briefly_trained_evaluator_reads_held_out_real_videos_and_survives_save_load()
     );
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["accuracy"]["1_digit_test"]["exact"], score.exact);
+    let hard = a.images.values().filter(|r| r.misread()).count();
+    assert_eq!(
+        printed["accuracy"]["1_digit_test_images"]["images"],
+        a.images.len()
+    );
+    assert_eq!(
+        printed["accuracy"]["1_digit_test_images"]["misread_images"],
+        hard
+    );
     let listed: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&misread).unwrap()).unwrap();
     let listed = listed["1_digit_test"].as_array().unwrap();
@@ -425,8 +537,36 @@ fn separation_is_how_far_apart_two_digits_get() {
     assert_eq!(labels::separation(std::slice::from_ref(&a)), None);
     // Two digits stacked all video long never get APART_PIXELS apart.
     let c = track(vec![(2, 1), (9, 1), (16, 3)]);
-    let s = labels::separation(&[a, c]).unwrap();
+    let s = labels::separation(&[a.clone(), c]).unwrap();
     assert!(s < labels::APART_PIXELS, "{s}");
+    // A digit stands clear of the other in frames where they are CLEAR_PIXELS apart.
+    let d = track(vec![(0, 13), (0, 14), (30, 0)]);
+    let both = [a.clone(), d];
+    assert_eq!(labels::clear_frames(&both, 0), vec![1, 2]);
+    assert_eq!(labels::clear_frames(&both, 1), vec![1, 2]);
+    assert_eq!(
+        labels::clear_frames(&[a], 0),
+        vec![0, 1, 2],
+        "alone: always clear"
+    );
+}
+
+#[test]
+fn the_digit_at_a_place_is_read_from_the_cells_around_it() {
+    // A 3 at (20, 20) and a 7 at (44, 44), both sure; a faint 9 at (20, 44).
+    let m = maps(&[vec![
+        (3, 20.0, 20.0, 0.9),
+        (7, 44.0, 44.0, 0.9),
+        (9, 20.0, 44.0, 0.3),
+    ]]);
+    assert_eq!(reading::digit_at(&m, G, 20.0, 20.0), 3);
+    assert_eq!(
+        reading::digit_at(&m, G, 22.5, 18.0),
+        3,
+        "within a cell of the peak"
+    );
+    assert_eq!(reading::digit_at(&m, G, 44.0, 44.0), 7);
+    assert_eq!(reading::digit_at(&m, G, 20.0, 44.0), 9);
 }
 
 fn tiny_model(data: &DatasetConfig, captions: bool) -> (SyncDraw, Meta) {

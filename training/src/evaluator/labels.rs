@@ -106,6 +106,30 @@ impl Tally {
 /// long and a reader (person or evaluator) often cannot say which digits they are.
 pub const APART_PIXELS: u32 = 8;
 
+/// A digit whose 28x28 box is at least this far from every other digit's (in rows
+/// or in columns) in a frame stands clear of them there: they overlap by at most
+/// half a digit.
+pub const CLEAR_PIXELS: u32 = 14;
+
+/// Frames in which track `k` of a real video stands clear of its other tracks
+/// ([`CLEAR_PIXELS`]); every frame for a one-digit video.
+pub fn clear_frames(tracks: &[Track], k: usize) -> Vec<usize> {
+    let me = &tracks[k];
+    (0..me.positions.len())
+        .filter(|&f| {
+            let p = me.positions[f];
+            tracks
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != k)
+                .all(|(_, o)| {
+                    let q = o.positions[f];
+                    u32::from(p.0.abs_diff(q.0).max(p.1.abs_diff(q.1))) >= CLEAR_PIXELS
+                })
+        })
+        .collect()
+}
+
 /// How far apart a real video's two digits get: the largest, over frames, of the
 /// distance between their 28x28 boxes' corners along the axis where it is larger
 /// (Chebyshev distance, pixels). `None` for one digit.

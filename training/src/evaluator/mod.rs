@@ -97,6 +97,32 @@ pub struct Assessment {
     /// [`labels::APART_PIXELS`] apart in some frame.
     pub apart: Option<Score>,
     pub misread: Vec<Misread>,
+    /// How each digit image of the data set is read where it stands clear of the
+    /// other digit ([`labels::clear_frames`]), by image index.
+    pub images: std::collections::BTreeMap<usize, ImageReading>,
+}
+
+/// How the detector reads one digit image of a real data set in the frames where
+/// it stands clear: the digit at its true centre ([`reading::digit_at`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ImageReading {
+    pub digit: u8,
+    /// Clear frames, over every video that shows the image.
+    pub frames: usize,
+    /// Of those, the frames read as `digit`.
+    pub right: usize,
+    /// How often each digit 0-9 was read there.
+    pub read: [usize; 10],
+    /// Videos that show the image.
+    pub videos: usize,
+}
+
+impl ImageReading {
+    /// An image read as another digit in most of its clear frames: the detector
+    /// takes it for that digit wherever it appears.
+    pub fn misread(&self) -> bool {
+        self.frames > 0 && 2 * self.right < self.frames
+    }
 }
 
 /// A real video the evaluator read wrongly.
@@ -198,6 +224,9 @@ impl Evaluator {
         let n = limit.unwrap_or(data.len()).min(data.len());
         let (mut all, mut apart) = (Tally::default(), Tally::default());
         let mut misread = Vec::new();
+        let mut images = std::collections::BTreeMap::<usize, ImageReading>::new();
+        let grid = self.meta.config.grid();
+        let centre = (crate::data::mnist::DIGIT_SIZE as f32 - 1.0) / 2.0;
         for start in (0..n).step_by(200) {
             let end = (start + 200).min(n);
             let pixels = &data.pixels[start * data.video_len()..end * data.video_len()];
@@ -210,9 +239,24 @@ impl Evaluator {
                 ])
                 .to_kind(Kind::Float)
                 / 255.0;
-            for (i, read) in self.predict(&x)?.iter().enumerate() {
+            for (i, maps) in self.maps(&x)?.iter().enumerate() {
                 let index = start + i;
                 let video = &data.videos[index];
+                for (k, t) in video.tracks.iter().enumerate() {
+                    let img = images.entry(t.image).or_default();
+                    img.digit = t.digit;
+                    img.videos += 1;
+                    for f in labels::clear_frames(&video.tracks, k) {
+                        let (y, x) = t.positions[f];
+                        let frame = &maps[f * grid.frame_len()..(f + 1) * grid.frame_len()];
+                        let d =
+                            reading::digit_at(frame, grid, y as f32 + centre, x as f32 + centre);
+                        img.frames += 1;
+                        img.right += usize::from(d == t.digit);
+                        img.read[d as usize] += 1;
+                    }
+                }
+                let read = &reading::read(maps, grid);
                 let matched = labels::compare(read, &video.content());
                 let separation = labels::separation(&video.tracks);
                 all.add(matched);
@@ -235,6 +279,7 @@ impl Evaluator {
             all: all.score(),
             apart: two_digit.then(|| apart.score()),
             misread,
+            images,
         })
     }
 

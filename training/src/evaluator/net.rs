@@ -45,6 +45,11 @@ fn one() -> i64 {
 /// a 28x28 digit.
 pub const DEFAULT_LAYERS: &str = "32k5s2,64k3s2,96k3,128k3d2,128k3d2";
 
+/// The shipped evaluator does not split its cells ([`EvaluatorConfig::subcells`]):
+/// 2-pixel cells read real two-digit videos better but generated ones very
+/// differently (docs/evaluator.md, ev10).
+pub const DEFAULT_SUBCELLS: i64 = 1;
+
 /// Parses layers written like "32k5s2,64k3d2p": out channels, `k` kernel (odd),
 /// optional `s` stride (default 1), optional `d` dilation (default 1), optional `p`
 /// for 2x2 max pooling after the layer.
@@ -86,7 +91,7 @@ impl EvaluatorConfig {
             frames,
             size,
             layers: parse_layers(DEFAULT_LAYERS).expect("default layers parse"),
-            subcells: 1,
+            subcells: DEFAULT_SUBCELLS,
         }
     }
 

@@ -124,6 +124,24 @@ pub fn peaks(maps: &[f32], grid: Grid) -> Vec<Peak> {
     out
 }
 
+/// The digit the maps of one frame show around pixel (`y`, `x`): the argmax of the
+/// digit probabilities summed over the cell nearest it and its 8 neighbours.
+pub fn digit_at(maps: &[f32], grid: Grid, y: f32, x: f32) -> u8 {
+    let g = grid.cells;
+    let (r, c) = (grid.cell_of(y), grid.cell_of(x));
+    let mut sum = [0.0f32; 10];
+    for rr in r.saturating_sub(1)..(r + 2).min(g) {
+        for cc in c.saturating_sub(1)..(c + 2).min(g) {
+            for (d, s) in sum.iter_mut().enumerate() {
+                *s += maps[((d + 1) * g + rr) * g + cc];
+            }
+        }
+    }
+    (0..10u8)
+        .max_by(|&a, &b| sum[a as usize].total_cmp(&sum[b as usize]))
+        .unwrap_or(0)
+}
+
 /// What a video shows, from the maps of its frames (frames x CLASSES x cells x
 /// cells), pairs in canonical order. Always one or two digits.
 pub fn read(maps: &[f32], grid: Grid) -> Content {

@@ -11,7 +11,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
@@ -29,11 +28,11 @@ pub struct Recipe {
     pub distort: f32,
     /// Fraction of training frames with one digit (the rest have two).
     pub one_digit_fraction: f64,
-    /// More training digits (a CSV like the bundled one) added to the TRAIN image
-    /// pool; any image that is also in the data set's own digits is left out, so
-    /// the test pool stays unseen (see [`training_pools`]).
+    /// More training digits added to the TRAIN image pool; any image that is also
+    /// in the data set's own digits is left out, so the test pool stays unseen
+    /// (see [`training_pools`]).
     #[serde(default)]
-    pub extra_digits: Option<PathBuf>,
+    pub extra_digits: Option<DigitSource>,
 }
 
 impl Default for Recipe {
@@ -188,7 +187,7 @@ pub fn train(
     };
     let mut ev = Evaluator::new(meta, opts.device);
     let extra = match &recipe.extra_digits {
-        Some(path) => Some(Digits::load(&DigitSource::Csv(path.clone()))?),
+        Some(source) => Some(Digits::load(source)?),
         None => None,
     };
     let (digits, pools, added) = training_pools(digits, extra.as_ref(), data.seed);
