@@ -542,7 +542,8 @@ struct EvaluatorAccuracyArgs {
     #[arg(long)]
     limit: Option<usize>,
     /// Also write every misread video (index, true and read captions, how far
-    /// apart its digits get) to this JSON file.
+    /// apart its digits get) and every digit image read as another digit where it
+    /// stands clear (how it was read) to this JSON file.
     #[arg(long)]
     misread: Option<PathBuf>,
     #[arg(long)]
@@ -591,59 +592,63 @@ impl SplitArg {
     }
 }
 
-/// Accuracy on the real test splits of `splits` digits, by split name
-/// ("1_digit_test", "2_digit_test" and "2_digit_test_apart": the two-digit videos
-/// whose digits are ever `APART_PIXELS` apart), and the misread videos by split.
-fn evaluator_accuracy_json(
+/// What `evaluator accuracy` reports on the real test splits, by split name
+/// ("1_digit_test", "2_digit_test").
+struct AccuracyReport {
+    /// Scores of every video, and "<split>_apart": the two-digit videos whose
+    /// digits are ever `APART_PIXELS` apart.
+    scores: std::collections::BTreeMap<String, syncdraw_training::evaluator::labels::Score>,
+    /// "<split>_images": what the digit images read as another digit cost.
+    images: serde_json::Map<String, serde_json::Value>,
+    /// "<split>": the misread videos; "<split>_images": the misread images.
+    misread: serde_json::Map<String, serde_json::Value>,
+}
+
+impl AccuracyReport {
+    /// The scores and image summaries, as printed.
+    fn accuracy_json(&self) -> Result<serde_json::Value> {
+        let mut all = self.images.clone();
+        for (k, v) in &self.scores {
+            all.insert(k.clone(), serde_json::to_value(v)?);
+        }
+        Ok(all.into())
+    }
+}
+
+fn evaluator_accuracy(
     ev: &syncdraw_training::evaluator::Evaluator,
     splits: &[usize],
     limit: Option<usize>,
     cache: &std::path::Path,
-) -> Result<(serde_json::Value, serde_json::Value)> {
-    let mut scores = serde_json::Map::new();
-    let mut misread = serde_json::Map::new();
+) -> Result<AccuracyReport> {
+    let mut r = AccuracyReport {
+        scores: Default::default(),
+        images: Default::default(),
+        misread: Default::default(),
+    };
     for &d in splits {
         let test = syncdraw_training::evaluator::real_test_split(&ev.meta.data, d, None, cache)?;
         let a = ev.assess(&test, limit)?;
         let name = format!("{d}_digit_test");
-        scores.insert(name.clone(), serde_json::to_value(&a.all)?);
-        if let Some(apart) = &a.apart {
-            scores.insert(format!("{name}_apart"), serde_json::to_value(apart)?);
+        r.scores.insert(name.clone(), a.all);
+        if let Some(apart) = a.apart {
+            r.scores.insert(format!("{name}_apart"), apart);
         }
-        // Digit images read as another digit where they stand clear, and what they
-        // cost: the videos that show one, and how many of those were misread.
+        r.images.insert(
+            format!("{name}_images"),
+            serde_json::to_value(&a.image_summary)?,
+        );
         let hard: Vec<_> = a
             .images
             .iter()
-            .filter(|(_, r)| r.misread())
-            .map(|(&image, r)| serde_json::json!({ "image": image, "reading": r }))
+            .filter(|(_, reading)| reading.misread())
+            .map(|(&image, reading)| serde_json::json!({ "image": image, "reading": reading }))
             .collect();
-        let n = limit.unwrap_or(test.len()).min(test.len());
-        let showing: Vec<usize> = (0..n)
-            .filter(|&i| {
-                test.videos[i]
-                    .tracks
-                    .iter()
-                    .any(|t| a.images.get(&t.image).is_some_and(|r| r.misread()))
-            })
-            .collect();
-        let misread_showing = showing
-            .iter()
-            .filter(|&&i| a.misread.iter().any(|m| m.index == i))
-            .count();
-        scores.insert(
-            format!("{name}_images"),
-            serde_json::json!({
-                "images": a.images.len(),
-                "misread_images": hard.len(),
-                "videos_showing_one": showing.len(),
-                "of_which_misread": misread_showing,
-            }),
-        );
-        misread.insert(name.clone(), serde_json::to_value(&a.misread)?);
-        misread.insert(format!("{name}_images"), hard.into());
+        r.misread
+            .insert(name.clone(), serde_json::to_value(&a.misread)?);
+        r.misread.insert(format!("{name}_images"), hard.into());
     }
-    Ok((scores.into(), misread.into()))
+    Ok(r)
 }
 
 fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
@@ -683,26 +688,15 @@ fn cmd_evaluator_train(a: EvaluatorTrainArgs) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
     })?;
-    if ev.meta.training.recipe.extra_digits.is_some() {
-        eprintln!(
-            "{} extra training images added",
-            ev.meta.training.extra_images
-        );
-    }
-    let (acc, _) = evaluator_accuracy_json(&ev, &[1, 2], None, &a.data.cache())?;
-    // The scores (not the per-image summary) go into the file.
-    ev.meta.accuracy = acc
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), serde_json::from_value(v.clone()).ok()?)))
-        .collect();
+    let report = evaluator_accuracy(&ev, &[1, 2], None, &a.data.cache())?;
+    ev.meta.accuracy = report.scores.clone();
     ev.save(&a.out)?;
     let out = serde_json::json!({
         "evaluator": a.out,
         "steps": ev.meta.training.recipe.steps,
         "train_seconds": ev.meta.training.seconds,
-        "accuracy": acc,
+        "extra_images": ev.meta.training.extra_images,
+        "accuracy": report.accuracy_json()?,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
@@ -716,11 +710,12 @@ fn cmd_evaluator_accuracy(a: EvaluatorAccuracyArgs) -> Result<()> {
         Some(d) => bail!("--digits must be 1 or 2, got {d}"),
     };
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
-    let (acc, misread) = evaluator_accuracy_json(&ev, &splits, a.limit, &cache)?;
+    let report = evaluator_accuracy(&ev, &splits, a.limit, &cache)?;
     if let Some(path) = &a.misread {
-        std::fs::write(path, serde_json::to_string_pretty(&misread)?)
+        std::fs::write(path, serde_json::to_string_pretty(&report.misread)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let acc = report.accuracy_json()?;
     println!(
         "{}",
         serde_json::to_string_pretty(

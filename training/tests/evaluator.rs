@@ -359,13 +359,18 @@ fn subcells_make_the_grid_finer_and_the_network_fills_it() {
         false,
     );
     assert_eq!(out.size(), vec![2, CLASSES as i64, 32, 32]);
-    // Subcell logits come from their own parent cell: changing the input far
-    // from parent cell (0, 0) leaves its four subcells (rows and columns 0-1) alone.
-    let x = tch::Tensor::zeros([1, 1, 64, 64], (tch::Kind::Float, Device::Cpu));
-    let a = net.forward_t(&x, false).narrow(2, 0, 2).narrow(3, 0, 2);
-    let _ = x.narrow(2, 56, 8).narrow(3, 56, 8).fill_(1.0);
-    let b = net.forward_t(&x, false).narrow(2, 0, 2).narrow(3, 0, 2);
-    assert!(a.allclose(&b, 1e-6, 1e-6, false));
+    // The subcells of 4-pixel cell (i, j) are fine cells 2i..2i+1 x 2j..2j+1, where
+    // grid.centre() puts them: moving the frame 4 pixels right moves the fine
+    // maps exactly 2 cells right. Cells 6-9 see 49x49 pixels inside the frame, so
+    // no padding spoils the comparison (a plain reshape instead of the pixel
+    // shuffle would move them 1 cell within scrambled rows).
+    tch::manual_seed(5);
+    let x = tch::Tensor::rand([1, 1, 64, 64], (tch::Kind::Float, Device::Cpu));
+    let moved = x.roll([4], [3]);
+    let (a, b) = (net.forward_t(&x, false), net.forward_t(&moved, false));
+    let inner = |t: &tch::Tensor, col: i64| t.narrow(2, 12, 8).narrow(3, col, 6);
+    assert!(inner(&a, 12).allclose(&inner(&b, 14), 1e-5, 1e-5, false));
+    assert!(!inner(&a, 12).allclose(&inner(&b, 13), 1e-5, 1e-5, false));
 }
 
 #[test]
@@ -478,17 +483,26 @@ fn briefly_trained_evaluator_reads_held_out_real_videos_and_survives_save_load()
     );
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["accuracy"]["1_digit_test"]["exact"], score.exact);
+    // The image summary counts the misread images, the CLI prints it, and the
+    // --misread file lists those images.
+    let summary = &a.image_summary;
     let hard = a.images.values().filter(|r| r.misread()).count();
     assert_eq!(
-        printed["accuracy"]["1_digit_test_images"]["images"],
-        a.images.len()
+        (summary.images, summary.misread_images),
+        (a.images.len(), hard)
     );
+    assert!(summary.of_which_misread <= summary.videos_showing_one);
+    assert!(summary.videos_showing_one >= hard && summary.videos_showing_one <= test.len());
     assert_eq!(
-        printed["accuracy"]["1_digit_test_images"]["misread_images"],
-        hard
+        printed["accuracy"]["1_digit_test_images"],
+        serde_json::to_value(summary).unwrap()
     );
     let listed: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&misread).unwrap()).unwrap();
+    assert_eq!(
+        listed["1_digit_test_images"].as_array().unwrap().len(),
+        hard
+    );
     let listed = listed["1_digit_test"].as_array().unwrap();
     assert_eq!(listed.len(), wrong);
     if let Some(first) = a.misread.first() {

@@ -106,6 +106,12 @@ impl Tally {
 /// long and a reader (person or evaluator) often cannot say which digits they are.
 pub const APART_PIXELS: u32 = 8;
 
+/// How far apart two digits' 28x28 boxes are: the distance between their top-left
+/// corners (row, column) along the axis where it is larger (Chebyshev, pixels).
+fn box_distance(p: (u16, u16), q: (u16, u16)) -> u32 {
+    u32::from(p.0.abs_diff(q.0).max(p.1.abs_diff(q.1)))
+}
+
 /// A digit whose 28x28 box is at least this far from every other digit's (in rows
 /// or in columns) in a frame stands clear of them there: they overlap by at most
 /// half a digit.
@@ -122,10 +128,7 @@ pub fn clear_frames(tracks: &[Track], k: usize) -> Vec<usize> {
                 .iter()
                 .enumerate()
                 .filter(|&(j, _)| j != k)
-                .all(|(_, o)| {
-                    let q = o.positions[f];
-                    u32::from(p.0.abs_diff(q.0).max(p.1.abs_diff(q.1))) >= CLEAR_PIXELS
-                })
+                .all(|(_, o)| box_distance(p, o.positions[f]) >= CLEAR_PIXELS)
         })
         .collect()
 }
@@ -138,6 +141,6 @@ pub fn separation(tracks: &[Track]) -> Option<u32> {
     a.positions
         .iter()
         .zip(&b.positions)
-        .map(|(p, q)| u32::from(p.0.abs_diff(q.0).max(p.1.abs_diff(q.1))))
+        .map(|(&p, &q)| box_distance(p, q))
         .max()
 }

@@ -100,6 +100,22 @@ pub struct Assessment {
     /// How each digit image of the data set is read where it stands clear of the
     /// other digit ([`labels::clear_frames`]), by image index.
     pub images: std::collections::BTreeMap<usize, ImageReading>,
+    /// What the images read as another digit ([`ImageReading::misread`]) cost.
+    pub image_summary: ImageSummary,
+}
+
+/// How many digit images are misread wherever they stand clear, and how many
+/// videos they cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ImageSummary {
+    /// Distinct digit images shown.
+    pub images: usize,
+    /// Of those, the ones read as another digit in most of their clear frames.
+    pub misread_images: usize,
+    /// Videos that show at least one misread image.
+    pub videos_showing_one: usize,
+    /// Of those videos, the ones read wrongly.
+    pub of_which_misread: usize,
 }
 
 /// How the detector reads one digit image of a real data set in the frames where
@@ -274,12 +290,26 @@ impl Evaluator {
                 }
             }
         }
+        let is_misread = |image: &usize| images.get(image).is_some_and(ImageReading::misread);
+        let showing: Vec<usize> = (0..n)
+            .filter(|&i| data.videos[i].tracks.iter().any(|t| is_misread(&t.image)))
+            .collect();
+        let image_summary = ImageSummary {
+            images: images.len(),
+            misread_images: images.values().filter(|r| r.misread()).count(),
+            videos_showing_one: showing.len(),
+            of_which_misread: showing
+                .iter()
+                .filter(|&&i| misread.iter().any(|m| m.index == i))
+                .count(),
+        };
         let two_digit = data.config.digits == 2;
         Ok(Assessment {
             all: all.score(),
             apart: two_digit.then(|| apart.score()),
             misread,
             images,
+            image_summary,
         })
     }
 
