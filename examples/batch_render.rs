@@ -18,9 +18,10 @@
 //! Caption number i (from 1) goes to `<out-dir>/<iii>-<words-of-the-caption>.mp4`. A
 //! file is written as `<name>.mp4.part` and renamed when its pipeline reached EOS, so a
 //! failing caption leaves no broken file and never touches the files already made. A
-//! caption that fails is reported with the reason (for example the words the model
-//! does not know) and the next caption is rendered; the exit status is 1 if any
-//! caption failed, 2 for bad arguments.
+//! caption that fails is reported with the reason (for example the word where it
+//! leaves the model's caption grammar, and the form the model accepts) and the next
+//! caption is rendered; the exit status is 1 if any caption failed, 2 for bad
+//! arguments.
 //!
 //! The plugin is linked into this program (`gstsyncdraw::plugin_register_static`), so
 //! it needs no GST_PLUGIN_PATH; ONNX Runtime is loaded once for all captions.

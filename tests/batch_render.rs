@@ -43,6 +43,14 @@ fn renders_many_captions_and_goes_on_past_a_bad_one() {
     assert!(matches!(err, RenderError::Pipeline { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("flying"), "{text}");
+    // With what the model accepts: its grammar (format 2) or its words (format 1).
+    let accepted = model
+        .info
+        .captions
+        .as_ref()
+        .expect("a caption model")
+        .accepted();
+    assert!(text.contains(&accepted), "{accepted:?} not in {text}");
     assert!(!bad.file.exists(), "no file for a failed caption");
 
     // The good ones are complete MP4 files with the caption as the title.

@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! syncdrawsrc through gst_check::Harness, with the synthetic test models
 //! (tests/make_test_models.py): caps, timestamps, EOS, live mode, caption changes,
-//! seeds, errors. These test the element, not generation quality.
+//! caption grammar (format 2) and words (format 1), seeds, model choice, errors.
+//! These test the element, not generation quality.
 
 mod common;
 
 use common::*;
 use gst::prelude::*;
 use gst_check::Harness;
-use gstsyncdraw::syncdrawsrc::{convert, model::ModelInfo, select};
+use gstsyncdraw::syncdrawsrc::{
+    convert,
+    model::{CaptionCodec, ModelInfo},
+    select,
+};
 
 fn harness(props: &[(&str, &str)]) -> Harness {
     init();
@@ -19,6 +24,25 @@ fn harness(props: &[(&str, &str)]) -> Harness {
 
 fn model_prop() -> String {
     synth("synth1-caption.onnx").display().to_string()
+}
+
+/// The format-1 (word vocabulary) synthetic model.
+fn words_model_prop() -> String {
+    synth("synth1-words.onnx").display().to_string()
+}
+
+/// The video bytes of `clips` clips of `model` for `caption` and `seed`, as GRAY8.
+fn render(model: &str, caption: &str, seed: &str, clips: &str) -> Vec<Vec<u8>> {
+    let mut h = harness(&[
+        ("model-location", model),
+        ("caption", caption),
+        ("clips", clips),
+        ("seed", seed),
+        ("execution-provider", "cpu"),
+    ]);
+    h.set_sink_caps_str("video/x-raw,format=GRAY8");
+    h.play();
+    bytes(&pull_all(&mut h))
 }
 
 /// Pulls buffers until EOS; returns them.
@@ -257,6 +281,9 @@ fn live_caption_change_applies_from_next_clip() {
     assert_eq!(titles, [CAPTION, other], "title tags");
 }
 
+/// Captions outside the grammar set while playing: each posts a warning naming what
+/// is wrong and the accepted form, the property keeps the previous caption, and the
+/// clips are those of the previous caption, byte for byte.
 #[test]
 fn invalid_caption_while_playing_warns_and_keeps_caption() {
     let m = model_prop();
@@ -264,34 +291,138 @@ fn invalid_caption_while_playing_warns_and_keeps_caption() {
         ("model-location", &m),
         ("caption", CAPTION),
         ("clips", "2"),
+        ("seed", "17"),
         ("execution-provider", "cpu"),
     ]);
+    h.set_sink_caps_str("video/x-raw,format=GRAY8");
     let bus = gst::Bus::new();
     h.element().unwrap().set_bus(Some(&bus));
     h.play();
-    h.pull().unwrap();
+    let first = h.pull().unwrap();
     let element = h.element().unwrap();
-    element.set_property("caption", "digit 3 is flying");
-    assert_eq!(element.property::<String>("caption"), CAPTION);
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(5),
-            &[gst::MessageType::Warning],
-        )
-        .expect("a warning on the bus");
-    let gst::MessageView::Warning(w) = msg.view() else {
-        unreachable!()
-    };
-    let text = w.error().to_string();
-    assert!(text.contains("flying"), "{text}");
-    assert!(text.contains("moving"), "the vocabulary is listed: {text}");
-    // Streaming goes on with the old caption.
-    assert_eq!(pull_all(&mut h).len(), 2 * SYNTH_FRAMES - 1);
+    let refused = [
+        (
+            "digit 3 is flying",
+            vec!["word 4 \"flying\"", "(\"moving\")"],
+        ),
+        (
+            TWO_DIGITS,
+            vec!["describes 2 objects; this model draws exactly 1"],
+        ),
+        (
+            "digit 3 is moving",
+            vec!["stops too early", "motion: up and down, left and right"],
+        ),
+    ];
+    for (caption, reasons) in &refused {
+        element.set_property("caption", *caption);
+        assert_eq!(
+            element.property::<String>("caption"),
+            CAPTION,
+            "{caption:?}"
+        );
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(5),
+                &[gst::MessageType::Warning],
+            )
+            .unwrap_or_else(|| panic!("a warning on the bus for {caption:?}"));
+        let gst::MessageView::Warning(w) = msg.view() else {
+            unreachable!()
+        };
+        let text = w.error().to_string();
+        assert!(text.starts_with("Caption not changed"), "{text}");
+        for r in reasons {
+            assert!(text.contains(r), "{caption:?}: {r:?} not in {text}");
+        }
+        assert!(text.contains(FORM), "the accepted form is shown: {text}");
+    }
+    // Streaming goes on with the old caption: the same bytes as a run without changes.
+    let mut got = vec![first.map_readable().unwrap().to_vec()];
+    got.extend(bytes(&pull_all(&mut h)));
+    assert_eq!(got.len(), 2 * SYNTH_FRAMES);
+    assert_eq!(got, render(&m, CAPTION, "17", "2"));
+}
+
+/// A caption outside the grammar fails the start with the offending word, what the
+/// grammar expected there and the form it accepts.
+#[test]
+fn caption_outside_grammar_at_start_names_word_and_accepted_form() {
+    let m = model_prop();
+    let cases = [
+        (
+            "digit 3 is flying over the moon",
+            "word 4 \"flying\" is not what the grammar expects here (\"moving\")",
+        ),
+        (
+            "digit 3 is moving sideways",
+            "word 5 \"sideways\" is not what the grammar expects here (motion: up and down, left and right)",
+        ),
+        (
+            "digit three is moving up and down",
+            "word 2 \"three\" is not what the grammar expects here (digit: 0, 1, 2",
+        ),
+        (
+            "digit 3 is moving up and down and",
+            "stops too early: another object after the joiner must follow",
+        ),
+    ];
+    for (caption, reason) in cases {
+        let e = start_error(&[("model-location", &m), ("caption", caption)])
+            .unwrap_or_else(|| panic!("{caption:?}: start must fail"));
+        let text = error_text(&e);
+        assert!(e.0.matches(gst::LibraryError::Settings), "{text}");
+        assert!(text.contains(&format!("caption {caption:?}")), "{text}");
+        assert!(text.contains(reason), "{reason:?} not in {text}");
+        assert!(
+            text.contains(&format!(
+                "accepted: 1 of \"{FORM}\" joined by \"and\", for example \"digit 0 is moving up and down\""
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&m), "the model is named: {text}");
+    }
 }
 
 #[test]
-fn unknown_words_at_start_name_words_and_vocabulary() {
+fn object_count_empty_and_huge_captions_for_grammar_model() {
     let m = model_prop();
+    let e =
+        start_error(&[("model-location", &m), ("caption", TWO_DIGITS)]).expect("start must fail");
+    let text = error_text(&e);
+    assert!(
+        text.contains("describes 2 objects; this model draws exactly 1"),
+        "{text}"
+    );
+    let two = synth("synth2-caption.onnx").display().to_string();
+    let e =
+        start_error(&[("model-location", &two), ("caption", CAPTION)]).expect("start must fail");
+    let text = error_text(&e);
+    assert!(
+        text.contains("describes 1 objects; this model draws exactly 2"),
+        "{text}"
+    );
+    assert!(text.contains("accepted: 2 of"), "{text}");
+    let e = start_error(&[("model-location", &m), ("caption", "")]).expect("start must fail");
+    let text = error_text(&e);
+    assert!(text.contains("caption is empty; accepted: 1 of"), "{text}");
+    let huge = format!("{CAPTION} ").repeat(40);
+    let e = start_error(&[("model-location", &m), ("caption", &huge)]).expect("start must fail");
+    let text = error_text(&e);
+    assert!(
+        text.contains(&format!(
+            "caption is {} bytes long; at most 1024 are accepted",
+            huge.len()
+        )),
+        "{text}"
+    );
+}
+
+/// Format-1 models keep their word tokenizer: unknown words, too many words and
+/// empty captions are refused with the known words.
+#[test]
+fn format_1_captions_name_unknown_words_and_known_words() {
+    let m = words_model_prop();
     let e = start_error(&[
         ("model-location", &m),
         ("caption", "digit 3 is flying over the moon"),
@@ -299,21 +430,77 @@ fn unknown_words_at_start_name_words_and_vocabulary() {
     .expect("start must fail");
     let text = error_text(&e);
     assert!(e.0.matches(gst::LibraryError::Settings), "{text}");
-    assert!(text.contains("flying, over, moon"), "{text}");
-    assert!(text.contains("vocabulary is: digit 0 1 2"), "{text}");
-}
-
-#[test]
-fn caption_too_long_or_empty_for_model() {
-    let m = model_prop();
+    assert!(
+        text.contains("words this model does not know: flying, over, moon"),
+        "{text}"
+    );
+    assert!(text.contains("known words: digit 0 1 2"), "{text}");
+    assert!(!text.contains("<pad>"), "{text}");
     let e = start_error(&[
         ("model-location", &m),
         ("caption", "digit 3 is moving up and down and up"),
     ])
     .expect("start must fail");
-    assert!(error_text(&e).contains("at most 7"), "{}", error_text(&e));
+    assert!(
+        error_text(&e).contains("has 9 words; this model reads at most 7"),
+        "{}",
+        error_text(&e)
+    );
     let e = start_error(&[("model-location", &m), ("caption", "")]).expect("start must fail");
-    assert!(error_text(&e).contains("no words"), "{}", error_text(&e));
+    assert!(
+        error_text(&e).contains("caption is empty; known words: digit"),
+        "{}",
+        error_text(&e)
+    );
+    // A caption it knows runs, and the caption changes the video.
+    let a = render(&m, CAPTION, "4", "1");
+    assert_eq!(a.len(), SYNTH_FRAMES);
+    assert_ne!(a, render(&m, "digit 7 is moving left and right", "4", "1"));
+}
+
+/// Case, spacing and punctuation do not change what a caption means: the variants
+/// give the canonical caption's video byte for byte, while another caption does not.
+#[test]
+fn caption_case_and_spacing_variants_give_the_same_video() {
+    let one = model_prop();
+    let two = synth("synth2-caption.onnx").display().to_string();
+    let words = words_model_prop();
+    let cases: [(&str, &str, &str, &[&str]); 3] = [
+        (
+            &one,
+            CAPTION,
+            "digit 3 is moving left and right",
+            &[
+                "Digit 3 IS moving Up And Down",
+                "  digit   3 is\tmoving\nup-and-down.  ",
+                "DIGIT 3, IS MOVING: UP AND DOWN!",
+            ],
+        ),
+        (
+            &two,
+            TWO_DIGITS,
+            "digit 2 is moving left and right and digit 1 is moving up and down",
+            &["Digit 1 is moving up and down, AND digit 2 is moving left-and-right."],
+        ),
+        (
+            &words,
+            CAPTION,
+            "digit 4 is moving up and down",
+            &["DIGIT 3 is moving: up/and/down"],
+        ),
+    ];
+    for (model, canonical, other, variants) in cases {
+        let want = render(model, canonical, "21", "1");
+        assert_eq!(want.len(), SYNTH_FRAMES);
+        assert_ne!(
+            want,
+            render(model, other, "21", "1"),
+            "{model}: the caption must change the video"
+        );
+        for v in variants {
+            assert_eq!(render(model, v, "21", "1"), want, "{model}: {v:?}");
+        }
+    }
 }
 
 #[test]
@@ -347,15 +534,46 @@ fn corrupt_model_fails_with_path_and_reason() {
 
 #[test]
 fn contract_breaking_models_fail_with_reason() {
-    let cases = [
-        ("bad-version.onnx", "format_version"),
-        ("bad-missing-frames.onnx", "syncdraw.frames is missing"),
-        ("bad-no-canvases.onnx", "no output named \"canvases\""),
-        ("bad-video-shape.onnx", "output \"video\" has shape"),
-        ("bad-input-name.onnx", "no input named \"z\""),
-        ("bad-vocab-null.onnx", "vocabulary is null"),
+    let cases: [(&str, &[&str]); 11] = [
+        (
+            "bad-version.onnx",
+            &[
+                "syncdraw.format_version is \"3\"",
+                "this element reads versions [1, 2]",
+                "Export the model again",
+                "syncdraw-train export",
+            ],
+        ),
+        ("bad-missing-frames.onnx", &["syncdraw.frames is missing"]),
+        ("bad-no-canvases.onnx", &["no output named \"canvases\""]),
+        ("bad-video-shape.onnx", &["output \"video\" has shape"]),
+        ("bad-input-name.onnx", &["no input named \"z\""]),
+        (
+            "bad-vocab-null.onnx",
+            &["caption_length is 7 but syncdraw.vocabulary is null"],
+        ),
+        (
+            "bad-grammar-missing.onnx",
+            &["metadata key syncdraw.caption_grammar is missing"],
+        ),
+        (
+            "bad-grammar-null.onnx",
+            &["caption_length is 2 but syncdraw.caption_grammar is null"],
+        ),
+        (
+            "bad-grammar-json.onnx",
+            &["syncdraw.caption_grammar is not valid"],
+        ),
+        (
+            "bad-grammar-length.onnx",
+            &["the grammar gives 2 ids per caption but caption_length is 4"],
+        ),
+        (
+            "bad-grammar-invalid.onnx",
+            &["syncdraw.caption_grammar is not valid: slot \"motion\" appears 0 times in the template"],
+        ),
     ];
-    for (file, reason) in cases {
+    for (file, reasons) in cases {
         let p = synth(&format!("bad/{file}"));
         let e = start_error(&[
             ("model-location", p.to_str().unwrap()),
@@ -368,7 +586,9 @@ fn contract_breaking_models_fail_with_reason() {
             text.contains("breaks the syncdraw model contract"),
             "{file}: {text}"
         );
-        assert!(text.contains(reason), "{file}: {text}");
+        for reason in reasons {
+            assert!(text.contains(reason), "{file}: {reason:?} not in {text}");
+        }
         assert!(text.contains(p.to_str().unwrap()), "{file}: {text}");
     }
 }
@@ -418,6 +638,9 @@ fn execution_providers() {
     }
 }
 
+/// The model chosen without model-location: the one-digit grammar model for a
+/// one-digit caption, the two-digit one for two digits, and when none fits, every
+/// model's reason.
 #[test]
 fn model_selection_rule() {
     init();
@@ -428,18 +651,88 @@ fn model_selection_rule() {
     };
     assert_eq!(pick(CAPTION).unwrap(), "synth1-caption.onnx");
     assert_eq!(
-        pick("digit 1 and digit 2 are bouncing up and down").unwrap(),
-        "synth2-caption.onnx",
-        "more words than the 7 of the small model"
+        pick("Digit 7 is moving LEFT and right.").unwrap(),
+        "synth1-caption.onnx"
+    );
+    assert_eq!(pick(TWO_DIGITS).unwrap(), "synth2-caption.onnx");
+    assert_eq!(
+        pick("digit 9 is moving left and right and digit 9 is moving left and right").unwrap(),
+        "synth2-caption.onnx"
     );
     assert_eq!(pick("").unwrap(), "synth1-uncond.onnx");
     assert_eq!(pick(" , ").unwrap(), "synth1-uncond.onnx");
+    // No grammar parses it, but the format-1 model knows every word.
+    assert_eq!(pick("digit 3 moving up").unwrap(), "synth1-words.onnx");
+
+    // None fits: each caption model says why.
     let err = pick("digit 3 is flying").unwrap_err().to_string();
-    assert!(err.contains("flying"), "{err}");
+    for reason in [
+        "no model in ",
+        " fits caption \"digit 3 is flying\"",
+        "synth1-caption.onnx: caption \"digit 3 is flying\": word 4 \"flying\" is not what the grammar expects here (\"moving\"); accepted: 1 of",
+        "synth2-caption.onnx: caption \"digit 3 is flying\": word 4 \"flying\" is not what the grammar expects here (\"moving\"); accepted: 2 of",
+        "synth1-words.onnx: caption \"digit 3 is flying\" uses words this model does not know: flying",
+        "Set model-location to choose a model",
+    ] {
+        assert!(err.contains(reason), "{reason:?} not in {err}");
+    }
+    let three = format!("{TWO_DIGITS} and digit 3 is moving up and down");
+    let err = pick(&three).unwrap_err().to_string();
+    for reason in [
+        "synth1-caption.onnx: caption ",
+        "describes 3 objects; this model draws exactly 1",
+        "synth2-caption.onnx: caption ",
+        "describes 3 objects; this model draws exactly 2",
+        "synth1-words.onnx: caption ",
+        "has 23 words; this model reads at most 7",
+    ] {
+        assert!(err.contains(reason), "{reason:?} not in {err}");
+    }
+    assert_eq!(
+        err.matches("\n  ").count(),
+        3,
+        "one line per caption model: {err}"
+    );
+
     let err = select::select(CAPTION, &[std::path::PathBuf::from("/nonexistent")])
         .unwrap_err()
         .to_string();
     assert!(err.contains("/nonexistent"), "{err}");
+}
+
+/// Models that break the contract are skipped by the choice, and named with their
+/// reason when no model fits.
+#[test]
+fn model_selection_skips_and_reports_broken_models() {
+    init();
+    let dir = std::env::temp_dir().join(format!("syncdraw-select-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (from, to) in [
+        ("bad/bad-version.onnx", "a-version.onnx"),
+        ("bad/bad-grammar-length.onnx", "b-length.onnx"),
+        ("synth1-caption.onnx", "c-one.onnx"),
+    ] {
+        std::fs::copy(synth(from), dir.join(to)).unwrap();
+    }
+    let dirs = vec![dir.clone()];
+    let chosen = select::select(CAPTION, &dirs).expect("the good model fits");
+    assert_eq!(chosen.path, dir.join("c-one.onnx"));
+    let err = select::select("digit 3 is flying", &dirs)
+        .unwrap_err()
+        .to_string();
+    for reason in [
+        "a-version.onnx breaks the syncdraw model contract (docs/model-format.md): syncdraw.format_version is \"3\"; this element reads versions [1, 2]",
+        "b-length.onnx breaks the syncdraw model contract (docs/model-format.md): the grammar gives 2 ids per caption but caption_length is 4",
+        "c-one.onnx: caption \"digit 3 is flying\": word 4 \"flying\"",
+    ] {
+        assert!(err.contains(reason), "{reason:?} not in {err}");
+    }
+    let err = select::select("", &dirs).unwrap_err().to_string();
+    assert!(
+        err.contains("the caption is empty and there is no unconditional model"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -452,10 +745,35 @@ fn metadata_reader_reads_contract_fields() {
     );
     assert_eq!(
         (m.timesteps, m.z_dim, m.caption_length),
-        (SYNTH_STEPS, 8, 7)
+        (SYNTH_STEPS, 8, 2)
     );
     assert_eq!(m.dataset.as_deref(), Some("synthetic-test"));
     assert_eq!(m.example_captions, [CAPTION]);
+    let Some(CaptionCodec::Grammar(g)) = &m.captions else {
+        panic!(
+            "a format-2 model reads captions by grammar: {:?}",
+            m.captions
+        )
+    };
+    assert_eq!((g.min_objects, g.max_objects, g.ids_len()), (1, 1, 2));
+    assert_eq!(m.encode(CAPTION).unwrap(), Some(vec![4, 1]));
+
+    let m2 = ModelInfo::read(&synth("synth2-caption.onnx")).unwrap();
+    assert_eq!(m2.caption_length, 4);
+    assert_eq!(m2.example_captions, [TWO_DIGITS]);
+    assert_eq!(m2.encode(TWO_DIGITS).unwrap(), Some(vec![2, 1, 3, 2]));
+
+    let w = ModelInfo::read(&synth("synth1-words.onnx")).unwrap();
+    assert!(
+        matches!(&w.captions, Some(CaptionCodec::Words { length: 7, .. })),
+        "a format-1 model reads words: {:?}",
+        w.captions
+    );
+    assert_eq!(
+        w.encode("digit 3").unwrap(),
+        Some(vec![1, 5, 0, 0, 0, 0, 0])
+    );
+
     let u = ModelInfo::read(&synth("synth1-uncond.onnx")).unwrap();
-    assert!(!u.is_conditional() && u.vocabulary.is_none());
+    assert!(!u.is_conditional() && u.captions.is_none());
 }

@@ -4,8 +4,14 @@
 
 They follow docs/model-format.md in their inputs, outputs and metadata, but their
 weights are fixed pseudo-random numbers: they test the element's plumbing (caps,
-timestamps, errors), not generation quality. The metadata says so
+timestamps, captions, errors), not generation quality. The metadata says so
 (syncdraw.dataset = "synthetic-test", syncdraw.training_steps = 0).
+
+Models written into OUT_DIR:
+  synth1-caption.onnx  format 2, the one-digit Bouncing MNIST grammar (caption_length 2)
+  synth2-caption.onnx  format 2, the two-digit grammar (caption_length 4)
+  synth1-uncond.onnx   format 2, unconditional (caption_grammar null, caption_length 0)
+  synth1-words.onnx    format 1, word vocabulary, caption_length 7 (format 1 is still read)
 
 Also writes, into OUT_DIR/bad/, models that break the contract in one way each,
 for the error tests.
@@ -20,13 +26,41 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+# Format 1: the word vocabulary.
 WORDS = ["<pad>", "digit"] + [str(d) for d in range(10)] + [
     "is", "moving", "up", "and", "down", "left", "right", "bouncing", "the", "are"]
 
+ONE_DIGIT = "digit 3 is moving up and down"
+TWO_DIGITS = "digit 1 is moving up and down and digit 2 is moving left and right"
+
+
+def grammar(digits):
+    """The Bouncing MNIST caption grammar, as syncdraw_format::Grammar serialises."""
+    return {
+        "object": "digit {digit} is moving {motion}",
+        "joiner": "and",
+        "min_objects": digits,
+        "max_objects": digits,
+        "slots": [
+            {"name": "digit", "role": "what", "values": [str(d) for d in range(10)]},
+            {"name": "motion", "role": "where", "values": ["up and down", "left and right"]},
+        ],
+    }
+
+
+def ids_len(g):
+    return g["max_objects"] * len(g["slots"])
+
 
 def build(path, *, frames, height, width, timesteps, z_dim, caption_length,
-          channels=1, meta_overrides=None, drop_meta=(), drop_output=None,
-          video_height=None, z_name="z"):
+          version=2, caption_grammar=None, channels=1, example_captions=None,
+          meta_overrides=None, drop_meta=(), drop_output=None, video_height=None,
+          z_name="z"):
+    """A synthetic model. The caption, when there is one, adds one embedding row per
+    caption position: for format 1 the row of the word id (the pad row is zero); for
+    format 2 the row of (object, slot, value id) in a table with a block per position,
+    so that every slot of every object changes the video (id 0, an absent object,
+    adds nothing)."""
     rng = np.random.default_rng(1234)
     p = frames * channels * height * width
     inits = [
@@ -39,12 +73,27 @@ def build(path, *, frames, height, width, timesteps, z_dim, caption_length,
     inputs = [helper.make_tensor_value_info(z_name, TensorProto.FLOAT, ["batch", timesteps, z_dim])]
     steps = "zw"
     if caption_length > 0:
-        emb = (rng.standard_normal((len(WORDS), p)) * 0.3).astype(np.float32)
-        emb[0] = 0.0  # the pad id adds nothing
-        inits.append(numpy_helper.from_array(emb, "E"))
         inputs.append(helper.make_tensor_value_info("caption", TensorProto.INT64, ["batch", caption_length]))
+        if version == 1 or caption_grammar is None:
+            rows, offsets = len(WORDS), None
+        else:
+            # Position i = object * slots + slot takes ids 0..=len(values).
+            sizes = [len(s["values"]) + 1 for s in caption_grammar["slots"]]
+            per_pos = [sizes[i % len(sizes)] for i in range(caption_length)]
+            offsets = np.cumsum([0] + per_pos[:-1]).astype(np.int64)
+            rows = int(sum(per_pos))
+        emb = (rng.standard_normal((rows, p)) * 0.3).astype(np.float32)
+        if offsets is None:
+            emb[0] = 0.0  # the pad id adds nothing
+            index = "caption"
+        else:
+            emb[offsets] = 0.0  # id 0 (absent object) adds nothing
+            inits.append(numpy_helper.from_array(offsets, "offsets"))
+            nodes.append(helper.make_node("Add", ["caption", "offsets"], ["rows"]))
+            index = "rows"
+        inits.append(numpy_helper.from_array(emb, "E"))
         nodes += [
-            helper.make_node("Gather", ["E", "caption"], ["emb"], axis=0),
+            helper.make_node("Gather", ["E", index], ["emb"], axis=0),
             helper.make_node("ReduceSum", ["emb", "axis1"], ["cap"], keepdims=1),
             helper.make_node("Add", ["zw", "cap"], ["zwc"]),
         ]
@@ -68,10 +117,10 @@ def build(path, *, frames, height, width, timesteps, z_dim, caption_length,
     graph = helper.make_graph(nodes, "synthetic", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    vocab = None if caption_length == 0 else {
-        "tokens": WORDS, "pad_id": 0, "lowercase": True, "split": "non-alphanumeric"}
+    if example_captions is None:
+        example_captions = [ONE_DIGIT] if caption_length else []
     meta = {
-        "syncdraw.format_version": "1",
+        "syncdraw.format_version": str(version),
         "syncdraw.frames": str(frames),
         "syncdraw.height": str(height),
         "syncdraw.width": str(width),
@@ -79,14 +128,20 @@ def build(path, *, frames, height, width, timesteps, z_dim, caption_length,
         "syncdraw.timesteps": str(timesteps),
         "syncdraw.z_dim": str(z_dim),
         "syncdraw.caption_length": str(caption_length),
-        "syncdraw.vocabulary": json.dumps(vocab),
+    }
+    if version == 1:
+        vocab = None if caption_length == 0 else {
+            "tokens": WORDS, "pad_id": 0, "lowercase": True, "split": "non-alphanumeric"}
+        meta["syncdraw.vocabulary"] = json.dumps(vocab)
+    else:
+        meta["syncdraw.caption_grammar"] = json.dumps(caption_grammar)
+    meta.update({
         "syncdraw.dataset": "synthetic-test",
         "syncdraw.variant": "syncdraw",
-        "syncdraw.example_captions": json.dumps(
-            ["digit 3 is moving up and down"] if caption_length else []),
+        "syncdraw.example_captions": json.dumps(example_captions),
         "syncdraw.training_steps": "0",
         "syncdraw.test_nll": "null",
-    }
+    })
     meta.update(meta_overrides or {})
     for k in drop_meta:
         meta.pop(k, None)
@@ -107,20 +162,34 @@ def main():
     os.makedirs(a.out_dir, exist_ok=True)
     dims = dict(frames=a.frames, height=a.size[0], width=a.size[1],
                 timesteps=a.timesteps, z_dim=a.z_dim)
+    g1, g2 = grammar(1), grammar(2)
     out = lambda n: os.path.join(a.out_dir, n)
-    build(out("synth1-caption.onnx"), caption_length=7, **dims)
-    build(out("synth2-caption.onnx"), caption_length=15, **dims)
+    build(out("synth1-caption.onnx"), caption_length=ids_len(g1), caption_grammar=g1, **dims)
+    build(out("synth2-caption.onnx"), caption_length=ids_len(g2), caption_grammar=g2,
+          example_captions=[TWO_DIGITS], **dims)
     build(out("synth1-uncond.onnx"), caption_length=0, **dims)
+    build(out("synth1-words.onnx"), version=1, caption_length=7, **dims)
     if a.only_good:
         return
     os.makedirs(os.path.join(a.out_dir, "bad"), exist_ok=True)
     out = lambda n: os.path.join(a.out_dir, "bad", n)
-    build(out("bad-version.onnx"), caption_length=7, meta_overrides={"syncdraw.format_version": "2"}, **dims)
-    build(out("bad-missing-frames.onnx"), caption_length=7, drop_meta=["syncdraw.frames"], **dims)
-    build(out("bad-no-canvases.onnx"), caption_length=7, drop_output="canvases", **dims)
-    build(out("bad-video-shape.onnx"), caption_length=7, video_height=a.size[0] + 1, **dims)
+    good1 = dict(caption_length=ids_len(g1), caption_grammar=g1, **dims)
+    build(out("bad-version.onnx"), meta_overrides={"syncdraw.format_version": "3"}, **good1)
+    build(out("bad-missing-frames.onnx"), drop_meta=["syncdraw.frames"], **good1)
+    build(out("bad-no-canvases.onnx"), drop_output="canvases", **good1)
+    build(out("bad-video-shape.onnx"), video_height=a.size[0] + 1, **good1)
     build(out("bad-input-name.onnx"), caption_length=0, z_name="noise", **dims)
-    build(out("bad-vocab-null.onnx"), caption_length=7, meta_overrides={"syncdraw.vocabulary": "null"}, **dims)
+    build(out("bad-vocab-null.onnx"), version=1, caption_length=7,
+          meta_overrides={"syncdraw.vocabulary": "null"}, **dims)
+    # Format 2 with the grammar missing, null, not JSON, of the wrong length, malformed.
+    build(out("bad-grammar-missing.onnx"), drop_meta=["syncdraw.caption_grammar"], **good1)
+    build(out("bad-grammar-null.onnx"), caption_length=ids_len(g1), caption_grammar=None, **dims)
+    build(out("bad-grammar-json.onnx"), meta_overrides={"syncdraw.caption_grammar": "{digit"},
+          **good1)
+    build(out("bad-grammar-length.onnx"), caption_length=ids_len(g2), caption_grammar=g1, **dims)
+    no_motion = dict(g1, object="digit {digit} is moving")
+    build(out("bad-grammar-invalid.onnx"), caption_length=ids_len(g1),
+          caption_grammar=no_motion, **dims)
 
 
 if __name__ == "__main__":

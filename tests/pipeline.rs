@@ -415,17 +415,30 @@ fn default_model_fits_caption() {
             cases.push((caption, chosen.path));
         }
         assert!(!cases.is_empty(), "no models in {}", dir.display());
-        // The bundled one-digit and two-digit caption models are chosen for their own
-        // example captions.
-        for name in &BUNDLED_NAMES[..2] {
+        // The one-digit and two-digit caption models (bundled or synthetic) are chosen
+        // for their own example captions.
+        let caption_models = [
+            BUNDLED_NAMES[0],
+            BUNDLED_NAMES[1],
+            "synth1-caption.onnx",
+            "synth2-caption.onnx",
+        ];
+        let mut checked = 0;
+        for name in caption_models {
             let path = dir.join(name);
             if let Some((_, chosen)) = cases.iter().find(|(c, _)| {
                 !c.is_empty()
                     && ModelInfo::read(&path).is_ok_and(|m| m.example_captions.first() == Some(c))
             }) {
                 assert_eq!(chosen, &path, "the example caption of {name}");
+                checked += 1;
             }
         }
+        assert!(
+            checked >= 2,
+            "one- and two-digit models in {}",
+            dir.display()
+        );
         for (i, (caption, chosen)) in cases.iter().enumerate() {
             let render = |explicit: bool| -> Vec<u8> {
                 let file = out.join(format!("{i}-{explicit}.gray"));
@@ -523,9 +536,10 @@ fn gst_launch_finds_onnx_runtime_without_variables() {
     assert!(o.status.success(), "{}", all_output(&o));
 }
 
-/// An invalid caption fails gst-launch-1.0 with the unknown words on stderr.
+/// A caption outside the grammar fails gst-launch-1.0 with the offending word and the
+/// accepted form on stderr.
 #[test]
-fn gst_launch_reports_unknown_words() {
+fn gst_launch_reports_caption_outside_grammar() {
     let model = synth("synth1-caption.onnx");
     let mut cmd = gst_tool("gst-launch-1.0");
     cmd.args([
@@ -539,9 +553,43 @@ fn gst_launch_reports_unknown_words() {
     let text = all_output(&o);
     assert!(!o.status.success(), "{text}");
     assert!(
-        text.contains("words the model does not know: flying"),
+        text.contains("word 4 \"flying\" is not what the grammar expects here (\"moving\")"),
         "{text}"
     );
+    assert!(text.contains(FORM), "{text}");
+}
+
+/// Without model-location and with no model fitting the caption, gst-launch-1.0 fails
+/// with every caption model's reason; with a fitting caption it runs.
+#[test]
+fn gst_launch_default_model_names_each_models_reason() {
+    let dir = synth_dir();
+    let launch_default = |caption: &str| {
+        let mut cmd = gst_tool("gst-launch-1.0");
+        cmd.env("SYNCDRAW_MODEL_DIR", dir)
+            .arg("syncdrawsrc")
+            .arg(format!("caption={caption}"))
+            .args(["clips=1", "execution-provider=cpu", "!", "fakesink"]);
+        run(cmd)
+    };
+    // Three digits: too many objects for either grammar, too many words for format 1.
+    let three = format!("{TWO_DIGITS} and digit 3 is moving up and down");
+    let o = launch_default(&three);
+    let text = all_output(&o);
+    assert!(!o.status.success(), "{text}");
+    for reason in [
+        format!("no model in {} fits caption {three:?}", dir.display()),
+        format!("synth1-caption.onnx: caption {three:?} describes 3 objects; this model draws exactly 1"),
+        format!("synth2-caption.onnx: caption {three:?} describes 3 objects; this model draws exactly 2"),
+        format!("synth1-words.onnx: caption {three:?} has 23 words; this model reads at most 7"),
+        "Set model-location to choose a model".into(),
+    ] {
+        assert!(text.contains(&reason), "{reason:?} not in {text}");
+    }
+    for caption in [CAPTION, TWO_DIGITS] {
+        let o = launch_default(caption);
+        assert!(o.status.success(), "{caption:?}: {}", all_output(&o));
+    }
 }
 
 #[test]

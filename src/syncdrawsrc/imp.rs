@@ -157,8 +157,9 @@ impl ObjectImpl for SyncdrawSrc {
                 glib::ParamSpecString::builder("caption")
                     .nick("Caption")
                     .blurb(
-                        "What the video shows, e.g. \"digit 3 is moving up and down\". Words \
-                         must be in the model's vocabulary. Can be changed while playing: \
+                        "What the video shows, e.g. \"digit 3 is moving up and down\": per \
+                         digit \"digit <0-9> is moving <up and down|left and right>\", joined \
+                         by \"and\" (case and spacing are free). Can be changed while playing: \
                          the next clip uses it (an invalid caption then posts a warning and \
                          the previous one stays). Empty: an unconditional model. Sent \
                          downstream as the title tag",

@@ -1,16 +1,15 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! A syncdraw model file (docs/model-format.md): its metadata, read without ONNX
-//! Runtime, its validation against the contract, and the caption tokenizer.
+//! Runtime, and its validation against the contract (captions are read by
+//! `syncdraw_format`: a grammar for format 2, words for format 1).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-/// The model format version this element reads.
-pub const FORMAT_VERSION: u32 = 1;
+use syncdraw_format::{keys, Grammar, Vocabulary};
+pub use syncdraw_format::{CaptionCodec, CaptionError, FORMAT_VERSION, SUPPORTED_VERSIONS};
 
 /// Why a model file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -29,109 +28,6 @@ pub enum ModelError {
     Runtime { path: PathBuf, reason: String },
 }
 
-/// Why a caption cannot be fed to a model.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CaptionError {
-    #[error("caption {caption:?} has no words")]
-    Empty { caption: String },
-    #[error("caption {caption:?} has {words} words; this model takes at most {max}")]
-    TooLong {
-        caption: String,
-        words: usize,
-        max: usize,
-    },
-    #[error("caption {caption:?} has words the model does not know: {}; the vocabulary is: {}", unknown.join(", "), vocabulary.join(" "))]
-    UnknownWords {
-        caption: String,
-        unknown: Vec<String>,
-        vocabulary: Vec<String>,
-    },
-}
-
-/// The tokenizer and vocabulary of a caption-conditioned model (`syncdraw.vocabulary`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Vocabulary {
-    pub tokens: Vec<String>,
-    pub pad_id: i64,
-    pub lowercase: bool,
-    pub split: String,
-}
-
-impl Vocabulary {
-    /// The words of `caption` as the tokenizer splits them (steps 1 and 2 of the contract).
-    pub fn words(&self, caption: &str) -> Vec<String> {
-        split_words(caption, self.lowercase)
-    }
-
-    /// The words of the vocabulary, without the pad token.
-    pub fn words_list(&self) -> Vec<String> {
-        self.tokens
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i as i64 != self.pad_id)
-            .map(|(_, t)| t.clone())
-            .collect()
-    }
-
-    /// Turns a caption into `length` token ids, right-padded with the pad id.
-    pub fn encode(&self, caption: &str, length: usize) -> Result<Vec<i64>, CaptionError> {
-        let words = self.words(caption);
-        if words.is_empty() {
-            return Err(CaptionError::Empty {
-                caption: caption.to_owned(),
-            });
-        }
-        let index: HashMap<&str, i64> = self
-            .tokens
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i as i64 != self.pad_id)
-            .map(|(i, t)| (t.as_str(), i as i64))
-            .collect();
-        let mut unknown: Vec<String> = Vec::new();
-        let mut ids = Vec::with_capacity(length);
-        for w in &words {
-            match index.get(w.as_str()) {
-                Some(id) => ids.push(*id),
-                None if !unknown.contains(w) => unknown.push(w.clone()),
-                None => {}
-            }
-        }
-        if !unknown.is_empty() {
-            return Err(CaptionError::UnknownWords {
-                caption: caption.to_owned(),
-                unknown,
-                vocabulary: self.words_list(),
-            });
-        }
-        if words.len() > length {
-            return Err(CaptionError::TooLong {
-                caption: caption.to_owned(),
-                words: words.len(),
-                max: length,
-            });
-        }
-        ids.resize(length, self.pad_id);
-        Ok(ids)
-    }
-}
-
-/// Lowercases (optionally) and splits at every run of characters that are not ASCII
-/// letters or digits.
-pub fn split_words(caption: &str, lowercase: bool) -> Vec<String> {
-    caption
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            if lowercase {
-                w.to_ascii_lowercase()
-            } else {
-                w.to_owned()
-            }
-        })
-        .collect()
-}
-
 /// What the metadata of a model says, validated.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
@@ -143,7 +39,9 @@ pub struct ModelInfo {
     pub timesteps: usize,
     pub z_dim: usize,
     pub caption_length: usize,
-    pub vocabulary: Option<Vocabulary>,
+    /// How the model reads captions (grammar for format 2, words for format 1);
+    /// None for an unconditional model.
+    pub captions: Option<CaptionCodec>,
     pub dataset: Option<String>,
     pub variant: Option<String>,
     pub example_captions: Vec<String>,
@@ -160,12 +58,12 @@ impl ModelInfo {
         self.caption_length > 0
     }
 
-    /// Token ids for `caption`, or `None` for an unconditional model.
+    /// Caption ids for `caption`, or `None` for an unconditional model.
     pub fn encode(&self, caption: &str) -> Result<Option<Vec<i64>>, CaptionError> {
-        match &self.vocabulary {
-            Some(v) => v.encode(caption, self.caption_length).map(Some),
-            None => Ok(None),
-        }
+        self.captions
+            .as_ref()
+            .map(|c| c.encode(caption))
+            .transpose()
     }
 
     /// Number of floats in one frame.
@@ -197,12 +95,19 @@ impl ModelInfo {
             Ok(n)
         };
 
-        let version = get("syncdraw.format_version")?;
-        if version != FORMAT_VERSION.to_string() {
-            return Err(breach(format!(
-                "syncdraw.format_version is {version:?}; this element reads version {FORMAT_VERSION}"
-            )));
-        }
+        let version = get(keys::FORMAT_VERSION)?;
+        let version: u32 = match version.parse() {
+            Ok(v) if SUPPORTED_VERSIONS.contains(&v) => v,
+            _ => {
+                return Err(breach(format!(
+                    "{} is {version:?}; this element reads versions {SUPPORTED_VERSIONS:?}. \
+                     Export the model again with this release's syncdraw-train \
+                     (`syncdraw-train export --checkpoint CKPT --out MODEL.onnx`), or use \
+                     the models shipped with it",
+                    keys::FORMAT_VERSION
+                )))
+            }
+        };
         let frames = int("syncdraw.frames", 1)?;
         let height = int("syncdraw.height", 1)?;
         let width = int("syncdraw.width", 1)?;
@@ -215,40 +120,11 @@ impl ModelInfo {
         let timesteps = int("syncdraw.timesteps", 1)?;
         let z_dim = int("syncdraw.z_dim", 1)?;
         let caption_length = int("syncdraw.caption_length", 0)?;
-        let vocab_json = get("syncdraw.vocabulary")?;
-        let vocabulary: Option<Vocabulary> = serde_json::from_str(vocab_json)
-            .map_err(|e| breach(format!("syncdraw.vocabulary is not valid: {e}")))?;
-        match (&vocabulary, caption_length) {
-            (None, 0) => {}
-            (Some(_), 0) => {
-                return Err(breach(
-                    "caption_length is 0 (unconditional) but a vocabulary is given".into(),
-                ))
-            }
-            (None, _) => {
-                return Err(breach(format!(
-                    "caption_length is {caption_length} but syncdraw.vocabulary is null"
-                )))
-            }
-            (Some(v), _) => {
-                if v.tokens.is_empty() {
-                    return Err(breach("the vocabulary has no tokens".into()));
-                }
-                if v.pad_id < 0 || v.pad_id as usize >= v.tokens.len() {
-                    return Err(breach(format!(
-                        "pad_id {} is not an index into the {} tokens",
-                        v.pad_id,
-                        v.tokens.len()
-                    )));
-                }
-                if v.split != "non-alphanumeric" {
-                    return Err(breach(format!(
-                        "tokenizer split {:?} is unknown (expected \"non-alphanumeric\")",
-                        v.split
-                    )));
-                }
-            }
-        }
+        let captions = if version == 1 {
+            read_vocabulary(get(keys::VOCABULARY)?, caption_length).map_err(breach)?
+        } else {
+            read_grammar(get(keys::CAPTION_GRAMMAR)?, caption_length).map_err(breach)?
+        };
         let example_captions = props
             .get("syncdraw.example_captions")
             .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
@@ -262,11 +138,72 @@ impl ModelInfo {
             timesteps,
             z_dim,
             caption_length,
-            vocabulary,
+            captions,
             dataset: props.get("syncdraw.dataset").cloned(),
             variant: props.get("syncdraw.variant").cloned(),
             example_captions,
         })
+    }
+}
+
+/// Format 2: `syncdraw.caption_grammar`, JSON null or a valid grammar whose ids
+/// fill caption_length.
+fn read_grammar(json: &str, caption_length: usize) -> Result<Option<CaptionCodec>, String> {
+    let grammar: Option<Grammar> = serde_json::from_str(json)
+        .map_err(|e| format!("{} is not valid: {e}", keys::CAPTION_GRAMMAR))?;
+    match (grammar, caption_length) {
+        (None, 0) => Ok(None),
+        (Some(_), 0) => Err("caption_length is 0 (unconditional) but a grammar is given".into()),
+        (None, _) => Err(format!(
+            "caption_length is {caption_length} but {} is null",
+            keys::CAPTION_GRAMMAR
+        )),
+        (Some(g), _) => {
+            g.validate()
+                .map_err(|e| format!("{} is not valid: {e}", keys::CAPTION_GRAMMAR))?;
+            if g.ids_len() != caption_length {
+                return Err(format!(
+                    "the grammar gives {} ids per caption but caption_length is {caption_length}",
+                    g.ids_len()
+                ));
+            }
+            Ok(Some(CaptionCodec::Grammar(g)))
+        }
+    }
+}
+
+/// Format 1: `syncdraw.vocabulary`, JSON null or a word vocabulary.
+fn read_vocabulary(json: &str, caption_length: usize) -> Result<Option<CaptionCodec>, String> {
+    let vocabulary: Option<Vocabulary> = serde_json::from_str(json)
+        .map_err(|e| format!("{} is not valid: {e}", keys::VOCABULARY))?;
+    match (vocabulary, caption_length) {
+        (None, 0) => Ok(None),
+        (Some(_), 0) => Err("caption_length is 0 (unconditional) but a vocabulary is given".into()),
+        (None, _) => Err(format!(
+            "caption_length is {caption_length} but syncdraw.vocabulary is null"
+        )),
+        (Some(v), _) => {
+            if v.tokens.is_empty() {
+                return Err("the vocabulary has no tokens".into());
+            }
+            if v.pad_id < 0 || v.pad_id as usize >= v.tokens.len() {
+                return Err(format!(
+                    "pad_id {} is not an index into the {} tokens",
+                    v.pad_id,
+                    v.tokens.len()
+                ));
+            }
+            if v.split != "non-alphanumeric" {
+                return Err(format!(
+                    "tokenizer split {:?} is unknown (expected \"non-alphanumeric\")",
+                    v.split
+                ));
+            }
+            Ok(Some(CaptionCodec::Words {
+                vocabulary: v,
+                length: caption_length,
+            }))
+        }
     }
 }
 
@@ -423,41 +360,181 @@ pub fn read_metadata_props(path: &Path) -> Result<HashMap<String, String>, Model
 mod tests {
     use super::*;
 
-    fn vocab() -> Vocabulary {
-        Vocabulary {
-            tokens: ["<pad>", "digit", "3", "is", "moving", "up", "and", "down"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            pad_id: 0,
-            lowercase: true,
-            split: "non-alphanumeric".into(),
+    fn grammar_json(objects: usize) -> String {
+        format!(
+            r#"{{"object":"digit {{digit}} is moving {{motion}}","joiner":"and",
+                "min_objects":{objects},"max_objects":{objects},"slots":[
+                {{"name":"digit","role":"what","values":["0","1","2","3","4","5","6","7","8","9"]}},
+                {{"name":"motion","role":"where","values":["up and down","left and right"]}}]}}"#
+        )
+    }
+
+    fn props(entries: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut p: HashMap<String, String> = [
+            (keys::FORMAT_VERSION, "2"),
+            (keys::FRAMES, "10"),
+            (keys::HEIGHT, "32"),
+            (keys::WIDTH, "32"),
+            (keys::CHANNELS, "1"),
+            (keys::TIMESTEPS, "4"),
+            (keys::Z_DIM, "8"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in entries {
+            p.insert(k.to_string(), v.to_string());
         }
+        p
+    }
+
+    fn read(entries: &[(&str, &str)]) -> Result<ModelInfo, String> {
+        ModelInfo::from_props(Path::new("/m.onnx"), &props(entries)).map_err(|e| e.to_string())
+    }
+
+    const VOCAB: &str = r#"{"tokens":["<pad>","digit","3","is","moving","up","and","down"],
+        "pad_id":0,"lowercase":true,"split":"non-alphanumeric"}"#;
+
+    #[test]
+    fn format_2_reads_the_grammar() {
+        let g1 = grammar_json(1);
+        let m = read(&[(keys::CAPTION_LENGTH, "2"), (keys::CAPTION_GRAMMAR, &g1)]).unwrap();
+        assert!(matches!(&m.captions, Some(CaptionCodec::Grammar(g)) if g.max_objects == 1));
+        assert_eq!(
+            m.encode("Digit 3, is moving up-and-down").unwrap(),
+            Some(vec![4, 1])
+        );
+        let e = m.encode("digit 3 is flying").unwrap_err().to_string();
+        assert!(e.contains("\"flying\""), "{e}");
+        assert!(e.contains("<up and down|left and right>"), "{e}");
+
+        let g2 = grammar_json(2);
+        let m = read(&[(keys::CAPTION_LENGTH, "4"), (keys::CAPTION_GRAMMAR, &g2)]).unwrap();
+        assert_eq!(
+            m.encode("digit 0 is moving up and down and digit 9 is moving left and right")
+                .unwrap(),
+            Some(vec![1, 1, 10, 2])
+        );
+
+        let u = read(&[(keys::CAPTION_LENGTH, "0"), (keys::CAPTION_GRAMMAR, "null")]).unwrap();
+        assert!(!u.is_conditional() && u.captions.is_none());
+        assert_eq!(u.encode("anything").unwrap(), None);
     }
 
     #[test]
-    fn tokenizer_follows_contract() {
-        let v = vocab();
-        assert_eq!(
-            v.words("Digit 3, moving up-and-down"),
-            ["digit", "3", "moving", "up", "and", "down"]
+    fn format_2_grammar_must_fit_the_caption_input() {
+        let g1 = grammar_json(1);
+        let bad = [
+            (
+                vec![(keys::CAPTION_LENGTH, "2"), (keys::CAPTION_GRAMMAR, "null")],
+                "caption_length is 2 but syncdraw.caption_grammar is null",
+            ),
+            (
+                vec![
+                    (keys::CAPTION_LENGTH, "0"),
+                    (keys::CAPTION_GRAMMAR, g1.as_str()),
+                ],
+                "caption_length is 0 (unconditional) but a grammar is given",
+            ),
+            (
+                vec![
+                    (keys::CAPTION_LENGTH, "4"),
+                    (keys::CAPTION_GRAMMAR, g1.as_str()),
+                ],
+                "the grammar gives 2 ids per caption but caption_length is 4",
+            ),
+            (
+                vec![
+                    (keys::CAPTION_LENGTH, "2"),
+                    (keys::CAPTION_GRAMMAR, "{digit"),
+                ],
+                "syncdraw.caption_grammar is not valid",
+            ),
+            (
+                // A format-1 vocabulary does not make a format-2 model.
+                vec![(keys::CAPTION_LENGTH, "7"), (keys::VOCABULARY, VOCAB)],
+                "syncdraw.caption_grammar is missing",
+            ),
+        ];
+        for (entries, reason) in bad {
+            let e = read(&entries).expect_err(reason);
+            assert!(e.contains(reason), "{e}");
+            assert!(e.contains("breaks the syncdraw model contract"), "{e}");
+        }
+        let invalid = g1.replace(" {motion}", "");
+        let e = read(&[
+            (keys::CAPTION_LENGTH, "2"),
+            (keys::CAPTION_GRAMMAR, &invalid),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("syncdraw.caption_grammar is not valid: slot \"motion\" appears 0 times"),
+            "{e}"
         );
+    }
+
+    #[test]
+    fn format_1_reads_the_vocabulary() {
+        let m = read(&[
+            (keys::FORMAT_VERSION, "1"),
+            (keys::CAPTION_LENGTH, "9"),
+            (keys::VOCABULARY, VOCAB),
+        ])
+        .unwrap();
+        assert!(matches!(
+            m.captions,
+            Some(CaptionCodec::Words { length: 9, .. })
+        ));
         assert_eq!(
-            v.encode("digit 3 is moving up and down", 9).unwrap(),
-            [1, 2, 3, 4, 5, 6, 7, 0, 0]
+            m.encode("Digit 3 IS moving up-and-down").unwrap(),
+            Some(vec![1, 2, 3, 4, 5, 6, 7, 0, 0])
         );
+        assert!(matches!(m.encode("  ,, "), Err(CaptionError::Empty { .. })));
+        let e = m.encode("digit 9 is flying").unwrap_err().to_string();
+        assert!(e.contains("9, flying"), "{e}");
+        assert!(e.contains("digit 3 is moving up and down"), "{e}");
+        assert!(!e.contains("<pad>"), "{e}");
+        let short = read(&[
+            (keys::FORMAT_VERSION, "1"),
+            (keys::CAPTION_LENGTH, "6"),
+            (keys::VOCABULARY, VOCAB),
+        ])
+        .unwrap();
         assert!(matches!(
-            v.encode("  ,, ", 7),
-            Err(CaptionError::Empty { .. })
+            short.encode("digit 3 is moving up and down"),
+            Err(CaptionError::TooManyWords {
+                words: 7,
+                max: 6,
+                ..
+            })
         ));
-        assert!(matches!(
-            v.encode("digit 3 is moving up and down", 6),
-            Err(CaptionError::TooLong { words: 7, .. })
-        ));
-        let err = v.encode("digit 9 is flying", 7).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("9, flying"), "{msg}");
-        assert!(msg.contains("digit 3 is moving up and down"), "{msg}");
-        assert!(!msg.contains("<pad>"), "{msg}");
+        let e = read(&[
+            (keys::FORMAT_VERSION, "1"),
+            (keys::CAPTION_LENGTH, "7"),
+            (keys::VOCABULARY, "null"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("caption_length is 7 but syncdraw.vocabulary is null"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_versions_are_refused_with_the_way_out() {
+        for version in ["0", "3", "two", ""] {
+            let e = read(&[
+                (keys::FORMAT_VERSION, version),
+                (keys::CAPTION_LENGTH, "0"),
+                (keys::CAPTION_GRAMMAR, "null"),
+            ])
+            .unwrap_err();
+            assert!(
+                e.contains(&format!("syncdraw.format_version is {version:?}")),
+                "{e}"
+            );
+            assert!(e.contains("reads versions [1, 2]"), "{e}");
+            assert!(e.contains("Export the model again"), "{e}");
+        }
     }
 }

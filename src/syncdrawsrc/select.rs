@@ -9,13 +9,15 @@
 //! 3. `models/` of the source tree the plugin was built from.
 //!
 //! Rule: an empty caption (no words) picks an unconditional model (caption_length 0),
-//! the first by file name. Otherwise, among the caption-conditioned models whose
-//! vocabulary has every word of the caption and whose caption_length is at least the
-//! number of words, the one with the smallest caption_length (ties: by file name).
+//! the first by file name. Otherwise, among the caption-conditioned models that
+//! accept the caption (its grammar parses it, or for format-1 models its
+//! vocabulary has every word and caption_length is at least the number of words),
+//! the one with the smallest caption_length (ties: by file name).
 
 use std::path::{Path, PathBuf};
 
-use super::model::{split_words, ModelError, ModelInfo};
+use super::model::{ModelError, ModelInfo};
+use syncdraw_format::words::words;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
@@ -91,9 +93,7 @@ pub fn select(caption: &str, dirs: &[PathBuf]) -> Result<ModelInfo, SelectError>
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    // Words as the lowercasing tokenizer sees them; each model re-splits with its own
-    // settings when it encodes.
-    if split_words(caption, true).is_empty() {
+    if words(caption).is_empty() {
         if let Some(m) = models.iter().find(|m| !m.is_conditional()) {
             return Ok(m.clone());
         }

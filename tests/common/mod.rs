@@ -44,7 +44,11 @@ pub fn python() -> PathBuf {
 
 /// A directory of SYNTHETIC test models (tests/make_test_models.py): contract-shaped
 /// graphs with fixed pseudo-random weights; bad/ holds one contract breach per file.
-/// Made once per test process. 10 frames of 32x32 grey, T = 4, z_dim = 8.
+/// Made once per test process. 10 frames of 32x32 grey, T = 4, z_dim = 8:
+/// - synth1-caption.onnx: format 2, the one-digit grammar (caption_length 2);
+/// - synth2-caption.onnx: format 2, the two-digit grammar (caption_length 4);
+/// - synth1-uncond.onnx: format 2, unconditional;
+/// - synth1-words.onnx: format 1, word vocabulary, caption_length 7.
 pub fn synth_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -70,6 +74,10 @@ pub const SYNTH_FRAMES: usize = 10;
 pub const SYNTH_SIZE: u32 = 32;
 pub const SYNTH_STEPS: usize = 4;
 pub const CAPTION: &str = "digit 3 is moving up and down";
+/// A caption of the two-digit grammar (synth2-caption.onnx's example caption).
+pub const TWO_DIGITS: &str = "digit 1 is moving up and down and digit 2 is moving left and right";
+/// One object of the Bouncing MNIST grammar as caption errors show it.
+pub const FORM: &str = "digit <0|1|2|3|4|5|6|7|8|9> is moving <up and down|left and right>";
 
 /// The names the trained, bundled models will have in models/.
 pub const BUNDLED_NAMES: [&str; 4] = [

@@ -1,6 +1,6 @@
 //! Turning data set videos and captions into tensors.
 use crate::data::Dataset;
-use crate::vocab::{CaptionError, Vocabulary};
+use syncdraw_format::{CaptionCodec, CaptionError};
 use tch::{Device, Kind, Tensor};
 
 /// A data set with its captions already tokenized.
@@ -15,15 +15,15 @@ pub struct Batcher<'a> {
 impl<'a> Batcher<'a> {
     pub fn new(
         data: &'a Dataset,
-        vocab: Option<&Vocabulary>,
-        caption_length: usize,
+        captions: Option<&CaptionCodec>,
         device: Device,
     ) -> Result<Self, CaptionError> {
         let mut ids = Vec::new();
-        if let Some(v) = vocab {
+        let caption_length = captions.map_or(0, |c| c.length());
+        if let Some(codec) = captions {
             ids.reserve(data.len() * caption_length);
             for video in &data.videos {
-                ids.extend(v.encode(&video.caption, caption_length)?);
+                ids.extend(codec.encode(&video.caption)?);
             }
         }
         Ok(Self {

@@ -4,10 +4,10 @@
 //! file in the same directory, fsync, then rename.
 use crate::data::DatasetConfig;
 use crate::model::{ModelConfig, SyncDraw};
-use crate::vocab::Vocabulary;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use syncdraw_format::{CaptionCodec, Grammar, Vocabulary};
 use tch::{nn, Device, Kind, Tensor};
 
 pub const FORMAT: &str = "syncdraw-checkpoint-1";
@@ -32,7 +32,11 @@ pub enum CheckpointError {
 pub struct Meta {
     pub format: String,
     pub model: ModelConfig,
+    /// Format-1 captions: the word vocabulary (words caption encoder).
     pub vocabulary: Option<Vocabulary>,
+    /// Format-2 captions: the caption grammar (slots caption encoder).
+    #[serde(default)]
+    pub grammar: Option<Grammar>,
     pub dataset: DatasetConfig,
     /// Optimizer steps taken.
     pub step: u64,
@@ -56,6 +60,19 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// How this model reads captions; None for an unconditional model.
+    pub fn captions(&self) -> Option<CaptionCodec> {
+        let cc = self.model.caption.as_ref()?;
+        match (&self.grammar, &self.vocabulary) {
+            (Some(g), _) => Some(CaptionCodec::Grammar(g.clone())),
+            (None, Some(v)) => Some(CaptionCodec::Words {
+                vocabulary: v.clone(),
+                length: cc.length() as usize,
+            }),
+            (None, None) => None,
+        }
+    }
+
     /// Optimizer steps behind these weights, over every run that trained them.
     pub fn total_steps(&self) -> u64 {
         self.steps_before + self.step

@@ -8,15 +8,17 @@
 use crate::backend::onnx::{Dim, ElemType, OnnxRecorder, RecordError, Value};
 use crate::checkpoint::{self, CheckpointError, Meta};
 use crate::data::bouncing::{contents, Split};
-use crate::model::SyncDraw;
+use crate::model::{CaptionConfig, SyncDraw};
 use onnx_protobuf::{Message, ModelProto};
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use syncdraw_format::CaptionCodec;
 use tch::Device;
 
-/// `syncdraw.format_version` of the files written here.
-pub const FORMAT_VERSION: u32 = 1;
+/// `syncdraw.format_version` of the files written here (models with a word
+/// caption encoder are written as version 1).
+pub use syncdraw_format::FORMAT_VERSION;
 /// Prefix of every metadata key.
 pub const META_PREFIX: &str = "syncdraw.";
 /// How many example captions a caption-conditioned model carries.
@@ -132,7 +134,7 @@ pub fn export_model(
         width: c.width,
         timesteps: c.timesteps,
         z_dim: c.z_dim,
-        caption_length: c.caption.as_ref().map_or(0, |cc| cc.length),
+        caption_length: c.caption.as_ref().map_or(0, |cc| cc.length()),
         training_steps: meta.total_steps(),
         metadata: metadata(meta),
     })
@@ -158,7 +160,7 @@ fn record(model: &SyncDraw, meta: &Meta) -> Result<(ModelProto, usize), ExportEr
         rec.input(
             "caption",
             ElemType::Int64,
-            &[batch(), Dim::Fixed(cc.length)],
+            &[batch(), Dim::Fixed(cc.length())],
         )
     });
     let generated = {
@@ -223,26 +225,49 @@ fn check(model: &SyncDraw, meta: &Meta) -> Result<(), ExportError> {
             return Err(bad(format!("{what} is {v}")));
         }
     }
-    if let Some(cc) = &c.caption {
-        let vocab = meta.vocabulary.as_ref().ok_or_else(|| {
-            bad("the model reads captions but the checkpoint has no vocabulary".into())
-        })?;
-        if vocab.len() as i64 != cc.vocab_size {
-            return Err(bad(format!(
-                "the vocabulary has {} tokens but the caption encoder {}",
-                vocab.len(),
-                cc.vocab_size
-            )));
+    match (&c.caption, meta.captions()) {
+        (None, _) => {}
+        (Some(_), None) => {
+            return Err(bad(
+                "the model reads captions but the checkpoint has no grammar or vocabulary".into(),
+            ))
         }
-        if vocab.pad_id != crate::model::caption::PAD_ID {
-            return Err(bad(format!(
-                "the vocabulary's pad id is {}, the caption encoder masks {}",
-                vocab.pad_id,
-                crate::model::caption::PAD_ID
-            )));
+        (Some(CaptionConfig::Slots(sc)), Some(CaptionCodec::Grammar(g))) => {
+            g.validate()
+                .map_err(|e| bad(format!("caption grammar: {e}")))?;
+            let sizes: Vec<i64> = g.slots.iter().map(|s| s.values.len() as i64).collect();
+            let want: Vec<i64> = sc.slots.iter().map(|s| s.values).collect();
+            if sizes != want || g.max_objects as i64 != sc.objects {
+                return Err(bad(format!(
+                    "the grammar's slots ({sizes:?} values, {} objects) differ from the caption \
+                     encoder's ({want:?}, {})",
+                    g.max_objects, sc.objects
+                )));
+            }
         }
-        if cc.length < 1 {
-            return Err(bad(format!("caption length is {}", cc.length)));
+        (Some(CaptionConfig::Words(wc)), Some(CaptionCodec::Words { vocabulary, .. })) => {
+            if vocabulary.len() as i64 != wc.vocab_size {
+                return Err(bad(format!(
+                    "the vocabulary has {} tokens but the caption encoder {}",
+                    vocabulary.len(),
+                    wc.vocab_size
+                )));
+            }
+            if vocabulary.pad_id != crate::model::caption::PAD_ID {
+                return Err(bad(format!(
+                    "the vocabulary's pad id is {}, the caption encoder masks {}",
+                    vocabulary.pad_id,
+                    crate::model::caption::PAD_ID
+                )));
+            }
+            if wc.length < 1 {
+                return Err(bad(format!("caption length is {}", wc.length)));
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "the caption encoder and the checkpoint's caption description disagree".into(),
+            ))
         }
     }
     Ok(())
@@ -251,9 +276,16 @@ fn check(model: &SyncDraw, meta: &Meta) -> Result<(), ExportError> {
 /// The `metadata_props` of the exported model (docs/model-format.md), in order.
 pub fn metadata(meta: &Meta) -> Vec<(String, String)> {
     let c = &meta.model;
-    let vocabulary = c.caption.as_ref().and(meta.vocabulary.as_ref());
-    let entries: Vec<(&str, String)> = vec![
-        ("format_version", FORMAT_VERSION.to_string()),
+    let codec = meta.captions();
+    // Format 2 describes captions by a grammar; a model with a word encoder can
+    // only be described by format 1.
+    let (version, grammar, vocabulary) = match &codec {
+        Some(CaptionCodec::Words { vocabulary, .. }) => (1, None, Some(vocabulary)),
+        Some(CaptionCodec::Grammar(g)) => (FORMAT_VERSION, Some(g), None),
+        None => (FORMAT_VERSION, None, None),
+    };
+    let mut entries: Vec<(&str, String)> = vec![
+        ("format_version", version.to_string()),
         ("frames", c.frames.to_string()),
         ("height", c.height.to_string()),
         ("width", c.width.to_string()),
@@ -262,12 +294,21 @@ pub fn metadata(meta: &Meta) -> Vec<(String, String)> {
         ("z_dim", c.z_dim.to_string()),
         (
             "caption_length",
-            c.caption.as_ref().map_or(0, |cc| cc.length).to_string(),
+            c.caption.as_ref().map_or(0, |cc| cc.length()).to_string(),
         ),
-        (
+    ];
+    if version == 1 {
+        entries.push((
             "vocabulary",
             serde_json::to_string(&vocabulary).expect("vocabulary serialises"),
-        ),
+        ));
+    } else {
+        entries.push((
+            "caption_grammar",
+            serde_json::to_string(&grammar).expect("grammar serialises"),
+        ));
+    }
+    entries.extend([
         ("dataset", meta.dataset.name()),
         ("variant", c.variant.name().into()),
         (
@@ -280,7 +321,7 @@ pub fn metadata(meta: &Meta) -> Vec<(String, String)> {
             // serde_json writes a non-finite value as null too.
             serde_json::to_string(&meta.test_nll).expect("a number serialises"),
         ),
-    ];
+    ]);
     entries
         .into_iter()
         .map(|(k, v)| (format!("{META_PREFIX}{k}"), v))
@@ -290,7 +331,7 @@ pub fn metadata(meta: &Meta) -> Vec<(String, String)> {
 /// A few captions to try: held-out (test-split) captions first, then training ones,
 /// spread over the list, keeping only captions the vocabulary can encode at length L.
 pub fn example_captions(meta: &Meta) -> Vec<String> {
-    let (Some(cc), Some(vocab)) = (&meta.model.caption, &meta.vocabulary) else {
+    let Some(codec) = meta.captions() else {
         return vec![];
     };
     let digits = meta.dataset.digits;
@@ -299,7 +340,7 @@ pub fn example_captions(meta: &Meta) -> Vec<String> {
         let captions: Vec<String> = contents(digits, split)
             .iter()
             .map(|c| c.caption())
-            .filter(|c| vocab.encode(c, cc.length as usize).is_ok())
+            .filter(|c| codec.encode(c).is_ok())
             .collect();
         let take = want.min(EXAMPLES - out.len()).min(captions.len());
         for i in 0..take {

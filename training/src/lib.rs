@@ -11,4 +11,3 @@ pub mod export;
 pub mod model;
 pub mod sample;
 pub mod train;
-pub mod vocab;

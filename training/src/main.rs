@@ -10,9 +10,9 @@ use syncdraw_training::data::dataset::default_cache_dir;
 use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Split};
 use syncdraw_training::eval::evaluate;
 use syncdraw_training::evaluator::train::Recipe;
-use syncdraw_training::model::{ModelConfig, Variant};
+use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
 use syncdraw_training::sample::{save_canvas_grid, save_gif, Layout};
-use syncdraw_training::train::{train, TrainOptions};
+use syncdraw_training::train::{train, CaptionEncoderKind, TrainOptions};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Parser)]
@@ -156,6 +156,16 @@ struct TrainArgs {
     /// Condition on captions.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     captions: bool,
+    /// Caption encoder: grammar slots (format 2) or an LSTM over words (format 1).
+    #[arg(long, value_enum, default_value_t = CaptionEncoderKind::Slots)]
+    caption_encoder: CaptionEncoderKind,
+    /// Decoder: what-where (motion slots place the write windows, digit slots
+    /// fill the patches) or the paper's joint decoder LSTM.
+    #[arg(long, value_enum, default_value_t = DecoderKind::WhatWhere)]
+    decoder: DecoderKind,
+    /// Keep attention windows in the frame (bounded raw parameters).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    bounded_windows: bool,
     #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]
     variant: Variant,
     /// Total optimizer steps.
@@ -328,6 +338,8 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         dec_size: a.dec_size,
         z_dim: a.z_dim,
         caption: None,
+        decoder: a.decoder,
+        bounded_windows: a.bounded_windows,
     };
     eprintln!(
         "training on {device:?} with {} libtorch threads",
@@ -337,7 +349,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         run_dir: a.run_dir,
         model,
         dataset,
-        captions: a.captions,
+        captions: a.captions.then_some(a.caption_encoder),
         batch: a.batch,
         steps: a.steps,
         seed: a.seed,
@@ -366,19 +378,13 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let ck = checkpoint::load(&a.checkpoint, device)?;
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
     let test = Dataset::load_or_generate(&ck.meta.dataset, Split::Test, &cache)?;
-    let length = ck
-        .meta
-        .model
-        .caption
-        .as_ref()
-        .map_or(0, |c| c.length as usize);
-    let batcher = Batcher::new(&test, ck.meta.vocabulary.as_ref(), length, device)?;
+    let batcher = Batcher::new(&test, ck.meta.captions().as_ref(), device)?;
     let r = evaluate(&ck.model, &batcher, a.batch, a.seed, a.iwae_k, a.limit);
     let out = serde_json::json!({
         "checkpoint": a.checkpoint,
         "dataset": ck.meta.dataset.name(),
         "variant": ck.meta.model.variant.name(),
-        "captions": ck.meta.vocabulary.is_some(),
+        "captions": ck.meta.model.caption.is_some(),
         "step": ck.meta.step,
         "test_nll": r.nll,
         "reconstruction": r.reconstruction,
@@ -395,7 +401,8 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
 fn cmd_sample(a: SampleArgs) -> Result<()> {
     let ck = checkpoint::load(&a.checkpoint, Device::Cpu)?;
     let c = &ck.meta.model;
-    let captions: Vec<String> = match (&ck.meta.vocabulary, a.caption.is_empty()) {
+    let codec = ck.meta.captions();
+    let captions: Vec<String> = match (&codec, a.caption.is_empty()) {
         (None, _) => vec![String::new()],
         (Some(_), false) => a.caption.clone(),
         (Some(_), true) => {
@@ -412,9 +419,9 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
     let n = a.count.max(1);
     let mut ids = Vec::new();
-    if let (Some(v), Some(cc)) = (&ck.meta.vocabulary, &c.caption) {
+    if let Some(codec) = &codec {
         for cap in &captions {
-            let one = v.encode(cap, cc.length as usize)?;
+            let one = codec.encode(cap)?;
             for _ in 0..n {
                 ids.extend_from_slice(&one);
             }

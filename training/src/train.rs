@@ -1,6 +1,7 @@
 //! The training loop: run directory, checkpoints, resume, metrics, NaN guard.
 //!
-//! A run directory holds `config.json` (what was asked), `vocab.json`,
+//! A run directory holds `config.json` (what was asked, with the caption grammar
+//! or vocabulary),
 //! `checkpoint.safetensors` (latest, written atomically) and `metrics.jsonl`.
 use crate::adam::{Adam, AdamConfig};
 use crate::batch::Batcher;
@@ -8,8 +9,8 @@ use crate::checkpoint::{self, CheckpointError, Meta};
 use crate::data::dataset::DataError;
 use crate::data::{Dataset, DatasetConfig, Split};
 use crate::eval::{evaluate, EvalResult};
+use crate::model::config::{DecoderKind, SlotKind, SlotsConfig, WordsConfig};
 use crate::model::{CaptionConfig, ModelConfig, SyncDraw};
-use crate::vocab::{words, CaptionError, Vocabulary};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -18,6 +19,8 @@ use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use syncdraw_format::words::words;
+use syncdraw_format::{CaptionError, Grammar, Vocabulary};
 use tch::{Device, Kind, Tensor};
 
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -49,8 +52,9 @@ pub struct TrainOptions {
     pub run_dir: PathBuf,
     pub model: ModelConfig,
     pub dataset: DatasetConfig,
-    /// Condition on captions (builds the vocabulary from the training captions).
-    pub captions: bool,
+    /// Condition on captions, with this encoder (words: the vocabulary is built
+    /// from the training captions).
+    pub captions: Option<CaptionEncoderKind>,
     pub batch: usize,
     /// Train until this many optimizer steps in total.
     pub steps: u64,
@@ -93,14 +97,40 @@ struct MetricsLine {
     test_nll: Option<f64>,
 }
 
-/// Caption encoder sizes used when a run conditions on captions.
-pub fn caption_config(vocab: &Vocabulary, length: usize) -> CaptionConfig {
-    CaptionConfig {
+/// Which caption encoder a run trains (model/caption.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CaptionEncoderKind {
+    /// Grammar slots, one embedding table per slot kind (format 2).
+    Slots,
+    /// An LSTM over words (format 1).
+    Words,
+}
+
+/// Slot encoder sizes for a grammar.
+pub fn slots_config(g: &Grammar) -> CaptionConfig {
+    CaptionConfig::Slots(SlotsConfig {
+        objects: g.max_objects as i64,
+        slots: g
+            .slots
+            .iter()
+            .map(|s| SlotKind {
+                name: s.name.clone(),
+                values: s.values.len() as i64,
+                role: s.role,
+            })
+            .collect(),
+        embed_size: 32,
+    })
+}
+
+/// Word encoder sizes used when a run conditions on captions with words.
+pub fn words_config(vocab: &Vocabulary, length: usize) -> CaptionConfig {
+    CaptionConfig::Words(WordsConfig {
         vocab_size: vocab.len() as i64,
         length: length as i64,
         embed_size: 64,
         hidden_size: 128,
-    }
+    })
 }
 
 /// Indices of the batch used at `step` (1-based): epochs are seeded permutations.
@@ -171,18 +201,35 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     } else {
         let train = Dataset::load_or_generate(&opts.dataset, Split::Train, &opts.cache_dir)?;
         let mut config = opts.model.clone();
-        let vocabulary = opts
-            .captions
-            .then(|| Vocabulary::from_captions(train.videos.iter().map(|v| v.caption.as_str())));
-        config.caption = vocabulary.as_ref().map(|v| {
-            let length = train
-                .videos
-                .iter()
-                .map(|x| words(&x.caption).len())
-                .max()
-                .unwrap_or(1);
-            caption_config(v, length)
-        });
+        let (mut vocabulary, mut grammar) = (None, None);
+        config.caption = match opts.captions {
+            None => None,
+            Some(CaptionEncoderKind::Slots) => {
+                let g = crate::data::bouncing::grammar(opts.dataset.digits);
+                let cc = slots_config(&g);
+                grammar = Some(g);
+                Some(cc)
+            }
+            Some(CaptionEncoderKind::Words) => {
+                let v = Vocabulary::from_captions(train.videos.iter().map(|v| v.caption.as_str()));
+                let length = train
+                    .videos
+                    .iter()
+                    .map(|x| words(&x.caption).len())
+                    .max()
+                    .unwrap_or(1);
+                let cc = words_config(&v, length);
+                vocabulary = Some(v);
+                Some(cc)
+            }
+        };
+        if config.decoder == DecoderKind::WhatWhere
+            && matches!(config.caption, Some(CaptionConfig::Words(_)))
+        {
+            return Err(TrainError::Invalid(
+                "the what-where decoder needs the slots caption encoder".into(),
+            ));
+        }
         if config.frames != opts.dataset.video.frames as i64
             || config.height != opts.dataset.video.size as i64
             || config.width != opts.dataset.video.size as i64
@@ -197,6 +244,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             format: checkpoint::FORMAT.into(),
             model: config,
             vocabulary,
+            grammar,
             dataset: opts.dataset.clone(),
             step: 0,
             seed: opts.seed,
@@ -209,13 +257,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         (model, None, meta)
     };
     write_json(&dir.join("config.json"), &meta)?;
-    write_json(&dir.join("vocab.json"), &meta.vocabulary)?;
 
     let train_data = Dataset::load_or_generate(&meta.dataset, Split::Train, &opts.cache_dir)?;
     let test_data = Dataset::load_or_generate(&meta.dataset, Split::Test, &opts.cache_dir)?;
-    let length = meta.model.caption.as_ref().map_or(0, |c| c.length as usize);
-    let train_b = Batcher::new(&train_data, meta.vocabulary.as_ref(), length, opts.device)?;
-    let test_b = Batcher::new(&test_data, meta.vocabulary.as_ref(), length, opts.device)?;
+    let codec = meta.captions();
+    let train_b = Batcher::new(&train_data, codec.as_ref(), opts.device)?;
+    let test_b = Batcher::new(&test_data, codec.as_ref(), opts.device)?;
 
     let mut adam = Adam::new(&model.vs, opts.adam, adam_state);
     let metrics_path = dir.join("metrics.jsonl");

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use std::process::Command;
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
 use syncdraw_training::data::bouncing::image_pools;
-use syncdraw_training::data::bouncing::{contents, split_of};
+use syncdraw_training::data::bouncing::{contents, grammar, split_of};
 use syncdraw_training::data::{
     Content, Dataset, DatasetConfig, DigitSource, Digits, Motion, Split,
 };
@@ -20,8 +20,8 @@ use syncdraw_training::evaluator::train::{train, training_pools, Recipe, TrainOp
 use syncdraw_training::evaluator::{
     Evaluator, EvaluatorConfig, EvaluatorError, EvaluatorMeta, TrainingInfo, FORMAT as EV_FORMAT,
 };
-use syncdraw_training::model::{CaptionConfig, ModelConfig, SyncDraw, Variant};
-use syncdraw_training::vocab::Vocabulary;
+use syncdraw_training::model::{DecoderKind, ModelConfig, SyncDraw, Variant};
+use syncdraw_training::train::slots_config;
 use tch::Device;
 
 /// libtorch's random generator is global to the process: tests that seed it and
@@ -584,13 +584,7 @@ fn the_digit_at_a_place_is_read_from_the_cells_around_it() {
 }
 
 fn tiny_model(data: &DatasetConfig, captions: bool) -> (SyncDraw, Meta) {
-    let vocab = captions.then(|| {
-        let caps: Vec<String> = contents(data.digits, Split::Train)
-            .iter()
-            .map(Content::caption)
-            .collect();
-        Vocabulary::from_captions(caps.iter().map(String::as_str))
-    });
+    let g = captions.then(|| grammar(data.digits));
     let config = ModelConfig {
         variant: Variant::Syncdraw,
         frames: FRAMES as i64,
@@ -602,18 +596,16 @@ fn tiny_model(data: &DatasetConfig, captions: bool) -> (SyncDraw, Meta) {
         enc_size: 16,
         dec_size: 16,
         z_dim: 4,
-        caption: vocab.as_ref().map(|v| CaptionConfig {
-            vocab_size: v.len() as i64,
-            length: 15,
-            embed_size: 8,
-            hidden_size: 8,
-        }),
+        caption: g.as_ref().map(slots_config),
+        decoder: DecoderKind::WhatWhere,
+        bounded_windows: true,
     };
     // Through JSON, so fields added to Meta later with serde defaults need no edit here.
     let meta: Meta = serde_json::from_value(serde_json::json!({
         "format": FORMAT,
         "model": config,
-        "vocabulary": vocab,
+        "vocabulary": null,
+        "grammar": g,
         "dataset": data,
         "step": 0,
         "seed": 1,

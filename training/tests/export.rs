@@ -11,20 +11,32 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use syncdraw_format::{CaptionCodec, Grammar, Vocabulary};
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
-use syncdraw_training::data::bouncing::{contents, VideoSpec};
+use syncdraw_training::data::bouncing::{contents, grammar, VideoSpec};
 use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Digits, Split};
 use syncdraw_training::export::{export, export_model, ExportError};
-use syncdraw_training::model::{CaptionConfig, ModelConfig, SyncDraw, Variant};
-use syncdraw_training::vocab::Vocabulary;
+use syncdraw_training::model::{DecoderKind, ModelConfig, SyncDraw, Variant};
+use syncdraw_training::train::{slots_config, words_config};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 const FRAMES: i64 = 4;
 const SIZE: i64 = 32;
 const T: i64 = 3;
 const Z: i64 = 5;
-/// Caption length L: longer than any one-digit caption (7 words), so padding is used.
+/// Word caption length L (format 1): longer than any one-digit caption (7 words),
+/// so padding is used.
 const L: i64 = 9;
+
+/// How a test model reads captions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cap {
+    None,
+    /// Format 1: word LSTM, joint decoder.
+    Words,
+    /// Format 2: grammar slots, what-where decoder, bounded windows.
+    Slots,
+}
 const TOLERANCE: f32 = 1e-4;
 
 fn venv() -> Option<PathBuf> {
@@ -58,6 +70,7 @@ struct Data {
     dataset: DatasetConfig,
     train: Dataset,
     vocab: Vocabulary,
+    grammar: Grammar,
 }
 
 fn data() -> &'static Data {
@@ -87,11 +100,23 @@ fn data() -> &'static Data {
             dataset,
             train,
             vocab,
+            grammar: grammar(1),
         }
     })
 }
 
-fn config(variant: Variant, captioned: bool) -> ModelConfig {
+fn codec(cap: Cap) -> Option<CaptionCodec> {
+    match cap {
+        Cap::None => None,
+        Cap::Words => Some(CaptionCodec::Words {
+            vocabulary: data().vocab.clone(),
+            length: L as usize,
+        }),
+        Cap::Slots => Some(CaptionCodec::Grammar(data().grammar.clone())),
+    }
+}
+
+fn config(variant: Variant, cap: Cap) -> ModelConfig {
     ModelConfig {
         variant,
         frames: FRAMES,
@@ -103,21 +128,27 @@ fn config(variant: Variant, captioned: bool) -> ModelConfig {
         enc_size: 24,
         dec_size: 24,
         z_dim: Z,
-        caption: captioned.then(|| CaptionConfig {
-            vocab_size: data().vocab.len() as i64,
-            length: L,
-            embed_size: 8,
-            hidden_size: 12,
-        }),
+        caption: match cap {
+            Cap::None => None,
+            Cap::Words => Some(words_config(&data().vocab, L as usize)),
+            Cap::Slots => Some(slots_config(&data().grammar)),
+        },
+        decoder: if cap == Cap::Slots {
+            DecoderKind::WhatWhere
+        } else {
+            DecoderKind::Joint
+        },
+        bounded_windows: cap == Cap::Slots,
     }
 }
 
 /// A small model trained for a few Adam steps on bouncing digits.
-fn trained(variant: Variant, captioned: bool, steps: u64) -> (SyncDraw, Meta) {
+fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
     tch::set_num_threads(1);
     tch::manual_seed(7);
     let d = data();
-    let config = config(variant, captioned);
+    let config = config(variant, cap);
+    let codec = codec(cap);
     let model = SyncDraw::new(&config, Device::Cpu);
     let mut opt = nn::Adam::default().build(&model.vs, 3e-3).unwrap();
     let batch = 8usize;
@@ -130,16 +161,12 @@ fn trained(variant: Variant, captioned: bool, steps: u64) -> (SyncDraw, Meta) {
             .flat_map(|&i| d.train.video(i).iter().map(|&p| p as f32 / 255.0))
             .collect();
         let x = Tensor::from_slice(&pixels).reshape([batch as i64, FRAMES, SIZE, SIZE]);
-        let caption = captioned.then(|| {
+        let caption = codec.as_ref().map(|c| {
             let ids: Vec<i64> = idx
                 .iter()
-                .flat_map(|&i| {
-                    d.vocab
-                        .encode(&d.train.videos[i].caption, L as usize)
-                        .unwrap()
-                })
+                .flat_map(|&i| c.encode(&d.train.videos[i].caption).unwrap())
                 .collect();
-            Tensor::from_slice(&ids).reshape([batch as i64, L])
+            Tensor::from_slice(&ids).reshape([batch as i64, c.length() as i64])
         });
         let eps = Tensor::randn([batch as i64, T, Z], (Kind::Float, Device::Cpu));
         let loss = model
@@ -151,11 +178,12 @@ fn trained(variant: Variant, captioned: bool, steps: u64) -> (SyncDraw, Meta) {
     let meta = Meta {
         format: FORMAT.into(),
         model: config,
-        vocabulary: captioned.then(|| d.vocab.clone()),
+        vocabulary: (cap == Cap::Words).then(|| d.vocab.clone()),
+        grammar: (cap == Cap::Slots).then(|| d.grammar.clone()),
         dataset: d.dataset.clone(),
         step: steps,
         seed: 7,
-        test_nll: captioned.then_some(1234.5),
+        test_nll: (cap != Cap::None).then_some(1234.5),
         train_seconds: 0.0,
         device: "cpu".into(),
         steps_before: 0,
@@ -164,8 +192,21 @@ fn trained(variant: Variant, captioned: bool, steps: u64) -> (SyncDraw, Meta) {
     (model, meta)
 }
 
-/// Captions of different lengths (all padded to L).
-fn captions(n: usize) -> Vec<String> {
+/// Captions the codec accepts: for words, of different lengths (all padded to
+/// L); for the grammar, every digit and motion, in varied case and spacing.
+fn captions(n: usize, codec: &CaptionCodec) -> Vec<String> {
+    if let CaptionCodec::Grammar(_) = codec {
+        let pool = [
+            "digit 3 is moving up and down",
+            "digit 0 is moving left and right",
+            "Digit 7, is moving up-and-down",
+            "digit 2 is moving  LEFT and right",
+            "digit 9 is moving left and right",
+            "digit 4 is moving up and down",
+            "digit 1 is moving up and down",
+        ];
+        return (0..n).map(|i| pool[i % pool.len()].to_string()).collect();
+    }
     let pool = [
         "digit 3 is moving up and down",
         "digit 0 is moving left and right",
@@ -232,13 +273,12 @@ fn assert_matches_tch(model: &SyncDraw, meta: &Meta, path: &Path) {
     let c = &meta.model;
     for batch in [1usize, 7] {
         let z = Tensor::randn([batch as i64, T, Z], (Kind::Float, Device::Cpu));
-        let caption = c.caption.as_ref().map(|cc| {
-            let vocab = meta.vocabulary.as_ref().unwrap();
-            let ids: Vec<i64> = captions(batch)
+        let caption = meta.captions().map(|codec| {
+            let ids: Vec<i64> = captions(batch, &codec)
                 .iter()
-                .flat_map(|s| vocab.encode(s, cc.length as usize).unwrap())
+                .flat_map(|s| codec.encode(s).unwrap())
                 .collect();
-            Tensor::from_slice(&ids).reshape([batch as i64, cc.length])
+            Tensor::from_slice(&ids).reshape([batch as i64, codec.length() as i64])
         });
         let (video, canvases) = tch::no_grad(|| model.generate(&z, caption.as_ref()));
         let onnx = run_ort(path, &z, caption.as_ref());
@@ -323,8 +363,8 @@ fn read_model(path: &Path) -> ModelProto {
 
 /// Trains, saves a checkpoint, exports it through `export` (the CLI path), and
 /// compares with the tch decoder of the reloaded checkpoint.
-fn roundtrip(variant: Variant, captioned: bool) -> (tempfile::TempDir, PathBuf) {
-    let (model, meta) = trained(variant, captioned, 30);
+fn roundtrip(variant: Variant, cap: Cap) -> (tempfile::TempDir, PathBuf) {
+    let (model, meta) = trained(variant, cap, 30);
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("model.safetensors");
     checkpoint::save(&ckpt, &model, None, &meta).unwrap();
@@ -332,7 +372,10 @@ fn roundtrip(variant: Variant, captioned: bool) -> (tempfile::TempDir, PathBuf) 
     let summary = export(&ckpt, &out).unwrap();
     assert_eq!(summary.path, out);
     assert_eq!(summary.bytes, std::fs::metadata(&out).unwrap().len());
-    assert_eq!(summary.caption_length, if captioned { L } else { 0 });
+    assert_eq!(
+        summary.caption_length,
+        codec(cap).map_or(0, |c| c.length() as i64)
+    );
     let loaded = checkpoint::load(&ckpt, Device::Cpu).unwrap();
     assert_matches_tch(&loaded.model, &loaded.meta, &out);
     // The in-memory export writes the same bytes.
@@ -344,7 +387,7 @@ fn roundtrip(variant: Variant, captioned: bool) -> (tempfile::TempDir, PathBuf) 
 
 #[test]
 fn syncdraw_captioned_matches_tch() {
-    let (_dir, out) = roundtrip(Variant::Syncdraw, true);
+    let (_dir, out) = roundtrip(Variant::Syncdraw, Cap::Slots);
     check_with_onnx_checker(&[&out]);
 
     let m = read_model(&out);
@@ -369,7 +412,7 @@ fn syncdraw_captioned_matches_tch() {
         io(&g.input),
         vec![
             ("z".into(), 1, s(&["batch", "3", "5"])),
-            ("caption".into(), 7, s(&["batch", "9"])),
+            ("caption".into(), 7, s(&["batch", "2"])),
         ]
     );
     assert_eq!(
@@ -389,14 +432,14 @@ fn syncdraw_captioned_matches_tch() {
         .map(|e| (e.key.as_str(), e.value.as_str()))
         .collect();
     let expect = [
-        ("syncdraw.format_version", "1"),
+        ("syncdraw.format_version", "2"),
         ("syncdraw.frames", "4"),
         ("syncdraw.height", "32"),
         ("syncdraw.width", "32"),
         ("syncdraw.channels", "1"),
         ("syncdraw.timesteps", "3"),
         ("syncdraw.z_dim", "5"),
-        ("syncdraw.caption_length", "9"),
+        ("syncdraw.caption_length", "2"),
         ("syncdraw.dataset", "bouncing-mnist-1"),
         ("syncdraw.variant", "syncdraw"),
         ("syncdraw.training_steps", "30"),
@@ -406,18 +449,37 @@ fn syncdraw_captioned_matches_tch() {
         assert_eq!(meta.get(k), Some(&v), "{k}");
     }
     assert_eq!(meta.len(), 14, "{meta:?}");
-    let vocab: Vocabulary = serde_json::from_str(meta["syncdraw.vocabulary"]).unwrap();
-    assert_eq!(vocab, data().vocab);
+    // The grammar the element parses with is the one training encoded with.
+    let g: Grammar = serde_json::from_str(meta["syncdraw.caption_grammar"]).unwrap();
+    assert_eq!(g, data().grammar);
     let examples: Vec<String> = serde_json::from_str(meta["syncdraw.example_captions"]).unwrap();
     assert!(examples.len() >= 3, "{examples:?}");
     for e in &examples {
-        vocab.encode(e, L as usize).unwrap();
+        g.encode(e).unwrap();
     }
+}
+
+/// Models with the format-1 word encoder still export, as format 1.
+#[test]
+fn syncdraw_words_matches_tch_as_format_1() {
+    let (_dir, out) = roundtrip(Variant::Syncdraw, Cap::Words);
+    check_with_onnx_checker(&[&out]);
+    let m = read_model(&out);
+    let meta: HashMap<&str, &str> = m
+        .metadata_props
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(meta["syncdraw.format_version"], "1");
+    assert_eq!(meta["syncdraw.caption_length"], "9");
+    assert!(!meta.contains_key("syncdraw.caption_grammar"));
+    let vocab: Vocabulary = serde_json::from_str(meta["syncdraw.vocabulary"]).unwrap();
+    assert_eq!(vocab, data().vocab);
 }
 
 #[test]
 fn syncdraw_unconditional_matches_tch() {
-    let (_dir, out) = roundtrip(Variant::Syncdraw, false);
+    let (_dir, out) = roundtrip(Variant::Syncdraw, Cap::None);
     check_with_onnx_checker(&[&out]);
     let m = read_model(&out);
     let g = m.graph.as_ref().unwrap();
@@ -428,7 +490,8 @@ fn syncdraw_unconditional_matches_tch() {
         .map(|e| (e.key.as_str(), e.value.as_str()))
         .collect();
     assert_eq!(meta["syncdraw.caption_length"], "0");
-    assert_eq!(meta["syncdraw.vocabulary"], "null");
+    assert_eq!(meta["syncdraw.format_version"], "2");
+    assert_eq!(meta["syncdraw.caption_grammar"], "null");
     assert_eq!(meta["syncdraw.example_captions"], "[]");
     assert_eq!(meta["syncdraw.test_nll"], "null");
 }
@@ -438,11 +501,9 @@ fn global_and_baseline_match_tch() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for variant in [Variant::Global, Variant::Baseline] {
-        for captioned in [true, false] {
-            let (model, meta) = trained(variant, captioned, 12);
-            let out = dir
-                .path()
-                .join(format!("{}-{captioned}.onnx", variant.name()));
+        for cap in [Cap::Slots, Cap::None] {
+            let (model, meta) = trained(variant, cap, 12);
+            let out = dir.path().join(format!("{}-{cap:?}.onnx", variant.name()));
             export_model(&model, &meta, &out).unwrap();
             assert_matches_tch(&model, &meta, &out);
             files.push(out);
@@ -485,7 +546,7 @@ fn bad_checkpoints_give_clear_errors_and_no_file() {
     assert_only(d, &[]);
 
     // Truncated: a real checkpoint cut in half.
-    let (model, meta) = trained(Variant::Syncdraw, true, 1);
+    let (model, meta) = trained(Variant::Syncdraw, Cap::Slots, 1);
     let full = d.join("full.safetensors");
     checkpoint::save(&full, &model, None, &meta).unwrap();
     let bytes = std::fs::read(&full).unwrap();
@@ -550,11 +611,11 @@ fn bad_checkpoints_give_clear_errors_and_no_file() {
 
 #[test]
 fn inconsistent_model_is_refused() {
-    let (model, mut meta) = trained(Variant::Syncdraw, true, 1);
+    let (model, mut meta) = trained(Variant::Syncdraw, Cap::Slots, 1);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.onnx");
-    meta.vocabulary = None;
-    let e = export_model(&model, &meta, &out).expect_err("no vocabulary");
-    assert!(e.to_string().contains("no vocabulary"), "{e}");
+    meta.grammar = None;
+    let e = export_model(&model, &meta, &out).expect_err("no grammar");
+    assert!(e.to_string().contains("no grammar or vocabulary"), "{e}");
     assert!(!out.exists());
 }

@@ -6,15 +6,16 @@ use std::path::Path;
 use syncdraw_training::adam::AdamConfig;
 use syncdraw_training::backend::tch_backend::TchBackend;
 use syncdraw_training::checkpoint;
-use syncdraw_training::data::bouncing::{contents, image_pools, render, Motion, VideoSpec};
+use syncdraw_training::data::bouncing::{
+    contents, grammar, image_pools, render, Motion, VideoSpec,
+};
 use syncdraw_training::data::mnist::DIGIT_SIZE;
 use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Digits, Split};
 use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
 use syncdraw_training::model::read::read;
 use syncdraw_training::model::write::write;
-use syncdraw_training::model::{ModelConfig, Variant};
-use syncdraw_training::train::{train, TrainError, TrainOptions};
-use syncdraw_training::vocab::{CaptionError, Vocabulary};
+use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
+use syncdraw_training::train::{train, CaptionEncoderKind, TrainError, TrainOptions};
 use tch::{Device, Kind, Tensor};
 
 fn col(values: &[f32]) -> Tensor {
@@ -45,6 +46,7 @@ fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
         frames: n,
         k,
         groups: n,
+        bounded: false,
     };
     tch::manual_seed(0);
     let video = Tensor::rand([1, n, h, w], (Kind::Float, Device::Cpu));
@@ -127,6 +129,7 @@ fn write_is_the_transpose_of_read() {
             frames: n,
             k,
             groups,
+            bounded: false,
         };
         let win = random_window(groups, temporal);
         let g = if temporal { k } else { n };
@@ -419,9 +422,11 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
             dec_size: 64,
             z_dim: 8,
             caption: None,
+            decoder: DecoderKind::WhatWhere,
+            bounded_windows: true,
         },
         dataset,
-        captions: true,
+        captions: Some(CaptionEncoderKind::Slots),
         batch: 16,
         steps,
         seed: 3,
@@ -468,7 +473,7 @@ fn tiny_model_learns_loss_falls_by_2_5x() {
     assert!(
         test.nll.is_finite() && (test.nll - test.reconstruction - test.kl).abs() < 1e-3 * test.nll
     );
-    for f in ["config.json", "vocab.json", "checkpoint.safetensors"] {
+    for f in ["config.json", "checkpoint.safetensors"] {
         assert!(run.path().join(f).exists(), "run dir lacks {f}");
     }
 }
@@ -538,35 +543,31 @@ fn nan_stops_training_and_keeps_the_last_good_checkpoint() {
     assert_eq!(ck.meta.step, 10);
 }
 
+/// Training reads captions with the same grammar the exported model carries, so
+/// the element (which parses with that grammar) gives every caption the ids the
+/// model was trained on: digit + 1, then motion + 1 in `Motion::ALL` order.
 #[test]
-fn unknown_caption_words_are_named_with_the_vocabulary() {
-    let v = Vocabulary::from_captions([
-        "digit 3 is moving up and down",
-        "digit 4 is moving left and right",
-    ]);
-    let err = v
-        .encode("Digit 3 is dancing up and down", 7)
-        .expect_err("unknown word");
-    match &err {
-        CaptionError::UnknownWords { unknown, known, .. } => {
-            assert_eq!(unknown, &vec!["dancing".to_string()]);
-            assert!(known.contains("moving") && known.contains("left"));
+fn every_data_set_caption_parses_to_its_content() {
+    for digits in [1, 2] {
+        let g = grammar(digits);
+        g.validate().expect("the Bouncing MNIST grammar is valid");
+        for split in [Split::Train, Split::Test] {
+            for content in contents(digits, split) {
+                let ids = g.encode(&content.caption()).expect("data captions parse");
+                let want: Vec<i64> = content
+                    .0
+                    .iter()
+                    .flat_map(|(d, m)| {
+                        let m = Motion::ALL.iter().position(|x| x == m).unwrap();
+                        [*d as i64 + 1, m as i64 + 1]
+                    })
+                    .collect();
+                assert_eq!(ids, want, "{}", content.caption());
+            }
         }
-        other => panic!("wrong error {other:?}"),
     }
-    assert!(err.to_string().contains("dancing"));
-    assert!(matches!(
-        v.encode(" , ", 7),
-        Err(CaptionError::Empty { .. })
-    ));
-    assert!(matches!(
-        v.encode("digit 3 is moving up and down and", 7),
-        Err(CaptionError::TooLong { .. })
-    ));
-    // Known words, any case and punctuation, encode and pad.
-    let ids = v
-        .encode("DIGIT 3, is moving up-and-down", 9)
-        .expect("valid");
-    assert_eq!(ids.len(), 9);
-    assert_eq!(&ids[7..], &[0, 0]);
+    let e = grammar(1)
+        .encode("Digit 3 is dancing up and down")
+        .expect_err("unknown word");
+    assert!(e.to_string().contains("\"dancing\""), "{e}");
 }

@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use syncdraw_format::{Grammar, Role, Slot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Motion {
@@ -26,6 +27,29 @@ impl Motion {
             Motion::UpDown => "up and down",
             Motion::LeftRight => "left and right",
         }
+    }
+}
+
+/// The caption grammar of videos with `digits` digits: "digit {digit} is moving
+/// {motion}" per digit, joined by "and"; [`Content::caption`] writes in it.
+pub fn grammar(digits: usize) -> Grammar {
+    Grammar {
+        object: "digit {digit} is moving {motion}".into(),
+        joiner: "and".into(),
+        min_objects: digits,
+        max_objects: digits,
+        slots: vec![
+            Slot {
+                name: "digit".into(),
+                role: Role::What,
+                values: (0..10).map(|d| d.to_string()).collect(),
+            },
+            Slot {
+                name: "motion".into(),
+                role: Role::Where,
+                values: Motion::ALL.iter().map(|m| m.words().to_string()).collect(),
+            },
+        ],
     }
 }
 

@@ -67,14 +67,14 @@ pub fn fidelity(
         let (video, _) = tch::no_grad(|| model.generate(&z, ids));
         video.reshape([n as i64, mc.frames, mc.height, mc.width])
     };
-    match (&meta.vocabulary, &mc.caption) {
-        (Some(vocab), Some(cc)) => {
+    match meta.captions() {
+        Some(codec) => {
             for content in &tests {
                 let caption = content.caption();
-                let one = vocab.encode(&caption, cc.length as usize)?;
+                let one = codec.encode(&caption)?;
                 let ids: Vec<i64> = (0..per_caption).flat_map(|_| one.iter().copied()).collect();
                 let ids = Tensor::from_slice(&ids)
-                    .reshape([per_caption as i64, cc.length])
+                    .reshape([per_caption as i64, one.len() as i64])
                     .to_device(device);
                 let decoded = evaluator.predict(&generate(per_caption, Some(&ids)))?;
                 let mut tally = Tally::default();
@@ -90,7 +90,7 @@ pub fn fidelity(
                 });
             }
         }
-        _ => {
+        None => {
             let n = per_caption * tests.len();
             let want = Content(vec![(0, crate::data::Motion::UpDown); meta.dataset.digits]);
             for start in (0..n).step_by(100) {
@@ -107,7 +107,7 @@ pub fn fidelity(
         per.iter().map(|c| c.score.exact).sum::<f64>() / per.len() as f64
     };
     Ok(FidelityReport {
-        captions: meta.vocabulary.is_some(),
+        captions: mc.caption.is_some(),
         videos_per_caption: per_caption,
         per_caption: per,
         overall: overall.score(),

@@ -55,7 +55,7 @@ pub enum EvaluatorError {
     #[error(transparent)]
     Digits(#[from] crate::data::mnist::DigitsError),
     #[error(transparent)]
-    Caption(#[from] crate::vocab::CaptionError),
+    Caption(#[from] syncdraw_format::CaptionError),
     #[error("{0}")]
     Other(String),
 }

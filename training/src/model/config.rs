@@ -1,5 +1,6 @@
 //! Hyper-parameters of a Sync-DRAW model, saved with every checkpoint.
 use serde::{Deserialize, Serialize};
+pub use syncdraw_format::Role;
 
 /// Which attention the model uses: the three rows of the paper's Table 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -44,17 +45,93 @@ pub struct ModelConfig {
     pub z_dim: i64,
     /// Caption conditioning: `None` for an unconditional model.
     pub caption: Option<CaptionConfig>,
+    /// How the decoder is conditioned (absent in older checkpoints: `joint`).
+    #[serde(default)]
+    pub decoder: DecoderKind,
+    /// Attention parameters squashed into ranges that keep windows in the frame
+    /// (filterbank.rs); absent in older checkpoints: unbounded.
+    #[serde(default)]
+    pub bounded_windows: bool,
+}
+
+/// The decoder's structure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecoderKind {
+    /// The paper's: one decoder LSTM reads [z, S] (eq. 13) and gives both the
+    /// write window and the write patch.
+    #[default]
+    Joint,
+    /// §3.1.3's "where to write" and "what to write" from two LSTMs: one reads
+    /// [z, S_where] (the motion slots) and gives the write windows, the other reads
+    /// [z, S_what] (the digit slots) and gives the write patches. Needs a slot
+    /// caption encoder; an unconditional model splits the same way on z alone.
+    WhatWhere,
 }
 
 /// The jointly trained caption encoder that stands in for skip-thought vectors.
+/// Older checkpoints hold the `Words` form (no `slots` field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CaptionConfig {
+#[serde(untagged)]
+pub enum CaptionConfig {
+    Slots(SlotsConfig),
+    Words(WordsConfig),
+}
+
+/// Format 2: one id per slot per object (syncdraw_format::Grammar), each slot kind
+/// with its own embedding table; S is the concatenation in caption order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotsConfig {
+    /// Objects per caption (the grammar's max_objects).
+    pub objects: i64,
+    /// Per slot kind, in template order: its number of values and its role.
+    pub slots: Vec<SlotKind>,
+    /// Embedding size of every slot.
+    pub embed_size: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotKind {
+    pub name: String,
+    pub values: i64,
+    pub role: Role,
+}
+
+/// Format 1: an LSTM over word embeddings, S = its last hidden state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WordsConfig {
     pub vocab_size: i64,
     /// L: the fixed token length of the `caption` input.
     pub length: i64,
     pub embed_size: i64,
     /// Size of S, the caption embedding (the caption LSTM's hidden size).
     pub hidden_size: i64,
+}
+
+impl CaptionConfig {
+    /// Ids per caption: the `caption` input's second axis.
+    pub fn length(&self) -> i64 {
+        match self {
+            CaptionConfig::Slots(s) => s.objects * s.slots.len() as i64,
+            CaptionConfig::Words(w) => w.length,
+        }
+    }
+
+    /// Size of S, or of its part for one role (slots only; words give S whole
+    /// for either role).
+    pub fn size(&self, role: Option<Role>) -> i64 {
+        match self {
+            CaptionConfig::Slots(s) => {
+                let n = s
+                    .slots
+                    .iter()
+                    .filter(|k| role.is_none_or(|r| k.role == r))
+                    .count() as i64;
+                s.objects * n * s.embed_size
+            }
+            CaptionConfig::Words(w) => w.hidden_size,
+        }
+    }
 }
 
 impl ModelConfig {
@@ -88,8 +165,23 @@ impl ModelConfig {
         }
     }
 
+    /// Size of S (eq. 11).
     pub fn caption_size(&self) -> i64 {
-        self.caption.as_ref().map_or(0, |c| c.hidden_size)
+        self.caption.as_ref().map_or(0, |c| c.size(None))
+    }
+
+    /// Size of the part of S one role's decoder LSTM reads.
+    pub fn caption_size_for(&self, role: Role) -> i64 {
+        self.caption.as_ref().map_or(0, |c| c.size(Some(role)))
+    }
+
+    /// Hidden sizes of the decoder LSTMs: [dec] for `joint`, [where, what] for
+    /// `what-where` (dec_size split in two, so h_dec keeps its size).
+    pub fn dec_sizes(&self) -> Vec<i64> {
+        match self.decoder {
+            DecoderKind::Joint => vec![self.dec_size],
+            DecoderKind::WhatWhere => vec![self.dec_size / 2, self.dec_size - self.dec_size / 2],
+        }
     }
 
     pub fn pixels(&self) -> i64 {

@@ -5,8 +5,8 @@
 //! over [`Backend`]: training calls [`Decoder::step`] and [`Decoder::write`] on
 //! libtorch tensors between encoder steps, and export records [`Decoder::generate`]
 //! into an ONNX graph. Both run this same code.
-use super::caption::{CaptionEncoder, CaptionEncoderParams};
-use super::config::{ModelConfig, Variant};
+use super::caption::{CaptionEncoder, CaptionEncoderParams, CaptionFeatures};
+use super::config::{DecoderKind, ModelConfig, Role, Variant};
 use super::filterbank::{params_per_group, window, Geometry};
 use super::layers::{Linear, LinearParams, Lstm, LstmParams, LstmState};
 use super::write::write;
@@ -16,19 +16,35 @@ use tch::nn;
 pub struct DecoderParams {
     pub config: ModelConfig,
     pub caption: Option<CaptionEncoderParams>,
-    pub lstm: LstmParams,
-    /// h_dec^t -> write window parameters (§3.1.3).
+    /// The decoder LSTMs: [dec] (joint), or [where, what] (what-where).
+    pub lstms: Vec<LstmParams>,
+    /// h_dec^t (joint) or h_where^t -> write window parameters (§3.1.3).
     pub write_window: LinearParams,
-    /// h_dec^t -> w^t, the patch written to every frame.
+    /// h_dec^t (joint) or h_what^t -> w^t, the patches written to the frames.
     pub write_patch: LinearParams,
 }
 
 pub struct Decoder<T> {
     config: ModelConfig,
     caption: Option<CaptionEncoder<T>>,
-    lstm: Lstm<T>,
+    lstms: Vec<Lstm<T>>,
     write_window: Linear<T>,
     write_patch: Linear<T>,
+}
+
+/// The decoder's recurrent state after a step.
+pub struct DecoderState<T> {
+    /// One state per decoder LSTM, as in [`DecoderParams::lstms`].
+    pub lstms: Vec<LstmState<T>>,
+    /// [h_where, h_what] concatenated, for a what-where decoder.
+    joined: Option<T>,
+}
+
+impl<T> DecoderState<T> {
+    /// h_dec^t: what the encoder and the read window see (eq. 7, §3.1.1).
+    pub fn h(&self) -> &T {
+        self.joined.as_ref().unwrap_or(&self.lstms[0].h)
+    }
 }
 
 /// What the decoder produces for a batch of z draws.
@@ -45,21 +61,40 @@ impl DecoderParams {
             .caption
             .as_ref()
             .map(|c| CaptionEncoderParams::new(&(p / "caption"), c));
-        let input = config.z_dim + config.caption_size();
+        let sizes = config.dec_sizes();
+        let lstms = match config.decoder {
+            DecoderKind::Joint => vec![LstmParams::new(
+                &(p / "dec"),
+                config.z_dim + config.caption_size(),
+                sizes[0],
+            )],
+            DecoderKind::WhatWhere => vec![
+                LstmParams::new(
+                    &(p / "dec_where"),
+                    config.z_dim + config.caption_size_for(Role::Where),
+                    sizes[0],
+                ),
+                LstmParams::new(
+                    &(p / "dec_what"),
+                    config.z_dim + config.caption_size_for(Role::What),
+                    sizes[1],
+                ),
+            ],
+        };
         let groups = config.attention_groups();
         let temporal = config.variant == Variant::Baseline;
         Self {
             config: config.clone(),
             caption,
-            lstm: LstmParams::new(&(p / "dec"), input, config.dec_size),
+            lstms,
             write_window: LinearParams::new(
                 &(p / "write_window"),
-                config.dec_size,
+                sizes[0],
                 groups * params_per_group(temporal),
             ),
             write_patch: LinearParams::new(
                 &(p / "write_patch"),
-                config.dec_size,
+                *sizes.last().expect("at least one decoder LSTM"),
                 config.write_patch_size(),
             ),
         }
@@ -69,7 +104,7 @@ impl DecoderParams {
         Decoder {
             config: self.config.clone(),
             caption: self.caption.as_ref().map(|c| c.bind(be)),
-            lstm: self.lstm.bind(be),
+            lstms: self.lstms.iter().map(|l| l.bind(be)).collect(),
             write_window: self.write_window.bind(be),
             write_patch: self.write_patch.bind(be),
         }
@@ -84,45 +119,73 @@ pub fn write_geometry(c: &ModelConfig) -> Geometry {
         frames: c.frames,
         k: c.write_k,
         groups: c.attention_groups(),
+        bounded: c.bounded_windows,
     }
 }
 
 impl<T> Decoder<T> {
-    /// S = caption embedding of int64 ids [B, L], or None for unconditional models.
+    /// S (and its parts per role) for int64 ids [B, L], or None for
+    /// unconditional models.
     pub fn caption_embedding<B: Backend<Tensor = T>>(
         &self,
         be: &mut B,
         ids: Option<&T>,
-    ) -> Option<T> {
+    ) -> Option<CaptionFeatures<T>> {
+        let by_role = self.config.decoder == DecoderKind::WhatWhere;
         match (&self.caption, ids) {
-            (Some(enc), Some(ids)) => Some(enc.encode(be, ids)),
+            (Some(enc), Some(ids)) => Some(enc.encode(be, ids, by_role)),
             _ => None,
         }
     }
 
-    /// h_dec^t = LSTM_dec(h_dec^{t-1}, [z^t, S])  (eq. 13; eq. 8 without S).
+    /// One decoder step (eq. 13; eq. 8 without S):
+    ///   joint:      h_dec^t   = LSTM_dec(h_dec^{t-1}, [z^t, S])
+    ///   what-where: h_where^t = LSTM_where(h_where^{t-1}, [z^t, S_where]),
+    ///               h_what^t  = LSTM_what(h_what^{t-1}, [z^t, S_what]),
+    ///               h_dec^t   = [h_where^t, h_what^t].
     pub fn step<B: Backend<Tensor = T>>(
         &self,
         be: &mut B,
         z: &T,
-        s: Option<&T>,
-        prev: Option<&LstmState<T>>,
-    ) -> LstmState<T> {
-        let input = match s {
-            Some(s) => be.concat(&[z, s], 1),
-            None => be.reshape(z, &[-1, self.config.z_dim]),
+        s: Option<&CaptionFeatures<T>>,
+        prev: Option<&DecoderState<T>>,
+    ) -> DecoderState<T> {
+        let roles: &[Option<Role>] = match self.config.decoder {
+            DecoderKind::Joint => &[None],
+            DecoderKind::WhatWhere => &[Some(Role::Where), Some(Role::What)],
         };
-        self.lstm.step(be, &input, prev)
+        let lstms: Vec<LstmState<T>> = roles
+            .iter()
+            .zip(&self.lstms)
+            .enumerate()
+            .map(|(i, (role, lstm))| {
+                let input = match (s, role) {
+                    (Some(s), None) => be.concat(&[z, &s.all], 1),
+                    (Some(s), Some(r)) => be.concat(&[z, s.role(*r)], 1),
+                    (None, _) => be.reshape(z, &[-1, self.config.z_dim]),
+                };
+                lstm.step(be, &input, prev.map(|p| &p.lstms[i]))
+            })
+            .collect();
+        let joined = (lstms.len() > 1).then(|| {
+            let hs: Vec<&T> = lstms.iter().map(|l| &l.h).collect();
+            be.concat(&hs, 1)
+        });
+        DecoderState { lstms, joined }
     }
 
-    /// write(h_dec^t) for every frame (eq. 9): [B, N, A, B].
-    pub fn write<B: Backend<Tensor = T>>(&self, be: &mut B, h_dec: &T) -> T {
+    /// write(h_dec^t) for every frame (eq. 9): [B, N, A, B]. The window comes from
+    /// the first decoder LSTM (where), the patch from the last (what); for a joint
+    /// decoder both are h_dec^t.
+    pub fn write<B: Backend<Tensor = T>>(&self, be: &mut B, state: &DecoderState<T>) -> T {
         let c = &self.config;
         let geo = write_geometry(c);
         let temporal = c.variant == Variant::Baseline;
-        let win = window(be, &self.write_window, h_dec, geo, temporal);
+        let h_where = &state.lstms[0].h;
+        let h_what = &state.lstms[state.lstms.len() - 1].h;
+        let win = window(be, &self.write_window, h_where, geo, temporal);
         let g = if temporal { c.write_k } else { c.frames };
-        let patch = self.write_patch.forward(be, h_dec);
+        let patch = self.write_patch.forward(be, h_what);
         let patch = be.reshape(&patch, &[-1, g, c.write_k, c.write_k]);
         write(be, &win, &patch, geo)
     }
@@ -136,14 +199,14 @@ impl<T> Decoder<T> {
     ) -> Generated<T> {
         let c = &self.config;
         let s = self.caption_embedding(be, caption);
-        let mut state: Option<LstmState<T>> = None;
+        let mut state: Option<DecoderState<T>> = None;
         let mut canvas: Option<T> = None;
         let mut steps = Vec::with_capacity(c.timesteps as usize);
         for t in 0..c.timesteps {
             let z_t = be.narrow(z, 1, t, 1);
             let z_t = be.reshape(&z_t, &[-1, c.z_dim]);
             let next = self.step(be, &z_t, s.as_ref(), state.as_ref());
-            let w = self.write(be, &next.h);
+            let w = self.write(be, &next);
             // c^t = c^{t-1} + write(h_dec^t)  (eq. 10), c^0 = 0
             let c_t = match canvas {
                 None => w,

@@ -21,6 +21,7 @@ pub fn read_geometry(c: &ModelConfig) -> Geometry {
         frames: c.frames,
         k: c.read_k,
         groups: c.attention_groups(),
+        bounded: c.bounded_windows,
     }
 }
 

@@ -47,11 +47,22 @@ pub struct Geometry {
     pub k: i64,
     /// Frame groups F.
     pub groups: i64,
+    /// Squash the raw parameters into [`BOUNDS`] (see [`window`]).
+    pub bounded: bool,
 }
 
+/// Bounds of the raw parameters of a bounded window: |g~| (centres), |log sigma^2|,
+/// |log delta~|, |log gamma|. With |g~| < 1.2 a centre stays within 10 % of the
+/// frame size outside it; with the others no filter row can underflow to zero.
+pub const BOUNDS: [f32; 4] = [1.2, 3.0, 1.5, 4.0];
+
 /// Attention window from a decoder state: a linear layer gives, per frame group,
-/// (g~_p, g~_q, log sigma^2, log delta~, log gamma[, g~_z, log sigma_z^2, log delta~_z]),
-/// scaled as under eq. 2:
+/// (g~_p, g~_q, log sigma^2, log delta~, log gamma[, g~_z, log sigma_z^2, log delta~_z]).
+/// In a bounded window each raw value r becomes b tanh(r / b), b from [`BOUNDS`]:
+/// the paper scales g = (A+1)/2 (g~+1) "to ensure that these parameters lie within
+/// the frame dimensions", which holds only if g~ is bounded; unbounded windows
+/// drift off the frame, read exact zeros and stop learning (docs/architecture.md).
+/// Then, as under eq. 2:
 ///   g_p = (A+1)/2 (g~_p + 1),  g_q = (B+1)/2 (g~_q + 1),
 ///   delta = (max(A,B) - 1)/(K - 1) * delta~   (real division, K the grid size).
 pub fn window<B: Backend>(
@@ -64,7 +75,19 @@ pub fn window<B: Backend>(
     let p = params_per_group(temporal);
     let raw = layer.forward(be, h);
     let raw = be.reshape(&raw, &[-1, geo.groups, p]);
-    let take = |be: &mut B, i: i64| be.narrow(&raw, 2, i, 1);
+    // Raw parameter i, squashed into its bound when the window is bounded.
+    let take = |be: &mut B, i: i64| {
+        let r = be.narrow(&raw, 2, i, 1);
+        if !geo.bounded {
+            return r;
+        }
+        // centres, log sigma^2, log delta~, log gamma; the Baseline's temporal
+        // g~_z, log sigma_z^2, log delta~_z like their spatial counterparts.
+        let b = BOUNDS[[0, 0, 1, 2, 3, 0, 1, 2][i as usize]];
+        let r = be.scale(&r, 1.0 / b);
+        let r = be.tanh(&r);
+        be.scale(&r, b)
+    };
     let (gr, gc, ls2, ld, lg) = (
         take(be, 0),
         take(be, 1),

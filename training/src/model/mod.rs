@@ -9,5 +9,5 @@ pub mod read;
 pub mod syncdraw;
 pub mod write;
 
-pub use config::{CaptionConfig, ModelConfig, Variant};
+pub use config::{CaptionConfig, DecoderKind, ModelConfig, Role, Variant};
 pub use syncdraw::SyncDraw;

@@ -1,6 +1,7 @@
 //! The full Sync-DRAW model and its loss (§3.1.5).
 use super::config::{ModelConfig, Variant};
 use super::decoder::DecoderParams;
+use super::decoder::DecoderState;
 use super::encoder::{read_geometry, EncoderParams};
 use super::filterbank::window;
 use super::layers::LstmState;
@@ -67,7 +68,7 @@ impl SyncDraw {
 
         let s = dec.caption_embedding(be, caption);
         let mut h_dec_prev = Tensor::zeros([batch, c.dec_size], (Kind::Float, self.device()));
-        let mut dec_state: Option<LstmState<Tensor>> = None;
+        let mut dec_state: Option<DecoderState<Tensor>> = None;
         let mut enc_state: Option<LstmState<Tensor>> = None;
         let mut canvas = Tensor::zeros_like(x);
         let mut kl = Tensor::zeros([batch], (Kind::Float, self.device()));
@@ -81,7 +82,7 @@ impl SyncDraw {
             // h_enc^t = LSTM_enc(h_enc^{t-1}, [R^t, h_dec^{t-1}, S])  (eq. 7, 12)
             let mut parts = vec![&r_x, &r_hat, &h_dec_prev];
             if let Some(s) = &s {
-                parts.push(s);
+                parts.push(&s.all);
             }
             let enc_in = Tensor::cat(&parts, 1);
             let next_enc = enc.step(be, &enc_in, enc_state.as_ref());
@@ -105,8 +106,8 @@ impl SyncDraw {
                 Kind::Float,
             );
             let next_dec = dec.step(be, &z, s.as_ref(), dec_state.as_ref());
-            canvas += dec.write(be, &next_dec.h);
-            h_dec_prev = next_dec.h.shallow_clone();
+            canvas += dec.write(be, &next_dec);
+            h_dec_prev = next_dec.h().shallow_clone();
             dec_state = Some(next_dec);
             enc_state = Some(next_enc);
         }
