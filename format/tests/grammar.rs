@@ -203,3 +203,16 @@ fn format_1_words_keep_working() {
         CaptionError::TooManyWords { .. }
     ));
 }
+
+/// The message docs/model-format.md shows is the one users get.
+#[test]
+fn the_documented_message_is_the_real_one() {
+    let e = mnist(1).encode("digit 3 is moving sideways").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "caption \"digit 3 is moving sideways\": word 5 \"sideways\" is not what the grammar \
+         expects here (motion: up and down, left and right); accepted: 1 of \"digit \
+         <0|1|2|3|4|5|6|7|8|9> is moving <up and down|left and right>\" joined by \"and\", \
+         for example \"digit 0 is moving up and down\""
+    );
+}

@@ -61,7 +61,11 @@ fn render(caption: &str, seed: u64, env: &(PathBuf, PathBuf)) -> Vec<u8> {
         String::from_utf8_lossy(&status.stderr)
     );
     let bytes = std::fs::read(&out).unwrap();
-    assert_eq!(bytes.len(), FRAMES * SIZE * SIZE, "one clip of 10 64x64 frames");
+    assert_eq!(
+        bytes.len(),
+        FRAMES * SIZE * SIZE,
+        "one clip of 10 64x64 frames"
+    );
     bytes
 }
 

@@ -571,3 +571,65 @@ fn every_data_set_caption_parses_to_its_content() {
         .expect_err("unknown word");
     assert!(e.to_string().contains("\"dancing\""), "{e}");
 }
+
+/// Bounded windows keep every grid centre near the frame whatever the decoder
+/// state, and leave small raw values almost unchanged; unbounded ones do not.
+#[test]
+fn bounded_windows_keep_centres_near_the_frame() {
+    use syncdraw_training::model::filterbank::window;
+    use syncdraw_training::model::layers::LinearParams;
+    tch::manual_seed(11);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let (frames, size) = (4i64, 64i64);
+    let layer = LinearParams::new(&(vs.root() / "w"), 8, 5 * frames);
+    tch::no_grad(|| {
+        let _ = layer
+            .w
+            .shallow_clone()
+            .copy_(&(Tensor::randn_like(&layer.w) * 50.0));
+    });
+    let h = Tensor::randn([32, 8], (Kind::Float, Device::Cpu)) * 5.0;
+    let centres = |bounded: bool| {
+        let geo = Geometry {
+            height: size,
+            width: size,
+            frames,
+            k: 10,
+            groups: frames,
+            bounded,
+        };
+        let mut be = TchBackend::new(Device::Cpu);
+        let lin = layer.bind(&mut be);
+        let w = window(&mut be, &lin, &h, geo, false);
+        Tensor::cat(&[w.g_row, w.g_col], 0)
+    };
+    // (A+1)/2 (g~ + 1) with |g~| < 1.2: within [-0.2, 2.2] x (A+1)/2, i.e. at
+    // most 10 % of the frame size outside it.
+    let (lo, hi) = (-0.2 * 65.0 / 2.0, 2.2 * 65.0 / 2.0);
+    let b = centres(true);
+    let (bmin, bmax) = (b.min().double_value(&[]), b.max().double_value(&[]));
+    assert!(
+        bmin >= lo - 1e-3 && bmax <= hi + 1e-3,
+        "bounded centres {bmin}..{bmax}"
+    );
+    let u = centres(false);
+    let (umin, umax) = (u.min().double_value(&[]), u.max().double_value(&[]));
+    assert!(
+        umin < lo || umax > hi,
+        "the unbounded layer must leave the frame here"
+    );
+
+    // Near zero the bound is the identity: 1.2 tanh(r / 1.2) ~ r.
+    tch::no_grad(|| {
+        let _ = layer
+            .w
+            .shallow_clone()
+            .copy_(&(Tensor::randn_like(&layer.w) * 1e-3));
+        let _ = layer.b.shallow_clone().zero_();
+    });
+    let d = (centres(true) - centres(false))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(d < 1e-3, "small raw values change by {d}");
+}

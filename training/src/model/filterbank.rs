@@ -52,8 +52,9 @@ pub struct Geometry {
 }
 
 /// Bounds of the raw parameters of a bounded window: |g~| (centres), |log sigma^2|,
-/// |log delta~|, |log gamma|. With |g~| < 1.2 a centre stays within 10 % of the
-/// frame size outside it; with the others no filter row can underflow to zero.
+/// |log delta~|, |log gamma|. With |g~| < 1.2 a grid centre stays within 10 % of
+/// the frame size outside the frame; the others keep variance, stride and
+/// intensity within a factor e^3, e^1.5 and e^4 of their neutral values.
 pub const BOUNDS: [f32; 4] = [1.2, 3.0, 1.5, 4.0];
 
 /// Attention window from a decoder state: a linear layer gives, per frame group,
