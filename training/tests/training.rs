@@ -583,7 +583,7 @@ fn bounded_windows_keep_centres_near_the_frame() {
     let (frames, size) = (4i64, 64i64);
     let layer = LinearParams::new(&(vs.root() / "w"), 8, 5 * frames);
     tch::no_grad(|| {
-        let _ = layer
+        layer
             .w
             .shallow_clone()
             .copy_(&(Tensor::randn_like(&layer.w) * 50.0));
@@ -621,7 +621,7 @@ fn bounded_windows_keep_centres_near_the_frame() {
 
     // Near zero the bound is the identity: 1.2 tanh(r / 1.2) ~ r.
     tch::no_grad(|| {
-        let _ = layer
+        layer
             .w
             .shallow_clone()
             .copy_(&(Tensor::randn_like(&layer.w) * 1e-3));
