@@ -9,7 +9,10 @@
 # Environment: SYNCDRAW_TRAIN (binary, default target/release/syncdraw-train),
 # DEVICE (auto|cpu|cuda), THREADS (libtorch threads per run), MAX_MINUTES (safety cap
 # per run; a run that hits it stops early and says so in its summary), IWAE_K
-# (importance samples for the final evaluation of syncdraw cells, default 100).
+# (importance samples for the final evaluation of syncdraw cells, default 100),
+# MODEL_ARGS (model structure; default the paper's as docs/runs/table1 used it:
+# "--caption-encoder words --decoder joint --bounded-windows false"; set it to ""
+# for this release's defaults: grammar slots, what-where decoder, bounded windows).
 # Runs resume from RUN_ROOT when started again.
 set -euo pipefail
 steps=${1:?usage: train-models.sh STEPS RUN_ROOT [CELL...]}
@@ -40,6 +43,8 @@ for cell in "${cells[@]}"; do
         --steps "$steps" --device "$device" --threads "$threads" --resume
         --checkpoint-every 500 --eval-every "${EVAL_EVERY:-1000}" --eval-videos 2000 --log-every 200)
     if [ -n "${MAX_MINUTES:-}" ]; then args+=(--max-minutes "$MAX_MINUTES"); fi
+    # shellcheck disable=SC2206
+    args+=(${MODEL_ARGS---caption-encoder words --decoder joint --bounded-windows false})
     echo "[train-models] $bin ${args[*]}"
     "$bin" "${args[@]}" >"$root/$cell.summary.json" 2>"$root/$cell.log" &
 done
