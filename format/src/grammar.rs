@@ -119,13 +119,6 @@ impl Grammar {
         self.max_objects * self.slots.len()
     }
 
-    /// Indices of the slots with this role.
-    pub fn slots_with(&self, role: Role) -> Vec<usize> {
-        (0..self.slots.len())
-            .filter(|&i| self.slots[i].role == role)
-            .collect()
-    }
-
     /// The template with every slot's values spelled out.
     pub fn form(&self) -> String {
         self.object

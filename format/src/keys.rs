@@ -16,3 +16,7 @@ pub const VOCABULARY: &str = "syncdraw.vocabulary";
 pub const DATASET: &str = "syncdraw.dataset";
 pub const VARIANT: &str = "syncdraw.variant";
 pub const EXAMPLE_CAPTIONS: &str = "syncdraw.example_captions";
+/// Optimizer steps behind the weights.
+pub const TRAINING_STEPS: &str = "syncdraw.training_steps";
+/// Test-split NLL bound in nats per video, or `null`.
+pub const TEST_NLL: &str = "syncdraw.test_nll";

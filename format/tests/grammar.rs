@@ -28,8 +28,6 @@ fn the_grammar_is_valid_and_describes_itself() {
     let g = mnist(1);
     g.validate().unwrap();
     assert_eq!(g.ids_len(), 2);
-    assert_eq!(g.slots_with(Role::What), vec![0]);
-    assert_eq!(g.slots_with(Role::Where), vec![1]);
     assert_eq!(
         g.form(),
         "digit <0|1|2|3|4|5|6|7|8|9> is moving <up and down|left and right>"

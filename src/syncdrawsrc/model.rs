@@ -108,25 +108,25 @@ impl ModelInfo {
                 )))
             }
         };
-        let frames = int("syncdraw.frames", 1)?;
-        let height = int("syncdraw.height", 1)?;
-        let width = int("syncdraw.width", 1)?;
-        let channels = int("syncdraw.channels", 1)?;
+        let frames = int(keys::FRAMES, 1)?;
+        let height = int(keys::HEIGHT, 1)?;
+        let width = int(keys::WIDTH, 1)?;
+        let channels = int(keys::CHANNELS, 1)?;
         if channels != 1 && channels != 3 {
             return Err(breach(format!(
                 "syncdraw.channels is {channels}; only 1 (grey) and 3 (RGB) are supported"
             )));
         }
-        let timesteps = int("syncdraw.timesteps", 1)?;
-        let z_dim = int("syncdraw.z_dim", 1)?;
-        let caption_length = int("syncdraw.caption_length", 0)?;
+        let timesteps = int(keys::TIMESTEPS, 1)?;
+        let z_dim = int(keys::Z_DIM, 1)?;
+        let caption_length = int(keys::CAPTION_LENGTH, 0)?;
         let captions = if version == 1 {
             read_vocabulary(get(keys::VOCABULARY)?, caption_length).map_err(breach)?
         } else {
             read_grammar(get(keys::CAPTION_GRAMMAR)?, caption_length).map_err(breach)?
         };
         let example_captions = props
-            .get("syncdraw.example_captions")
+            .get(keys::EXAMPLE_CAPTIONS)
             .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
             .unwrap_or_default();
         Ok(ModelInfo {
@@ -139,8 +139,8 @@ impl ModelInfo {
             z_dim,
             caption_length,
             captions,
-            dataset: props.get("syncdraw.dataset").cloned(),
-            variant: props.get("syncdraw.variant").cloned(),
+            dataset: props.get(keys::DATASET).cloned(),
+            variant: props.get(keys::VARIANT).cloned(),
             example_captions,
         })
     }

@@ -13,14 +13,12 @@ use onnx_protobuf::{Message, ModelProto};
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use syncdraw_format::CaptionCodec;
+use syncdraw_format::{keys, CaptionCodec};
 use tch::Device;
 
 /// `syncdraw.format_version` of the files written here (models with a word
 /// caption encoder are written as version 1).
 pub use syncdraw_format::FORMAT_VERSION;
-/// Prefix of every metadata key.
-pub const META_PREFIX: &str = "syncdraw.";
 /// How many example captions a caption-conditioned model carries.
 const EXAMPLES: usize = 6;
 
@@ -215,11 +213,11 @@ fn check(model: &SyncDraw, meta: &Meta) -> Result<(), ExportError> {
     }
     let c = &meta.model;
     for (what, v) in [
-        ("frames", c.frames),
-        ("height", c.height),
-        ("width", c.width),
-        ("timesteps", c.timesteps),
-        ("z_dim", c.z_dim),
+        (keys::FRAMES, c.frames),
+        (keys::HEIGHT, c.height),
+        (keys::WIDTH, c.width),
+        (keys::TIMESTEPS, c.timesteps),
+        (keys::Z_DIM, c.z_dim),
     ] {
         if v < 1 {
             return Err(bad(format!("{what} is {v}")));
@@ -285,46 +283,46 @@ pub fn metadata(meta: &Meta) -> Vec<(String, String)> {
         None => (FORMAT_VERSION, None, None),
     };
     let mut entries: Vec<(&str, String)> = vec![
-        ("format_version", version.to_string()),
-        ("frames", c.frames.to_string()),
-        ("height", c.height.to_string()),
-        ("width", c.width.to_string()),
-        ("channels", "1".into()),
-        ("timesteps", c.timesteps.to_string()),
-        ("z_dim", c.z_dim.to_string()),
+        (keys::FORMAT_VERSION, version.to_string()),
+        (keys::FRAMES, c.frames.to_string()),
+        (keys::HEIGHT, c.height.to_string()),
+        (keys::WIDTH, c.width.to_string()),
+        (keys::CHANNELS, "1".into()),
+        (keys::TIMESTEPS, c.timesteps.to_string()),
+        (keys::Z_DIM, c.z_dim.to_string()),
         (
-            "caption_length",
+            keys::CAPTION_LENGTH,
             c.caption.as_ref().map_or(0, |cc| cc.length()).to_string(),
         ),
     ];
     if version == 1 {
         entries.push((
-            "vocabulary",
+            keys::VOCABULARY,
             serde_json::to_string(&vocabulary).expect("vocabulary serialises"),
         ));
     } else {
         entries.push((
-            "caption_grammar",
+            keys::CAPTION_GRAMMAR,
             serde_json::to_string(&grammar).expect("grammar serialises"),
         ));
     }
     entries.extend([
-        ("dataset", meta.dataset.name()),
-        ("variant", c.variant.name().into()),
+        (keys::DATASET, meta.dataset.name()),
+        (keys::VARIANT, c.variant.name().into()),
         (
-            "example_captions",
+            keys::EXAMPLE_CAPTIONS,
             serde_json::to_string(&example_captions(meta)).expect("strings serialise"),
         ),
-        ("training_steps", meta.total_steps().to_string()),
+        (keys::TRAINING_STEPS, meta.total_steps().to_string()),
         (
-            "test_nll",
+            keys::TEST_NLL,
             // serde_json writes a non-finite value as null too.
             serde_json::to_string(&meta.test_nll).expect("a number serialises"),
         ),
     ]);
     entries
         .into_iter()
-        .map(|(k, v)| (format!("{META_PREFIX}{k}"), v))
+        .map(|(k, v)| (k.to_string(), v))
         .collect()
 }
 
