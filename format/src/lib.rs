@@ -102,4 +102,14 @@ impl CaptionCodec {
             CaptionCodec::Words { vocabulary, length } => vocabulary.encode(caption, *length),
         }
     }
+
+    /// A short description of the accepted captions, for messages.
+    pub fn accepted(&self) -> String {
+        match self {
+            CaptionCodec::Grammar(g) => g.accepted(),
+            CaptionCodec::Words { vocabulary, .. } => {
+                format!("known words: {}", vocabulary.words_list().join(" "))
+            }
+        }
+    }
 }
