@@ -2,7 +2,7 @@
 //! JSON description (`meta.json`, stored as a u8 tensor), so a checkpoint alone is
 //! enough to resume, evaluate, sample or export. Written atomically: a temporary
 //! file in the same directory, fsync, then rename.
-use crate::data::DatasetConfig;
+use crate::data::{DatasetConfig, Pixels};
 use crate::model::{ModelConfig, SyncDraw};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -38,6 +38,9 @@ pub struct Meta {
     #[serde(default)]
     pub grammar: Option<Grammar>,
     pub dataset: DatasetConfig,
+    /// How the model reads pixels: grey Bernoulli means or binarised samples.
+    #[serde(default)]
+    pub pixels: Pixels,
     /// Optimizer steps taken.
     pub step: u64,
     /// Seed of the run (data order and noise are derived from it and the step).

@@ -18,7 +18,8 @@ pub struct EvalResult {
 }
 
 /// Evaluates the first `limit` videos of `batcher` (all if None). The noise is
-/// seeded, so the same checkpoint gives the same numbers.
+/// seeded, so the same checkpoint gives the same numbers. A batch of 0 counts as
+/// 1 and `iwae_k` of 0 as None (the CLI refuses both).
 pub fn evaluate(
     model: &SyncDraw,
     batcher: &Batcher,
@@ -28,6 +29,8 @@ pub fn evaluate(
     limit: Option<usize>,
 ) -> EvalResult {
     let c = &model.config;
+    let batch = batch.max(1);
+    let iwae_k = iwae_k.filter(|&k| k > 0);
     let n = limit.unwrap_or(batcher.data.len()).min(batcher.data.len());
     let (mut rec, mut kl, mut iw) = (0.0, 0.0, 0.0);
     let _guard = tch::no_grad_guard();

@@ -7,7 +7,7 @@ use syncdraw_training::adam::AdamConfig;
 use syncdraw_training::batch::Batcher;
 use syncdraw_training::checkpoint;
 use syncdraw_training::data::dataset::default_cache_dir;
-use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Split};
+use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Pixels, Split};
 use syncdraw_training::eval::evaluate;
 use syncdraw_training::evaluator::train::Recipe;
 use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
@@ -25,7 +25,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// CPU threads for libtorch (default: all cores); for every command.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = positive::<i32>)]
     threads: Option<i32>,
 }
 
@@ -77,9 +77,9 @@ struct DataOpts {
     /// Digits per video: 1 or 2.
     #[arg(long, default_value_t = 1)]
     digits: usize,
-    #[arg(long, default_value_t = 12_000)]
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 12_000)]
     train_size: usize,
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 2_000)]
     test_size: usize,
     #[command(flatten)]
     video: VideoOpts,
@@ -166,39 +166,43 @@ struct TrainArgs {
     /// Keep attention windows in the frame (bounded raw parameters).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     bounded_windows: bool,
+    /// Binarised pixels (as the paper's NLL): a fresh Bernoulli sample of every
+    /// training batch, one fixed sample of the test split.
+    #[arg(long)]
+    binarize: bool,
     #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]
     variant: Variant,
     /// Total optimizer steps.
     #[arg(long, default_value_t = 20_000)]
     steps: u64,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 64)]
     batch: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Drawing steps T.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 10)]
     timesteps: i64,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 10)]
     read_k: i64,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 10)]
     write_k: i64,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 256)]
     enc_size: i64,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 256)]
     dec_size: i64,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 100)]
     z_dim: i64,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, value_parser = positive_f64, default_value_t = 1e-3)]
     lr: f64,
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, value_parser = positive::<u64>, default_value_t = 500)]
     checkpoint_every: u64,
     /// Evaluate on test videos every N steps (0: only at the end).
     #[arg(long, default_value_t = 2000)]
     eval_every: u64,
     /// Test videos for the periodic evaluation (the final one uses all).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 500)]
     eval_videos: usize,
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_parser = positive::<u64>, default_value_t = 50)]
     log_every: u64,
     /// Continue the run in --run-dir from its checkpoint (starts fresh if none).
     #[arg(long)]
@@ -208,7 +212,7 @@ struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     init_from: Option<PathBuf>,
     /// Stop with a checkpoint after this many minutes.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_f64)]
     max_minutes: Option<f64>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
@@ -219,12 +223,12 @@ struct EvalArgs {
     #[arg(long)]
     checkpoint: PathBuf,
     /// Also compute the importance-weighted bound with K samples per video.
-    #[arg(long)]
+    #[arg(long, value_parser = positive::<usize>)]
     iwae_k: Option<usize>,
     /// Evaluate only the first N test videos.
-    #[arg(long)]
+    #[arg(long, value_parser = positive::<usize>)]
     limit: Option<usize>,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 100)]
     batch: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -242,12 +246,12 @@ struct SampleArgs {
     #[arg(long)]
     caption: Vec<String>,
     /// Videos per caption.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 4)]
     count: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Scale of the prior noise.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 1.0)]
     temperature: f64,
     /// Output directory: samples.gif, drawing.png and drawing.gif.
     #[arg(long)]
@@ -349,6 +353,11 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         run_dir: a.run_dir,
         model,
         dataset,
+        pixels: if a.binarize {
+            Pixels::Binarized
+        } else {
+            Pixels::Grey
+        },
         captions: a.captions.then_some(a.caption_encoder),
         batch: a.batch,
         steps: a.steps,
@@ -378,9 +387,27 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let ck = checkpoint::load(&a.checkpoint, device)?;
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
     let test = Dataset::load_or_generate(&ck.meta.dataset, Split::Test, &cache)?;
+    // The entropy floor of grey data: no model's reconstruction term goes below it.
+    let floor = match ck.meta.pixels {
+        Pixels::Grey => {
+            let n = a.limit.unwrap_or(test.len()).min(test.len());
+            Some(syncdraw_training::data::binarize::entropy_floor(
+                &test.pixels[..n * test.video_len()],
+                test.video_len(),
+            ))
+        }
+        Pixels::Binarized => None,
+    };
+    let test = match ck.meta.pixels {
+        Pixels::Grey => test,
+        Pixels::Binarized => test.binarized(),
+    };
     let batcher = Batcher::new(&test, ck.meta.captions().as_ref(), device)?;
     let r = evaluate(&ck.model, &batcher, a.batch, a.seed, a.iwae_k, a.limit);
     let out = serde_json::json!({
+        "pixels": ck.meta.pixels.name(),
+        "entropy_floor": floor,
+        "excess_over_floor": floor.map(|f| r.nll - f),
         "checkpoint": a.checkpoint,
         "dataset": ck.meta.dataset.name(),
         "variant": ck.meta.model.variant.name(),
@@ -497,12 +524,12 @@ struct EvaluatorTrainArgs {
     #[arg(long, default_value_t = Recipe::default().steps)]
     steps: u64,
     /// Frames per step.
-    #[arg(long, default_value_t = Recipe::default().batch)]
+    #[arg(long, value_parser = positive::<usize>, default_value_t = Recipe::default().batch)]
     batch: usize,
     #[arg(long, default_value_t = Recipe::default().seed)]
     seed: u64,
     /// Peak learning rate (cosine decay to 1/50 of it).
-    #[arg(long, default_value_t = Recipe::default().lr)]
+    #[arg(long, value_parser = positive_f64, default_value_t = Recipe::default().lr)]
     lr: f64,
     /// Strength of the random affine distortion of training digits (0: none).
     #[arg(long, default_value_t = Recipe::default().distort)]
@@ -513,7 +540,7 @@ struct EvaluatorTrainArgs {
     data: VideoOpts,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, value_parser = positive::<u64>, default_value_t = 100)]
     log_every: u64,
     /// The detector's conv layers, e.g. "32k5s2,64k3p" (channels, odd kernel,
     /// stride, 2x2 pooling); their strides and poolings set the grid.
@@ -525,10 +552,10 @@ struct EvaluatorTrainArgs {
           value_parser = clap::value_parser!(i64).range(1..=4))]
     subcells: i64,
     /// Fraction of training frames with one digit (the rest have two).
-    #[arg(long, default_value_t = Recipe::default().one_digit_fraction)]
+    #[arg(long, value_parser = fraction, default_value_t = Recipe::default().one_digit_fraction)]
     one_digit_fraction: f64,
     /// Stop training after this many minutes (the learning-rate schedule follows it).
-    #[arg(long)]
+    #[arg(long, value_parser = positive_f64)]
     max_minutes: Option<f64>,
     /// More training digits: MNIST IDX files (images, labels; .gz accepted), e.g.
     /// the 60,000 training digits that `bash scripts/extra-digits.sh` fetches.
@@ -546,7 +573,7 @@ struct EvaluatorAccuracyArgs {
     #[arg(long)]
     digits: Option<usize>,
     /// Only the first N test videos of each split.
-    #[arg(long)]
+    #[arg(long, value_parser = positive::<usize>)]
     limit: Option<usize>,
     /// Also write every misread video (index, true and read captions, how far
     /// apart its digits get) and every digit image read as another digit where it
@@ -565,7 +592,7 @@ struct FidelityArgs {
     checkpoint: PathBuf,
     #[arg(long)]
     evaluator: PathBuf,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 10)]
     videos_per_caption: usize,
     /// Whose captions: the test split's (digit–motion combinations never seen in
     /// training; the fidelity the issue asks for) or, to compare, the training split's.
@@ -771,4 +798,39 @@ fn cmd_fidelity(a: FidelityArgs) -> Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// Parses an integer flag that must be at least 1.
+fn positive<T>(s: &str) -> std::result::Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+{
+    match s.trim().parse::<T>() {
+        Ok(v) if v >= T::from(1) => Ok(v),
+        _ => Err(format!("expected a whole number of at least 1, got {s:?}")),
+    }
+}
+
+/// Parses a real flag that must be finite and above 0.
+fn positive_f64(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("expected a finite number above 0, got {s:?}")),
+    }
+}
+
+/// Parses a real flag that must be finite and at least 0.
+fn non_negative_f64(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a finite number of at least 0, got {s:?}")),
+    }
+}
+
+/// Parses a real flag that must lie in [0, 1].
+fn fraction(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number from 0 to 1, got {s:?}")),
+    }
 }

@@ -7,7 +7,7 @@ use crate::adam::{Adam, AdamConfig};
 use crate::batch::Batcher;
 use crate::checkpoint::{self, CheckpointError, Meta};
 use crate::data::dataset::DataError;
-use crate::data::{Dataset, DatasetConfig, Split};
+use crate::data::{Dataset, DatasetConfig, Pixels, Split};
 use crate::eval::{evaluate, EvalResult};
 use crate::model::config::{DecoderKind, SlotKind, SlotsConfig, WordsConfig};
 use crate::model::{CaptionConfig, ModelConfig, SyncDraw};
@@ -52,6 +52,8 @@ pub struct TrainOptions {
     pub run_dir: PathBuf,
     pub model: ModelConfig,
     pub dataset: DatasetConfig,
+    /// Grey pixels, or binarised ones (dynamic for training, fixed for the test split).
+    pub pixels: Pixels,
     /// Condition on captions, with this encoder (words: the vocabulary is built
     /// from the training captions).
     pub captions: Option<CaptionEncoderKind>,
@@ -246,6 +248,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             vocabulary,
             grammar,
             dataset: opts.dataset.clone(),
+            pixels: opts.pixels,
             step: 0,
             seed: opts.seed,
             test_nll: None,
@@ -260,6 +263,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
 
     let train_data = Dataset::load_or_generate(&meta.dataset, Split::Train, &opts.cache_dir)?;
     let test_data = Dataset::load_or_generate(&meta.dataset, Split::Test, &opts.cache_dir)?;
+    let test_data = match meta.pixels {
+        Pixels::Grey => test_data,
+        Pixels::Binarized => test_data.binarized(),
+    };
     let codec = meta.captions();
     let train_b = Batcher::new(&train_data, codec.as_ref(), opts.device)?;
     let test_b = Batcher::new(&test_data, codec.as_ref(), opts.device)?;
@@ -310,6 +317,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         let idx = batch_indices(train_data.len(), opts.batch, meta.seed, step);
         let (x, ids) = train_b.batch(&idx);
         tch::manual_seed((meta.seed.wrapping_mul(7919).wrapping_add(step)) as i64);
+        // Dynamic binarisation: a fresh Bernoulli sample of the batch every step.
+        let x = match meta.pixels {
+            Pixels::Grey => x,
+            Pixels::Binarized => x.bernoulli(),
+        };
         let eps = Tensor::randn(
             [idx.len() as i64, c.timesteps, c.z_dim],
             (Kind::Float, opts.device),

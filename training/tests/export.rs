@@ -181,6 +181,7 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
         vocabulary: (cap == Cap::Words).then(|| d.vocab.clone()),
         grammar: (cap == Cap::Slots).then(|| d.grammar.clone()),
         dataset: d.dataset.clone(),
+        pixels: Default::default(),
         step: steps,
         seed: 7,
         test_nll: (cap != Cap::None).then_some(1234.5),

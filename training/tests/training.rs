@@ -10,7 +10,7 @@ use syncdraw_training::data::bouncing::{
     contents, grammar, image_pools, render, Motion, VideoSpec,
 };
 use syncdraw_training::data::mnist::DIGIT_SIZE;
-use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Digits, Split};
+use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Digits, Pixels, Split};
 use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
 use syncdraw_training::model::read::read;
 use syncdraw_training::model::write::write;
@@ -426,6 +426,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
             bounded_windows: true,
         },
         dataset,
+        pixels: Pixels::Grey,
         captions: Some(CaptionEncoderKind::Slots),
         batch: 16,
         steps,
@@ -482,25 +483,42 @@ fn tiny_model_learns_loss_falls_by_1_4x() {
 
 #[test]
 fn resume_continues_exactly_where_an_uninterrupted_run_would_be() {
+    resume_is_exact(Pixels::Grey);
+}
+
+/// Binarised runs draw a fresh Bernoulli sample of every batch; the sample is
+/// seeded by the step, so a resumed run still matches an uninterrupted one.
+#[test]
+fn binarized_runs_record_their_pixels_and_resume_exactly() {
+    resume_is_exact(Pixels::Binarized);
+}
+
+fn resume_is_exact(pixels: Pixels) {
     let _serial = training_lock();
     let cache = tempfile::tempdir().expect("tmp");
     let (a, b) = (
         tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
     );
-    train(&tiny_options(a.path(), cache.path(), 20)).expect("uninterrupted");
-    train(&tiny_options(b.path(), cache.path(), 10)).expect("first half");
+    let options = |dir: &Path, steps| TrainOptions {
+        pixels,
+        ..tiny_options(dir, cache.path(), steps)
+    };
+    let summary = train(&options(a.path(), 20)).expect("uninterrupted");
+    assert!(summary.test.expect("final evaluation").nll.is_finite());
+    train(&options(b.path(), 10)).expect("first half");
     // Without --resume an existing run is not overwritten.
     assert!(matches!(
-        train(&tiny_options(b.path(), cache.path(), 20)),
+        train(&options(b.path(), 20)),
         Err(TrainError::RunExists(_))
     ));
-    let mut opts = tiny_options(b.path(), cache.path(), 20);
+    let mut opts = options(b.path(), 20);
     opts.resume = true;
     train(&opts).expect("second half");
     let ca = checkpoint::load(&a.path().join("checkpoint.safetensors"), Device::Cpu).expect("a");
     let cb = checkpoint::load(&b.path().join("checkpoint.safetensors"), Device::Cpu).expect("b");
     assert_eq!((ca.meta.step, cb.meta.step), (20, 20));
+    assert_eq!((ca.meta.pixels, cb.meta.pixels), (pixels, pixels));
     let (va, vb) = (ca.model.vs.variables(), cb.model.vs.variables());
     assert_eq!(va.len(), vb.len());
     for (name, t) in &va {

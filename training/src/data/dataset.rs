@@ -112,6 +112,22 @@ impl Dataset {
         &self.pixels[i * n..(i + 1) * n]
     }
 
+    /// The same videos with every pixel replaced by one Bernoulli sample of it
+    /// (data/binarize.rs), fixed by the data set's seed: the binarised test split.
+    pub fn binarized(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            split: self.split,
+            videos: self.videos.clone(),
+            pixels: super::binarize::sample(&self.pixels, self.config.seed ^ 0xb1a7),
+        }
+    }
+
+    /// Entropy floor of the grey pixels, nats per video (data/binarize.rs).
+    pub fn entropy_floor(&self) -> f64 {
+        super::binarize::entropy_floor(&self.pixels, self.video_len())
+    }
+
     /// Generates a split from the digits (deterministic in the config's seed).
     pub fn generate(
         config: &DatasetConfig,
