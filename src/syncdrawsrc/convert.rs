@@ -4,6 +4,10 @@
 //! One generic writer covers every offered format: it walks the components of the
 //! negotiated format (plane, offset, pixel stride, subsampling from GstVideoFormatInfo),
 //! rows by stride, and averages the source pixels under each subsampled sample.
+//! Grey frames into 8-bit formats (every shipped model, every format but GRAY16)
+//! take a direct writer instead: there each byte is the quantized intensity or a
+//! constant (neutral chroma, opaque alpha), so nothing is averaged or dispatched
+//! per pixel. The two give byte-identical output (tested).
 
 use gst_video::prelude::*;
 use gst_video::{VideoColorMatrix, VideoColorRange, VideoFormat};
@@ -60,14 +64,136 @@ pub fn write_frame(
     info: &gst_video::VideoInfo,
     buffer: &mut gst::BufferRef,
 ) -> Result<(), ConvertError> {
-    let (w, h) = (info.width() as usize, info.height() as usize);
-    let expected = channels * w * h;
+    write_with(frame, channels, info, buffer, Writer::Best)
+}
+
+/// Which writer [`write_with`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// The direct writer where it applies, else the generic one.
+    Best,
+    /// Always the generic writer (the reference the direct one is tested against).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Generic,
+}
+
+fn write_with(
+    frame: &[f32],
+    channels: usize,
+    info: &gst_video::VideoInfo,
+    buffer: &mut gst::BufferRef,
+    writer: Writer,
+) -> Result<(), ConvertError> {
+    let expected = channels * info.width() as usize * info.height() as usize;
     if frame.len() != expected {
         return Err(ConvertError::Size {
             got: frame.len(),
             expected,
         });
     }
+    // Start from zeros: padding bytes (the x of RGBx, row padding, the extra row of
+    // an odd-height I420 luma plane) are then defined and the output is
+    // byte-for-byte reproducible.
+    buffer
+        .map_writable()
+        .map_err(|e| ConvertError::Map(e.to_string()))?
+        .fill(0);
+    let mut vframe = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, info)
+        .map_err(|e| ConvertError::Map(e.to_string()))?;
+    let finfo = info.format_info();
+    let direct = writer == Writer::Best
+        && channels == 1
+        && (0..finfo.n_components() as usize).all(|c| finfo.depth()[c] == 8);
+    if direct {
+        write_grey8(frame, info, &mut vframe)
+    } else {
+        write_generic(frame, channels, info, &mut vframe)
+    }
+}
+
+/// What a component of an 8-bit format holds when the frame is grey.
+#[derive(Clone, Copy)]
+enum Grey8 {
+    /// The quantized intensity (luma, R, G or B); never subsampled.
+    Intensity,
+    /// The same byte everywhere: neutral chroma, opaque alpha.
+    Constant(u8),
+}
+
+/// The direct writer: a grey frame into a format whose components are all 8 bits.
+fn write_grey8(
+    frame: &[f32],
+    info: &gst_video::VideoInfo,
+    vframe: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+) -> Result<(), ConvertError> {
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let finfo = info.format_info();
+    let yuv = finfo.is_yuv() || finfo.is_gray();
+    let limited = yuv && info.colorimetry().range() == VideoColorRange::Range16_235;
+    // The generic writer's quantization, for luma/RGB; chroma of a grey frame is
+    // 0.5 (128 in both ranges) and alpha 1.0 (255).
+    let quantize = |v: f32| -> u8 {
+        let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
+        let q = if limited { 16.0 + 219.0 * v } else { v * 255.0 };
+        q.round().clamp(0.0, 255.0) as u8
+    };
+    let mut intensity = Vec::new();
+    for comp in 0..finfo.n_components() as usize {
+        let kind = match comp {
+            1 | 2 if yuv => Grey8::Constant(128),
+            0..=2 => Grey8::Intensity,
+            _ => Grey8::Constant(255),
+        };
+        let plane = finfo.plane()[comp] as usize;
+        let offset = finfo.poffset()[comp] as usize;
+        let pstride = finfo.pixel_stride()[comp] as usize;
+        let (wsub, hsub) = (finfo.w_sub()[comp], finfo.h_sub()[comp]);
+        let (cw, ch) = ((w + (1 << wsub) - 1) >> wsub, (h + (1 << hsub) - 1) >> hsub);
+        let stride = vframe.plane_stride()[plane] as usize;
+        let data = vframe
+            .plane_data_mut(plane as u32)
+            .map_err(|e| ConvertError::Map(e.to_string()))?;
+        match kind {
+            Grey8::Intensity => {
+                if intensity.is_empty() {
+                    intensity = frame.iter().map(|&v| quantize(v)).collect();
+                }
+                for (y, src) in intensity.chunks_exact(w).enumerate() {
+                    let row = &mut data[y * stride + offset..];
+                    if pstride == 1 {
+                        row[..w].copy_from_slice(src);
+                    } else {
+                        for (dst, &q) in row.iter_mut().step_by(pstride).zip(src) {
+                            *dst = q;
+                        }
+                    }
+                }
+            }
+            Grey8::Constant(c) => {
+                for y in 0..ch {
+                    let row = &mut data[y * stride + offset..];
+                    if pstride == 1 {
+                        row[..cw].fill(c);
+                    } else {
+                        for dst in row.iter_mut().step_by(pstride).take(cw) {
+                            *dst = c;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The generic writer: any offered format, grey or RGB frames.
+fn write_generic(
+    frame: &[f32],
+    channels: usize,
+    info: &gst_video::VideoInfo,
+    vframe: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+) -> Result<(), ConvertError> {
+    let (w, h) = (info.width() as usize, info.height() as usize);
     let finfo = info.format_info();
     let full_range = info.colorimetry().range() != VideoColorRange::Range16_235;
     let (kr, kb) = luma_weights(info.colorimetry().matrix());
@@ -127,16 +253,6 @@ pub fn write_frame(
         q.round().clamp(0.0, max) as u16
     };
 
-    let mut vframe = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, info)
-        .map_err(|e| ConvertError::Map(e.to_string()))?;
-    // Start from zeros: padding bytes (the x of RGBx, row padding) are then defined and
-    // the output is byte-for-byte reproducible.
-    for p in 0..vframe.n_planes() {
-        vframe
-            .plane_data_mut(p)
-            .map_err(|e| ConvertError::Map(e.to_string()))?
-            .fill(0);
-    }
     let le = finfo.flags().contains(gst_video::VideoFormatFlags::LE);
     for comp in 0..finfo.n_components() as usize {
         let plane = finfo.plane()[comp];
@@ -230,5 +346,55 @@ mod tests {
             let out = convert(*fmt, &f, 1, 5, 3);
             assert!(out.iter().any(|&b| b != 0), "{fmt:?}");
         }
+    }
+
+    /// Converts with one writer into a buffer with extra row padding, so strides
+    /// differ from the row width.
+    fn convert_with(writer: Writer, info: &gst_video::VideoInfo, frame: &[f32]) -> Vec<u8> {
+        let mut buffer = gst::Buffer::with_size(info.size()).unwrap();
+        write_with(frame, 1, info, buffer.get_mut().unwrap(), writer).unwrap();
+        let out = buffer.map_readable().unwrap().to_vec();
+        out
+    }
+
+    #[test]
+    fn direct_writer_matches_the_generic_one_byte_for_byte() {
+        gst::init().unwrap();
+        let ranges = [VideoColorRange::Range16_235, VideoColorRange::Range0_255];
+        let mut checked = 0;
+        for &(w, h) in &[(64u32, 64u32), (5, 3), (7, 5), (1, 1), (33, 17)] {
+            // Every intensity, with values outside [0, 1] and NaN mixed in.
+            let frame: Vec<f32> = (0..w * h)
+                .map(|i| match i % 7 {
+                    5 => -0.3,
+                    6 if i % 2 == 0 => f32::NAN,
+                    6 => 1.7,
+                    _ => (i as f32 * 0.618_034).fract(),
+                })
+                .collect();
+            for fmt in FORMATS {
+                for range in ranges {
+                    let mut info = gst_video::VideoInfo::builder(*fmt, w, h);
+                    let c = gst_video::VideoColorimetry::new(
+                        range,
+                        VideoColorMatrix::Bt601,
+                        gst_video::VideoTransferFunction::Bt709,
+                        gst_video::VideoColorPrimaries::Bt709,
+                    );
+                    if gst_video::VideoFormatInfo::from_format(*fmt).is_yuv() {
+                        info = info.colorimetry(&c);
+                    }
+                    let mut info = info.build().unwrap();
+                    // Pad every row by 8 bytes on the right.
+                    let mut align = gst_video::VideoAlignment::new(0, 0, 8, 0, &[0; 4]);
+                    info.align(&mut align).unwrap();
+                    let generic = convert_with(Writer::Generic, &info, &frame);
+                    let best = convert_with(Writer::Best, &info, &frame);
+                    assert_eq!(best, generic, "{fmt:?} {w}x{h} {range:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 5 * FORMATS.len() * 2);
     }
 }
