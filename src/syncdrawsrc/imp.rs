@@ -591,9 +591,11 @@ impl SyncdrawSrc {
         }
     }
 
-    /// Sends the next request to the worker if none is out and clips remain.
+    /// Sends the next request to the worker if none is out, at most one batch is
+    /// waiting to be pushed, and clips remain: the next batch is generated while the
+    /// current one is pushed (at most two batches are held).
     fn maybe_request(&self, state: &mut State, settings: &Settings, worker: &Worker) {
-        if state.in_flight || !state.ready.is_empty() {
+        if state.in_flight || state.ready.len() > settings.batch_size.max(1) as usize {
             return;
         }
         let Some(params) = state.params.clone() else {
