@@ -511,13 +511,19 @@ impl SyncdrawSrc {
             ExecutionProvider::Cpu => Provider::Cpu,
             ExecutionProvider::Cuda => Provider::Cuda,
         };
-        let loaded =
-            inference::open(rt, &model, provider, settings.device_id).map_err(|e| match e {
+        let output = if settings.show_steps {
+            "canvases"
+        } else {
+            "video"
+        };
+        let loaded = inference::open(rt, &model, provider, settings.device_id, output).map_err(
+            |e| match e {
                 SessionError::Model(e) => model_error(&e),
                 e @ SessionError::Cuda { .. } => {
                     gst::error_msg!(gst::LibraryError::Init, ("{}", e))
                 }
-            })?;
+            },
+        )?;
         if let Some(reason) = &loaded.fallback_reason {
             gst::element_imp_warning!(
                 self,

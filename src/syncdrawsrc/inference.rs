@@ -17,6 +17,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::model::{ModelError, ModelInfo};
 use super::ortlib::Runtime;
+use super::prune::keep_output;
 
 /// Which execution provider to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub struct Loaded {
     pub fallback_reason: Option<String>,
 }
 
-fn cuda_session(rt: &Runtime, info: &ModelInfo, device_id: u32) -> Result<Session, String> {
+fn cuda_session(rt: &Runtime, model: &[u8], device_id: u32) -> Result<Session, String> {
     let cuda = ort::ep::CUDA::default()
         .with_device_id(device_id as i32)
         .build()
@@ -52,50 +53,60 @@ fn cuda_session(rt: &Runtime, info: &ModelInfo, device_id: u32) -> Result<Sessio
         .map_err(|e| e.to_string())?
         .with_execution_providers([cuda])
         .map_err(|e| e.to_string())?;
-    builder
-        .commit_from_file(&info.path)
-        .map_err(|e| e.to_string())
+    builder.commit_from_memory(model).map_err(|e| e.to_string())
 }
 
-fn cpu_session(rt: &Runtime, info: &ModelInfo) -> Result<Session, ModelError> {
+fn cpu_session(rt: &Runtime, info: &ModelInfo, model: &[u8]) -> Result<Session, ModelError> {
     let runtime = |e: ort::Error| ModelError::Runtime {
         path: info.path.clone(),
         reason: e.to_string(),
     };
-    // One core is left to the streaming thread (frame conversion, pushing), and idle
-    // ONNX Runtime threads sleep instead of spinning: on a small machine spinning
-    // workers take the core the pipeline needs (docs/benchmarks.md).
-    let threads =
-        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+    // Inference uses every core: the streaming side (direct frame writers) costs a
+    // few microseconds a frame and overlaps with the next batch's inference. Idle
+    // ONNX Runtime threads sleep instead of spinning, so they do not take the core
+    // the pipeline needs between calls (docs/benchmarks.md).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     Session::builder(&rt.env)
         .map_err(runtime)?
         .with_intra_threads(threads)
         .map_err(|e| runtime(e.into()))?
         .with_intra_op_spinning(false)
         .map_err(|e| runtime(e.into()))?
-        .commit_from_file(&info.path)
+        .commit_from_memory(model)
         .map_err(runtime)
 }
 
 /// Opens the model with the asked-for execution provider and checks its inputs and
-/// outputs against the contract and its metadata.
+/// outputs against the contract and its metadata. The session computes only
+/// `output` (`video`, or `canvases` for show-steps): see prune.rs.
 pub fn open(
     rt: &Runtime,
     info: &ModelInfo,
     provider: Provider,
     device_id: u32,
+    output: &str,
 ) -> Result<Loaded, SessionError> {
+    let bytes = std::fs::read(&info.path).map_err(|source| ModelError::Io {
+        path: info.path.clone(),
+        source,
+    })?;
+    let pruned = keep_output(&bytes, output).map_err(|e| ModelError::Corrupt {
+        path: info.path.clone(),
+        reason: e.to_string(),
+    })?;
+    drop(bytes);
+    let model = pruned.bytes.as_slice();
     let loaded = match provider {
         Provider::Cpu => Loaded {
-            session: cpu_session(rt, info)?,
+            session: cpu_session(rt, info, model)?,
             provider: "CPU",
             fallback_reason: None,
         },
         Provider::Cuda => {
             // A model the CPU cannot load either is a model error, not a CUDA one.
             let session =
-                cuda_session(rt, info, device_id).map_err(|reason| {
-                    match cpu_session(rt, info) {
+                cuda_session(rt, model, device_id).map_err(|reason| {
+                    match cpu_session(rt, info, model) {
                         Err(e) => SessionError::Model(e),
                         Ok(_) => SessionError::Cuda { device_id, reason },
                     }
@@ -106,24 +117,30 @@ pub fn open(
                 fallback_reason: None,
             }
         }
-        Provider::Auto => match cuda_session(rt, info, device_id) {
+        Provider::Auto => match cuda_session(rt, model, device_id) {
             Ok(session) => Loaded {
                 session,
                 provider: "CUDA",
                 fallback_reason: None,
             },
             Err(reason) => Loaded {
-                session: cpu_session(rt, info)?,
+                session: cpu_session(rt, info, model)?,
                 provider: "CPU",
                 fallback_reason: Some(reason),
             },
         },
     };
-    check_signature(&loaded.session, info)?;
+    check_signature(&loaded.session, info, &pruned.outputs)?;
     Ok(loaded)
 }
 
-fn check_signature(session: &Session, info: &ModelInfo) -> Result<(), ModelError> {
+/// Checks the session's inputs and output against the contract; `outputs` are the
+/// graph outputs of the file, of which the session may have only one.
+fn check_signature(
+    session: &Session,
+    info: &ModelInfo,
+    outputs: &[String],
+) -> Result<(), ModelError> {
     let breach = |reason: String| ModelError::Contract {
         path: info.path.clone(),
         reason,
@@ -202,21 +219,34 @@ fn check_signature(session: &Session, info: &ModelInfo) -> Result<(), ModelError
             }
         )));
     }
-    let outputs = session.outputs();
-    check(
-        "output",
-        outputs,
-        "video",
-        TensorElementType::Float32,
-        &[n, c, h, w],
-    )?;
-    check(
-        "output",
-        outputs,
-        "canvases",
-        TensorElementType::Float32,
-        &[t, n, c, h, w],
-    )?;
+    // Both outputs must be in the file; the one the session computes is checked
+    // for type and shape too.
+    for name in ["video", "canvases"] {
+        if !outputs.iter().any(|o| o == name) {
+            return Err(breach(format!(
+                "no output named {name:?} (the model has {outputs:?})"
+            )));
+        }
+    }
+    let computed = session.outputs();
+    if computed.iter().any(|o| o.name() == "video") {
+        check(
+            "output",
+            computed,
+            "video",
+            TensorElementType::Float32,
+            &[n, c, h, w],
+        )?;
+    }
+    if computed.iter().any(|o| o.name() == "canvases") {
+        check(
+            "output",
+            computed,
+            "canvases",
+            TensorElementType::Float32,
+            &[t, n, c, h, w],
+        )?;
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod imp;
 pub mod inference;
 pub mod model;
 pub mod ortlib;
+pub mod prune;
 pub mod select;
 
 /// The `execution-provider` property: where ONNX Runtime runs the model.
