@@ -777,3 +777,44 @@ fn metadata_reader_reads_contract_fields() {
     let u = ModelInfo::read(&synth("synth1-uncond.onnx")).unwrap();
     assert!(!u.is_conditional() && u.captions.is_none());
 }
+
+/// Stopping while a batch-256 inference of the shipped model runs does not wait for
+/// it: the worker sets ONNX Runtime's terminate flag, so the state change returns
+/// within 100 ms (or a quarter of one inference on a machine where that is longer).
+#[test]
+fn stop_during_inference_returns_without_waiting_for_it() {
+    use std::time::{Duration, Instant};
+    init();
+    let model = manifest_dir().join("models/mnist1-captions.onnx");
+    let pipeline = gst::parse::launch(&format!(
+        "syncdrawsrc model-location={} caption=\"digit 3 is moving up and down\" \
+         batch-size=256 clips=0 execution-provider=cpu ! appsink name=sink sync=false",
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let pull = || sink.pull_sample().expect("a frame before any error or EOS");
+    pull();
+    // Batch 2 was asked for when batch 1 arrived: the time to its first frame is
+    // about one inference. Batch 3 is asked for as soon as batch 2 arrives.
+    let t1 = Instant::now();
+    for _ in 0..256 * 10 {
+        pull();
+    }
+    let inference = t1.elapsed();
+    let t2 = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let stop = t2.elapsed();
+    let bound = Duration::from_millis(100).max(inference / 4);
+    assert!(
+        stop < bound,
+        "stopping took {stop:?} with an inference of about {inference:?} running"
+    );
+}

@@ -541,11 +541,18 @@ impl SyncdrawSrc {
         };
         gst::info!(CAT, imp = self, "Seed {}", seed);
         let model = Arc::new(model);
+        let run_options = ort::session::RunOptions::new().map_err(|e| {
+            gst::error_msg!(
+                gst::LibraryError::Init,
+                ("Cannot create ONNX Runtime run options: {}", e)
+            )
+        })?;
         let generator = Generator {
             session: loaded.session,
             info: model.clone(),
             seed,
             show_steps: settings.show_steps,
+            run_options: Arc::new(run_options),
         };
         let worker = Worker::spawn(generator).map_err(|e| {
             gst::error_msg!(

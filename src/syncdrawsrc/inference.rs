@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
+use ort::session::{RunOptions, Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -293,6 +293,9 @@ pub struct Generator {
     pub info: Arc<ModelInfo>,
     pub seed: u64,
     pub show_steps: bool,
+    /// Shared with the [`Worker`], which sets its terminate flag to stop a running
+    /// inference when the element stops.
+    pub run_options: Arc<RunOptions>,
 }
 
 impl Generator {
@@ -331,15 +334,11 @@ impl Generator {
                 .map_err(|e| e.to_string())?;
             inputs.push(("caption".into(), caption.into()));
         }
-        // Only the output that is shown is computed and copied out: `canvases` is T
-        // times the size of `video`.
+        // The session computes only the output that is shown (see `open`).
         let name = if self.show_steps { "canvases" } else { "video" };
-        let options = RunOptions::new()
-            .map_err(|e| e.to_string())?
-            .with_outputs(OutputSelector::no_default().with(name));
         let outputs = self
             .session
-            .run_with_options(inputs, &options)
+            .run_with_options(inputs, &self.run_options)
             .map_err(|e| e.to_string())?;
         let value = outputs
             .get(name)
@@ -381,10 +380,12 @@ pub struct Worker {
     requests: Option<mpsc::Sender<Request>>,
     results: Option<mpsc::Receiver<Result<Vec<Clip>, String>>>,
     thread: Option<JoinHandle<()>>,
+    run_options: Arc<RunOptions>,
 }
 
 impl Worker {
     pub fn spawn(mut generator: Generator) -> std::io::Result<Worker> {
+        let run_options = generator.run_options.clone();
         let (req_tx, req_rx) = mpsc::channel::<Request>();
         let (res_tx, res_rx) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
@@ -401,6 +402,7 @@ impl Worker {
             requests: Some(req_tx),
             results: Some(res_rx),
             thread: Some(thread),
+            run_options,
         })
     }
 
@@ -425,9 +427,12 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Closing both channels ends the thread after the inference it is running.
+        // Closing both channels ends the thread; the terminate flag ends the inference
+        // it may be running within one graph node, so stopping does not wait for a
+        // whole batch.
         self.requests.take();
         self.results.take();
+        let _ = self.run_options.terminate();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
