@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -47,6 +47,8 @@ const DEFAULT_FPS: gst::Fraction = gst::Fraction::from_integer(10);
 
 /// How often a wait for the inference worker checks for flushing.
 const WAIT_POLL: Duration = Duration::from_millis(20);
+/// How long a live source's start() waits for its first batch.
+const FIRST_BATCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -113,6 +115,9 @@ struct State {
     clips_started: u64,
     /// The title last sent downstream.
     last_title: Option<String>,
+    /// Live mode: how long the first batch took to compute (measured in start()).
+    /// The latency query reports one frame plus twice this.
+    batch_time: Option<gst::ClockTime>,
 }
 
 struct ClockWait {
@@ -561,8 +566,9 @@ impl SyncdrawSrc {
             )
         })?;
 
-        *lock(&self.worker) = Some(worker);
         *lock(&self.model) = Some(model.clone());
+        let mut worker_guard = lock(&self.worker);
+        let worker = worker_guard.insert(worker);
         let mut state = lock(&self.state);
         *state = State {
             model: Some(model),
@@ -574,6 +580,29 @@ impl SyncdrawSrc {
             }),
             ..Default::default()
         };
+        // 5. The first batch is asked for now, not at the first create(), so it is
+        // computed while caps are negotiated. A live source waits for it here: its
+        // first clip is then on time, and the time it took sets the latency it reports.
+        let asked = Instant::now();
+        self.maybe_request(&mut state, settings, worker);
+        if settings.is_live && state.in_flight {
+            drop(state);
+            let result = worker.recv_timeout(FIRST_BATCH_TIMEOUT).map_err(|e| {
+                gst::error_msg!(
+                    gst::LibraryError::Failed,
+                    ("The first batch was not computed: {:?}", e)
+                )
+            })?;
+            let clips = result.map_err(|e| {
+                gst::error_msg!(gst::LibraryError::Failed, ("Inference failed: {}", e))
+            })?;
+            let mut state = lock(&self.state);
+            state.in_flight = false;
+            state.ready.extend(clips);
+            let took = gst::ClockTime::from_nseconds(asked.elapsed().as_nanos() as u64);
+            gst::info!(CAT, imp = self, "First batch computed in {}", took);
+            state.batch_time = Some(took);
+        }
         Ok(())
     }
 
@@ -870,7 +899,15 @@ impl BaseSrcImpl for SyncdrawSrc {
                         let frame = gst::ClockTime::SECOND
                             .mul_div_floor(info.fps().denom() as u64, info.fps().numer() as u64)
                             .unwrap_or(gst::ClockTime::ZERO);
-                        let latency = if is_live { frame } else { gst::ClockTime::ZERO };
+                        // Live: a frame, plus two batches' inference, which is how
+                        // late a clip can be after a caption change: the batch
+                        // computed ahead with the old caption finishes first, then
+                        // the new one is computed.
+                        let latency = if is_live {
+                            frame + 2 * state.batch_time.unwrap_or(gst::ClockTime::ZERO)
+                        } else {
+                            gst::ClockTime::ZERO
+                        };
                         gst::debug!(CAT, imp = self, "Latency {}", latency);
                         q.set(is_live, latency, gst::ClockTime::NONE);
                         true
