@@ -84,17 +84,32 @@ def decoder_flops(c):
     K = c["write_k"]
     Fg = N if c["variant"] == "syncdraw" else 1
     cap = c.get("caption")
-    S = cap["hidden_size"] if cap else 0
     terms = {}
-    if cap:
-        L, E = cap["length"], cap["embed_size"]
-        # input and recurrent matmuls (no recurrent term at the first token), gates
-        # (4 nonlinearities + c, h updates: ~8 per hidden unit) and the pad mask (4 per unit)
-        terms["caption_lstm"] = L * 2 * E * 4 * S + (L - 1) * 2 * S * 4 * S + L * 12 * S
-    terms["dec_lstm_matmul"] = T * 2 * (Z + S) * 4 * H + (T - 1) * 2 * H * 4 * H
+    if cap and "slots" in cap:
+        # Slots: S is embedding rows looked up, no arithmetic; per role its slots.
+        E, n_obj = cap["embed_size"], cap["objects"]
+        size = {r: n_obj * E * sum(1 for k in cap["slots"] if k["role"] == r) for r in ("where", "what")}
+        S = n_obj * E * len(cap["slots"])
+    else:
+        S = cap["hidden_size"] if cap else 0
+        size = {"where": S, "what": S}
+        if cap:
+            L, E = cap["length"], cap["embed_size"]
+            # input and recurrent matmuls (no recurrent term at the first token), gates
+            # (4 nonlinearities + c, h updates: ~8 per hidden unit) and the pad mask (4 per unit)
+            terms["caption_lstm"] = L * 2 * E * 4 * S + (L - 1) * 2 * S * 4 * S + L * 12 * S
+    if c.get("decoder") == "what-where":
+        # Two LSTMs of H/2: where reads [z, S_where], what reads [z, S_what].
+        hw, hp = H // 2, H - H // 2
+        terms["dec_lstm_matmul"] = sum(T * 2 * (Z + size[r]) * 4 * h + (T - 1) * 2 * h * 4 * h
+                                       for r, h in (("where", hw), ("what", hp)))
+    else:
+        hw = hp = H
+        terms["dec_lstm_matmul"] = T * 2 * (Z + S) * 4 * H + (T - 1) * 2 * H * 4 * H
     terms["dec_lstm_gates"] = T * 8 * H
-    terms["write_window_linear"] = T * 2 * H * 5 * Fg
-    terms["write_patch_linear"] = T * 2 * H * N * K * K
+    # Bounded windows add a scale, tanh and scale per raw parameter (3 each).
+    terms["write_window_linear"] = T * 2 * hw * 5 * Fg + (T * 3 * 5 * Fg if c.get("bounded_windows") else 0)
+    terms["write_patch_linear"] = T * 2 * hp * N * K * K
     # Two filterbanks ([F, K, A] and [F, K, B]); per entry: a - mu, square, divide,
     # exp, row sum, normalise = 6.
     terms["filterbanks"] = T * 6 * Fg * K * (A + B)
@@ -103,6 +118,33 @@ def decoder_flops(c):
     # divide by gamma, add to the canvas, sigmoid of the final canvas
     terms["canvas"] = T * N * A * B + (T - 1) * N * A * B + N * A * B
     return sum(terms.values()), terms
+
+
+def grammar_ids(grammar, caption):
+    """syncdraw_format::Grammar::encode: per object, each slot's value index + 1 in
+    template order; objects the caption does not have are all 0."""
+    import re
+    words = " ".join(w for w in re.split(r"[^0-9a-zA-Z]", caption.lower()) if w)
+    slots = {sl["name"]: sl for sl in grammar["slots"]}
+    order = re.findall(r"\{(\w+)\}", grammar["object"])
+    pattern = re.escape(grammar["object"])
+    for name in order:
+        values = sorted(slots[name]["values"], key=len, reverse=True)
+        pattern = pattern.replace(re.escape("{" + name + "}"),
+                                  "(" + "|".join(re.escape(v) for v in values) + ")")
+    ids, rest = [], words
+    while rest:
+        m = re.match(pattern + r"(?: " + re.escape(grammar["joiner"]) + r" |$)", rest)
+        if m is None:
+            raise SystemExit(f"caption {caption!r} does not fit the model's grammar")
+        for name, value in zip(order, m.groups()):
+            ids.append(slots[name]["values"].index(value) + 1)
+        rest = rest[m.end():]
+    n = len(ids) // len(order)
+    if not grammar["min_objects"] <= n <= grammar["max_objects"]:
+        raise SystemExit(f"caption {caption!r} has {n} objects, the model takes "
+                         f"{grammar['min_objects']} to {grammar['max_objects']}")
+    return ids + [0] * (len(order) * (grammar["max_objects"] - n))
 
 
 # --- timing helpers --------------------------------------------------------------
@@ -299,7 +341,11 @@ def bench_pytorch_training(checkpoint, batch, steps, threads, seconds):
     # the pixel values), random caption ids, fresh noise per step.
     x = (torch.rand(batch, ref.N, ref.A, ref.B, generator=g) > 0.9).float()
     cap = None
-    if ref.cap:
+    if ref.cap and "slots" in ref.cap:
+        slots = ref.cap["slots"]
+        cap = torch.stack([torch.randint(1, slots[i % len(slots)]["values"] + 1, (batch,), generator=g)
+                           for i in range(ref.cap["objects"] * len(slots))], dim=1)
+    elif ref.cap:
         cap = torch.randint(1, ref.cap["vocab_size"], (batch, ref.cap["length"]), generator=g)
     eps = [torch.randn(batch, ref.T, ref.z_dim, generator=g) for _ in range(steps + 1)]
     tr.step(x, cap, eps[0])  # warm-up
@@ -349,10 +395,16 @@ def main():
     c = ref.c
     N, T, Z = ref.N, ref.T, ref.z_dim
     vocab = json.loads(md.get("syncdraw.vocabulary", "null"))
+    grammar = json.loads(md.get("syncdraw.caption_grammar", "null"))
     caption = args.caption
-    if caption is None and vocab:
+    if caption is None and (vocab or grammar):
         caption = json.loads(md["syncdraw.example_captions"])[0]
-    ids = tokenize(vocab, caption, c["caption"]["length"]) if vocab else None
+    if vocab:
+        ids = tokenize(vocab, caption, c["caption"]["length"])
+    elif grammar:
+        ids = grammar_ids(grammar, caption)
+    else:
+        ids = None
     if ids is not None and ref.meta.get("vocabulary") and ref.meta["vocabulary"]["tokens"] != vocab["tokens"]:
         raise SystemExit("the checkpoint and the ONNX model have different vocabularies: not the same model")
 

@@ -9,10 +9,20 @@ Layout it follows (training/src/model/):
   * layers.rs: Linear y = x W + b with W stored [in, out]; LSTM cell with
     wx [in, 4H], wh [H, 4H], one bias b [4H], gates in the order i, f, g, o; the
     first step starts from the zero state (no h W_h term, c = i * g).
-  * caption.rs: embedding -> LSTM over L tokens; padded positions (id 0) keep the
-    previous state; S = the last hidden state.
+  * caption.rs: slots (format 2): one embedding table per slot kind
+    (`decoder.caption.slot_<name>`, row 0 an absent object), S = the embeddings of
+    every slot of every object concatenated in caption order, and per role the
+    where (motion) and what (digit) slots alone; words (format 1): embedding ->
+    LSTM over L tokens, padded positions (id 0) keep the previous state, S = the
+    last hidden state.
+  * decoder.rs: joint: one LSTM `decoder.dec` reads [z, S]; what-where: LSTM
+    `decoder.dec_where` reads [z, S_where] and gives the write window, LSTM
+    `decoder.dec_what` reads [z, S_what] and gives the write patch; h_dec =
+    [h_where, h_what].
   * filterbank.rs: window = linear(h) reshaped [B, F, 5] -> (g~_p, g~_q, log s^2,
-    log d~, log gamma); g = (size+1)/2 (g~+1); delta = (max(A,B)-1)/(K-1) exp(d~);
+    log d~, log gamma), each raw value r squashed to b tanh(r / b) when the model
+    has bounded windows (b = 1.2, 1.2, 3, 1.5, 4); g = (size+1)/2 (g~+1);
+    delta = (max(A,B)-1)/(K-1) exp(d~);
     F[u, a] = exp((a - mu_u)^2 / (-2 s^2)) / max(sum_a, 1e-8).
   * write.rs: write = (F_p^T w F_q) / gamma per frame; decoder.rs: canvas += write,
     video = sigmoid(canvas).
@@ -77,6 +87,8 @@ class SyncDrawRef:
         self.T, self.z_dim = c["timesteps"], c["z_dim"]
         self.groups = self.N if c["variant"] == "syncdraw" else 1
         self.cap = c["caption"]
+        self.what_where = c.get("decoder", "joint") == "what-where"
+        self.bounded = c.get("bounded_windows", False)
         self.p = {k: torch.tensor(v, device=device, requires_grad=requires_grad)
                   for k, v in weights.items()}
         self.device = device
@@ -99,8 +111,26 @@ class SyncDrawRef:
 
     # --- caption.rs ------------------------------------------------------------
     def caption_embedding(self, ids):
+        """S, and (S_where, S_what) for a what-where decoder; None if unconditional."""
         if self.cap is None or ids is None:
             return None
+        if "slots" in self.cap:
+            slots = self.cap["slots"]
+            parts, where, what = [], [], []
+            for o in range(self.cap["objects"]):
+                for i, kind in enumerate(slots):
+                    v = F.embedding(ids[:, o * len(slots) + i],
+                                    self.p["decoder.caption.slot_" + kind["name"]])
+                    (where if kind["role"] == "where" else what).append(v)
+                    parts.append(v)
+            s = torch.cat(parts, dim=1)
+            if self.what_where:
+                return s, torch.cat(where, dim=1), torch.cat(what, dim=1)
+            return s, s, s
+        s = self._words(ids)
+        return s, s, s
+
+    def _words(self, ids):
         words = F.embedding(ids, self.p["decoder.caption.embedding"])  # [B, L, E]
         mask = (ids != 0).to(words.dtype)
         state = None
@@ -122,6 +152,9 @@ class SyncDrawRef:
 
     def window(self, name, h, k):
         raw = self.linear(h, name).reshape(-1, self.groups, 5)
+        if self.bounded:
+            b = torch.tensor([1.2, 1.2, 3.0, 1.5, 4.0], device=raw.device)
+            raw = torch.tanh(raw / b) * b
         gr, gc, ls2, ld, lg = (raw[:, :, i:i + 1] for i in range(5))
         k_den = float(max(k - 1, 1))
         g_row = (gr + 1.0) * ((self.A + 1) / 2.0)
@@ -147,11 +180,11 @@ class SyncDrawRef:
                 self.filterbank(g_col, delta, sigma2, k, self.B))
 
     # --- write.rs / read.rs ----------------------------------------------------
-    def write(self, h_dec):
+    def write(self, h_where, h_what):
         k = self.c["write_k"]
-        win = self.window("decoder.write_window", h_dec, k)
+        win = self.window("decoder.write_window", h_where, k)
         f_row, f_col = self.filterbanks(win, k)
-        patch = self.linear(h_dec, "decoder.write_patch").reshape(-1, self.N, k, k)
+        patch = self.linear(h_what, "decoder.write_patch").reshape(-1, self.N, k, k)
         rows = f_row.transpose(2, 3) @ patch  # [B, N, A, K]
         slices = rows @ f_col  # [B, N, A, B]
         return slices / win[4].unsqueeze(3)
@@ -164,8 +197,22 @@ class SyncDrawRef:
 
     # --- decoder.rs ------------------------------------------------------------
     def dec_step(self, z_t, s, prev):
-        x = z_t if s is None else torch.cat([z_t, s], dim=1)
-        return self.lstm(x, "decoder.dec", prev)
+        """The decoder LSTM states after a step: [dec] or [where, what]."""
+        if not self.what_where:
+            x = z_t if s is None else torch.cat([z_t, s[0]], dim=1)
+            return [self.lstm(x, "decoder.dec", prev[0] if prev else None)]
+        states = []
+        for i, (name, part) in enumerate((("decoder.dec_where", 1), ("decoder.dec_what", 2))):
+            x = z_t if s is None else torch.cat([z_t, s[part]], dim=1)
+            states.append(self.lstm(x, name, prev[i] if prev else None))
+        return states
+
+    @staticmethod
+    def h_dec(states):
+        return states[0][0] if len(states) == 1 else torch.cat([h for h, _ in states], dim=1)
+
+    def dec_write(self, states):
+        return self.write(states[0][0], states[-1][0])
 
     def generate(self, z, caption=None):
         """Video sigmoid(c_T) [B, N, 1, A, B] for z [B, T, z_dim] and ids [B, L]."""
@@ -173,7 +220,7 @@ class SyncDrawRef:
         state, canvas = None, None
         for t in range(self.T):
             state = self.dec_step(z[:, t], s, state)
-            w = self.write(state[0])
+            w = self.dec_write(state)
             canvas = w if canvas is None else canvas + w
         return torch.sigmoid(canvas).reshape(-1, self.N, 1, self.A, self.B)
 
@@ -193,7 +240,7 @@ class SyncDrawRef:
             win = self.window("encoder.read_window", h_dec_prev, k)
             r_x = self.read(win, x, k).reshape(batch, -1)
             r_hat = self.read(win, x_hat, k).reshape(batch, -1)
-            parts = [r_x, r_hat, h_dec_prev] + ([s] if s is not None else [])
+            parts = [r_x, r_hat, h_dec_prev] + ([s[0]] if s is not None else [])
             enc_state = self.lstm(torch.cat(parts, dim=1), "encoder.enc", enc_state)
             q = self.linear(enc_state[0], "encoder.posterior")
             mu, log_sigma = q[:, :self.z_dim], q[:, self.z_dim:]
@@ -201,8 +248,8 @@ class SyncDrawRef:
             z = mu + sigma * eps[:, t]
             kl = kl + 0.5 * (mu.square() + sigma.square() - 2.0 * log_sigma - 1.0).sum(dim=1)
             dec_state = self.dec_step(z, s, dec_state)
-            canvas = canvas + self.write(dec_state[0])
-            h_dec_prev = dec_state[0]
+            canvas = canvas + self.dec_write(dec_state)
+            h_dec_prev = self.h_dec(dec_state)
         rec = F.binary_cross_entropy_with_logits(canvas, x, reduction="none").reshape(batch, -1).sum(1)
         return (rec + kl).mean()
 
@@ -237,7 +284,9 @@ if __name__ == "__main__":
     torch.set_num_threads(args.threads)
     m = SyncDrawRef(args.checkpoint)
     z = torch.randn(args.batch, m.T, m.z_dim)
-    ids = torch.ones(args.batch, m.cap["length"], dtype=torch.int64) if m.cap else None
+    length = (m.cap["objects"] * len(m.cap["slots"]) if m.cap and "slots" in m.cap
+              else m.cap["length"] if m.cap else 0)
+    ids = torch.ones(args.batch, length, dtype=torch.int64) if m.cap else None
     with torch.no_grad():
         t0 = time.perf_counter()
         v = m.generate(z, ids)
