@@ -63,7 +63,7 @@ struct Settings {
     show_steps: bool,
     is_live: bool,
     /// Bumped on every accepted change of caption or temperature.
-    generation: u64,
+    params_version: u64,
 }
 
 impl Default for Settings {
@@ -79,7 +79,7 @@ impl Default for Settings {
             batch_size: DEFAULT_BATCH_SIZE,
             show_steps: DEFAULT_SHOW_STEPS,
             is_live: DEFAULT_IS_LIVE,
-            generation: 0,
+            params_version: 0,
         }
     }
 }
@@ -90,15 +90,16 @@ struct Params {
     caption: String,
     tokens: Option<Vec<i64>>,
     temperature: f32,
-    generation: u64,
+    /// The settings' `params_version` they were taken at.
+    version: u64,
 }
 
 #[derive(Default)]
 struct State {
     model: Option<Arc<ModelInfo>>,
     params: Option<Params>,
-    /// A settings generation whose caption was refused (to warn once).
-    refused_generation: Option<u64>,
+    /// A `params_version` whose caption was refused (to warn once).
+    refused_version: Option<u64>,
     info: Option<gst_video::VideoInfo>,
     /// Number of the next frame (buffer offset).
     frame_num: u64,
@@ -138,8 +139,6 @@ impl Default for ClockWait {
 pub struct SyncdrawSrc {
     settings: Mutex<Settings>,
     state: Mutex<State>,
-    /// The model of the current start(), for checking captions set while running.
-    model: Mutex<Option<Arc<ModelInfo>>>,
     worker: Mutex<Option<Worker>>,
     clock_wait: Mutex<ClockWait>,
 }
@@ -272,7 +271,7 @@ impl ObjectImpl for SyncdrawSrc {
                     .expect("type checked upstream")
                     .unwrap_or_default();
                 // While a model is loaded, check the caption before taking it.
-                let model = lock(&self.model).clone();
+                let model = lock(&self.state).model.clone();
                 if let Some(model) = model {
                     if let Err(e) = model.encode(&caption) {
                         gst::element_imp_warning!(
@@ -293,7 +292,7 @@ impl ObjectImpl for SyncdrawSrc {
                     caption
                 );
                 settings.caption = caption;
-                settings.generation += 1;
+                settings.params_version += 1;
             }
             "model-location" => {
                 let mut settings = lock(&self.settings);
@@ -336,7 +335,7 @@ impl ObjectImpl for SyncdrawSrc {
                     t
                 );
                 settings.temperature = t;
-                settings.generation += 1;
+                settings.params_version += 1;
             }
             "clips" => {
                 lock(&self.settings).clips = value.get().expect("type checked upstream");
@@ -566,7 +565,6 @@ impl SyncdrawSrc {
             )
         })?;
 
-        *lock(&self.model) = Some(model.clone());
         let mut worker_guard = lock(&self.worker);
         let worker = worker_guard.insert(worker);
         let mut state = lock(&self.state);
@@ -576,7 +574,7 @@ impl SyncdrawSrc {
                 caption: settings.caption.clone(),
                 tokens,
                 temperature: settings.temperature as f32,
-                generation: settings.generation,
+                version: settings.params_version,
             }),
             ..Default::default()
         };
@@ -610,8 +608,8 @@ impl SyncdrawSrc {
     /// post (after the locks are dropped) if the new caption cannot be used.
     fn refresh_params(&self, state: &mut State, settings: &Settings) -> Option<String> {
         let current = state.params.as_ref()?;
-        if current.generation == settings.generation
-            || state.refused_generation == Some(settings.generation)
+        if current.version == settings.params_version
+            || state.refused_version == Some(settings.params_version)
         {
             return None;
         }
@@ -622,12 +620,12 @@ impl SyncdrawSrc {
                     caption: settings.caption.clone(),
                     tokens,
                     temperature: settings.temperature as f32,
-                    generation: settings.generation,
+                    version: settings.params_version,
                 });
                 None
             }
             Err(e) => {
-                state.refused_generation = Some(settings.generation);
+                state.refused_version = Some(settings.params_version);
                 Some(e.to_string())
             }
         }
@@ -656,7 +654,7 @@ impl SyncdrawSrc {
             tokens: params.tokens,
             temperature: params.temperature,
             caption: params.caption,
-            generation: params.generation,
+            params_version: params.version,
         };
         gst::debug!(
             CAT,
@@ -694,9 +692,9 @@ impl SyncdrawSrc {
                 );
                 continue;
             }
-            let generation = state.params.as_ref().map(|p| p.generation);
+            let params_version = state.params.as_ref().map(|p| p.version);
             while let Some(clip) = state.ready.pop_front() {
-                if Some(clip.generation) == generation {
+                if Some(clip.params_version) == params_version {
                     state.clips_started += 1;
                     state.clip = Some(clip);
                     state.clip_frame = 0;
@@ -796,9 +794,8 @@ impl BaseSrcImpl for SyncdrawSrc {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.unlock()?;
-        // Dropping the worker joins its thread after any running inference.
+        // Dropping the worker ends a running inference and joins its thread.
         lock(&self.worker).take();
-        lock(&self.model).take();
         *lock(&self.state) = State::default();
         gst::info!(CAT, imp = self, "Stopped");
         Ok(())

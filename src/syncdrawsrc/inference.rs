@@ -275,13 +275,13 @@ pub struct Request {
     /// The caption the tokens come from (for the title tag).
     pub caption: String,
     /// Changes whenever caption or temperature change, to recognize stale clips.
-    pub generation: u64,
+    pub params_version: u64,
 }
 
 /// One generated clip: `frames` frames of `[channels, height, width]` floats.
 pub struct Clip {
     pub index: u64,
-    pub generation: u64,
+    pub params_version: u64,
     pub caption: String,
     pub frames: usize,
     pub data: Vec<f32>,
@@ -365,7 +365,7 @@ impl Generator {
             .enumerate()
             .map(|(i, chunk)| Clip {
                 index: req.first + i as u64,
-                generation: req.generation,
+                params_version: req.params_version,
                 caption: req.caption.clone(),
                 frames: frames_per_clip,
                 data: chunk.to_vec(),

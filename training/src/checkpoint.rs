@@ -126,26 +126,10 @@ pub fn named_with_meta(meta: &impl Serialize, vs: &nn::VarStore) -> Vec<(String,
 /// fsync, rename. On failure the temporary file is removed and `path` is untouched.
 /// Shared by checkpoints and the evaluator.
 pub fn write_safetensors_atomic(named: &[(String, Tensor)], path: &Path) -> Result<(), String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    }
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("tensors");
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let result = Tensor::write_safetensors(named, &tmp)
-        .map_err(|e| e.to_string())
-        .and_then(|_| {
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| e.to_string())
-        })
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic::replace(path, |tmp| {
+        Tensor::write_safetensors(named, tmp).map_err(std::io::Error::other)
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Reads only the description of a checkpoint.

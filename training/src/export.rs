@@ -11,7 +11,6 @@ use crate::data::bouncing::{contents, Split};
 use crate::model::{CaptionConfig, SyncDraw};
 use onnx_protobuf::{Message, ModelProto};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use syncdraw_format::{keys, CaptionCodec};
 use tch::Device;
@@ -138,12 +137,8 @@ pub fn export_model(
     })
 }
 
-/// Records the generation path of `model` into an ONNX model (not yet written).
-pub fn build(model: &SyncDraw, meta: &Meta) -> Result<ModelProto, ExportError> {
-    Ok(record(model, meta)?.0)
-}
-
-/// The model and the number of trained f32 values in it.
+/// Records the generation path of `model` into an ONNX model (not yet written),
+/// with the number of trained f32 values in it.
 fn record(model: &SyncDraw, meta: &Meta) -> Result<(ModelProto, usize), ExportError> {
     check(model, meta)?;
     let c = &meta.model;
@@ -361,29 +356,9 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over
 /// `path`. On any failure the temporary file is removed and `path` is untouched.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
-    let werr = |reason: String| ExportError::Write {
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    crate::atomic::replace(path, |tmp| std::fs::write(tmp, bytes)).map_err(|e| ExportError::Write {
         path: path.to_path_buf(),
-        reason,
-    };
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| werr("not a file name".into()))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
-    }
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })()
-    .map_err(|e| werr(e.to_string()));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        reason: e.to_string(),
+    })
 }

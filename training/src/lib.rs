@@ -1,6 +1,7 @@
 //! Sync-DRAW training: captioned Bouncing MNIST data, the model, training,
 //! evaluation, sampling and ONNX export, on tch (libtorch).
 pub mod adam;
+pub mod atomic;
 pub mod backend;
 pub mod batch;
 pub mod checkpoint;

@@ -7,7 +7,7 @@
 //!                 "videos": [{"caption", "tracks": [...]}, ...]}
 //!   the rest      u8 pixels, videos x frames x size x size, row-major, 0..255
 //! `<key>` is a SHA-256 of the config and the digit file's bytes, so a change of
-//! either makes a new cache entry. Files are written to a temporary name and renamed.
+//! either makes a new cache entry. Files are replaced atomically (atomic.rs).
 use super::bouncing::{
     contents, image_pools, make_tracks, render, Content, Split, Track, VideoSpec,
 };
@@ -193,27 +193,21 @@ impl Dataset {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let header = serde_json::to_vec(&Header {
             config: self.config.clone(),
             split: self.split,
             videos: self.videos.clone(),
         })
         .expect("header serialises");
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-        f.write_all(MAGIC).map_err(io)?;
-        f.write_all(&(header.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        f.write_all(&header).map_err(io)?;
-        f.write_all(&self.pixels).map_err(io)?;
-        f.into_inner()
-            .map_err(|e| io(e.into_error()))?
-            .sync_all()
-            .map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::atomic::replace(path, |tmp| {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(tmp)?);
+            f.write_all(MAGIC)?;
+            f.write_all(&(header.len() as u64).to_le_bytes())?;
+            f.write_all(&header)?;
+            f.write_all(&self.pixels)?;
+            f.flush()
+        })
+        .map_err(io)
     }
 
     pub fn read(path: &Path) -> Result<Self, DataError> {

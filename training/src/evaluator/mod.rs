@@ -1,4 +1,4 @@
-//! Caption-fidelity evaluator (issue 5), trained on real Bouncing MNIST only, which
+//! Caption-fidelity evaluator, trained on real Bouncing MNIST only, which
 //! reads a video (frames x size x size in [0, 1], real or generated) and returns
 //! its content, the multiset of (digit, motion) pairs, and so its caption.
 //!

@@ -144,16 +144,12 @@ impl ModelConfig {
         }
     }
 
-    /// Temporal grid size of the Baseline's cuboid (K x N filterbank over frames).
-    pub fn temporal_k(&self, k: i64) -> i64 {
-        k
-    }
-
-    /// Values written per step: a K x K patch per frame, or a K x K x K cuboid.
+    /// Values written per step: a K x K patch per frame, or the Baseline's K x K x K
+    /// cuboid (its temporal grid has K points too, over the N frames).
     pub fn write_patch_size(&self) -> i64 {
         match self.variant {
             Variant::Syncdraw | Variant::Global => self.frames * self.write_k * self.write_k,
-            Variant::Baseline => self.temporal_k(self.write_k) * self.write_k * self.write_k,
+            Variant::Baseline => self.write_k * self.write_k * self.write_k,
         }
     }
 
@@ -161,7 +157,7 @@ impl ModelConfig {
     pub fn read_patch_size(&self) -> i64 {
         match self.variant {
             Variant::Syncdraw | Variant::Global => self.frames * self.read_k * self.read_k,
-            Variant::Baseline => self.temporal_k(self.read_k) * self.read_k * self.read_k,
+            Variant::Baseline => self.read_k * self.read_k * self.read_k,
         }
     }
 

@@ -111,18 +111,6 @@ impl DecoderParams {
     }
 }
 
-/// Geometry of the write window.
-pub fn write_geometry(c: &ModelConfig) -> Geometry {
-    Geometry {
-        height: c.height,
-        width: c.width,
-        frames: c.frames,
-        k: c.write_k,
-        groups: c.attention_groups(),
-        bounded: c.bounded_windows,
-    }
-}
-
 impl<T> Decoder<T> {
     /// S (and its parts per role) for int64 ids [B, L], or None for
     /// unconditional models.
@@ -179,7 +167,7 @@ impl<T> Decoder<T> {
     /// decoder both are h_dec^t.
     pub fn write<B: Backend<Tensor = T>>(&self, be: &mut B, state: &DecoderState<T>) -> T {
         let c = &self.config;
-        let geo = write_geometry(c);
+        let geo = Geometry::of(c, c.write_k);
         let temporal = c.variant == Variant::Baseline;
         let h_where = &state.lstms[0].h;
         let h_what = &state.lstms[state.lstms.len() - 1].h;

@@ -1,7 +1,7 @@
 //! The inference side, used only in training: read attention (eq. 1-5), the
 //! encoder LSTM (eq. 7 / 12) and the approximate posterior Q(Z^t | h_enc^t).
 use super::config::{ModelConfig, Variant};
-use super::filterbank::{params_per_group, Geometry};
+use super::filterbank::params_per_group;
 use super::layers::{LinearParams, LstmParams};
 use tch::nn;
 
@@ -11,18 +11,6 @@ pub struct EncoderParams {
     pub lstm: LstmParams,
     /// h_enc^t -> (mu^t, log sigma^t) of Q(Z^t | h_enc^t).
     pub posterior: LinearParams,
-}
-
-/// Geometry of the read window.
-pub fn read_geometry(c: &ModelConfig) -> Geometry {
-    Geometry {
-        height: c.height,
-        width: c.width,
-        frames: c.frames,
-        k: c.read_k,
-        groups: c.attention_groups(),
-        bounded: c.bounded_windows,
-    }
 }
 
 impl EncoderParams {

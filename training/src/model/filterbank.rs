@@ -3,6 +3,7 @@
 //! A window is computed for `F` frame groups at once (F = N frames for Sync-DRAW,
 //! F = 1 for the shared Global / Baseline window). Every parameter tensor has shape
 //! [B, F, 1]; filterbanks have shape [B, F, K, A].
+use super::config::ModelConfig;
 use super::layers::Linear;
 use crate::backend::Backend;
 
@@ -49,6 +50,20 @@ pub struct Geometry {
     pub groups: i64,
     /// Squash the raw parameters into [`BOUNDS`] (see [`window`]).
     pub bounded: bool,
+}
+
+impl Geometry {
+    /// The geometry of a model's read (k = read_k) or write (k = write_k) window.
+    pub fn of(c: &ModelConfig, k: i64) -> Self {
+        Self {
+            height: c.height,
+            width: c.width,
+            frames: c.frames,
+            k,
+            groups: c.attention_groups(),
+            bounded: c.bounded_windows,
+        }
+    }
 }
 
 /// Bounds of the raw parameters of a bounded window: |g~| (centres), |log sigma^2|,

@@ -2,8 +2,8 @@
 use super::config::{ModelConfig, Variant};
 use super::decoder::DecoderParams;
 use super::decoder::DecoderState;
-use super::encoder::{read_geometry, EncoderParams};
-use super::filterbank::window;
+use super::encoder::EncoderParams;
+use super::filterbank::{window, Geometry};
 use super::layers::LstmState;
 use super::read::read;
 use crate::backend::TchBackend;
@@ -62,7 +62,7 @@ impl SyncDraw {
         let read_window = self.encoder.read_window.bind(be);
         let enc = self.encoder.lstm.bind(be);
         let posterior = self.encoder.posterior.bind(be);
-        let geo = read_geometry(c);
+        let geo = Geometry::of(c, c.read_k);
         let temporal = c.variant == Variant::Baseline;
         let batch = x.size()[0];
 
