@@ -409,14 +409,33 @@ impl ElementImpl for SyncdrawSrc {
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::ReadyToPaused {
-            let is_live = lock(&self.settings).is_live;
-            self.obj().set_live(is_live);
+            let settings = lock(&self.settings).clone();
+            self.obj().set_live(settings.is_live);
+            // The model, ONNX Runtime and the session are opened here rather than in
+            // BaseSrc::start(): a failed start() gets a second, generic error from the
+            // base class after ours, and one failure should post one message.
+            *lock(&self.state) = State::default();
+            if let Err(e) = self.load(&settings) {
+                self.post_error_message(e);
+                return Err(gst::StateChangeError);
+            }
         }
-        self.parent_change_state(transition)
+        let result = self.parent_change_state(transition);
+        if transition == gst::StateChange::ReadyToPaused && result.is_err() {
+            self.release();
+        }
+        result
     }
 }
 
 impl SyncdrawSrc {
+    /// Drops what load() made: the worker (ending a running inference and joining
+    /// its thread) and the stream state.
+    fn release(&self) {
+        lock(&self.worker).take();
+        *lock(&self.state) = State::default();
+    }
+
     /// Raw video caps, with the model's size once a model is loaded.
     fn caps_for(model: Option<&ModelInfo>) -> gst::Caps {
         let builder = gst_video::VideoCapsBuilder::new()
@@ -784,9 +803,7 @@ impl SyncdrawSrc {
 
 impl BaseSrcImpl for SyncdrawSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        *lock(&self.state) = State::default();
-        let settings = lock(&self.settings).clone();
-        self.load(&settings)?;
+        // The model was loaded in change_state() (READY -> PAUSED), just before.
         self.unlock_stop()?;
         gst::info!(CAT, imp = self, "Started");
         Ok(())
@@ -794,9 +811,7 @@ impl BaseSrcImpl for SyncdrawSrc {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.unlock()?;
-        // Dropping the worker ends a running inference and joins its thread.
-        lock(&self.worker).take();
-        *lock(&self.state) = State::default();
+        self.release();
         gst::info!(CAT, imp = self, "Stopped");
         Ok(())
     }
@@ -961,6 +976,12 @@ impl PushSrcImpl for SyncdrawSrc {
             return Err(gst::FlowError::Flushing);
         };
         let Some(clip) = state.clip.as_ref() else {
+            drop(state);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Failed,
+                ("No clip to push after the next clip was made current")
+            );
             return Err(gst::FlowError::Error);
         };
         // The caption goes downstream as a global title tag (mp4mux stores it) when a
@@ -972,9 +993,17 @@ impl PushSrcImpl for SyncdrawSrc {
         let start = state.clip_frame * frame_len;
         let frame = &clip.data[start..start + frame_len];
 
-        let mut buffer = gst::Buffer::with_size(info.size()).map_err(|_| gst::FlowError::Error)?;
+        let Ok(mut buffer) = gst::Buffer::with_size(info.size()) else {
+            drop(state);
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::NoSpaceLeft,
+                ("Cannot allocate a buffer of {} bytes", info.size())
+            );
+            return Err(gst::FlowError::Error);
+        };
         {
-            let buffer = buffer.get_mut().ok_or(gst::FlowError::Error)?;
+            let buffer = buffer.make_mut();
             if let Err(e) = convert::write_frame(frame, model.channels, &info, buffer) {
                 drop(state);
                 gst::element_imp_error!(self, gst::CoreError::Failed, ("{}", e));
@@ -1002,7 +1031,7 @@ impl PushSrcImpl for SyncdrawSrc {
         if let (true, Some(title)) = (send_title, title) {
             let mut tags = gst::TagList::new();
             {
-                let tags = tags.get_mut().ok_or(gst::FlowError::Error)?;
+                let tags = tags.make_mut();
                 tags.add::<gst::tags::Title>(&title.as_str(), gst::TagMergeMode::Replace);
                 tags.set_scope(gst::TagScope::Global);
             }

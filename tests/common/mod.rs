@@ -168,19 +168,22 @@ pub fn start_error(props: &[(&str, &str)]) -> Option<(glib::Error, String)> {
     let bus = pipeline.bus().unwrap();
     let mut error = None;
     if res.is_err() {
-        while let Some(msg) = bus.pop() {
-            if let gst::MessageView::Error(e) = msg.view() {
-                error = Some((
+        let errors: Vec<(glib::Error, String)> = std::iter::from_fn(|| bus.pop())
+            .filter_map(|msg| match msg.view() {
+                gst::MessageView::Error(e) => Some((
                     e.error(),
                     e.debug().map(|d| d.to_string()).unwrap_or_default(),
-                ));
-                break;
-            }
-        }
-        assert!(
-            error.is_some(),
-            "state change failed without an error message"
+                )),
+                _ => None,
+            })
+            .collect();
+        // One failure, one message: no generic "failed to start" after the reason.
+        assert_eq!(
+            errors.len(),
+            1,
+            "a failed start must post exactly one error: {errors:?}"
         );
+        error = errors.into_iter().next();
     } else {
         // Wait for preroll (or an error while streaming).
         let msg = bus.timed_pop_filtered(
