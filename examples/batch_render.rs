@@ -13,11 +13,16 @@
 //!   --seed N                   seed of every video (default: fresh samples)
 //!   --clips N                  clips per video (default: 1)
 //!   --execution-provider EP    auto | cpu | cuda (default: auto)
+//!   --shard I/N                render only captions I, I+N, I+2N, ... (I from 1):
+//!                              N processes with shards 1/N .. N/N render every
+//!                              caption exactly once (docs/element.md)
 //! ```
 //!
 //! Caption number i (from 1) goes to `<out-dir>/<iii>-<words-of-the-caption>.mp4`. A
 //! file is written as `<name>.mp4.part` and renamed when its pipeline reached EOS, so a
-//! failing caption leaves no broken file and never touches the files already made. A
+//! failing caption leaves no broken file and never touches the files already made.
+//! A caption whose file already exists is skipped, so a run that was stopped (or a
+//! shard that failed) can simply be started again. A
 //! caption that fails is reported with the reason (for example the word where it
 //! leaves the model's caption grammar, and the form the model accepts) and the next
 //! caption is rendered; the exit status is 1 if any caption failed, 2 for bad
@@ -42,6 +47,8 @@ pub struct Options {
     pub seed: Option<i64>,
     pub clips: u64,
     pub execution_provider: ExecutionProvider,
+    /// Only this shard of the captions.
+    pub shard: Option<Shard>,
 }
 
 impl Default for Options {
@@ -52,7 +59,32 @@ impl Default for Options {
             seed: None,
             clips: 1,
             execution_provider: ExecutionProvider::Auto,
+            shard: None,
         }
+    }
+}
+
+/// Shard `index` of `count` (index from 1): the captions whose number (from 1) is
+/// index, index + count, index + 2 count, ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses "I/N" with 1 <= I <= N.
+    pub fn parse(s: &str) -> Option<Shard> {
+        let (i, n) = s.split_once('/')?;
+        let (index, count) = (i.trim().parse().ok()?, n.trim().parse().ok()?);
+        (1..=count)
+            .contains(&index)
+            .then_some(Shard { index, count })
+    }
+
+    /// Whether caption number `number` (from 1) is in this shard.
+    pub fn has(&self, number: usize) -> bool {
+        (number - 1) % self.count == self.index - 1
     }
 }
 
@@ -95,12 +127,22 @@ pub enum RenderError {
     },
 }
 
+/// What happened to a caption that did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    Rendered,
+    /// Its file was already there (an earlier run made it).
+    Skipped,
+}
+
 /// The result for one caption.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The caption's number in the list, from 1 (its file name starts with it).
+    pub number: usize,
     pub caption: String,
     pub file: PathBuf,
-    pub result: Result<(), RenderError>,
+    pub result: Result<Done, RenderError>,
 }
 
 /// The file name for caption number `index` (from 1): its words joined by '-'.
@@ -184,6 +226,14 @@ pub fn parse_args(
                         )))
                     }
                 };
+            }
+            "--shard" => {
+                let v = value("--shard")?;
+                opts.shard = Some(Shard::parse(&v).ok_or_else(|| {
+                    ArgsError::Usage(format!(
+                        "--shard {v:?}: expected I/N with 1 <= I <= N, e.g. 2/8"
+                    ))
+                })?);
             }
             "--" => captions.extend(args.by_ref()),
             s if s.starts_with("--") => {
@@ -297,18 +347,33 @@ pub fn render(opts: &Options, caption: &str, file: &Path) -> Result<(), RenderEr
     }
 }
 
-/// Renders every caption, going on past failures; `report` sees each outcome as it
-/// comes.
+/// The numbers (from 1) of the captions this run renders: all, or its shard's.
+pub fn numbers(opts: &Options, count: usize) -> Vec<usize> {
+    (1..=count)
+        .filter(|&n| opts.shard.is_none_or(|s| s.has(n)))
+        .collect()
+}
+
+/// Renders every caption of the run (its shard, if any), skipping those whose file
+/// exists and going on past failures; `report` sees each outcome as it comes, with
+/// its position in the run (from 0).
 pub fn render_all(
     opts: &Options,
     captions: &[String],
     mut report: impl FnMut(usize, &Outcome),
 ) -> Vec<Outcome> {
-    let mut outcomes = Vec::with_capacity(captions.len());
-    for (i, caption) in captions.iter().enumerate() {
-        let file = opts.out_dir.join(file_name(i + 1, caption));
-        let result = render(opts, caption, &file);
+    let numbers = numbers(opts, captions.len());
+    let mut outcomes = Vec::with_capacity(numbers.len());
+    for (i, &number) in numbers.iter().enumerate() {
+        let caption = &captions[number - 1];
+        let file = opts.out_dir.join(file_name(number, caption));
+        let result = if file.exists() {
+            Ok(Done::Skipped)
+        } else {
+            render(opts, caption, &file).map(|()| Done::Rendered)
+        };
         let outcome = Outcome {
+            number,
             caption: caption.clone(),
             file,
             result,
@@ -326,7 +391,8 @@ fn main() -> ExitCode {
             eprintln!("batch_render: {e}");
             eprintln!(
                 "usage: batch_render [--captions FILE] [--out-dir DIR] [--model PATH] \
-                 [--seed N] [--clips N] [--execution-provider auto|cpu|cuda] [CAPTION...]"
+                 [--seed N] [--clips N] [--execution-provider auto|cpu|cuda] [--shard I/N] \
+                 [CAPTION...]"
             );
             return ExitCode::from(2);
         }
@@ -342,13 +408,20 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let total = captions.len();
+    let total = numbers(&opts, captions.len()).len();
+    let run_started = Instant::now();
     let mut started = Instant::now();
     let outcomes = render_all(&opts, &captions, |i, o| {
         let secs = started.elapsed().as_secs_f64();
         match &o.result {
-            Ok(()) => println!(
+            Ok(Done::Rendered) => println!(
                 "[{}/{total}] {:?} -> {} ({secs:.1} s)",
+                i + 1,
+                o.caption,
+                o.file.display()
+            ),
+            Ok(Done::Skipped) => println!(
+                "[{}/{total}] {:?}: {} exists, skipped",
                 i + 1,
                 o.caption,
                 o.file.display()
@@ -357,8 +430,20 @@ fn main() -> ExitCode {
         }
         started = Instant::now();
     });
+    let count = |d: Done| {
+        outcomes
+            .iter()
+            .filter(|o| o.result.as_ref().ok() == Some(&d))
+            .count()
+    };
+    let (rendered, skipped) = (count(Done::Rendered), count(Done::Skipped));
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
-    println!("{} of {total} rendered, {failed} failed", total - failed);
+    let minutes = run_started.elapsed().as_secs_f64() / 60.0;
+    println!(
+        "{rendered} rendered, {skipped} skipped (already there), {failed} failed, of {total}; \
+         {:.1} captions per minute",
+        rendered as f64 / minutes.max(1e-9)
+    );
     if failed > 0 {
         ExitCode::from(1)
     } else {

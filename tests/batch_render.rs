@@ -8,7 +8,9 @@ mod common;
 #[allow(dead_code)]
 mod batch_render;
 
-use batch_render::{file_name, parse_args, read_captions, render_all, Options, RenderError};
+use batch_render::{
+    file_name, parse_args, read_captions, render_all, Done, Options, RenderError, Shard,
+};
 use common::*;
 use gstsyncdraw::syncdrawsrc::ExecutionProvider;
 
@@ -25,6 +27,7 @@ fn renders_many_captions_and_goes_on_past_a_bad_one() {
         seed: Some(9),
         clips: 1,
         execution_provider: ExecutionProvider::Cpu,
+        shard: None,
     };
     let captions = vec![
         model.caption.clone(),
@@ -113,7 +116,13 @@ fn arguments_and_caption_files() {
     assert_eq!(opts.out_dir, std::path::PathBuf::from("/tmp/x"));
     assert_eq!(captions, ["digit 1", "--not-an-option"]);
 
+    let (opts, _) = parse_args(["--shard", "2/8", "x"].map(String::from)).expect("a shard");
+    assert_eq!(opts.shard, Some(Shard { index: 2, count: 8 }));
     for bad in [
+        vec!["--shard", "0/8", "x"],
+        vec!["--shard", "9/8", "x"],
+        vec!["--shard", "1/0", "x"],
+        vec!["--shard", "two", "x"],
         vec!["--seed", "-3", "x"],
         vec!["--clips", "0", "x"],
         vec!["--execution-provider", "tpu", "x"],
@@ -136,4 +145,76 @@ fn arguments_and_caption_files() {
         "007-digit-3-moving-up-and-down.mp4"
     );
     assert_eq!(file_name(1, ""), "001-unconditional.mp4");
+}
+
+/// Shards 1/N .. N/N render every caption exactly once between them, and a run
+/// started again skips the files that are there and leaves them untouched.
+#[test]
+fn shards_partition_the_captions_and_a_rerun_skips_what_is_done() {
+    init();
+    batch_render::init().expect("init");
+    let model = synth("synth1-caption.onnx");
+    let out_dir = std::env::temp_dir().join(format!("syncdraw-shards-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).expect("create the output directory");
+    let captions: Vec<String> = (0..7)
+        .map(|i| {
+            format!(
+                "digit {i} is moving {}",
+                if i % 2 == 0 {
+                    "up and down"
+                } else {
+                    "left and right"
+                }
+            )
+        })
+        .collect();
+    let opts = |shard| Options {
+        out_dir: out_dir.clone(),
+        model: Some(model.clone()),
+        seed: Some(3),
+        clips: 1,
+        execution_provider: ExecutionProvider::Cpu,
+        shard: Some(shard),
+    };
+    let mut numbers = Vec::new();
+    for index in 1..=3 {
+        let outcomes = render_all(&opts(Shard { index, count: 3 }), &captions, |_, _| {});
+        for o in &outcomes {
+            assert_eq!(o.result.as_ref().ok(), Some(&Done::Rendered), "{o:?}");
+        }
+        numbers.extend(outcomes.iter().map(|o| o.number));
+    }
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        (1..=7).collect::<Vec<_>>(),
+        "every caption exactly once"
+    );
+    let mut files: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let expected: Vec<String> = captions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| file_name(i + 1, c))
+        .collect();
+    assert_eq!(files, expected);
+
+    // Started again: nothing is rendered, and the files are the same bytes.
+    let before: Vec<Vec<u8>> = expected
+        .iter()
+        .map(|f| std::fs::read(out_dir.join(f)).unwrap())
+        .collect();
+    let again = render_all(&opts(Shard { index: 2, count: 3 }), &captions, |_, _| {});
+    assert_eq!(again.len(), 2, "shard 2/3 has captions 2 and 5");
+    assert!(again
+        .iter()
+        .all(|o| o.result.as_ref().ok() == Some(&Done::Skipped)));
+    for (f, b) in expected.iter().zip(&before) {
+        assert_eq!(&std::fs::read(out_dir.join(f)).unwrap(), b, "{f} changed");
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
 }
