@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Reliability of syncdrawsrc over long runs, with the synthetic test model: a soak
+//! (frames through fakesink, resident memory sampled), state cycling (NULL ->
+//! PLAYING -> NULL, and PAUSED <-> PLAYING in live mode) and caption changes from
+//! another thread while playing.
+//!
+//! The suite runs short versions. `scripts/reliability.sh` runs the long ones by
+//! setting the counts in the environment (`SYNCDRAW_SOAK_FRAMES`,
+//! `SYNCDRAW_CYCLES`, `SYNCDRAW_CAPTION_CHANGES`); every test prints its figures
+//! (docs/reliability.md).
+
+mod common;
+
+use common::*;
+use gst::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A count from the environment, or `default`.
+fn count(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Resident memory of this process, KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// Threads of this process.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
+
+/// These tests measure memory and threads of the whole process: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn pipeline(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description)
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline")
+}
+
+/// Waits for EOS; panics on an error message or after `timeout`.
+fn wait_eos(p: &gst::Pipeline, timeout: Duration) {
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap_or_else(|| panic!("no EOS within {timeout:?}"));
+    if let gst::MessageView::Error(e) = msg.view() {
+        panic!("error: {} ({:?})", e.error(), e.debug());
+    }
+}
+
+/// Frames through fakesink with clips=0: memory sampled every 1,000 frames stays
+/// within 5 % of the sample after the warm-up (a quarter of the run, at most
+/// 10,000 frames), and the run ends at EOS without an error.
+#[test]
+fn soak_memory_is_flat() {
+    let _serial = serial();
+    init();
+    let frames = count("SYNCDRAW_SOAK_FRAMES", 20_000);
+    let warmup = (frames / 4).min(10_000);
+    for batch in [1u32, 16] {
+        let p = pipeline(&format!(
+            "syncdrawsrc model-location={} caption=\"{CAPTION}\" clips=0 batch-size={batch} \
+             num-buffers={frames} execution-provider=cpu \
+             ! fakesink name=sink sync=false signal-handoffs=true",
+            synth("synth1-caption.onnx").display()
+        ));
+        let seen = Arc::new(AtomicU64::new(0));
+        let samples = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+        let sink = p.by_name("sink").unwrap();
+        let (s, m) = (seen.clone(), samples.clone());
+        sink.connect("handoff", false, move |_| {
+            let n = s.fetch_add(1, Ordering::Relaxed) + 1;
+            if n % 1_000 == 0 {
+                m.lock().unwrap().push((n, rss_kib()));
+            }
+            None
+        });
+        let started = Instant::now();
+        p.set_state(gst::State::Playing).unwrap();
+        wait_eos(&p, Duration::from_secs(3_600));
+        let secs = started.elapsed().as_secs_f64();
+        p.set_state(gst::State::Null).unwrap();
+        assert_eq!(seen.load(Ordering::Relaxed), frames);
+        let samples = samples.lock().unwrap().clone();
+        let base = samples
+            .iter()
+            .find(|(n, _)| *n >= warmup)
+            .expect("a sample after the warm-up")
+            .1;
+        let after: Vec<u64> = samples
+            .iter()
+            .filter(|(n, _)| *n > warmup)
+            .map(|s| s.1)
+            .collect();
+        let max = after.iter().copied().max().unwrap_or(base);
+        println!(
+            "soak batch {batch}: {frames} frames in {secs:.1} s ({:.0} frames/s); RSS after \
+             {warmup} frames {base} KiB, highest after it {max} KiB ({:+.2} %), last {} KiB",
+            frames as f64 / secs,
+            100.0 * (max as f64 / base as f64 - 1.0),
+            after.last().copied().unwrap_or(base)
+        );
+        assert!(
+            max as f64 <= base as f64 * 1.05,
+            "memory grew from {base} to {max} KiB: {samples:?}"
+        );
+    }
+}
+
+/// NULL -> PLAYING (first buffer) -> NULL, many times: every stop returns promptly,
+/// and no thread or memory is left behind (counted after the first ten cycles,
+/// which load ONNX Runtime and warm the allocators).
+#[test]
+fn state_cycles_leak_nothing() {
+    let _serial = serial();
+    init();
+    let cycles = count("SYNCDRAW_CYCLES", 100).max(20);
+    let p = pipeline(&format!(
+        "syncdrawsrc model-location={} caption=\"{CAPTION}\" clips=0 batch-size=4 \
+         execution-provider=cpu ! fakesink sync=false",
+        synth("synth1-caption.onnx").display()
+    ));
+    let (mut base_threads, mut base_rss) = (0, 0);
+    let mut slowest_stop = Duration::ZERO;
+    for i in 0..cycles {
+        p.set_state(gst::State::Playing).unwrap();
+        // Wait until the sink has a buffer (PLAYING reached).
+        let (res, state, _) = p.state(gst::ClockTime::from_seconds(30));
+        assert!(
+            res.is_ok() && state == gst::State::Playing,
+            "cycle {i}: {res:?}"
+        );
+        let t = Instant::now();
+        p.set_state(gst::State::Null).unwrap();
+        slowest_stop = slowest_stop.max(t.elapsed());
+        if i == 9 {
+            (base_threads, base_rss) = (threads(), rss_kib());
+        }
+    }
+    let (end_threads, end_rss) = (threads(), rss_kib());
+    println!(
+        "state cycles: {cycles} NULL->PLAYING->NULL; threads {base_threads} after 10 cycles, \
+         {end_threads} at the end; RSS {base_rss} KiB after 10, {end_rss} KiB at the end \
+         ({:+.2} %); slowest stop {slowest_stop:?}",
+        100.0 * (end_rss as f64 / base_rss as f64 - 1.0)
+    );
+    assert_eq!(end_threads, base_threads, "threads leaked");
+    assert!(
+        end_rss as f64 <= base_rss as f64 * 1.05,
+        "memory grew from {base_rss} to {end_rss} KiB"
+    );
+    assert!(slowest_stop < Duration::from_secs(1), "{slowest_stop:?}");
+
+    // Live: PAUSED <-> PLAYING, and frames keep coming.
+    let p = pipeline(&format!(
+        "syncdrawsrc model-location={} caption=\"{CAPTION}\" clips=0 is-live=true \
+         execution-provider=cpu ! fakesink name=sink sync=true signal-handoffs=true",
+        synth("synth1-caption.onnx").display()
+    ));
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    p.by_name("sink")
+        .unwrap()
+        .connect("handoff", false, move |_| {
+            s.fetch_add(1, Ordering::Relaxed);
+            None
+        });
+    p.set_state(gst::State::Playing).unwrap();
+    for _ in 0..(cycles / 5) {
+        std::thread::sleep(Duration::from_millis(30));
+        p.set_state(gst::State::Paused).unwrap();
+        p.set_state(gst::State::Playing).unwrap();
+    }
+    let before = seen.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.load(Ordering::Relaxed) < before + 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        seen.load(Ordering::Relaxed) >= before + 3,
+        "no frames after PAUSED <-> PLAYING"
+    );
+    let error = p.bus().unwrap().pop_filtered(&[gst::MessageType::Error]);
+    assert!(error.is_none(), "{error:?}");
+    p.set_state(gst::State::Null).unwrap();
+}
+
+/// Captions changed from another thread while playing, valid and invalid mixed:
+/// no error, no deadlock, a warning for each invalid one (which keeps the previous
+/// caption), and every title tag downstream names a valid caption that was set.
+#[test]
+fn concurrent_caption_changes() {
+    let _serial = serial();
+    init();
+    let changes = count("SYNCDRAW_CAPTION_CHANGES", 1_000);
+    let valid: Vec<String> = (0..10)
+        .map(|d| {
+            format!(
+                "digit {d} is moving {}",
+                if d % 2 == 0 {
+                    "up and down"
+                } else {
+                    "left and right"
+                }
+            )
+        })
+        .collect();
+    let p = pipeline(&format!(
+        "syncdrawsrc name=src model-location={} caption=\"{}\" clips=0 batch-size=4 \
+         execution-provider=cpu ! fakesink name=sink sync=false",
+        synth("synth1-caption.onnx").display(),
+        valid[0]
+    ));
+    let src = p.by_name("src").unwrap();
+    let titles = Arc::new(Mutex::new(Vec::<String>::new()));
+    let t = titles.clone();
+    p.by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(ev)) = &info.data {
+                if let gst::EventView::Tag(tag) = ev.view() {
+                    if let Some(title) = tag.tag().get::<gst::tags::Title>() {
+                        t.lock().unwrap().push(title.get().to_string());
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    p.set_state(gst::State::Playing).unwrap();
+    let (res, _, _) = p.state(gst::ClockTime::from_seconds(30));
+    assert!(res.is_ok());
+
+    let changer = {
+        let (src, valid) = (src.clone(), valid.clone());
+        std::thread::spawn(move || {
+            let (mut invalid, mut last_valid) = (0u64, valid[0].clone());
+            for i in 0..changes {
+                if i % 3 == 2 {
+                    src.set_property("caption", "digit 3 is flying over the moon");
+                    invalid += 1;
+                } else {
+                    last_valid = valid[(i as usize * 7) % valid.len()].clone();
+                    src.set_property("caption", &last_valid);
+                }
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            (invalid, last_valid)
+        })
+    };
+    let started = Instant::now();
+    let (invalid, last_valid) = changer.join().expect("the changing thread");
+    let secs = started.elapsed().as_secs_f64();
+    // Let a few more clips through, then stop.
+    std::thread::sleep(Duration::from_millis(200));
+    let bus = p.bus().unwrap();
+    let mut warnings = 0;
+    while let Some(msg) = bus.pop() {
+        match msg.view() {
+            gst::MessageView::Error(e) => panic!("error: {} ({:?})", e.error(), e.debug()),
+            gst::MessageView::Warning(w) => {
+                assert!(w.error().to_string().contains("flying"), "{}", w.error());
+                warnings += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(src.property::<String>("caption"), last_valid);
+    let t = Instant::now();
+    p.set_state(gst::State::Null).unwrap();
+    let stop = t.elapsed();
+    let titles = titles.lock().unwrap().clone();
+    println!(
+        "caption changes: {changes} from another thread in {secs:.2} s ({invalid} invalid, \
+         {warnings} warnings); {} title tags downstream; stop {stop:?}",
+        titles.len()
+    );
+    assert_eq!(warnings, invalid, "one warning per invalid caption");
+    assert!(!titles.is_empty());
+    for title in &titles {
+        assert!(
+            valid.contains(title),
+            "title {title:?} was never a valid caption"
+        );
+    }
+}
