@@ -65,9 +65,33 @@ else
   say "Python venv: present ($SYNCDRAW_VENV)"
 fi
 
+# ONNX Runtime with CUDA where an NVIDIA GPU is present: the onnxruntime-gpu wheel
+# (CUDA 13 build, same version, same library path) replaces the CPU-only one, so
+# the element's execution-provider=auto can use CUDA. Its CUDA and cuDNN libraries
+# come from the venv's torch wheel (nvidia-* packages).
+if command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi -L > /dev/null 2>&1; then
+  if [ ! -f "$SYNCDRAW_VENV/.ort-gpu" ]; then
+    say "NVIDIA GPU found: installing onnxruntime-gpu==$ORT_VERSION in place of onnxruntime"
+    "$SYNCDRAW_VENV/bin/pip" uninstall -q -y onnxruntime
+    "$SYNCDRAW_VENV/bin/pip" install -q "onnxruntime-gpu==$ORT_VERSION"
+    touch "$SYNCDRAW_VENV/.ort-gpu"
+  fi
+  say "ONNX Runtime: onnxruntime-gpu==$ORT_VERSION (CUDA execution provider available)"
+else
+  say "ONNX Runtime: onnxruntime==$ORT_VERSION (CPU only: no NVIDIA GPU found)"
+fi
+
 TORCH_LIB="$SYNCDRAW_VENV/lib/python3.11/site-packages/torch/lib"
 ORT_LIB="$SYNCDRAW_VENV/lib/python3.11/site-packages/onnxruntime/capi"
 [ -d "$TORCH_LIB" ] || { echo "setup: torch libraries not found in $TORCH_LIB" >&2; exit 1; }
+# With onnxruntime-gpu: the CUDA and cuDNN libraries of the torch wheel, for the
+# CUDA execution provider.
+CUDA_LIBS=""
+if [ -f "$SYNCDRAW_VENV/.ort-gpu" ]; then
+  for d in "$SYNCDRAW_VENV"/lib/python3.11/site-packages/nvidia/*/lib; do
+    [ -d "$d" ] && CUDA_LIBS="$CUDA_LIBS:$d"
+  done
+fi
 
 # ---- env file ----------------------------------------------------------------
 cat > "$ROOT/build-env.sh" <<ENV
@@ -75,7 +99,7 @@ cat > "$ROOT/build-env.sh" <<ENV
 export SYNCDRAW_VENV="$SYNCDRAW_VENV"
 export PATH="$SYNCDRAW_VENV/bin:\$PATH"
 export LIBTORCH_USE_PYTORCH=1
-export LD_LIBRARY_PATH="$TORCH_LIB\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$TORCH_LIB$CUDA_LIBS\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 export ORT_LIB_DIR_HINT="$ORT_LIB"  # informational; the element finds ONNX Runtime by itself
 export GST_PLUGIN_PATH="$ROOT/target/release\${GST_PLUGIN_PATH:+:\$GST_PLUGIN_PATH}"
 ENV
