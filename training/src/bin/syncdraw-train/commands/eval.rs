@@ -1,0 +1,96 @@
+//! `eval`: the test-split NLL bound of a checkpoint (the paper's Table 1 quantity).
+use super::print_report;
+use crate::args::{positive, DeviceArg};
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+use syncdraw_training::batch::Batcher;
+use syncdraw_training::checkpoint;
+use syncdraw_training::data::dataset::default_cache_dir;
+use syncdraw_training::data::{Dataset, Pixels, Split};
+use syncdraw_training::eval::evaluate;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Also compute the importance-weighted bound with K samples per video.
+    #[arg(long, value_parser = positive::<usize>)]
+    iwae_k: Option<usize>,
+    /// Evaluate only the first N test videos.
+    #[arg(long, value_parser = positive::<usize>)]
+    limit: Option<usize>,
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 100)]
+    batch: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    let device = a.device.device()?;
+    let ck = checkpoint::load(&a.checkpoint, device)?;
+    let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
+    let test = Dataset::load_or_generate(&ck.meta.dataset, Split::Test, &cache)?;
+    // The entropy floor of grey data: no model's reconstruction term goes below it.
+    let floor = match ck.meta.pixels {
+        Pixels::Grey => {
+            let n = a.limit.unwrap_or(test.len()).min(test.len());
+            Some(syncdraw_training::data::binarize::entropy_floor(
+                &test.pixels[..n * test.video_len()],
+                test.video_len(),
+            ))
+        }
+        Pixels::Binarized => None,
+    };
+    let test = match ck.meta.pixels {
+        Pixels::Grey => test,
+        Pixels::Binarized => test.binarized(),
+    };
+    let batcher = Batcher::new(&test, ck.meta.captions().as_ref(), device)?;
+    let r = evaluate(&ck.model, &batcher, a.batch, a.seed, a.iwae_k, a.limit);
+    print_report(&EvalReport {
+        pixels: ck.meta.pixels.name(),
+        entropy_floor: floor,
+        excess_over_floor: floor.map(|f| r.nll - f),
+        checkpoint: a.checkpoint,
+        dataset: ck.meta.dataset.name(),
+        variant: ck.meta.model.variant.name(),
+        captions: ck.meta.model.caption.is_some(),
+        step: ck.meta.step,
+        test_nll: r.nll,
+        reconstruction: r.reconstruction,
+        kl: r.kl,
+        iwae: r.iwae,
+        iwae_k: r.iwae_k,
+        videos: r.videos,
+        unit: "nats per video",
+    })
+}
+
+/// What `eval` prints.
+#[derive(Serialize)]
+struct EvalReport {
+    /// "grey" or "binarized": the pixels the NLL is on.
+    pixels: &'static str,
+    /// Grey data: the entropy of the evaluated videos' pixels, the lowest
+    /// reconstruction term any model can reach; and how far above it the NLL is.
+    entropy_floor: Option<f64>,
+    excess_over_floor: Option<f64>,
+    checkpoint: PathBuf,
+    dataset: String,
+    variant: &'static str,
+    captions: bool,
+    step: u64,
+    test_nll: f64,
+    reconstruction: f64,
+    kl: f64,
+    iwae: Option<f64>,
+    iwae_k: Option<usize>,
+    videos: usize,
+    unit: &'static str,
+}

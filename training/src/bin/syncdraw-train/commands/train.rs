@@ -1,0 +1,136 @@
+//! `train`: train a model, or continue one.
+use super::print_report;
+use crate::args::{positive, positive_f64, DataOpts, DeviceArg};
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+use syncdraw_training::adam::AdamConfig;
+use syncdraw_training::data::Pixels;
+use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
+use syncdraw_training::train::{train, CaptionEncoderKind, TrainOptions};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Run directory (config, vocabulary, checkpoint, metrics).
+    #[arg(long)]
+    run_dir: PathBuf,
+    #[command(flatten)]
+    data: DataOpts,
+    /// Condition on captions.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    captions: bool,
+    /// Caption encoder: grammar slots (format 2) or an LSTM over words (format 1).
+    #[arg(long, value_enum, default_value_t = CaptionEncoderKind::Slots)]
+    caption_encoder: CaptionEncoderKind,
+    /// Decoder: what-where (motion slots place the write windows, digit slots
+    /// fill the patches) or the paper's joint decoder LSTM.
+    #[arg(long, value_enum, default_value_t = DecoderKind::WhatWhere)]
+    decoder: DecoderKind,
+    /// Keep attention windows in the frame (bounded raw parameters).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    bounded_windows: bool,
+    /// Binarised pixels (as the paper's NLL): a fresh Bernoulli sample of every
+    /// training batch, one fixed sample of the test split.
+    #[arg(long)]
+    binarize: bool,
+    #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]
+    variant: Variant,
+    /// Total optimizer steps.
+    #[arg(long, default_value_t = 20_000)]
+    steps: u64,
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Drawing steps T.
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 10)]
+    timesteps: i64,
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 10)]
+    read_k: i64,
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 10)]
+    write_k: i64,
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 256)]
+    enc_size: i64,
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 256)]
+    dec_size: i64,
+    #[arg(long, value_parser = positive::<i64>, default_value_t = 100)]
+    z_dim: i64,
+    #[arg(long, value_parser = positive_f64, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, value_parser = positive::<u64>, default_value_t = 500)]
+    checkpoint_every: u64,
+    /// Evaluate on test videos every N steps (0: only at the end).
+    #[arg(long, default_value_t = 2000)]
+    eval_every: u64,
+    /// Test videos for the periodic evaluation (the final one uses all).
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 500)]
+    eval_videos: usize,
+    #[arg(long, value_parser = positive::<u64>, default_value_t = 50)]
+    log_every: u64,
+    /// Continue the run in --run-dir from its checkpoint (starts fresh if none).
+    #[arg(long)]
+    resume: bool,
+    /// Start a new run from the weights of this checkpoint, with fresh optimizer
+    /// state (model, vocabulary and data set come from the checkpoint).
+    #[arg(long, conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
+    /// Stop with a checkpoint after this many minutes.
+    #[arg(long, value_parser = positive_f64)]
+    max_minutes: Option<f64>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let device = a.device.device()?;
+    let dataset = a.data.config()?;
+    let model = ModelConfig {
+        variant: a.variant,
+        frames: dataset.video.frames as i64,
+        height: dataset.video.size as i64,
+        width: dataset.video.size as i64,
+        timesteps: a.timesteps,
+        read_k: a.read_k,
+        write_k: a.write_k,
+        enc_size: a.enc_size,
+        dec_size: a.dec_size,
+        z_dim: a.z_dim,
+        caption: None,
+        decoder: a.decoder,
+        bounded_windows: a.bounded_windows,
+    };
+    eprintln!(
+        "training on {device:?} with {} libtorch threads",
+        tch::get_num_threads()
+    );
+    let opts = TrainOptions {
+        run_dir: a.run_dir,
+        model,
+        dataset,
+        pixels: if a.binarize {
+            Pixels::Binarized
+        } else {
+            Pixels::Grey
+        },
+        captions: a.captions.then_some(a.caption_encoder),
+        batch: a.batch,
+        steps: a.steps,
+        seed: a.seed,
+        checkpoint_every: a.checkpoint_every,
+        eval_every: a.eval_every,
+        eval_videos: a.eval_videos,
+        log_every: a.log_every,
+        resume: a.resume,
+        device,
+        adam: AdamConfig {
+            lr: a.lr,
+            ..AdamConfig::default()
+        },
+        cache_dir: a.data.cache(),
+        time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+        init_from: a.init_from,
+        progress: true,
+    };
+    print_report(&train(&opts)?)
+}

@@ -1,0 +1,63 @@
+//! `syncdraw-train`: build data, train, evaluate, sample and export Sync-DRAW.
+//!
+//! One module per subcommand in commands/, options shared by several in args.rs.
+//! Commands that report print one JSON object (a typed report) on stdout.
+mod args;
+mod commands;
+
+use anyhow::Result;
+use args::positive;
+use clap::{Parser, Subcommand};
+use commands::{data, eval, evaluator, export, fidelity, sample, train, weights};
+
+#[derive(Parser)]
+#[command(
+    name = "syncdraw-train",
+    version,
+    about = "Sync-DRAW on captioned Bouncing MNIST: data, training, evaluation, sampling, ONNX export"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// CPU threads for libtorch (default: all cores); for every command.
+    #[arg(long, global = true, value_parser = positive::<i32>)]
+    threads: Option<i32>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (or continue one with --resume).
+    Train(train::TrainArgs),
+    /// Print the test-split NLL bound of a checkpoint as JSON.
+    Eval(eval::EvalArgs),
+    /// Render videos from a checkpoint to a GIF and a PNG of the drawing steps.
+    Sample(sample::SampleArgs),
+    /// Export the generation path of a checkpoint to ONNX (docs/model-format.md).
+    Export(export::ExportArgs),
+    /// Generate (or load from the cache) a data set and print a summary.
+    Data(data::DataArgs),
+    /// Copy a checkpoint without its optimizer state: the weights to ship.
+    Weights(weights::WeightsArgs),
+    /// Train or measure the caption-fidelity evaluator (real videos only).
+    #[command(subcommand)]
+    Evaluator(evaluator::EvaluatorCommand),
+    /// Caption fidelity of a checkpoint: do its videos show what the test captions say?
+    Fidelity(fidelity::FidelityArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(t) = cli.threads {
+        tch::set_num_threads(t);
+    }
+    match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Sample(a) => sample::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Weights(a) => weights::run(a),
+        Command::Evaluator(c) => evaluator::run(c),
+        Command::Fidelity(a) => fidelity::run(a),
+        Command::Data(a) => data::run(a),
+    }
+}
