@@ -163,13 +163,18 @@ pub fn filterbank<B: Backend>(
     let a = be.constant(&coords, &[1, 1, 1, size]);
     let d = be.sub(&a, &mu);
     let d2 = be.mul(&d, &d); // [B, F, K, size]
+                             // The divisions are done once per window or row and the [B, F, K, size] values
+                             // multiplied: cheaper than dividing each of them, forward and backward.
+    let one = be.constant(&[1.0], &[1, 1, 1, 1]);
     let s2 = be.unsqueeze(sigma2, 3); // [B, F, 1, 1]
     let two_s2 = be.scale(&s2, -2.0);
-    let e = be.div(&d2, &two_s2);
+    let inv = be.div(&one, &two_s2); // -1 / (2 sigma^2)
+    let e = be.mul(&d2, &inv);
     let f = be.exp(&e);
     let z = be.sum_keepdim(&f, 3);
     let z = be.clamp_min(&z, 1e-8);
-    be.div(&f, &z)
+    let inv_z = be.div(&one, &z); // [B, F, K, 1]
+    be.mul(&f, &inv_z)
 }
 
 /// The row (F_p, [B,F,K,A]) and column (F_q, [B,F,K,B]) filterbanks of a window.
