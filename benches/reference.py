@@ -23,8 +23,8 @@ Layout it follows (training/src/model/):
     log d~, log gamma), each raw value r squashed to b tanh(r / b) when the model
     has bounded windows (b = 1.2, 1.2, 3, 1.5, 4); g = (size+1)/2 (g~+1);
     delta = (max(A,B)-1)/(K-1) exp(d~);
-    F[u, a] = exp((a - mu_u)^2 / (-2 s^2)) / max(sum_a, 1e-8).
-  * write.rs: write = (F_p^T w F_q) / gamma per frame; decoder.rs: canvas += write,
+    F[u, a] = exp(max((a - mu_u)^2 / (-2 s^2), -80)) / max(sum_a, 1e-8).
+  * write.rs: write = F_p^T (w / gamma) F_q per frame; decoder.rs: canvas += write,
     video = sigmoid(canvas).
   * read.rs / encoder.rs / syncdraw.rs: read = gamma F_p x F_q^T; encoder input
     [read(x), read(x_hat), h_dec^{t-1}, S]; posterior (mu, log sigma); loss = BCE
@@ -169,10 +169,10 @@ class SyncDrawRef:
         mu = (g + offsets * delta).unsqueeze(3)  # [B, F, K, 1]
         a = self._const(("coords", size), [float(x) for x in range(1, size + 1)], (1, 1, 1, size))
         d = a - mu
-        e = (d * d) / (sigma2.unsqueeze(3) * -2.0)
+        e = ((d * d) * (1.0 / (sigma2.unsqueeze(3) * -2.0))).clamp_min(-80.0)
         f = torch.exp(e)
         z = f.sum(dim=3, keepdim=True).clamp_min(1e-8)
-        return f / z  # [B, F, K, size]
+        return f * (1.0 / z)  # [B, F, K, size]
 
     def filterbanks(self, win, k):
         g_row, g_col, sigma2, delta, _ = win
@@ -185,9 +185,9 @@ class SyncDrawRef:
         win = self.window("decoder.write_window", h_where, k)
         f_row, f_col = self.filterbanks(win, k)
         patch = self.linear(h_what, "decoder.write_patch").reshape(-1, self.N, k, k)
+        patch = patch / win[4].unsqueeze(3)  # w / gamma
         rows = f_row.transpose(2, 3) @ patch  # [B, N, A, K]
-        slices = rows @ f_col  # [B, N, A, B]
-        return slices / win[4].unsqueeze(3)
+        return rows @ f_col  # [B, N, A, B]
 
     def read(self, win, video, k):
         f_row, f_col = self.filterbanks(win, k)
