@@ -150,6 +150,76 @@ fn write_is_the_transpose_of_read() {
     }
 }
 
+/// The write as computed (1/gamma on the patch, filterbank divisions as reciprocals,
+/// exponents held at -80) equals eq. 9 written plainly, F_p^T w F_q / gamma with
+/// exp(-(a - mu)^2 / 2 sigma^2) / Z, in value and in its gradients with respect to
+/// the patch and every window parameter, for windows inside and far outside the frame.
+#[test]
+fn computed_write_equals_the_plain_formula_with_gradients() {
+    tch::manual_seed(5);
+    let (n, h, w, k) = (3i64, 16i64, 18i64, 4i64);
+    let geo = Geometry {
+        height: h,
+        width: w,
+        frames: n,
+        k,
+        groups: n,
+        bounded: false,
+    };
+    for far in [false, true] {
+        let mut win = random_window(n, false);
+        if far {
+            // Centres 60 px outside the frame: most weights underflow.
+            win.g_row = &win.g_row - 60.0;
+        }
+        let params = [&win.g_row, &win.g_col, &win.sigma2, &win.delta, &win.gamma];
+        let leaves: Vec<Tensor> = params
+            .iter()
+            .map(|t| t.detach().set_requires_grad(true))
+            .collect();
+        let patch = Tensor::randn([1, n, k, k], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let bind = |l: &[Tensor]| Window {
+            g_row: l[0].shallow_clone(),
+            g_col: l[1].shallow_clone(),
+            sigma2: l[2].shallow_clone(),
+            delta: l[3].shallow_clone(),
+            gamma: l[4].shallow_clone(),
+            temporal: None,
+        };
+        let mut be = TchBackend::new(Device::Cpu);
+        let computed = write(&mut be, &bind(&leaves), &patch, geo);
+
+        // Eq. 1-4 and 9 written plainly, on the same leaves.
+        let plain_bank = |g: &Tensor, size: i64| {
+            let u = Tensor::arange_start(1, k + 1, (Kind::Float, Device::Cpu)) - (k as f64 / 2.0 + 0.5);
+            let mu = g + u.reshape([1, 1, k]) * &leaves[3]; // [1, N, K]
+            let a = Tensor::arange_start(1, size + 1, (Kind::Float, Device::Cpu)).reshape([1, 1, 1, size]);
+            let d = a - mu.unsqueeze(3);
+            let f = (-(&d * &d) / (leaves[2].unsqueeze(3) * 2.0)).exp();
+            let z = f.sum_dim_intlist([3].as_slice(), true, Kind::Float).clamp_min(1e-8);
+            f / z
+        };
+        let f_row = plain_bank(&leaves[0], h);
+        let f_col = plain_bank(&leaves[1], w);
+        let plain = f_row.transpose(2, 3).matmul(&patch).matmul(&f_col) / leaves[4].unsqueeze(3);
+
+        let diff = (&computed - &plain).abs().max().double_value(&[]);
+        let scale = plain.abs().max().double_value(&[]).max(1e-6);
+        assert!(diff <= 1e-5 * scale, "far={far}: values differ by {diff} (max {scale})");
+        let probe = Tensor::randn_like(&plain);
+        let grads = |out: &Tensor| {
+            let mut inputs: Vec<&Tensor> = leaves.iter().collect();
+            inputs.push(&patch);
+            Tensor::run_backward(&[(out * &probe).sum(Kind::Float)], &inputs, true, false)
+        };
+        for (i, (a, b)) in grads(&computed).iter().zip(grads(&plain)).enumerate() {
+            let d = (a - &b).abs().max().double_value(&[]);
+            let s = b.abs().max().double_value(&[]).max(1e-6);
+            assert!(d <= 1e-4 * s, "far={far}: gradient {i} differs by {d} (max {s})");
+        }
+    }
+}
+
 fn small_config(digits: usize) -> DatasetConfig {
     let mut c = DatasetConfig::new(digits);
     c.train_size = 300;
