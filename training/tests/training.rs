@@ -191,12 +191,16 @@ fn computed_write_equals_the_plain_formula_with_gradients() {
 
         // Eq. 1-4 and 9 written plainly, on the same leaves.
         let plain_bank = |g: &Tensor, size: i64| {
-            let u = Tensor::arange_start(1, k + 1, (Kind::Float, Device::Cpu)) - (k as f64 / 2.0 + 0.5);
+            let u =
+                Tensor::arange_start(1, k + 1, (Kind::Float, Device::Cpu)) - (k as f64 / 2.0 + 0.5);
             let mu = g + u.reshape([1, 1, k]) * &leaves[3]; // [1, N, K]
-            let a = Tensor::arange_start(1, size + 1, (Kind::Float, Device::Cpu)).reshape([1, 1, 1, size]);
+            let a = Tensor::arange_start(1, size + 1, (Kind::Float, Device::Cpu))
+                .reshape([1, 1, 1, size]);
             let d = a - mu.unsqueeze(3);
             let f = (-(&d * &d) / (leaves[2].unsqueeze(3) * 2.0)).exp();
-            let z = f.sum_dim_intlist([3].as_slice(), true, Kind::Float).clamp_min(1e-8);
+            let z = f
+                .sum_dim_intlist([3].as_slice(), true, Kind::Float)
+                .clamp_min(1e-8);
             f / z
         };
         let f_row = plain_bank(&leaves[0], h);
@@ -205,7 +209,10 @@ fn computed_write_equals_the_plain_formula_with_gradients() {
 
         let diff = (&computed - &plain).abs().max().double_value(&[]);
         let scale = plain.abs().max().double_value(&[]).max(1e-6);
-        assert!(diff <= 1e-5 * scale, "far={far}: values differ by {diff} (max {scale})");
+        assert!(
+            diff <= 1e-5 * scale,
+            "far={far}: values differ by {diff} (max {scale})"
+        );
         let probe = Tensor::randn_like(&plain);
         let grads = |out: &Tensor| {
             let mut inputs: Vec<&Tensor> = leaves.iter().collect();
@@ -215,7 +222,10 @@ fn computed_write_equals_the_plain_formula_with_gradients() {
         for (i, (a, b)) in grads(&computed).iter().zip(grads(&plain)).enumerate() {
             let d = (a - &b).abs().max().double_value(&[]);
             let s = b.abs().max().double_value(&[]).max(1e-6);
-            assert!(d <= 1e-4 * s, "far={far}: gradient {i} differs by {d} (max {s})");
+            assert!(
+                d <= 1e-4 * s,
+                "far={far}: gradient {i} differs by {d} (max {s})"
+            );
         }
     }
 }

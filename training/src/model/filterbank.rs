@@ -91,19 +91,23 @@ pub fn window<B: Backend>(
     let p = params_per_group(temporal);
     let raw = layer.forward(be, h);
     let raw = be.reshape(&raw, &[-1, geo.groups, p]);
-    // Raw parameter i, squashed into its bound when the window is bounded.
-    let take = |be: &mut B, i: i64| {
-        let r = be.narrow(&raw, 2, i, 1);
-        if !geo.bounded {
-            return r;
-        }
-        // centres, log sigma^2, log delta~, log gamma; the Baseline's temporal
-        // g~_z, log sigma_z^2, log delta~_z like their spatial counterparts.
-        let b = BOUNDS[[0, 0, 1, 2, 3, 0, 1, 2][i as usize]];
-        let r = be.scale(&r, 1.0 / b);
+    // Squashed into the bounds all at once (three operations, not three per
+    // parameter): centres, log sigma^2, log delta~, log gamma; the Baseline's
+    // temporal g~_z, log sigma_z^2, log delta~_z like their spatial counterparts.
+    let raw = if geo.bounded {
+        let b: Vec<f32> = [0usize, 0, 1, 2, 3, 0, 1, 2][..p as usize]
+            .iter()
+            .map(|&i| BOUNDS[i])
+            .collect();
+        let inv: Vec<f32> = b.iter().map(|b| 1.0 / b).collect();
+        let (b, inv) = (be.constant(&b, &[1, 1, p]), be.constant(&inv, &[1, 1, p]));
+        let r = be.mul(&raw, &inv);
         let r = be.tanh(&r);
-        be.scale(&r, b)
+        be.mul(&r, &b)
+    } else {
+        raw
     };
+    let take = |be: &mut B, i: i64| be.narrow(&raw, 2, i, 1);
     let (gr, gc, ls2, ld, lg) = (
         take(be, 0),
         take(be, 1),
