@@ -12,11 +12,11 @@ kills=${1:-20}
 [ -f build-env.sh ] || bash scripts/setup.sh
 # shellcheck source=/dev/null
 source build-env.sh
-cargo build --release -p syncdraw-training
+cargo build --release --workspace
 bin=$PWD/target/release/syncdraw-train
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-steps=300
+steps=1200
 args=(--threads 1 train --digits 1 --train-size 256 --test-size 64 --frames 4 --size 32
       --timesteps 4 --read-k 5 --write-k 5 --enc-size 64 --dec-size 64 --z-dim 8
       --batch 16 --steps "$steps" --checkpoint-every 10 --eval-every 0 --eval-videos 64
@@ -44,7 +44,7 @@ while :; do
     "$bin" "${args[@]}" --run-dir "$run" "${resume[@]}" > /dev/null 2>> "$work/killed.log" &
     pid=$!
     if [ "$done_kills" -lt "$kills" ]; then
-        sleep "0.$(( RANDOM % 9 + 1 ))$(( RANDOM % 10 ))"
+        sleep "$(( RANDOM % 3 + 1 )).$(( RANDOM % 10 ))"
         if kill -9 "$pid" 2> /dev/null; then
             wait "$pid" 2> /dev/null || true
             done_kills=$((done_kills + 1))
@@ -60,7 +60,7 @@ while :; do
     resumes=$((resumes + 1))
     break
 done
-echo "[kill-resume] $done_kills kills, the last checkpoint before the final run at step $last"
+echo "[kill-resume] $done_kills kills; checkpoints never went back; the last one before the final run was at step $last of $steps"
 python3 - "$work/whole/checkpoint.safetensors" "$run/checkpoint.safetensors" <<'PY'
 import json, struct, sys
 def tensors(path):
