@@ -4,11 +4,6 @@
 //! digit moving the captioned way, as read by the shipped evaluator
 //! (`models/evaluator.safetensors`, docs/evaluator.md).
 //!
-//! Ignored by default until the shipped model passes it: the model composes
-//! (it draws unseen captions as well as training captions) but has not yet
-//! learnt the odd digits at all. `cargo test --release -p syncdraw-training
-//! --test promise -- --include-ignored` runs it.
-//!
 //! Needs the release plugin (`cargo build --release`, which `scripts/test.sh` runs
 //! before the tests) and gst-launch-1.0.
 use std::path::{Path, PathBuf};
@@ -75,9 +70,6 @@ fn render(caption: &str, seed: u64, env: &(PathBuf, PathBuf)) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "acceptance test not met yet: the shipped mnist1-captions (2,700 CPU steps) \
-            draws 3, 5, 7 and 9 as an 8 for training and test captions alike; run with \
-            --include-ignored (docs/results.md)"]
 fn unseen_captions_are_drawn_as_captioned() {
     let evaluator = Evaluator::load(&root().join("models/evaluator.safetensors"), Device::Cpu)
         .expect("the shipped evaluator");
