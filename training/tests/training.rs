@@ -571,6 +571,30 @@ fn resume_continues_exactly_where_an_uninterrupted_run_would_be() {
 #[test]
 fn binarized_runs_record_their_pixels_and_resume_exactly() {
     resume_is_exact(Pixels::Binarized);
+    // And the pixels really are binarised: the same run on grey pixels ends with
+    // other weights after a few steps.
+    let _serial = training_lock();
+    let cache = tempfile::tempdir().expect("tmp");
+    let (g, b) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    for (dir, pixels) in [(&g, Pixels::Grey), (&b, Pixels::Binarized)] {
+        let opts = TrainOptions {
+            pixels,
+            ..tiny_options(dir.path(), cache.path(), 5)
+        };
+        train(&opts).expect("trains");
+    }
+    let load = |d: &tempfile::TempDir| {
+        checkpoint::load(&d.path().join("checkpoint.safetensors"), Device::Cpu).expect("load")
+    };
+    let (cg, cb) = (load(&g), load(&b));
+    let (vg, vb) = (cg.model.vs.variables(), cb.model.vs.variables());
+    assert!(
+        vg.iter().any(|(name, t)| !t.equal(&vb[name])),
+        "grey and binarised runs trained on the same pixels"
+    );
 }
 
 fn resume_is_exact(pixels: Pixels) {
