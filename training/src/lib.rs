@@ -12,3 +12,4 @@ pub mod export;
 pub mod model;
 pub mod sample;
 pub mod train;
+pub mod warm_start;

@@ -11,6 +11,7 @@ use crate::data::{Dataset, DatasetConfig, Pixels, Split};
 use crate::eval::{evaluate, EvalResult};
 use crate::model::config::{DecoderKind, SlotKind, SlotsConfig, WordsConfig};
 use crate::model::{CaptionConfig, ModelConfig, SyncDraw};
+use crate::warm_start::{warm_start, WarmStartError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -42,6 +43,8 @@ pub enum TrainError {
     RunExists(PathBuf),
     #[error("training stopped: the loss or the gradient norm became NaN or infinite in steps {steps}. The last good checkpoint ({checkpoint}) is kept; lower the learning rate or resume from it")]
     NonFinite { steps: String, checkpoint: String },
+    #[error(transparent)]
+    WarmStart(#[from] WarmStartError),
     #[error("invalid setting: {0}")]
     Invalid(String),
 }
@@ -76,6 +79,9 @@ pub struct TrainOptions {
     /// Start a new run from the weights of this checkpoint (fresh optimizer state);
     /// the model, vocabulary and data set come from it.
     pub init_from: Option<PathBuf>,
+    /// Start a new run (model and data set from the other options) from the
+    /// weights of a model with fewer objects per caption (warm_start.rs).
+    pub warm_start: Option<PathBuf>,
     pub progress: bool,
 }
 
@@ -242,6 +248,23 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         }
         tch::manual_seed(opts.seed as i64);
         let model = SyncDraw::new(&config, opts.device);
+        let (mut steps_before, mut initialised_from) = (0, None);
+        if let Some(path) = &opts.warm_start {
+            let source = checkpoint::load(path, opts.device)?;
+            let same_slots = match (&source.meta.grammar, &grammar) {
+                (Some(a), Some(b)) => a.slots == b.slots,
+                _ => false,
+            };
+            if !same_slots {
+                return Err(TrainError::Invalid(format!(
+                    "--warm-start {}: both models must read captions with the slots encoder and the same slot values (digits, motions)",
+                    path.display()
+                )));
+            }
+            warm_start(&model, &source.model)?;
+            steps_before = source.meta.total_steps();
+            initialised_from = Some(path.display().to_string());
+        }
         let meta = Meta {
             format: checkpoint::FORMAT.into(),
             model: config,
@@ -254,8 +277,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             test_nll: None,
             train_seconds: 0.0,
             device: format!("{:?}", opts.device),
-            steps_before: 0,
-            initialised_from: None,
+            steps_before,
+            initialised_from,
         };
         (model, None, meta)
     };

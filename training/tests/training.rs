@@ -521,6 +521,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         cache_dir: cache.to_path_buf(),
         time_limit: None,
         init_from: None,
+        warm_start: None,
         progress: false,
     }
 }
@@ -756,4 +757,91 @@ fn bounded_windows_keep_centres_near_the_frame() {
         .max()
         .double_value(&[]);
     assert!(d < 1e-3, "small raw values change by {d}");
+}
+
+fn tiny_captioned_config(digits: usize) -> ModelConfig {
+    let mut c = tiny_options(Path::new("."), Path::new("."), 1).model;
+    c.caption = Some(syncdraw_training::train::slots_config(&grammar(digits)));
+    c
+}
+
+/// A two-digit model warm-started from a one-digit one draws, before any training,
+/// exactly what the one-digit model draws for the first object, whatever the
+/// second object says (its caption inputs start at zero), and the encoder's
+/// bound is the same too: the grown rows sit where the second object's features
+/// enter every LSTM.
+#[test]
+fn a_warm_started_two_digit_model_starts_as_the_one_digit_model() {
+    use syncdraw_training::model::SyncDraw;
+    use syncdraw_training::warm_start::warm_start;
+    tch::manual_seed(11);
+    let one = SyncDraw::new(&tiny_captioned_config(1), Device::Cpu);
+    tch::manual_seed(12);
+    let two = SyncDraw::new(&tiny_captioned_config(2), Device::Cpu);
+    let done = warm_start(&two, &one).expect("compatible models");
+    // Encoder LSTM and the what and where decoder LSTMs take caption inputs.
+    assert_eq!(done.grown.len(), 3, "grown: {:?}", done.grown);
+    assert!(!done.copied.is_empty());
+
+    let c = &one.config;
+    tch::manual_seed(13);
+    let z = Tensor::randn([2, c.timesteps, c.z_dim], (Kind::Float, Device::Cpu));
+    let first = Tensor::from_slice(&[4i64, 1, 8, 2]).reshape([2, 2]);
+    let (video_one, _) = one.generate(&z, Some(&first));
+    for second in [[1i64, 1, 10, 2], [3, 2, 7, 1]] {
+        let second = Tensor::from_slice(&second).reshape([2, 2]);
+        let ids = Tensor::cat(&[&first, &second], 1);
+        let (video_two, _) = two.generate(&z, Some(&ids));
+        let diff = (&video_two - &video_one).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "generation differs by {diff}");
+
+        let x = Tensor::rand([2, c.frames, c.height, c.width], (Kind::Float, Device::Cpu));
+        let (l1, l2) = (one.loss(&x, Some(&first), &z), two.loss(&x, Some(&ids), &z));
+        let diff = (l1.nll() - l2.nll()).abs().max().double_value(&[]);
+        assert!(diff < 1e-2, "the bounds differ by {diff} nats");
+    }
+    // The added object's inputs then matter once they are trained: a model of
+    // another size is refused with the name of the weight.
+    let mut other = tiny_captioned_config(2);
+    other.dec_size = 32;
+    let err = warm_start(&SyncDraw::new(&other, Device::Cpu), &one).expect_err("sizes differ");
+    assert!(err.to_string().contains("shape"), "{err}");
+}
+
+/// `train` with a warm start: a two-digit run from a one-digit checkpoint records
+/// where it started and how many steps its weights had seen, and trains.
+#[test]
+fn a_two_digit_run_warm_starts_from_a_one_digit_checkpoint() {
+    let _serial = training_lock();
+    let (one, two, cache) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    train(&tiny_options(one.path(), cache.path(), 10)).expect("one-digit run");
+    let source = one.path().join("checkpoint.safetensors");
+    let mut opts = tiny_options(two.path(), cache.path(), 10);
+    opts.dataset.digits = 2;
+    opts.warm_start = Some(source.clone());
+    let summary = train(&opts).expect("warm-started two-digit run");
+    assert_eq!(summary.step, 10);
+    let meta = checkpoint::read_meta(&summary.checkpoint).expect("meta");
+    assert_eq!(meta.dataset.digits, 2);
+    assert_eq!(meta.steps_before, 10);
+    assert_eq!(
+        meta.initialised_from.as_deref(),
+        Some(source.display().to_string().as_str())
+    );
+    // An unconditional model cannot seed a captioned run.
+    let (plain, three) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let mut u = tiny_options(plain.path(), cache.path(), 2);
+    u.captions = None;
+    train(&u).expect("unconditional run");
+    let mut opts = tiny_options(three.path(), cache.path(), 2);
+    opts.warm_start = Some(plain.path().join("checkpoint.safetensors"));
+    let err = train(&opts).expect_err("refused");
+    assert!(err.to_string().contains("slots"), "{err}");
 }

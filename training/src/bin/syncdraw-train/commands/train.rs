@@ -75,6 +75,12 @@ pub struct TrainArgs {
     /// state (model, vocabulary and data set come from the checkpoint).
     #[arg(long, conflicts_with = "resume")]
     init_from: Option<PathBuf>,
+    /// Start a new run, set up by the other options, from the weights of a
+    /// model trained on fewer objects per caption (a one-digit model for a
+    /// two-digit run): equal weights are copied, the caption inputs of the
+    /// added objects start at zero.
+    #[arg(long, conflicts_with_all = ["resume", "init_from"])]
+    warm_start: Option<PathBuf>,
     /// Stop with a checkpoint after this many minutes.
     #[arg(long, value_parser = positive_f64)]
     max_minutes: Option<f64>,
@@ -130,6 +136,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         cache_dir: a.data.cache(),
         time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
         init_from: a.init_from,
+        warm_start: a.warm_start,
         progress: true,
     };
     print_report(&train(&opts)?)

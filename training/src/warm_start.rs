@@ -1,0 +1,67 @@
+//! Warm starts: a new model whose weights begin from a trained model with fewer
+//! objects per caption (for example two-digit captions from a one-digit model).
+//!
+//! Every LSTM's input ends with the caption features (eq. 12: [R, h_dec, S];
+//! eq. 13: [z, S], or [z, S_role] for a what-where decoder), and a slot encoder
+//! lays S out object after object. A model for more objects therefore has the
+//! same variables as the smaller one, except that each LSTM input weight `wx`
+//! has more rows at its end, one block per added object. The warm start copies
+//! every variable of equal shape, copies the old rows of each grown `wx` and sets
+//! its new rows to zero. At step 0 the new model ignores the added objects and
+//! draws exactly what the source model draws for the first object; training then
+//! has to learn only how the added objects enter, not how to draw.
+use crate::model::SyncDraw;
+use tch::Tensor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarmStartError {
+    #[error("the warm-start model has no weight {0}: it is a different model (variant, decoder or caption encoder)")]
+    Missing(String),
+    #[error("weight {name} has shape {source_shape:?} in the warm-start model and {target:?} in the new one: only the caption inputs of the LSTMs may grow (same sizes, more objects per caption)")]
+    Shape {
+        name: String,
+        source_shape: Vec<i64>,
+        target: Vec<i64>,
+    },
+}
+
+/// What a warm start did, by variable name.
+#[derive(Debug, Default)]
+pub struct WarmStart {
+    /// Copied whole.
+    pub copied: Vec<String>,
+    /// LSTM input weights whose old rows were copied and new rows zeroed.
+    pub grown: Vec<String>,
+}
+
+/// Sets the weights of `target` from `source` as the module documentation says.
+pub fn warm_start(target: &SyncDraw, source: &SyncDraw) -> Result<WarmStart, WarmStartError> {
+    let from = source.vs.variables();
+    let mut vars: Vec<(String, Tensor)> = target.vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut done = WarmStart::default();
+    for (name, mut var) in vars {
+        let old = from
+            .get(&name)
+            .ok_or_else(|| WarmStartError::Missing(name.clone()))?;
+        let (s, t) = (old.size(), var.size());
+        let old = old.to_device(var.device());
+        if s == t {
+            tch::no_grad(|| var.copy_(&old));
+            done.copied.push(name);
+        } else if name.ends_with("wx") && s.len() == 2 && s[1] == t[1] && s[0] < t[0] {
+            tch::no_grad(|| {
+                let _ = var.zero_();
+                var.narrow(0, 0, s[0]).copy_(&old);
+            });
+            done.grown.push(name);
+        } else {
+            return Err(WarmStartError::Shape {
+                name,
+                source_shape: s,
+                target: t,
+            });
+        }
+    }
+    Ok(done)
+}
