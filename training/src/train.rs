@@ -10,6 +10,7 @@ use crate::data::dataset::DataError;
 use crate::data::{Dataset, DatasetConfig, Pixels, Split};
 use crate::eval::{evaluate, EvalResult};
 use crate::model::config::{DecoderKind, SlotKind, SlotsConfig, WordsConfig};
+use crate::model::window_stats::WindowStats;
 use crate::model::{CaptionConfig, ModelConfig, SyncDraw};
 use crate::warm_start::{warm_start, WarmStartError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -96,13 +97,16 @@ pub struct TrainSummary {
 }
 
 #[derive(Serialize)]
-struct MetricsLine {
+struct MetricsLine<'a> {
     step: u64,
     loss: f64,
     kl: f64,
     videos_per_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     test_nll: Option<f64>,
+    /// Read and write windows of the logging step's batch (model/window_stats.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    windows: Option<&'a WindowStats>,
 }
 
 /// Which caption encoder a run trains (model/caption.rs).
@@ -349,7 +353,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             [idx.len() as i64, c.timesteps, c.z_dim],
             (Kind::Float, opts.device),
         );
-        let loss = model.loss(&x, ids.as_ref(), &eps);
+        // Window statistics are gathered on the steps that log (a few small reductions).
+        let mut windows =
+            (step % opts.log_every.max(1) == 0 || step == opts.steps).then(WindowStats::default);
+        let loss = model.loss_observed(&x, ids.as_ref(), &eps, windows.as_mut());
+        let windows = windows.map(|w| WindowStats {
+            read: w.read.finish(),
+            write: w.write.finish(),
+        });
         let total = loss.nll().mean(Kind::Float);
         adam.zero_grad();
         total.backward();
@@ -402,6 +413,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 kl: k,
                 videos_per_s: rate,
                 test_nll: if eval_now { meta.test_nll } else { None },
+                windows: windows.as_ref(),
             };
             writeln!(
                 metrics,
@@ -409,8 +421,18 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 serde_json::to_string(&line).expect("serialisable")
             )
             .map_err(io_err(&metrics_path))?;
+            let dead = windows
+                .as_ref()
+                .map(|w| {
+                    format!(
+                        "  dead rows read {:.2} write {:.2}",
+                        w.read.worst_dead(),
+                        w.write.worst_dead()
+                    )
+                })
+                .unwrap_or_default();
             let msg = format!(
-                "loss {l:.1}  kl {k:.1}  {rate:.0} videos/s{}",
+                "loss {l:.1}  kl {k:.1}  {rate:.0} videos/s{dead}{}",
                 meta.test_nll
                     .map(|n| format!("  test nll {n:.1}"))
                     .unwrap_or_default()

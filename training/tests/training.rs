@@ -548,6 +548,17 @@ fn tiny_model_learns_loss_falls_by_1_4x() {
     assert_eq!(summary.step, 60);
     let m = metrics(run.path());
     assert_eq!(m.len(), 6, "one metrics line per 10 steps");
+    for line in &m {
+        for att in ["read", "write"] {
+            let dead = line["windows"][att]["dead_rows"]
+                .as_array()
+                .expect("window statistics in every metrics line");
+            assert_eq!(dead.len(), 4, "one value per frame");
+            assert!(dead
+                .iter()
+                .all(|v| (0.0..=1.0).contains(&v.as_f64().expect("share"))));
+        }
+    }
     let (first, last) = (
         m[0]["loss"].as_f64().expect("loss"),
         m[5]["loss"].as_f64().expect("loss"),
@@ -757,6 +768,56 @@ fn bounded_windows_keep_centres_near_the_frame() {
         .max()
         .double_value(&[]);
     assert!(d < 1e-3, "small raw values change by {d}");
+}
+
+/// The logged window statistics see dead filterbank rows: windows far off the
+/// frame have every row under the normaliser floor, a window in the middle of the
+/// frame has none, and the centres are reported in pixels.
+#[test]
+fn window_statistics_report_centres_and_dead_rows() {
+    use syncdraw_training::model::window_stats::AttentionStats;
+    let (frames, size, k) = (2i64, 32i64, 5i64);
+    let geo = Geometry {
+        height: size,
+        width: size,
+        frames,
+        k,
+        groups: frames,
+        bounded: false,
+    };
+    let col = |v: [f32; 2]| Tensor::from_slice(&v).reshape([1, 2, 1]).repeat([3, 1, 1]);
+    // Frame 0 centred in the frame, frame 1 centred 100 px below and right of it.
+    let w = Window {
+        g_row: col([16.5, 116.5]),
+        g_col: col([16.5, 116.5]),
+        sigma2: col([1.0, 1.0]),
+        delta: col([2.0, 2.0]),
+        gamma: col([1.0, 3.0]),
+        temporal: None,
+    };
+    let mut stats = AttentionStats::default();
+    stats.add(&w, geo);
+    stats.add(&w, geo);
+    let stats = stats.finish();
+    assert_eq!(stats.dead_rows, vec![0.0, 1.0]);
+    assert_eq!(stats.worst_dead(), 1.0);
+    assert!((stats.centre_row[1] - 116.5).abs() < 1e-4);
+    assert!((stats.gamma[1] - 3.0).abs() < 1e-6 && (stats.sigma[0] - 1.0).abs() < 1e-6);
+    // A window whose grid straddles the edge: of its K = 5 rows (centre 33,
+    // stride 4: rows at 25, 29, 33, 37, 41) the last two lie over 6 sigma past
+    // pixel 32.
+    let edge = Window {
+        g_row: col([33.0, 33.0]),
+        g_col: col([16.5, 16.5]),
+        sigma2: col([0.25, 0.25]),
+        delta: col([4.0, 4.0]),
+        gamma: col([1.0, 1.0]),
+        temporal: None,
+    };
+    let mut stats = AttentionStats::default();
+    stats.add(&edge, geo);
+    // Rows of F_p: 2 of 5 dead; F_q: none; the share is over both axes.
+    assert_eq!(stats.finish().dead_rows, vec![0.2, 0.2]);
 }
 
 fn tiny_captioned_config(digits: usize) -> ModelConfig {

@@ -7,7 +7,7 @@
 //! into an ONNX graph. Both run this same code.
 use super::caption::{CaptionEncoder, CaptionEncoderParams, CaptionFeatures};
 use super::config::{DecoderKind, ModelConfig, Role, Variant};
-use super::filterbank::{params_per_group, window, Geometry};
+use super::filterbank::{params_per_group, window, Geometry, Window};
 use super::layers::{Linear, LinearParams, Lstm, LstmParams, LstmState};
 use super::write::write;
 use crate::backend::Backend;
@@ -166,16 +166,41 @@ impl<T> Decoder<T> {
     /// the first decoder LSTM (where), the patch from the last (what); for a joint
     /// decoder both are h_dec^t.
     pub fn write<B: Backend<Tensor = T>>(&self, be: &mut B, state: &DecoderState<T>) -> T {
+        let win = self.write_window(be, state);
+        self.write_through(be, &win, state)
+    }
+
+    /// The write window of eq. 9, from the first decoder LSTM (where).
+    pub fn write_window<B: Backend<Tensor = T>>(
+        &self,
+        be: &mut B,
+        state: &DecoderState<T>,
+    ) -> Window<T> {
         let c = &self.config;
         let geo = Geometry::of(c, c.write_k);
         let temporal = c.variant == Variant::Baseline;
-        let h_where = &state.lstms[0].h;
+        window(be, &self.write_window, &state.lstms[0].h, geo, temporal)
+    }
+
+    /// write(h_dec^t) through a given write window: the patch comes from the last
+    /// decoder LSTM (what).
+    pub fn write_through<B: Backend<Tensor = T>>(
+        &self,
+        be: &mut B,
+        win: &Window<T>,
+        state: &DecoderState<T>,
+    ) -> T {
+        let c = &self.config;
+        let geo = Geometry::of(c, c.write_k);
+        let g = if c.variant == Variant::Baseline {
+            c.write_k
+        } else {
+            c.frames
+        };
         let h_what = &state.lstms[state.lstms.len() - 1].h;
-        let win = window(be, &self.write_window, h_where, geo, temporal);
-        let g = if temporal { c.write_k } else { c.frames };
         let patch = self.write_patch.forward(be, h_what);
         let patch = be.reshape(&patch, &[-1, g, c.write_k, c.write_k]);
-        write(be, &win, &patch, geo)
+        write(be, win, &patch, geo)
     }
 
     /// The whole generation path for z [B, T, z_dim] (and caption ids [B, L]).

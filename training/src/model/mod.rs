@@ -7,6 +7,7 @@ pub mod filterbank;
 pub mod layers;
 pub mod read;
 pub mod syncdraw;
+pub mod window_stats;
 pub mod write;
 
 pub use config::{CaptionConfig, DecoderKind, ModelConfig, Role, Variant};

@@ -6,6 +6,7 @@ use super::encoder::EncoderParams;
 use super::filterbank::{window, Geometry};
 use super::layers::LstmState;
 use super::read::read;
+use super::window_stats::WindowStats;
 use crate::backend::TchBackend;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -56,6 +57,17 @@ impl SyncDraw {
     /// Runs the R-VAE over T steps on a batch of videos `x` [B, N, A, B] in [0, 1]
     /// (and caption ids [B, L]), with `eps` [B, T, z_dim] the reparameterisation noise.
     pub fn loss(&self, x: &Tensor, caption: Option<&Tensor>, eps: &Tensor) -> Loss {
+        self.loss_observed(x, caption, eps, None)
+    }
+
+    /// [`Self::loss`], adding every step's read and write windows to `stats`.
+    pub fn loss_observed(
+        &self,
+        x: &Tensor,
+        caption: Option<&Tensor>,
+        eps: &Tensor,
+        mut stats: Option<&mut WindowStats>,
+    ) -> Loss {
         let c = &self.config;
         let be = &mut TchBackend::new(self.device());
         let dec = self.decoder.bind(be);
@@ -77,6 +89,9 @@ impl SyncDraw {
             // x_hat^t = x - sigmoid(c^{t-1})  (eq. 6)
             let x_hat = x - canvas.sigmoid();
             let win = window(be, &read_window, &h_dec_prev, geo, temporal);
+            if let Some(stats) = stats.as_deref_mut() {
+                stats.read.add(&win, geo);
+            }
             let r_x = read(be, &win, x, geo).reshape([batch, -1]);
             let r_hat = read(be, &win, &x_hat, geo).reshape([batch, -1]);
             // h_enc^t = LSTM_enc(h_enc^{t-1}, [R^t, h_dec^{t-1}, S])  (eq. 7, 12)
@@ -106,7 +121,11 @@ impl SyncDraw {
                 Kind::Float,
             );
             let next_dec = dec.step(be, &z, s.as_ref(), dec_state.as_ref());
-            canvas += dec.write(be, &next_dec);
+            let write_win = dec.write_window(be, &next_dec);
+            if let Some(stats) = stats.as_deref_mut() {
+                stats.write.add(&write_win, Geometry::of(c, c.write_k));
+            }
+            canvas += dec.write_through(be, &write_win, &next_dec);
             h_dec_prev = next_dec.h().shallow_clone();
             dec_state = Some(next_dec);
             enc_state = Some(next_enc);
