@@ -6,9 +6,11 @@
 //!   and down"), parsed into one id per slot (digit, motion) per object;
 //! - [`words`]: the word tokenizer and vocabulary of format-1 models;
 //! - [`CaptionCodec`]: either of the two, as a model declares it;
-//! - [`keys`]: the ONNX metadata keys (docs/model-format.md).
+//! - [`keys`]: the ONNX metadata keys (docs/model-format.md);
+//! - [`onnx`]: the metadata of an ONNX file, read without ONNX Runtime.
 pub mod grammar;
 pub mod keys;
+pub mod onnx;
 pub mod words;
 
 pub use grammar::{Grammar, Role, Slot};

@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
+use syncdraw_format::onnx::{metadata_props, OnnxError};
 use syncdraw_format::{keys, Grammar, Vocabulary};
 pub use syncdraw_format::{CaptionCodec, CaptionError, FORMAT_VERSION, SUPPORTED_VERSIONS};
 
@@ -207,153 +208,21 @@ fn read_vocabulary(json: &str, caption_length: usize) -> Result<Option<CaptionCo
     }
 }
 
-// ---- A minimal protobuf reader for ModelProto.metadata_props -------------------------
-//
-// ModelProto field 14 is `repeated StringStringEntryProto metadata_props`, whose fields
-// are 1 = key and 2 = value. Everything else (the graph with its weights) is skipped
-// with a seek, so reading the metadata of a large model costs a few small reads.
-
-const WIRE_VARINT: u64 = 0;
-const WIRE_I64: u64 = 1;
-const WIRE_LEN: u64 = 2;
-const WIRE_I32: u64 = 5;
-
-fn read_varint<R: Read>(r: &mut R) -> std::io::Result<Option<u64>> {
-    let mut value = 0u64;
-    for i in 0..10 {
-        let mut byte = [0u8];
-        if r.read(&mut byte)? == 0 {
-            if i == 0 {
-                return Ok(None);
-            }
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "truncated varint",
-            ));
-        }
-        value |= u64::from(byte[0] & 0x7f) << (7 * i);
-        if byte[0] & 0x80 == 0 {
-            return Ok(Some(value));
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        "varint longer than 10 bytes",
-    ))
-}
-
-fn parse_entry(bytes: &[u8]) -> std::io::Result<(String, String)> {
-    let mut cur = std::io::Cursor::new(bytes);
-    let (mut key, mut value) = (String::new(), String::new());
-    while let Some(tag) = read_varint(&mut cur)? {
-        let (field, wire) = (tag >> 3, tag & 7);
-        if wire != WIRE_LEN {
-            skip_field(&mut cur, wire, bytes.len() as u64)?;
-            continue;
-        }
-        let len = read_varint(&mut cur)?.unwrap_or(0) as usize;
-        let start = cur.position() as usize;
-        let data = bytes.get(start..start + len).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "truncated metadata entry")
-        })?;
-        cur.set_position((start + len) as u64);
-        let s = String::from_utf8(data.to_vec()).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "metadata is not UTF-8")
-        })?;
-        match field {
-            1 => key = s,
-            2 => value = s,
-            _ => {}
-        }
-    }
-    Ok((key, value))
-}
-
-fn skip_field<R: Read + Seek>(r: &mut R, wire: u64, file_len: u64) -> std::io::Result<()> {
-    let invalid = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
-    match wire {
-        WIRE_VARINT => {
-            read_varint(r)?.ok_or_else(|| invalid("truncated varint"))?;
-        }
-        WIRE_I64 => {
-            r.seek(SeekFrom::Current(8))?;
-        }
-        WIRE_I32 => {
-            r.seek(SeekFrom::Current(4))?;
-        }
-        WIRE_LEN => {
-            let len = read_varint(r)?.ok_or_else(|| invalid("truncated length"))?;
-            let pos = r.stream_position()?;
-            if pos.checked_add(len).is_none_or(|end| end > file_len) {
-                return Err(invalid("a field runs past the end of the file"));
-            }
-            r.seek(SeekFrom::Current(len as i64))?;
-        }
-        other => return Err(invalid(&format!("unknown protobuf wire type {other}"))),
-    }
-    Ok(())
-}
-
-/// Reads `metadata_props` of an ONNX file. Fails on files that are not protobuf
-/// ModelProto (no graph, garbage, truncation).
+/// Reads `metadata_props` of the ONNX file at `path` (syncdraw_format::onnx).
 pub fn read_metadata_props(path: &Path) -> Result<HashMap<String, String>, ModelError> {
     let io = |source| ModelError::Io {
         path: path.to_owned(),
         source,
     };
-    let corrupt = |reason: String| ModelError::Corrupt {
-        path: path.to_owned(),
-        reason,
-    };
     let file = File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
-    if file_len == 0 {
-        return Err(corrupt("the file is empty".into()));
-    }
-    let mut r = BufReader::new(file);
-    let mut props = HashMap::new();
-    let mut have_graph = false;
-    let mut ir_version = None;
-    loop {
-        let tag = match read_varint(&mut r) {
-            Ok(Some(tag)) => tag,
-            Ok(None) => break,
-            Err(e) => return Err(corrupt(e.to_string())),
-        };
-        let (field, wire) = (tag >> 3, tag & 7);
-        if field == 0 {
-            return Err(corrupt("protobuf field number 0".into()));
-        }
-        match (field, wire) {
-            (1, WIRE_VARINT) => {
-                ir_version = read_varint(&mut r).map_err(|e| corrupt(e.to_string()))?;
-            }
-            (14, WIRE_LEN) => {
-                let len = read_varint(&mut r)
-                    .map_err(|e| corrupt(e.to_string()))?
-                    .unwrap_or(0);
-                if len > 64 << 20 {
-                    return Err(corrupt("metadata entry larger than 64 MiB".into()));
-                }
-                let mut buf = vec![0u8; len as usize];
-                r.read_exact(&mut buf)
-                    .map_err(|e| corrupt(format!("truncated metadata: {e}")))?;
-                let (k, v) = parse_entry(&buf).map_err(|e| corrupt(e.to_string()))?;
-                props.insert(k, v);
-            }
-            (7, WIRE_LEN) => {
-                have_graph = true;
-                skip_field(&mut r, wire, file_len).map_err(|e| corrupt(e.to_string()))?;
-            }
-            _ => skip_field(&mut r, wire, file_len).map_err(|e| corrupt(e.to_string()))?,
-        }
-    }
-    if ir_version.is_none() || !have_graph {
-        return Err(corrupt(
-            "no ONNX ModelProto (ir_version or graph missing)".into(),
-        ));
-    }
-    Ok(props)
+    let len = file.metadata().map_err(io)?.len();
+    metadata_props(BufReader::new(file), len).map_err(|e| match e {
+        OnnxError::Io(source) => io(source),
+        OnnxError::Corrupt(reason) => ModelError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        },
+    })
 }
 
 #[cfg(test)]

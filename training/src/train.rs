@@ -46,6 +46,12 @@ pub enum TrainError {
     NonFinite { steps: String, checkpoint: String },
     #[error(transparent)]
     WarmStart(#[from] WarmStartError),
+    #[error("training stopped at step {step}: {source}; {kept}")]
+    SaveFailed {
+        step: u64,
+        source: CheckpointError,
+        kept: String,
+    },
     #[error("invalid setting: {0}")]
     Invalid(String),
 }
@@ -453,7 +459,21 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             }
             meta.step = step;
             meta.train_seconds = train_seconds0 + started.elapsed().as_secs_f64();
-            checkpoint::save(&ckpt_path, &model, Some(&adam.state), &meta)?;
+            let kept = ckpt_path.exists();
+            checkpoint::save(&ckpt_path, &model, Some(&adam.state), &meta).map_err(|source| {
+                TrainError::SaveFailed {
+                    step,
+                    source,
+                    kept: if kept {
+                        format!(
+                            "the previous checkpoint ({}) is intact: make room and continue with --resume",
+                            ckpt_path.display()
+                        )
+                    } else {
+                        "no checkpoint was written before".into()
+                    },
+                }
+            })?;
         }
         if at_end {
             break;
