@@ -594,6 +594,38 @@ fn contract_breaking_models_fail_with_reason() {
     }
 }
 
+/// Crafted files: truncated, a length field far past the end of the file, an
+/// input of the wrong element type, an output with NaN. Each gives one clear
+/// error naming the file, never a panic or an abort.
+#[test]
+fn crafted_models_fail_with_reason() {
+    let cases: [(&str, &str); 4] = [
+        ("bad-truncated.onnx", "runs past the end of the file"),
+        ("bad-huge-length.onnx", "runs past the end of the file"),
+        (
+            "bad-z-type.onnx",
+            "input \"z\" has element type f64, expected f32",
+        ),
+        (
+            "bad-nan-output.onnx",
+            "output \"video\" holds NaN (clip 0, value 5",
+        ),
+    ];
+    for (file, reason) in cases {
+        let p = synth(&format!("bad/{file}"));
+        let e = start_error(&[
+            ("model-location", p.to_str().unwrap()),
+            ("caption", CAPTION),
+        ])
+        .unwrap_or_else(|| panic!("{file}: start must fail"));
+        let text = error_text(&e);
+        assert!(text.contains(reason), "{file}: {reason:?} not in {text}");
+        if file != "bad-nan-output.onnx" {
+            assert!(text.contains(p.to_str().unwrap()), "{file}: {text}");
+        }
+    }
+}
+
 #[test]
 fn execution_providers() {
     let m = model_prop();

@@ -55,7 +55,7 @@ def ids_len(g):
 def build(path, *, frames, height, width, timesteps, z_dim, caption_length,
           version=2, caption_grammar=None, channels=1, example_captions=None,
           meta_overrides=None, drop_meta=(), drop_output=None, video_height=None,
-          z_name="z"):
+          z_name="z", z_type=TensorProto.FLOAT, nan_pixel=False):
     """A synthetic model. The caption, when there is one, adds one embedding row per
     caption position: for format 1 the row of the word id (the pad row is zero); for
     format 2 the row of (object, slot, value id) in a table with a block per position,
@@ -69,8 +69,16 @@ def build(path, *, frames, height, width, timesteps, z_dim, caption_length,
             [-1, timesteps, frames, channels, height, width], dtype=np.int64), "shape6"),
         numpy_helper.from_array(np.array(timesteps - 1, dtype=np.int64), "last"),
     ]
-    nodes = [helper.make_node("MatMul", [z_name, "W"], ["zw"])]
-    inputs = [helper.make_tensor_value_info(z_name, TensorProto.FLOAT, ["batch", timesteps, z_dim])]
+    if nan_pixel:
+        inits[0] = numpy_helper.from_array(
+            numpy_helper.to_array(inits[0]).copy() * np.where(np.arange(p) == 5, np.nan, 1.0)
+            .astype(np.float32), "W")
+    if z_type == TensorProto.FLOAT:
+        nodes = [helper.make_node("MatMul", [z_name, "W"], ["zw"])]
+    else:
+        nodes = [helper.make_node("Cast", [z_name], ["zf"], to=TensorProto.FLOAT),
+                 helper.make_node("MatMul", ["zf", "W"], ["zw"])]
+    inputs = [helper.make_tensor_value_info(z_name, z_type, ["batch", timesteps, z_dim])]
     steps = "zw"
     if caption_length > 0:
         inputs.append(helper.make_tensor_value_info("caption", TensorProto.INT64, ["batch", caption_length]))
@@ -190,6 +198,16 @@ def main():
     no_motion = dict(g1, object="digit {digit} is moving")
     build(out("bad-grammar-invalid.onnx"), caption_length=ids_len(g1),
           caption_grammar=no_motion, **dims)
+    # Crafted files: truncated, a length field far past the end, z of the wrong
+    # element type, an output holding NaN (pixel 5 of the first frame).
+    build(out("bad-z-type.onnx"), z_type=TensorProto.DOUBLE, **good1)
+    build(out("bad-nan-output.onnx"), nan_pixel=True, **good1)
+    whole = open(out("bad-nan-output.onnx"), "rb").read()
+    with open(out("bad-truncated.onnx"), "wb") as f:
+        f.write(whole[: len(whole) * 3 // 5])
+    with open(out("bad-huge-length.onnx"), "wb") as f:
+        # ir_version 8, then field 7 (graph) claiming 2^62 bytes.
+        f.write(bytes([0x08, 0x08, 0x3a]) + bytes([0x80] * 8 + [0x40]) + b"\x00" * 64)
 
 
 if __name__ == "__main__":

@@ -358,6 +358,16 @@ impl Generator {
                 info.width
             ));
         }
+        // A broken model (a diverged or damaged export) can give NaN or infinity,
+        // which no pixel format can show: refuse it rather than draw black.
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "output {name:?} holds {} (clip {}, value {} of {per_clip}): the model is broken; export it again from a checkpoint whose loss was finite",
+                data[i],
+                req.first + (i / per_clip) as u64,
+                i % per_clip
+            ));
+        }
         // canvases is [batch, T, N, C, H, W]: each clip's T*N frames are contiguous,
         // step-major (all frames of step 1, then of step 2, ...).
         Ok(data
