@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Renders many captions to MP4 files in one process, each through its own pipeline
-//! `syncdrawsrc caption=... ! x264enc ! mp4mux ! filesink`.
+//! Renders many captions to MP4 files in one process. The captions of one model
+//! share one ONNX Runtime session and are drawn many per call (`--batch` clips);
+//! a pool of GStreamer pipelines `appsrc ! x264enc ! mp4mux ! filesink` encodes
+//! them in parallel while the next batch is drawn (gstsyncdraw::render). Every file
+//! equals what `syncdrawsrc caption=... seed=... ! x264enc ! mp4mux` gives.
 //!
 //! ```text
 //! cargo run --release --example batch_render -- [OPTIONS] [CAPTION...]
@@ -10,8 +13,10 @@
 //!   --out-dir DIR              where to write the files (default: .)
 //!   --model PATH               model-location (default: the bundled model that fits
 //!                              each caption)
-//!   --seed N                   seed of every video (default: fresh samples)
+//!   --seed N                   seed of every video (default: a fresh one per caption)
 //!   --clips N                  clips per video (default: 1)
+//!   --batch N                  clips drawn per ONNX Runtime call (default: 64)
+//!   --encoders N               files encoded at once (default: the number of cores)
 //!   --execution-provider EP    auto | cpu | cuda (default: auto)
 //!   --shard I/N                render only captions I, I+N, I+2N, ... (I from 1):
 //!                              N processes with shards 1/N .. N/N render every
@@ -22,22 +27,27 @@
 //! file is written as `<name>.mp4.part` and renamed when its pipeline reached EOS, so a
 //! failing caption leaves no broken file and never touches the files already made.
 //! A caption whose file already exists is skipped, so a run that was stopped (or a
-//! shard that failed) can simply be started again. A
-//! caption that fails is reported with the reason (for example the word where it
-//! leaves the model's caption grammar, and the form the model accepts) and the next
-//! caption is rendered; the exit status is 1 if any caption failed, 2 for bad
-//! arguments.
+//! shard that failed) can simply be started again. A caption that fails is reported
+//! with the reason (for example the word where it leaves the model's caption
+//! grammar, and the form the model accepts) and the others are rendered; the exit
+//! status is 1 if any caption failed, 2 for bad arguments. On a terminal a progress
+//! line shows captions done and captions per minute.
 //!
 //! The plugin is linked into this program (`gstsyncdraw::plugin_register_static`), so
 //! it needs no GST_PLUGIN_PATH; ONNX Runtime is loaded once for all captions.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use gst::prelude::*;
-use gstsyncdraw::syncdrawsrc::ExecutionProvider;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use gstsyncdraw::render::{Encode, Encoders, Job, RenderError, Renderer};
+use gstsyncdraw::syncdrawsrc::model::ModelInfo;
+use gstsyncdraw::syncdrawsrc::{select, ExecutionProvider};
 
 /// What every caption is rendered with.
 #[derive(Debug, Clone)]
@@ -46,6 +56,10 @@ pub struct Options {
     pub model: Option<PathBuf>,
     pub seed: Option<i64>,
     pub clips: u64,
+    /// Clips drawn per ONNX Runtime call.
+    pub batch: usize,
+    /// Files encoded at once.
+    pub encoders: usize,
     pub execution_provider: ExecutionProvider,
     /// Only this shard of the captions.
     pub shard: Option<Shard>,
@@ -58,6 +72,8 @@ impl Default for Options {
             model: None,
             seed: None,
             clips: 1,
+            batch: 64,
+            encoders: std::thread::available_parallelism().map_or(1, |n| n.get()),
             execution_provider: ExecutionProvider::Auto,
             shard: None,
         }
@@ -95,32 +111,6 @@ pub enum ArgsError {
     Usage(String),
     #[error("cannot read captions from {path}: {source}")]
     Captions {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Why one caption could not be rendered.
-#[derive(Debug, thiserror::Error)]
-pub enum RenderError {
-    #[error("cannot create element {element}: {source} (is the GStreamer plugin that has it installed?)")]
-    Element {
-        element: &'static str,
-        #[source]
-        source: gst::glib::BoolError,
-    },
-    #[error("cannot build the pipeline: {0}")]
-    Build(#[from] gst::glib::BoolError),
-    #[error("{message}{}", debug.as_ref().map(|d| format!("\n  ({d})")).unwrap_or_default())]
-    Pipeline {
-        message: String,
-        debug: Option<String>,
-    },
-    #[error("the pipeline did not start and posted no error")]
-    StateChange,
-    #[error("cannot write {path}: {source}")]
-    Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -214,6 +204,19 @@ pub fn parse_args(
                         ArgsError::Usage(format!("--clips {v:?}: not a number >= 1"))
                     })?;
             }
+            "--batch" | "--encoders" => {
+                let name = arg.clone();
+                let v = value(&name)?;
+                let n =
+                    v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        ArgsError::Usage(format!("{name} {v:?}: not a number >= 1"))
+                    })?;
+                if name == "--batch" {
+                    opts.batch = n;
+                } else {
+                    opts.encoders = n;
+                }
+            }
             "--execution-provider" => {
                 let v = value("--execution-provider")?;
                 opts.execution_provider = match v.as_str() {
@@ -265,88 +268,6 @@ pub fn init() -> Result<(), gst::glib::Error> {
     })
 }
 
-fn make(element: &'static str) -> Result<gst::Element, RenderError> {
-    gst::ElementFactory::make(element)
-        .build()
-        .map_err(|source| RenderError::Element { element, source })
-}
-
-/// The first error message on the bus, as a RenderError.
-fn bus_error(bus: &gst::Bus) -> Option<RenderError> {
-    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-        if let gst::MessageView::Error(e) = msg.view() {
-            return Some(RenderError::Pipeline {
-                message: e.error().to_string(),
-                debug: e.debug().map(|d| d.to_string()),
-            });
-        }
-    }
-    None
-}
-
-/// Runs the pipeline to EOS; the first error on the bus fails it.
-fn run_pipeline(pipeline: &gst::Pipeline) -> Result<(), RenderError> {
-    let bus = pipeline.bus().ok_or(RenderError::StateChange)?;
-    if pipeline.set_state(gst::State::Playing).is_err() {
-        return Err(bus_error(&bus).unwrap_or(RenderError::StateChange));
-    }
-    for msg in bus.iter_timed(gst::ClockTime::NONE) {
-        match msg.view() {
-            gst::MessageView::Eos(_) => return Ok(()),
-            gst::MessageView::Error(e) => {
-                return Err(RenderError::Pipeline {
-                    message: e.error().to_string(),
-                    debug: e.debug().map(|d| d.to_string()),
-                })
-            }
-            gst::MessageView::Warning(w) => {
-                eprintln!("  warning: {}", w.error());
-            }
-            _ => {}
-        }
-    }
-    Err(RenderError::StateChange)
-}
-
-/// Renders one caption into `file` (through `<file>.part`).
-pub fn render(opts: &Options, caption: &str, file: &Path) -> Result<(), RenderError> {
-    let mut part = file.as_os_str().to_owned();
-    part.push(".part");
-    let part = PathBuf::from(part);
-
-    let src = make("syncdrawsrc")?;
-    src.set_property("caption", caption);
-    src.set_property("clips", opts.clips);
-    src.set_property("execution-provider", opts.execution_provider);
-    if let Some(seed) = opts.seed {
-        src.set_property("seed", seed);
-    }
-    if let Some(model) = &opts.model {
-        src.set_property("model-location", model.to_string_lossy().as_ref());
-    }
-    let enc = make("x264enc")?;
-    let mux = make("mp4mux")?;
-    let sink = make("filesink")?;
-    sink.set_property("location", part.to_string_lossy().as_ref());
-
-    let pipeline = gst::Pipeline::new();
-    pipeline.add_many([&src, &enc, &mux, &sink])?;
-    gst::Element::link_many([&src, &enc, &mux, &sink])?;
-    let result = run_pipeline(&pipeline);
-    // Back to NULL in any case: filesink closes the file.
-    let _ = pipeline.set_state(gst::State::Null);
-    match result {
-        Ok(()) => std::fs::rename(&part, file).map_err(|source| RenderError::Io {
-            path: file.to_owned(),
-            source,
-        }),
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            Err(e)
-        }
-    }
-}
-
 /// The numbers (from 1) of the captions this run renders: all, or its shard's.
 pub fn numbers(opts: &Options, count: usize) -> Vec<usize> {
     (1..=count)
@@ -354,34 +275,143 @@ pub fn numbers(opts: &Options, count: usize) -> Vec<usize> {
         .collect()
 }
 
+/// A caption to draw, once its model and ids are known.
+struct Pending {
+    /// Position in the run (from 0).
+    pos: usize,
+    tokens: Option<Vec<i64>>,
+    seed: u64,
+}
+
 /// Renders every caption of the run (its shard, if any), skipping those whose file
 /// exists and going on past failures; `report` sees each outcome as it comes, with
-/// its position in the run (from 0).
+/// its position in the run (from 0). Outcomes are returned in caption order.
 pub fn render_all(
     opts: &Options,
     captions: &[String],
     mut report: impl FnMut(usize, &Outcome),
 ) -> Vec<Outcome> {
     let numbers = numbers(opts, captions.len());
-    let mut outcomes = Vec::with_capacity(numbers.len());
-    for (i, &number) in numbers.iter().enumerate() {
+    let mut outcomes: Vec<Option<Outcome>> = (0..numbers.len()).map(|_| None).collect();
+    let mut finish = |pos: usize, result: Result<Done, RenderError>| {
+        let number = numbers[pos];
         let caption = &captions[number - 1];
-        let file = opts.out_dir.join(file_name(number, caption));
-        let result = if file.exists() {
-            Ok(Done::Skipped)
-        } else {
-            render(opts, caption, &file).map(|()| Done::Rendered)
-        };
         let outcome = Outcome {
             number,
             caption: caption.clone(),
-            file,
+            file: opts.out_dir.join(file_name(number, caption)),
             result,
         };
-        report(i, &outcome);
-        outcomes.push(outcome);
+        report(pos, &outcome);
+        outcomes[pos] = Some(outcome);
+    };
+
+    // 1. Each caption's model and ids, grouped by model; files already made are skipped.
+    let dirs = select::model_dirs(None);
+    let mut models: BTreeMap<PathBuf, (ModelInfo, Vec<Pending>)> = BTreeMap::new();
+    for (pos, &number) in numbers.iter().enumerate() {
+        let caption = &captions[number - 1];
+        if opts.out_dir.join(file_name(number, caption)).exists() {
+            finish(pos, Ok(Done::Skipped));
+            continue;
+        }
+        let info = match &opts.model {
+            Some(path) => ModelInfo::read(path).map_err(RenderError::from),
+            None => select::select(caption, &dirs).map_err(|e| RenderError::Select(e.to_string())),
+        };
+        let pending = info.and_then(|info| {
+            let tokens = info.encode(caption)?;
+            let seed = opts.seed.map_or_else(|| rand_seed(pos), |s| s as u64);
+            Ok((info, Pending { pos, tokens, seed }))
+        });
+        match pending {
+            Ok((info, p)) => models
+                .entry(info.path.clone())
+                .or_insert_with(|| (info, Vec::new()))
+                .1
+                .push(p),
+            Err(e) => finish(pos, Err(e)),
+        }
     }
-    outcomes
+
+    // 2. Per model: one session; batches of whole captions drawn while the clips of
+    // the previous ones are encoded.
+    let encoders = match Encoders::new(opts.encoders) {
+        Ok(e) => e,
+        Err(e) => {
+            for (_, (_, pending)) in models {
+                for p in pending {
+                    finish(
+                        p.pos,
+                        Err(RenderError::Runtime(format!(
+                            "cannot start the encoders: {e}"
+                        ))),
+                    );
+                }
+            }
+            return outcomes.into_iter().flatten().collect();
+        }
+    };
+    let per_batch = (opts.batch as u64 / opts.clips).max(1) as usize;
+    for (_, (info, pending)) in models {
+        let mut renderer = match Renderer::open(info, opts.execution_provider, 0) {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = e.to_string();
+                for p in pending {
+                    finish(p.pos, Err(RenderError::Runtime(reason.clone())));
+                }
+                continue;
+            }
+        };
+        let info = renderer.info().clone();
+        for group in pending.chunks(per_batch) {
+            let jobs: Vec<Job> = group
+                .iter()
+                .flat_map(|p| {
+                    (0..opts.clips).map(|clip| Job {
+                        tokens: p.tokens.clone(),
+                        seed: p.seed,
+                        clip,
+                    })
+                })
+                .collect();
+            match renderer.draw(&jobs) {
+                Ok(clips) => {
+                    for (p, clips) in group.iter().zip(clips.chunks(opts.clips as usize)) {
+                        let number = numbers[p.pos];
+                        encoders.send(Encode {
+                            file: opts.out_dir.join(file_name(number, &captions[number - 1])),
+                            caption: captions[number - 1].clone(),
+                            info: Arc::clone(&info),
+                            frames: clips.concat(),
+                            tag: p.pos,
+                        });
+                    }
+                }
+                Err(e) => {
+                    for p in group {
+                        finish(p.pos, Err(RenderError::Inference(e.to_string())));
+                    }
+                }
+            }
+            for (pos, result) in encoders.ready() {
+                finish(pos, result.map(|()| Done::Rendered));
+            }
+        }
+    }
+    for (pos, result) in encoders.finish() {
+        finish(pos, result.map(|()| Done::Rendered));
+    }
+    outcomes.into_iter().flatten().collect()
+}
+
+/// A fresh seed for the caption at `pos` (as the element picks one when seed = -1).
+fn rand_seed(pos: usize) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (t ^ (pos as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id())) >> 1
 }
 
 fn main() -> ExitCode {
@@ -391,8 +421,8 @@ fn main() -> ExitCode {
             eprintln!("batch_render: {e}");
             eprintln!(
                 "usage: batch_render [--captions FILE] [--out-dir DIR] [--model PATH] \
-                 [--seed N] [--clips N] [--execution-provider auto|cpu|cuda] [--shard I/N] \
-                 [CAPTION...]"
+                 [--seed N] [--clips N] [--batch N] [--encoders N] \
+                 [--execution-provider auto|cpu|cuda] [--shard I/N] [CAPTION...]"
             );
             return ExitCode::from(2);
         }
@@ -410,26 +440,44 @@ fn main() -> ExitCode {
     }
     let total = numbers(&opts, captions.len()).len();
     let run_started = Instant::now();
-    let mut started = Instant::now();
+    // On a terminal one progress line; otherwise (a log) one line per caption.
+    let terminal = std::io::stderr().is_terminal();
+    let mut done = 0usize;
     let outcomes = render_all(&opts, &captions, |i, o| {
-        let secs = started.elapsed().as_secs_f64();
+        done += 1;
         match &o.result {
-            Ok(Done::Rendered) => println!(
-                "[{}/{total}] {:?} -> {} ({secs:.1} s)",
+            Err(e) => eprintln!(
+                "{}[{}] {:?} FAILED: {e}",
+                if terminal { "\n" } else { "" },
                 i + 1,
-                o.caption,
-                o.file.display()
+                o.caption
             ),
-            Ok(Done::Skipped) => println!(
-                "[{}/{total}] {:?}: {} exists, skipped",
-                i + 1,
+            Ok(d) if !terminal => println!(
+                "[{done}/{total}] {:?} -> {}{}",
                 o.caption,
-                o.file.display()
+                o.file.display(),
+                if *d == Done::Skipped {
+                    " (exists, skipped)"
+                } else {
+                    ""
+                }
             ),
-            Err(e) => eprintln!("[{}/{total}] {:?} FAILED: {e}", i + 1, o.caption),
+            Ok(_) => {}
         }
-        started = Instant::now();
+        if terminal {
+            let minutes = run_started.elapsed().as_secs_f64() / 60.0;
+            let width = 30 * done / total.max(1);
+            eprint!(
+                "\r[{}{}] {done}/{total} captions, {:.0} per minute ",
+                "=".repeat(width),
+                " ".repeat(30 - width),
+                done as f64 / minutes.max(1e-9)
+            );
+        }
     });
+    if terminal {
+        eprintln!();
+    }
     let count = |d: Done| {
         outcomes
             .iter()

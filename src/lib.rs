@@ -6,6 +6,7 @@
 
 use gst::glib;
 
+pub mod render;
 pub mod syncdrawsrc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -8,10 +8,10 @@ mod common;
 #[allow(dead_code)]
 mod batch_render;
 
-use batch_render::{
-    file_name, parse_args, read_captions, render_all, Done, Options, RenderError, Shard,
-};
+use batch_render::{file_name, parse_args, read_captions, render_all, Done, Options, Shard};
 use common::*;
+use gst::prelude::*;
+use gstsyncdraw::render::RenderError;
 use gstsyncdraw::syncdrawsrc::ExecutionProvider;
 
 #[test]
@@ -28,6 +28,7 @@ fn renders_many_captions_and_goes_on_past_a_bad_one() {
         clips: 1,
         execution_provider: ExecutionProvider::Cpu,
         shard: None,
+        ..Options::default()
     };
     let captions = vec![
         model.caption.clone(),
@@ -38,12 +39,17 @@ fn renders_many_captions_and_goes_on_past_a_bad_one() {
     let outcomes = render_all(&opts, &captions, |i, o| {
         reported.push((i, o.result.is_ok()))
     });
+    // The bad caption is reported first (before anything is drawn), the others as
+    // their files are done.
+    assert_eq!(reported.len(), 3);
+    assert_eq!(reported[0], (1, false));
+    reported.sort();
     assert_eq!(reported, [(0, true), (1, false), (2, true)]);
 
     // The bad caption says why, and left no file behind.
     let bad = &outcomes[1];
     let err = bad.result.as_ref().expect_err("an unknown word must fail");
-    assert!(matches!(err, RenderError::Pipeline { .. }), "{err:?}");
+    assert!(matches!(err, RenderError::Caption(_)), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("flying"), "{text}");
     // With what the model accepts: its grammar (format 2) or its words (format 1).
@@ -176,6 +182,7 @@ fn shards_partition_the_captions_and_a_rerun_skips_what_is_done() {
         clips: 1,
         execution_provider: ExecutionProvider::Cpu,
         shard: Some(shard),
+        ..Options::default()
     };
     let mut numbers = Vec::new();
     for index in 1..=3 {
@@ -215,6 +222,119 @@ fn shards_partition_the_captions_and_a_rerun_skips_what_is_done() {
         .all(|o| o.result.as_ref().ok() == Some(&Done::Skipped)));
     for (f, b) in expected.iter().zip(&before) {
         assert_eq!(&std::fs::read(out_dir.join(f)).unwrap(), b, "{f} changed");
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+/// The luma of every frame of a video file, decoded by GStreamer.
+fn decode_luma(file: &std::path::Path) -> Vec<Vec<u8>> {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=GRAY8 ! appsink name=sink sync=false",
+        file.display()
+    ))
+    .expect("decode pipeline")
+    .downcast::<gst::Pipeline>()
+    .expect("a pipeline");
+    let sink = pipeline
+        .by_name("sink")
+        .expect("appsink")
+        .downcast::<gst_app::AppSink>()
+        .expect("an appsink");
+    pipeline.set_state(gst::State::Playing).expect("PLAYING");
+    let mut frames = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let buffer = sample.buffer().expect("buffer");
+        frames.push(buffer.map_readable().expect("map").to_vec());
+    }
+    pipeline.set_state(gst::State::Null).expect("NULL");
+    frames
+}
+
+/// `syncdrawsrc caption=... seed=... ! x264enc ! mp4mux ! filesink`.
+fn render_with_element(model: &std::path::Path, caption: &str, seed: i64, file: &std::path::Path) {
+    let pipeline = gst::parse::launch(&format!(
+        "syncdrawsrc model-location=\"{}\" caption=\"{caption}\" seed={seed} execution-provider=cpu ! x264enc ! mp4mux ! filesink location=\"{}\"",
+        model.display(),
+        file.display()
+    ))
+    .expect("render pipeline");
+    pipeline.set_state(gst::State::Playing).expect("PLAYING");
+    let bus = pipeline.bus().expect("bus");
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(120),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    pipeline.set_state(gst::State::Null).expect("NULL");
+}
+
+fn mean_abs_diff(a: &[Vec<u8>], b: &[Vec<u8>]) -> f64 {
+    assert_eq!(a.len(), b.len(), "frame counts");
+    let (mut sum, mut n) = (0u64, 0u64);
+    for (fa, fb) in a.iter().zip(b) {
+        assert_eq!(fa.len(), fb.len());
+        for (x, y) in fa.iter().zip(fb) {
+            sum += (*x as i64 - *y as i64).unsigned_abs();
+            n += 1;
+        }
+    }
+    sum as f64 / n as f64
+}
+
+/// Captions drawn together, many in one ONNX Runtime call, give the files the
+/// element gives for each caption alone with the same seed (to within a level of
+/// rounding noise after H.264), and another seed gives other frames.
+#[test]
+fn batched_captions_match_single_caption_renders_of_the_same_seed() {
+    init();
+    batch_render::init().expect("init");
+    let model = caption_model();
+    let out_dir = std::env::temp_dir().join(format!("syncdraw-batched-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).expect("create the output directory");
+    let captions: Vec<String> = [
+        "digit 3 is moving up and down",
+        "digit 8 is moving left and right",
+        "digit 0 is moving left and right",
+    ]
+    .into_iter()
+    .filter(|c| model.info.encode(c).is_ok())
+    .map(String::from)
+    .chain([model.caption.clone()])
+    .collect();
+    let opts = Options {
+        out_dir: out_dir.clone(),
+        model: Some(model.path.clone()),
+        seed: Some(21),
+        clips: 2,
+        execution_provider: ExecutionProvider::Cpu,
+        ..Options::default()
+    };
+    let outcomes = render_all(&opts, &captions, |_, _| {});
+    for (o, caption) in outcomes.iter().zip(&captions) {
+        assert_eq!(o.result.as_ref().ok(), Some(&Done::Rendered), "{o:?}");
+        let batched = decode_luma(&o.file);
+        assert_eq!(batched.len(), 2 * model.info.frames, "two clips");
+
+        let alone = out_dir.join("alone.mp4");
+        let pipeline_caption = caption.replace('"', "");
+        let _ = std::fs::remove_file(&alone);
+        // The element's clips=1 default draws clip 0; the batch renderer's first clip
+        // is clip 0 of the same seed.
+        render_with_element(&model.path, &pipeline_caption, 21, &alone);
+        let single = decode_luma(&alone);
+        let n = model.info.frames;
+        let same = mean_abs_diff(&batched[..n], &single[..n]);
+        assert!(same < 0.5, "{caption:?}: mean difference {same} levels");
+        render_with_element(&model.path, &pipeline_caption, 22, &alone);
+        let other = mean_abs_diff(&batched[..n], &decode_luma(&alone)[..n]);
+        eprintln!("{caption:?}: same seed {same:.3} levels apart, another seed {other:.2}");
+        assert!(
+            other > 4.0 * same.max(0.5),
+            "{caption:?}: another seed differs by {other} only"
+        );
     }
     let _ = std::fs::remove_dir_all(&out_dir);
 }

@@ -309,29 +309,58 @@ impl Generator {
     }
 
     pub fn generate(&mut self, req: &Request) -> Result<Vec<Clip>, String> {
+        let rows: Vec<Row<'_>> = (0..req.count as u64)
+            .map(|i| Row {
+                seed: self.seed,
+                index: req.first + i,
+                tokens: req.tokens.as_deref(),
+            })
+            .collect();
+        let frames = self.frames_per_clip();
+        Ok(self
+            .run_rows(&rows, req.temperature)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| Clip {
+                index: req.first + i as u64,
+                params_version: req.params_version,
+                caption: req.caption.clone(),
+                frames,
+                data,
+            })
+            .collect())
+    }
+
+    /// Computes one clip per row in one ONNX Runtime call: rows may have different
+    /// captions and seeds (the batch renderer batches many captions this way).
+    /// Returns each row's frames, `frames_per_clip` frames of `[C, H, W]` floats.
+    pub fn run_rows(
+        &mut self,
+        rows: &[Row<'_>],
+        temperature: f32,
+    ) -> Result<Vec<Vec<f32>>, String> {
         let info = self.info.clone();
         let frames_per_clip = self.frames_per_clip();
-        let b = req.count;
+        let b = rows.len();
         let z_len = info.timesteps * info.z_dim;
         let mut z = Vec::with_capacity(b * z_len);
-        for i in 0..b as u64 {
-            z.extend(prior_noise(
-                self.seed,
-                req.first + i,
-                z_len,
-                req.temperature,
-            ));
+        for row in rows {
+            z.extend(prior_noise(row.seed, row.index, z_len, temperature));
         }
         let z = Tensor::from_array(([b as i64, info.timesteps as i64, info.z_dim as i64], z))
             .map_err(|e| e.to_string())?;
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![("z".into(), z.into())];
-        if let Some(tokens) = &req.tokens {
-            let mut ids = Vec::with_capacity(b * tokens.len());
-            for _ in 0..b {
-                ids.extend_from_slice(tokens);
+        if info.is_conditional() {
+            let len = info.caption_length;
+            let mut ids = Vec::with_capacity(b * len);
+            for row in rows {
+                match row.tokens {
+                    Some(t) if t.len() == len => ids.extend_from_slice(t),
+                    _ => return Err(format!("every clip needs {len} caption ids")),
+                }
             }
-            let caption = Tensor::from_array(([b as i64, tokens.len() as i64], ids))
-                .map_err(|e| e.to_string())?;
+            let caption =
+                Tensor::from_array(([b as i64, len as i64], ids)).map_err(|e| e.to_string())?;
             inputs.push(("caption".into(), caption.into()));
         }
         // The session computes only the output that is shown (see `open`).
@@ -364,24 +393,23 @@ impl Generator {
             return Err(format!(
                 "output {name:?} holds {} (clip {}, value {} of {per_clip}): the model is broken; export it again from a checkpoint whose loss was finite",
                 data[i],
-                req.first + (i / per_clip) as u64,
+                rows[i / per_clip].index,
                 i % per_clip
             ));
         }
         // canvases is [batch, T, N, C, H, W]: each clip's T*N frames are contiguous,
         // step-major (all frames of step 1, then of step 2, ...).
-        Ok(data
-            .chunks_exact(per_clip)
-            .enumerate()
-            .map(|(i, chunk)| Clip {
-                index: req.first + i as u64,
-                params_version: req.params_version,
-                caption: req.caption.clone(),
-                frames: frames_per_clip,
-                data: chunk.to_vec(),
-            })
-            .collect())
+        Ok(data.chunks_exact(per_clip).map(<[f32]>::to_vec).collect())
     }
+}
+
+/// One clip of a batch: the noise of clip `index` of `seed` (as [`prior_noise`]),
+/// and the caption's ids (None for an unconditional model).
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub seed: u64,
+    pub index: u64,
+    pub tokens: Option<&'a [i64]>,
 }
 
 /// A thread running a Generator: requests in, batches of clips out. The result channel
