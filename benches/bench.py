@@ -22,6 +22,7 @@ Before timing anything it checks that reference.py and the ONNX model produce th
 same video.
 """
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -296,6 +297,47 @@ def gst_launch_first_buffer(model, caption, provider, reps):
     return statistics.median(times)
 
 
+def bench_batch_render(model, grammar, count, provider):
+    """examples/batch_render on `count` captions (every caption of the model's grammar
+    in turn, one clip each, seed 1) into a temporary directory: wall time of the whole
+    process (start-up included) and captions per minute."""
+    binary = os.path.join(ROOT, "target", "release", "examples", "batch_render")
+    if not os.path.exists(binary):
+        subprocess.run(["cargo", "build", "--release", "--workspace", "--example", "batch_render"],
+                       cwd=ROOT, check=True)
+    if grammar:
+        combos = list(itertools.product(*[s["values"] for s in grammar["slots"]]))
+        names = [s["name"] for s in grammar["slots"]]
+
+        def phrase(values):
+            obj = grammar["object"]
+            for name, v in zip(names, values):
+                obj = obj.replace("{" + name + "}", v)
+            return obj
+
+        # Caption i: min_objects objects, the combinations of the grammar in turn.
+        k = grammar["min_objects"]
+        captions = [f" {grammar['joiner']} ".join(phrase(combos[(i * k + j) % len(combos)]) for j in range(k))
+                    for i in range(count)]
+    else:
+        captions = [""] * count
+    with tempfile.TemporaryDirectory(prefix="syncdraw-render-") as work:
+        listing = os.path.join(work, "captions.txt")
+        with open(listing, "w") as f:
+            f.write("\n".join(captions) + "\n")
+        t = time.time()
+        subprocess.run([binary, "--captions", listing, "--out-dir", os.path.join(work, "out"), "--seed", "1",
+                        "--model", model, "--execution-provider", provider], check=True,
+                       stdout=subprocess.DEVNULL)
+        wall = time.time() - t
+        files = len(os.listdir(os.path.join(work, "out")))
+    if files != count:
+        raise SystemExit(f"batch renderer wrote {files} files for {count} captions")
+    return {"captions": count, "wall_s": wall, "captions_per_minute": count / wall * 60.0,
+            "command": f"target/release/examples/batch_render --captions FILE --seed 1 --model {os.path.relpath(model, ROOT)} "
+                       f"--execution-provider {provider}"}
+
+
 def bench_tch_training(train_bin, meta, batch, steps, log_every, threads, workdir, seconds):
     c = meta["model"]
     ds = meta["dataset"]
@@ -375,6 +417,8 @@ def main():
     ap.add_argument("--train-seconds", type=float, default=150.0,
                     help="time limit of each training measurement (steps stop early when it is reached)")
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--render-captions", type=int, default=1000,
+                    help="captions for the batch-renderer row (0: skip it)")
     ap.add_argument("--train-bin", default=os.path.join(ROOT, "target", "release", "syncdraw-train"))
     ap.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "auto"],
                     help="the element's execution-provider (element rows only); bare ONNX Runtime and "
@@ -518,6 +562,12 @@ def main():
         if row["impl"] == "element" and row["wall_s"] > startup_ms / 1e3:
             row["frames_per_s_excl_startup"] = row["clips"] * N / (row["wall_s"] - startup_ms / 1e3)
     save(results, args.out)
+
+    if args.render_captions > 0:
+        results["batch_render"] = bench_batch_render(args.onnx, grammar, args.render_captions, args.provider)
+        log(f"batch renderer: {results['batch_render']['captions_per_minute']:.0f} captions/min "
+            f"({args.render_captions} captions in {results['batch_render']['wall_s']:.1f} s)")
+        save(results, args.out)
 
     if not args.skip_training:
         with tempfile.TemporaryDirectory(prefix="syncdraw-bench-") as work:
