@@ -7,7 +7,6 @@
 //! only the streaming thread (and start/stop) takes, so a property change or a query
 //! never waits for a model run.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,9 +19,10 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
 use super::convert;
-use super::inference::{self, Clip, Generator, Provider, Request, SessionError, Worker};
+use super::inference::{self, Generator, Provider, SessionError, Worker};
 use super::model::{ModelError, ModelInfo};
 use super::ortlib;
+use super::schedule::{Next, Params, Schedule};
 use super::select;
 use super::ExecutionProvider;
 
@@ -84,36 +84,14 @@ impl Default for Settings {
     }
 }
 
-/// The caption and temperature the clips are generated with.
-#[derive(Debug, Clone)]
-struct Params {
-    caption: String,
-    tokens: Option<Vec<i64>>,
-    temperature: f32,
-    /// The settings' `params_version` they were taken at.
-    version: u64,
-}
-
 #[derive(Default)]
 struct State {
     model: Option<Arc<ModelInfo>>,
-    params: Option<Params>,
-    /// A `params_version` whose caption was refused (to warn once).
-    refused_version: Option<u64>,
+    /// Which clips to ask for and push (schedule.rs).
+    schedule: Schedule,
     info: Option<gst_video::VideoInfo>,
     /// Number of the next frame (buffer offset).
     frame_num: u64,
-    /// The clip being pushed and the index of its next frame.
-    clip: Option<Clip>,
-    clip_frame: usize,
-    /// Clips generated and not yet pushed, oldest first.
-    ready: VecDeque<Clip>,
-    /// Whether a request is with the worker.
-    in_flight: bool,
-    /// Index of the first clip of the next request.
-    next_request: u64,
-    /// Clips started so far (for `clips`).
-    clips_started: u64,
     /// The title last sent downstream.
     last_title: Option<String>,
     /// Live mode: how long the first batch took to compute (measured in start()).
@@ -589,7 +567,7 @@ impl SyncdrawSrc {
         let mut state = lock(&self.state);
         *state = State {
             model: Some(model),
-            params: Some(Params {
+            schedule: Schedule::new(Params {
                 caption: settings.caption.clone(),
                 tokens,
                 temperature: settings.temperature as f32,
@@ -602,7 +580,7 @@ impl SyncdrawSrc {
         // first clip is then on time, and the time it took sets the latency it reports.
         let asked = Instant::now();
         self.maybe_request(&mut state, settings, worker);
-        if settings.is_live && state.in_flight {
+        if settings.is_live && state.schedule.in_flight {
             drop(state);
             let result = worker.recv_timeout(FIRST_BATCH_TIMEOUT).map_err(|e| {
                 gst::error_msg!(
@@ -614,8 +592,7 @@ impl SyncdrawSrc {
                 gst::error_msg!(gst::LibraryError::Failed, ("Inference failed: {}", e))
             })?;
             let mut state = lock(&self.state);
-            state.in_flight = false;
-            state.ready.extend(clips);
+            state.schedule.received(clips);
             let took = gst::ClockTime::from_nseconds(asked.elapsed().as_nanos() as u64);
             gst::info!(CAT, imp = self, "First batch computed in {}", took);
             state.batch_time = Some(took);
@@ -626,65 +603,34 @@ impl SyncdrawSrc {
     /// Brings the clip parameters up to date with the settings. Returns a warning to
     /// post (after the locks are dropped) if the new caption cannot be used.
     fn refresh_params(&self, state: &mut State, settings: &Settings) -> Option<String> {
-        let current = state.params.as_ref()?;
-        if current.version == settings.params_version
-            || state.refused_version == Some(settings.params_version)
-        {
-            return None;
-        }
         let model = state.model.clone()?;
-        match model.encode(&settings.caption) {
-            Ok(tokens) => {
-                state.params = Some(Params {
-                    caption: settings.caption.clone(),
-                    tokens,
-                    temperature: settings.temperature as f32,
-                    version: settings.params_version,
-                });
-                None
-            }
-            Err(e) => {
-                state.refused_version = Some(settings.params_version);
-                Some(e.to_string())
-            }
-        }
+        state.schedule.refresh(
+            &model,
+            &settings.caption,
+            settings.temperature as f32,
+            settings.params_version,
+        )
     }
 
-    /// Sends the next request to the worker if none is out, at most one batch is
-    /// waiting to be pushed, and clips remain: the next batch is generated while the
-    /// current one is pushed (at most two batches are held).
+    /// Sends the next request to the worker if one is due (schedule.rs): the next
+    /// batch is generated while the current one is pushed.
     fn maybe_request(&self, state: &mut State, settings: &Settings, worker: &Worker) {
-        if state.in_flight || state.ready.len() > settings.batch_size.max(1) as usize {
+        let Some(req) = state
+            .schedule
+            .due(settings.batch_size as usize, settings.clips)
+        else {
             return;
-        }
-        let Some(params) = state.params.clone() else {
-            return;
-        };
-        let mut count = settings.batch_size.max(1) as u64;
-        if settings.clips > 0 {
-            count = count.min(settings.clips.saturating_sub(state.next_request));
-        }
-        if count == 0 {
-            return;
-        }
-        let req = Request {
-            first: state.next_request,
-            count: count as usize,
-            tokens: params.tokens,
-            temperature: params.temperature,
-            caption: params.caption,
-            params_version: params.version,
         };
         gst::debug!(
             CAT,
             imp = self,
             "Requesting clips {}..{}",
             req.first,
-            req.first + count
+            req.first + req.count as u64
         );
+        let sent = req.clone();
         if worker.request(req) {
-            state.in_flight = true;
-            state.next_request += count;
+            state.schedule.sent(&sent);
         }
     }
 
@@ -698,10 +644,6 @@ impl SyncdrawSrc {
         };
         loop {
             let mut state = lock(&self.state);
-            if settings.clips > 0 && state.clips_started >= settings.clips {
-                gst::debug!(CAT, imp = self, "All {} clips done", settings.clips);
-                return Err(gst::FlowError::Eos);
-            }
             if let Some(warning) = self.refresh_params(&mut state, settings) {
                 drop(state);
                 gst::element_imp_warning!(
@@ -711,21 +653,19 @@ impl SyncdrawSrc {
                 );
                 continue;
             }
-            let params_version = state.params.as_ref().map(|p| p.version);
-            while let Some(clip) = state.ready.pop_front() {
-                if Some(clip.params_version) == params_version {
-                    state.clips_started += 1;
-                    state.clip = Some(clip);
-                    state.clip_frame = 0;
+            match state.schedule.advance(settings.clips) {
+                Next::Clip => {
                     self.maybe_request(&mut state, settings, worker);
                     return Ok(());
                 }
-                // Made with an older caption or temperature: generate it again.
-                gst::debug!(CAT, imp = self, "Dropping stale clip {}", clip.index);
-                state.next_request = state.next_request.min(clip.index);
+                Next::Eos => {
+                    gst::debug!(CAT, imp = self, "All {} clips done", settings.clips);
+                    return Err(gst::FlowError::Eos);
+                }
+                Next::Wait => {}
             }
             self.maybe_request(&mut state, settings, worker);
-            if !state.in_flight {
+            if !state.schedule.in_flight {
                 // Nothing more to come (clip limit reached while clips were stale).
                 return Err(gst::FlowError::Eos);
             }
@@ -751,10 +691,10 @@ impl SyncdrawSrc {
                 }
             };
             let mut state = lock(&self.state);
-            state.in_flight = false;
             match result {
-                Ok(clips) => state.ready.extend(clips),
+                Ok(clips) => state.schedule.received(clips),
                 Err(e) => {
+                    state.schedule.failed();
                     drop(state);
                     gst::element_imp_error!(
                         self,
@@ -962,10 +902,7 @@ impl PushSrcImpl for SyncdrawSrc {
                 gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Have no caps yet"));
                 return Err(gst::FlowError::NotNegotiated);
             }
-            state
-                .clip
-                .as_ref()
-                .is_none_or(|c| state.clip_frame >= c.frames)
+            state.schedule.needs_clip()
         };
         if need_clip {
             self.next_clip(&settings)?;
@@ -975,7 +912,7 @@ impl PushSrcImpl for SyncdrawSrc {
         let (Some(info), Some(model)) = (state.info.clone(), state.model.clone()) else {
             return Err(gst::FlowError::Flushing);
         };
-        let Some(clip) = state.clip.as_ref() else {
+        let Some(clip) = state.schedule.clip.as_ref() else {
             drop(state);
             gst::element_imp_error!(
                 self,
@@ -988,9 +925,10 @@ impl PushSrcImpl for SyncdrawSrc {
         // clip with a new caption starts.
         let title = (model.is_conditional() && !clip.caption.trim().is_empty())
             .then(|| clip.caption.clone());
-        let send_title = state.clip_frame == 0 && title.is_some() && title != state.last_title;
+        let send_title =
+            state.schedule.clip_frame == 0 && title.is_some() && title != state.last_title;
         let frame_len = model.frame_len();
-        let start = state.clip_frame * frame_len;
+        let start = state.schedule.clip_frame * frame_len;
         let frame = &clip.data[start..start + frame_len];
 
         let Ok(mut buffer) = gst::Buffer::with_size(info.size()) else {
@@ -1022,7 +960,7 @@ impl PushSrcImpl for SyncdrawSrc {
             buffer.set_offset_end(n + 1);
         }
         state.frame_num += 1;
-        state.clip_frame += 1;
+        state.schedule.clip_frame += 1;
         if send_title {
             state.last_title = title.clone();
         }

@@ -10,6 +10,7 @@ pub mod inference;
 pub mod model;
 pub mod ortlib;
 pub mod prune;
+pub mod schedule;
 pub mod select;
 
 /// The `execution-provider` property: where ONNX Runtime runs the model.
