@@ -18,8 +18,9 @@ use std::thread::JoinHandle;
 use gst::prelude::*;
 
 use crate::syncdrawsrc::convert::write_frame;
-use crate::syncdrawsrc::inference::{self, Generator, Provider, Row, SessionError};
+use crate::syncdrawsrc::inference::{Generator, Row};
 use crate::syncdrawsrc::model::{CaptionError, ModelError, ModelInfo};
+use crate::syncdrawsrc::session::{self, Provider, SessionError};
 use crate::syncdrawsrc::{ortlib, ExecutionProvider};
 
 /// Frame rate of the files: the element's default.
@@ -83,7 +84,7 @@ impl Renderer {
             ExecutionProvider::Cuda => Provider::Cuda,
         };
         let loaded =
-            inference::open(rt, &info, provider, device_id, "video").map_err(|e| match e {
+            session::open(rt, &info, provider, device_id, "video").map_err(|e| match e {
                 SessionError::Model(e) => RenderError::Model(e),
                 e => RenderError::Runtime(e.to_string()),
             })?;

@@ -19,11 +19,13 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
 use super::convert;
-use super::inference::{self, Generator, Provider, SessionError, Worker};
+use super::inference::Generator;
 use super::model::{ModelError, ModelInfo};
 use super::ortlib;
 use super::schedule::{Next, Params, Schedule};
 use super::select;
+use super::session::{self, Provider, SessionError};
+use super::worker::Worker;
 use super::ExecutionProvider;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -517,7 +519,7 @@ impl SyncdrawSrc {
         } else {
             "video"
         };
-        let loaded = inference::open(rt, &model, provider, settings.device_id, output).map_err(
+        let loaded = session::open(rt, &model, provider, settings.device_id, output).map_err(
             |e| match e {
                 SessionError::Model(e) => model_error(&e),
                 e @ SessionError::Cuda { .. } => {

@@ -12,6 +12,8 @@ pub mod ortlib;
 pub mod prune;
 pub mod schedule;
 pub mod select;
+pub mod session;
+pub mod worker;
 
 /// The `execution-provider` property: where ONNX Runtime runs the model.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
