@@ -154,18 +154,25 @@ fn write_grey8(
             .plane_data_mut(plane as u32)
             .map_err(|e| ConvertError::Map(e.to_string()))?;
         match kind {
+            // A packed plane (GRAY8, the luma of I420 and NV12) is quantized straight
+            // into its rows; interleaved components (RGB, BGRx, ...) share one
+            // quantized copy of the frame.
+            Grey8::Intensity if pstride == 1 => {
+                for (y, src) in frame.chunks_exact(w).enumerate() {
+                    let row = &mut data[y * stride + offset..][..w];
+                    for (dst, &v) in row.iter_mut().zip(src) {
+                        *dst = quantize(v);
+                    }
+                }
+            }
             Grey8::Intensity => {
                 if intensity.is_empty() {
                     intensity = frame.iter().map(|&v| quantize(v)).collect();
                 }
                 for (y, src) in intensity.chunks_exact(w).enumerate() {
                     let row = &mut data[y * stride + offset..];
-                    if pstride == 1 {
-                        row[..w].copy_from_slice(src);
-                    } else {
-                        for (dst, &q) in row.iter_mut().step_by(pstride).zip(src) {
-                            *dst = q;
-                        }
+                    for (dst, &q) in row.iter_mut().step_by(pstride).zip(src) {
+                        *dst = q;
                     }
                 }
             }
