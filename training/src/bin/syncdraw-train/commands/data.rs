@@ -1,16 +1,85 @@
-//! `data`: generate (or load from the cache) a data set and print a summary.
+//! `data`: generate (or load from the cache) a Bouncing MNIST data set and print a
+//! summary; write the captioned moving-shapes videos as MP4 files
+//! (`--make-shapes`); or import a folder of captioned videos (`--videos`).
 use crate::args::DataOpts;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use std::path::PathBuf;
+use syncdraw_format::Grammar;
+use syncdraw_training::data::folder::{import, ImportOptions};
+use syncdraw_training::data::shapes;
+use syncdraw_training::data::video_io::{encode_mp4, FrameRule};
 use syncdraw_training::data::{Dataset, Split};
 
 #[derive(Args)]
 pub struct DataArgs {
     #[command(flatten)]
     data: DataOpts,
+    /// Import the videos of this folder (with --captions, --grammar, --out):
+    /// decoded by GStreamer, --frames frames by --frame-rule, scaled to --size.
+    #[arg(long, requires_all = ["captions", "grammar", "out"])]
+    videos: Option<PathBuf>,
+    /// CSV with the header "video,caption": each video's path relative to
+    /// --videos and its caption.
+    #[arg(long)]
+    captions: Option<PathBuf>,
+    /// The caption grammar (JSON, as in docs/model-format.md), or "shapes" for
+    /// the moving-shapes grammar.
+    #[arg(long)]
+    grammar: Option<String>,
+    /// Directory for the imported data set (train.sdfv, test.sdfv,
+    /// import-report.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Which frames: start (the first N), stride:K (every K-th) or even (N evenly
+    /// spaced over the video).
+    #[arg(long, default_value = "start", value_parser = FrameRule::parse)]
+    frame_rule: FrameRule,
+    /// 1 (grey) or 3 (RGB).
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Write the captioned moving-shapes videos as MP4 files into this folder,
+    /// with captions.csv and grammar.json.
+    #[arg(long, conflicts_with = "videos")]
+    make_shapes: Option<PathBuf>,
+    /// Videos per (colour, shape, motion) combination for --make-shapes.
+    #[arg(long, default_value_t = 10)]
+    shapes_per_combination: usize,
 }
 
 pub fn run(a: DataArgs) -> Result<()> {
+    if let Some(dir) = &a.make_shapes {
+        return make_shapes(dir, &a);
+    }
+    if let Some(videos) = &a.videos {
+        let grammar = match a.grammar.as_deref() {
+            Some("shapes") => shapes::grammar(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the grammar {path}"))?;
+                serde_json::from_str::<Grammar>(&text)
+                    .with_context(|| format!("{path} is not a caption grammar (JSON)"))?
+            }
+            None => bail!("--grammar is needed with --videos"),
+        };
+        let size = a.data.video.size;
+        let report = import(
+            &ImportOptions {
+                videos: videos.clone(),
+                captions: a.captions.clone().context("--captions is needed")?,
+                grammar,
+                frames: a.data.video.frames,
+                height: size,
+                width: size,
+                channels: a.channels,
+                rule: a.frame_rule,
+                out: a.out.clone().context("--out is needed")?,
+            },
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let config = a.data.config()?;
     for split in [Split::Train, Split::Test] {
         let d = Dataset::load_or_generate(&config, split, &a.data.cache())?;
@@ -24,5 +93,44 @@ pub fn run(a: DataArgs) -> Result<()> {
             captions.first()
         );
     }
+    Ok(())
+}
+
+/// The moving-shapes videos as MP4 files (10 frames per second) with their
+/// captions file and grammar: a folder `--videos` imports.
+fn make_shapes(dir: &std::path::Path, a: &DataArgs) -> Result<()> {
+    let (frames, size) = (a.data.video.frames, a.data.video.size);
+    if size < 16 {
+        bail!("--size {size}: the shapes need frames of at least 16 pixels");
+    }
+    let videos_dir = dir.join("videos");
+    std::fs::create_dir_all(&videos_dir)
+        .with_context(|| format!("creating {}", videos_dir.display()))?;
+    let mut csv = String::from("video,caption\n");
+    let all = shapes::all_videos(a.shapes_per_combination);
+    for (i, v) in all.iter().enumerate() {
+        let name = format!("{i:05}.mp4");
+        let rgb = shapes::render(
+            *v,
+            frames,
+            size,
+            size * 3 / 8,
+            a.data.video.data_seed ^ i as u64,
+        );
+        encode_mp4(&videos_dir.join(&name), &rgb, size, size, 10)
+            .with_context(|| format!("encoding {name}"))?;
+        csv.push_str(&format!("videos/{name},{}\n", v.caption()));
+    }
+    std::fs::write(dir.join("captions.csv"), csv)?;
+    std::fs::write(
+        dir.join("grammar.json"),
+        serde_json::to_string_pretty(&shapes::grammar())? + "\n",
+    )?;
+    println!(
+        "{} videos of {frames} frames of {size}x{size} in {}, captions in {}",
+        all.len(),
+        videos_dir.display(),
+        dir.join("captions.csv").display()
+    );
     Ok(())
 }
