@@ -504,6 +504,69 @@ fn caption_case_and_spacing_variants_give_the_same_video() {
     }
 }
 
+/// A colour model (3 channels) is emitted in colour: RGB as the model's R, G and B
+/// planes interleaved, I420 with chroma that is not neutral, GRAY8 as its luma.
+#[test]
+fn a_colour_model_renders_rgb_and_i420() {
+    let model = synth("colour/synth1-rgb.onnx");
+    let frames = |format: &str| {
+        let mut h = harness(&[
+            ("model-location", model.to_str().unwrap()),
+            ("caption", CAPTION),
+            ("seed", "4"),
+            ("execution-provider", "cpu"),
+        ]);
+        h.set_sink_caps_str(&format!("video/x-raw,format={format}"));
+        h.play();
+        let b = h.pull().expect("a frame");
+        let caps = h.sinkpad().unwrap().current_caps().expect("caps");
+        let info = gst_video::VideoInfo::from_caps(&caps).expect("video caps");
+        let data = b.map_readable().unwrap().to_vec();
+        (data, info)
+    };
+    let (rgb, info) = frames("RGB");
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let stride = info.stride()[0] as usize;
+    let pixel = |x: usize, y: usize| {
+        let i = y * stride + 3 * x;
+        (rgb[i], rgb[i + 1], rgb[i + 2])
+    };
+    let coloured = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let (r, g, b) = pixel(x, y);
+            r.abs_diff(g) > 8 || g.abs_diff(b) > 8
+        })
+        .count();
+    assert!(
+        coloured > w * h / 4,
+        "only {coloured} of {} pixels differ between channels: a grey detour?",
+        w * h
+    );
+    let (i420, info) = frames("I420");
+    let u = &i420[info.offset()[1]..info.offset()[1] + (w / 2) * (h / 2)];
+    let off_neutral = u.iter().filter(|&&c| c.abs_diff(128) > 4).count();
+    assert!(
+        off_neutral > u.len() / 4,
+        "U plane almost neutral: {off_neutral} of {}",
+        u.len()
+    );
+    // GRAY8 is the luma of the same frame: close to the I420 luma plane.
+    let (grey, ginfo) = frames("GRAY8");
+    let gs = ginfo.stride()[0] as usize;
+    let is = info.stride()[0] as usize;
+    let mut diff = 0u64;
+    for y in 0..h {
+        for x in 0..w {
+            diff += grey[y * gs + x].abs_diff(i420[y * is + x]) as u64;
+        }
+    }
+    assert!(
+        diff as f64 / ((w * h) as f64) < 20.0,
+        "GRAY8 is not the frame's luma"
+    );
+}
+
 #[test]
 fn missing_model_is_not_found_with_path() {
     let e = start_error(&[

@@ -12,6 +12,7 @@ Models written into OUT_DIR:
   synth2-caption.onnx  format 2, the two-digit grammar (caption_length 4)
   synth1-uncond.onnx   format 2, unconditional (caption_grammar null, caption_length 0)
   synth1-words.onnx    format 1, word vocabulary, caption_length 7 (format 1 is still read)
+  colour/synth1-rgb.onnx  format 2, one-digit grammar, 3 channels (R, G, B)
 
 Also writes, into OUT_DIR/bad/, models that break the contract in one way each,
 for the error tests.
@@ -177,6 +178,10 @@ def main():
           example_captions=[TWO_DIGITS], **dims)
     build(out("synth1-uncond.onnx"), caption_length=0, **dims)
     build(out("synth1-words.onnx"), version=1, caption_length=7, **dims)
+    # In its own folder, so that the model-choice tests see only the grey models.
+    os.makedirs(os.path.join(a.out_dir, "colour"), exist_ok=True)
+    build(out("colour/synth1-rgb.onnx"), caption_length=ids_len(g1), caption_grammar=g1, channels=3,
+          **dims)
     if a.only_good:
         return
     os.makedirs(os.path.join(a.out_dir, "bad"), exist_ok=True)
