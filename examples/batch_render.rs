@@ -321,7 +321,10 @@ pub fn render_all(
         };
         let pending = info.and_then(|info| {
             let tokens = info.encode(caption)?;
-            let seed = opts.seed.map_or_else(|| rand_seed(pos), |s| s as u64);
+            // A fresh seed per caption, as the element picks one when seed = -1.
+            let seed = opts
+                .seed
+                .map_or_else(|| rand::random::<u64>() >> 1, |s| s as u64);
             Ok((info, Pending { pos, tokens, seed }))
         });
         match pending {
@@ -404,14 +407,6 @@ pub fn render_all(
         finish(pos, result.map(|()| Done::Rendered));
     }
     outcomes.into_iter().flatten().collect()
-}
-
-/// A fresh seed for the caption at `pos` (as the element picks one when seed = -1).
-fn rand_seed(pos: usize) -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    (t ^ (pos as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id())) >> 1
 }
 
 fn main() -> ExitCode {

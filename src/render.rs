@@ -21,10 +21,10 @@ use crate::syncdrawsrc::convert::write_frame;
 use crate::syncdrawsrc::inference::{Generator, Row};
 use crate::syncdrawsrc::model::{CaptionError, ModelError, ModelInfo};
 use crate::syncdrawsrc::session::{self, Provider, SessionError};
-use crate::syncdrawsrc::{ortlib, ExecutionProvider};
+use crate::syncdrawsrc::{ortlib, ExecutionProvider, DEFAULT_FPS};
 
 /// Frame rate of the files: the element's default.
-pub const FPS: gst::Fraction = gst::Fraction::from_integer(10);
+const FPS: gst::Fraction = DEFAULT_FPS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -266,18 +266,12 @@ fn run(
     vinfo: &gst_video::VideoInfo,
 ) -> Result<(), RenderError> {
     let bus = pipeline.bus().ok_or_else(|| pipeline_error("no bus"))?;
-    let bus_error = |bus: &gst::Bus| {
-        bus.pop_filtered(&[gst::MessageType::Error])
-            .and_then(|msg| match msg.view() {
-                gst::MessageView::Error(e) => Some(RenderError::Pipeline {
-                    message: e.error().to_string(),
-                    debug: e.debug().map(|d| d.to_string()),
-                }),
-                _ => None,
-            })
-    };
     if pipeline.set_state(gst::State::Playing).is_err() {
-        return Err(bus_error(&bus).unwrap_or_else(|| pipeline_error("did not start")));
+        let posted = bus.pop_filtered(&[gst::MessageType::Error]);
+        return Err(match posted.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Error(e)) => error_message(e),
+            _ => pipeline_error("did not start"),
+        });
     }
     let frame_len = job.info.frame_len();
     let duration = gst::ClockTime::SECOND
@@ -301,14 +295,16 @@ fn run(
     for msg in bus.iter_timed(gst::ClockTime::NONE) {
         match msg.view() {
             gst::MessageView::Eos(_) => return Ok(()),
-            gst::MessageView::Error(e) => {
-                return Err(RenderError::Pipeline {
-                    message: e.error().to_string(),
-                    debug: e.debug().map(|d| d.to_string()),
-                })
-            }
+            gst::MessageView::Error(e) => return Err(error_message(e)),
             _ => {}
         }
     }
     Err(pipeline_error("the pipeline ended without EOS"))
+}
+
+fn error_message(e: &gst::message::Error) -> RenderError {
+    RenderError::Pipeline {
+        message: e.error().to_string(),
+        debug: e.debug().map(|d| d.to_string()),
+    }
 }

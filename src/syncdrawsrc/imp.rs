@@ -26,7 +26,7 @@ use super::schedule::{Next, Params, Schedule};
 use super::select;
 use super::session::{self, Provider, SessionError};
 use super::worker::Worker;
-use super::ExecutionProvider;
+use super::{ExecutionProvider, DEFAULT_FPS};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -45,7 +45,6 @@ const DEFAULT_CLIPS: u64 = 1;
 const DEFAULT_BATCH_SIZE: u32 = 1;
 const DEFAULT_SHOW_STEPS: bool = false;
 const DEFAULT_IS_LIVE: bool = false;
-const DEFAULT_FPS: gst::Fraction = gst::Fraction::from_integer(10);
 
 /// How often a wait for the inference worker checks for flushing.
 const WAIT_POLL: Duration = Duration::from_millis(20);

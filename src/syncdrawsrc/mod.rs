@@ -15,6 +15,10 @@ pub mod select;
 pub mod session;
 pub mod worker;
 
+/// The frame rate the element fixates to when downstream leaves it open (and the
+/// batch renderer's files have).
+pub const DEFAULT_FPS: gst::Fraction = gst::Fraction::from_integer(10);
+
 /// The `execution-provider` property: where ONNX Runtime runs the model.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
 #[repr(u32)]

@@ -225,36 +225,18 @@ pub fn read_metadata_props(path: &Path) -> Result<HashMap<String, String>, Model
     })
 }
 
-/// A model description for unit tests of the modules that use one.
 #[cfg(test)]
-pub(crate) mod tests_support {
+pub(crate) mod tests {
     use super::*;
 
-    /// Metadata of a one-digit Bouncing MNIST grammar model (no file behind it).
-    pub fn grammar_model() -> ModelInfo {
-        let props: HashMap<String, String> = [
-            (keys::FORMAT_VERSION, "2"),
-            (keys::FRAMES, "10"),
-            (keys::HEIGHT, "32"),
-            (keys::WIDTH, "32"),
-            (keys::CHANNELS, "1"),
-            (keys::TIMESTEPS, "4"),
-            (keys::Z_DIM, "8"),
-            (keys::CAPTION_LENGTH, "2"),
-            (keys::CAPTION_GRAMMAR, &tests::grammar_json(1)),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        ModelInfo::from_props(Path::new("/test.onnx"), &props).expect("a valid model")
+    /// Metadata of a one-digit Bouncing MNIST grammar model (no file behind it),
+    /// for the unit tests of the modules that use a model.
+    pub(crate) fn grammar_model() -> ModelInfo {
+        let g1 = grammar_json(1);
+        read(&[(keys::CAPTION_LENGTH, "2"), (keys::CAPTION_GRAMMAR, &g1)]).expect("a valid model")
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) fn grammar_json(objects: usize) -> String {
+    fn grammar_json(objects: usize) -> String {
         format!(
             r#"{{"object":"digit {{digit}} is moving {{motion}}","joiner":"and",
                 "min_objects":{objects},"max_objects":{objects},"slots":[

@@ -251,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_new_caption_drops_stale_clips_and_asks_again_with_the_same_numbers() {
-        let model = crate::syncdrawsrc::model::tests_support::grammar_model();
+        let model = crate::syncdrawsrc::model::tests::grammar_model();
         let mut s = Schedule::new(Params {
             caption: "digit 3 is moving up and down".into(),
             tokens: model
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn a_caption_outside_the_grammar_keeps_the_current_one_and_warns_once() {
-        let model = crate::syncdrawsrc::model::tests_support::grammar_model();
+        let model = crate::syncdrawsrc::model::tests::grammar_model();
         let mut s = Schedule::new(params(0));
         let warning = s.refresh(&model, "digit 3 is flying", 1.0, 1);
         assert!(warning.is_some_and(|w| w.contains("flying")));

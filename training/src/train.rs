@@ -363,10 +363,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         let mut windows =
             (step % opts.log_every.max(1) == 0 || step == opts.steps).then(WindowStats::default);
         let loss = model.loss_observed(&x, ids.as_ref(), &eps, windows.as_mut());
-        let windows = windows.map(|w| WindowStats {
-            read: w.read.finish(),
-            write: w.write.finish(),
-        });
+        let windows = windows.map(WindowStats::finish);
         let total = loss.nll().mean(Kind::Float);
         adam.zero_grad();
         total.backward();

@@ -6,7 +6,7 @@ use std::path::Path;
 use syncdraw_training::data::bouncing::{Motion, Split};
 use syncdraw_training::data::folder::{csv_fields, import, split_of, FolderDataset, ImportOptions};
 use syncdraw_training::data::shapes::{self, ShapeVideo};
-use syncdraw_training::data::video_io::{encode_mp4, FrameRule};
+use syncdraw_training::data::video_io::{encode_mp4, FrameRule, FrameSpec};
 
 const SIZE: usize = 32;
 
@@ -45,11 +45,13 @@ fn options(dir: &Path, out: &Path, channels: usize, rule: FrameRule) -> ImportOp
         videos: dir.to_path_buf(),
         captions: dir.join("captions.csv"),
         grammar: shapes::grammar(),
-        frames: 10,
-        height: SIZE,
-        width: SIZE,
-        channels,
-        rule,
+        spec: FrameSpec {
+            frames: 10,
+            height: SIZE,
+            width: SIZE,
+            channels,
+            rule,
+        },
         out: out.to_path_buf(),
     }
 }
@@ -127,26 +129,17 @@ fn imports_encoded_files_and_reports_the_bad_ones_by_name() {
         }
         (r / n, col / n)
     };
-    let moved: f64 = (1..10)
-        .map(|f| {
-            let (a, b) = (centre(f - 1), centre(f));
-            if v.objects[0][2] == 0 {
-                (a.0 - b.0).abs()
-            } else {
-                (a.1 - b.1).abs()
-            }
-        })
-        .sum();
-    let still: f64 = (1..10)
-        .map(|f| {
-            let (a, b) = (centre(f - 1), centre(f));
-            if v.objects[0][2] == 0 {
-                (a.1 - b.1).abs()
-            } else {
-                (a.0 - b.0).abs()
-            }
-        })
-        .sum();
+    // Summed frame-to-frame motion of the centre along the caption's axis and
+    // across it.
+    let (moved, still) = (1..10).fold((0.0, 0.0), |(along, across), f| {
+        let (a, b) = (centre(f - 1), centre(f));
+        let (dr, dc) = ((a.0 - b.0).abs(), (a.1 - b.1).abs());
+        if v.objects[0][2] == 0 {
+            (along + dr, across + dc)
+        } else {
+            (along + dc, across + dr)
+        }
+    });
     assert!(
         moved > 10.0 && still < 2.0,
         "{}: moved {moved}, still {still}",

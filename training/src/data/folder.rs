@@ -23,7 +23,7 @@
 //! little-endian length J, J bytes of JSON header ([`Header`]), then u8 pixels,
 //! videos x frames x channels x height x width.
 use super::bouncing::Split;
-use super::video_io::{self, FrameRule};
+use super::video_io::{self, FrameSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -51,12 +51,8 @@ pub struct ImportOptions {
     pub videos: PathBuf,
     pub captions: PathBuf,
     pub grammar: Grammar,
-    pub frames: usize,
-    pub height: usize,
-    pub width: usize,
-    /// 1 (grey) or 3 (RGB).
-    pub channels: usize,
-    pub rule: FrameRule,
+    /// Frames, size, channels (1 grey or 3 RGB) and frame rule.
+    pub spec: FrameSpec,
     pub out: PathBuf,
 }
 
@@ -74,11 +70,8 @@ pub struct FolderVideo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     pub grammar: Grammar,
-    pub frames: usize,
-    pub height: usize,
-    pub width: usize,
-    pub channels: usize,
-    pub rule: FrameRule,
+    #[serde(flatten)]
+    pub spec: FrameSpec,
     pub split: Split,
     pub videos: Vec<FolderVideo>,
 }
@@ -206,12 +199,12 @@ fn read_captions(path: &Path) -> Result<Vec<(usize, String, String)>, FolderErro
 
 /// Imports the folder as the module documentation says.
 pub fn import(opts: &ImportOptions, progress: bool) -> Result<ImportReport, FolderError> {
-    if !(opts.channels == 1 || opts.channels == 3) {
+    if !(opts.spec.channels == 1 || opts.spec.channels == 3) {
         return Err(FolderError::Invalid {
             path: opts.videos.clone(),
             reason: format!(
                 "channels must be 1 (grey) or 3 (RGB), got {}",
-                opts.channels
+                opts.spec.channels
             ),
         });
     }
@@ -257,14 +250,7 @@ pub fn import(opts: &ImportOptions, progress: bool) -> Result<ImportReport, Fold
             skip("no such file".into());
             continue;
         }
-        let pixels = match video_io::decode(
-            &path,
-            opts.frames,
-            opts.rule,
-            opts.width,
-            opts.height,
-            opts.channels,
-        ) {
+        let pixels = match video_io::decode(&path, &opts.spec) {
             Ok(p) => p,
             Err(e) => {
                 skip(e.to_string());
@@ -296,11 +282,7 @@ pub fn import(opts: &ImportOptions, progress: bool) -> Result<ImportReport, Fold
         let data = FolderDataset {
             header: Header {
                 grammar: opts.grammar.clone(),
-                frames: opts.frames,
-                height: opts.height,
-                width: opts.width,
-                channels: opts.channels,
-                rule: opts.rule,
+                spec: opts.spec,
                 split,
                 videos,
             },
@@ -330,8 +312,7 @@ pub fn import(opts: &ImportOptions, progress: bool) -> Result<ImportReport, Fold
 
 impl FolderDataset {
     pub fn video_len(&self) -> usize {
-        let h = &self.header;
-        h.frames * h.channels * h.height * h.width
+        self.header.spec.video_len()
     }
 
     pub fn len(&self) -> usize {

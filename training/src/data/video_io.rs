@@ -98,6 +98,24 @@ impl FrameRule {
     }
 }
 
+/// What a data set takes of every video: `frames` frames picked by `rule`, scaled
+/// to `height` x `width`, grey (`channels` 1) or RGB (3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FrameSpec {
+    pub frames: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub rule: FrameRule,
+}
+
+impl FrameSpec {
+    /// Bytes of one video: frames x channels x height x width.
+    pub fn video_len(&self) -> usize {
+        self.frames * self.channels * self.height * self.width
+    }
+}
+
 pub fn init() -> Result<(), VideoError> {
     gst::init().map_err(gst_err)
 }
@@ -107,17 +125,20 @@ fn run_to_eos(pipeline: &gst::Pipeline) -> Result<(), VideoError> {
     for msg in bus.iter_timed(gst::ClockTime::NONE) {
         match msg.view() {
             gst::MessageView::Eos(_) => return Ok(()),
-            gst::MessageView::Error(e) => {
-                return Err(VideoError::Decode(format!(
-                    "{}{}",
-                    e.error(),
-                    e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
-                )))
-            }
+            gst::MessageView::Error(e) => return Err(VideoError::Gst(error_text(e))),
             _ => {}
         }
     }
     Ok(())
+}
+
+/// An error message and its debug text, on one line.
+fn error_text(e: &gst::message::Error) -> String {
+    format!(
+        "{}{}",
+        e.error(),
+        e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
+    )
 }
 
 /// Encodes RGB frames (interleaved, `width` x `height` each) to an H.264 MP4 file
@@ -178,18 +199,17 @@ pub fn encode_mp4(
 }
 
 /// Decodes the video at `path` (any container and codec the installed plugins
-/// read: `uridecodebin ! videoconvert ! videoscale`) into `n` frames picked by
-/// `rule`, scaled to `width` x `height`, grey (`channels` 1) or RGB (3). Returns
-/// n x channels x height x width bytes, channel-planar per frame (the model's
-/// [C, H, W] order).
-pub fn decode(
-    path: &Path,
-    n: usize,
-    rule: FrameRule,
-    width: usize,
-    height: usize,
-    channels: usize,
-) -> Result<Vec<u8>, VideoError> {
+/// read: `uridecodebin ! videoconvert ! videoscale`) as `spec` says. Returns
+/// frames x channels x height x width bytes, channel-planar per frame (the
+/// model's [C, H, W] order).
+pub fn decode(path: &Path, spec: &FrameSpec) -> Result<Vec<u8>, VideoError> {
+    let FrameSpec {
+        frames: n,
+        height,
+        width,
+        channels,
+        rule,
+    } = *spec;
     init()?;
     let format = if channels == 3 { "RGB" } else { "GRAY8" };
     let uri = gst::glib::filename_to_uri(path, None).map_err(gst_err)?;
@@ -287,11 +307,7 @@ fn bus_error(pipeline: &gst::Pipeline) -> Option<VideoError> {
     let bus = pipeline.bus()?;
     while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
         if let gst::MessageView::Error(e) = msg.view() {
-            return Some(VideoError::Decode(format!(
-                "{}{}",
-                e.error(),
-                e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
-            )));
+            return Some(VideoError::Decode(error_text(e)));
         }
     }
     None

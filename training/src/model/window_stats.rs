@@ -37,6 +37,16 @@ pub struct WindowStats {
     pub write: AttentionStats,
 }
 
+impl WindowStats {
+    /// Sums to means over the steps added.
+    pub fn finish(self) -> Self {
+        WindowStats {
+            read: self.read.finish(),
+            write: self.write.finish(),
+        }
+    }
+}
+
 /// Per group mean over the batch, [B, F, 1] -> F values.
 fn per_group(t: &Tensor) -> Vec<f64> {
     let m = t
@@ -84,15 +94,7 @@ impl AttentionStats {
             per_group(&w.gamma),
             Vec::<f64>::try_from(&dead).unwrap_or_default(),
         ];
-        let fields = [
-            &mut self.centre_row,
-            &mut self.centre_col,
-            &mut self.stride,
-            &mut self.sigma,
-            &mut self.gamma,
-            &mut self.dead_rows,
-        ];
-        for (field, v) in fields.into_iter().zip(values) {
+        for (field, v) in self.fields_mut().into_iter().zip(values) {
             if field.is_empty() {
                 *field = vec![0.0; v.len()];
             }
@@ -103,17 +105,22 @@ impl AttentionStats {
         self.steps += 1;
     }
 
-    /// Sums to means over the steps added.
-    pub fn finish(mut self) -> Self {
-        let n = self.steps.max(1) as f64;
-        for field in [
+    /// Every per-group field, in the order [`AttentionStats::add`] fills them.
+    fn fields_mut(&mut self) -> [&mut Vec<f64>; 6] {
+        [
             &mut self.centre_row,
             &mut self.centre_col,
             &mut self.stride,
             &mut self.sigma,
             &mut self.gamma,
             &mut self.dead_rows,
-        ] {
+        ]
+    }
+
+    /// Sums to means over the steps added.
+    pub fn finish(mut self) -> Self {
+        let n = self.steps.max(1) as f64;
+        for field in self.fields_mut() {
             for v in field.iter_mut() {
                 *v /= n;
             }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use syncdraw_format::Grammar;
 use syncdraw_training::data::folder::{import, ImportOptions};
 use syncdraw_training::data::shapes;
-use syncdraw_training::data::video_io::{encode_mp4, FrameRule};
+use syncdraw_training::data::video_io::{encode_mp4, FrameRule, FrameSpec};
 use syncdraw_training::data::{Dataset, Split};
 
 #[derive(Args)]
@@ -68,11 +68,13 @@ pub fn run(a: DataArgs) -> Result<()> {
                 videos: videos.clone(),
                 captions: a.captions.clone().context("--captions is needed")?,
                 grammar,
-                frames: a.data.video.frames,
-                height: size,
-                width: size,
-                channels: a.channels,
-                rule: a.frame_rule,
+                spec: FrameSpec {
+                    frames: a.data.video.frames,
+                    height: size,
+                    width: size,
+                    channels: a.channels,
+                    rule: a.frame_rule,
+                },
                 out: a.out.clone().context("--out is needed")?,
             },
             std::io::IsTerminal::is_terminal(&std::io::stderr()),
