@@ -39,6 +39,15 @@ fn rss_kib() -> u64 {
 }
 
 /// Threads of this process.
+/// Bytes the C allocator has handed out and not had back (arena and mmapped
+/// blocks): what the process holds, unlike resident memory, which also counts
+/// freed pages the allocator keeps for reuse.
+fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let m = unsafe { libc::mallinfo2() };
+    (m.uordblks + m.hblkhd) as u64
+}
+
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
@@ -146,7 +155,7 @@ fn state_cycles_leak_nothing() {
          execution-provider=cpu ! fakesink sync=false",
         synth("synth1-caption.onnx").display()
     ));
-    let (mut base_threads, mut base_rss) = (0, 0);
+    let (mut base_threads, mut base_rss, mut base_heap) = (0, 0, 0);
     let mut slowest_stop = Duration::ZERO;
     for i in 0..cycles {
         p.set_state(gst::State::Playing).unwrap();
@@ -160,15 +169,19 @@ fn state_cycles_leak_nothing() {
         p.set_state(gst::State::Null).unwrap();
         slowest_stop = slowest_stop.max(t.elapsed());
         if i == 9 {
-            (base_threads, base_rss) = (threads(), rss_kib());
+            (base_threads, base_rss, base_heap) = (threads(), rss_kib(), heap_in_use());
         }
     }
-    let (end_threads, end_rss) = (threads(), rss_kib());
+    let (end_threads, end_rss, end_heap) = (threads(), rss_kib(), heap_in_use());
     println!(
         "state cycles: {cycles} NULL->PLAYING->NULL; threads {base_threads} after 10 cycles, \
          {end_threads} at the end; RSS {base_rss} KiB after 10, {end_rss} KiB at the end \
-         ({:+.2} %); slowest stop {slowest_stop:?}",
-        100.0 * (end_rss as f64 / base_rss as f64 - 1.0)
+         ({:+.2} %); heap in use {} KiB after 10, {} KiB at the end ({:+.1} bytes per \
+         cycle); slowest stop {slowest_stop:?}",
+        100.0 * (end_rss as f64 / base_rss as f64 - 1.0),
+        base_heap / 1024,
+        end_heap / 1024,
+        (end_heap as f64 - base_heap as f64) / (cycles - 10) as f64
     );
     assert_eq!(end_threads, base_threads, "threads leaked");
     assert!(

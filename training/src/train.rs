@@ -67,6 +67,9 @@ pub struct TrainOptions {
     /// Condition on captions, with this encoder (words: the vocabulary is built
     /// from the training captions).
     pub captions: Option<CaptionEncoderKind>,
+    /// How a fresh model's initial canvas is set (`model.canvas_init` is filled
+    /// from it).
+    pub canvas_init: CanvasInit,
     pub batch: usize,
     /// Train until this many optimizer steps in total.
     pub steps: u64,
@@ -122,6 +125,24 @@ pub enum CaptionEncoderKind {
     Slots,
     /// An LSTM over words (format 1).
     Words,
+}
+
+/// The initial canvas c^0 of a fresh model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CanvasInit {
+    /// c^0 = 0 (eq. 10): every pixel starts at probability 0.5.
+    #[default]
+    Zero,
+    /// A learned logit, one for every pixel, starting at logit(mean pixel of the
+    /// training videos): the background need not be painted by the writes.
+    DataMean,
+}
+
+/// logit of the mean of 8-bit pixels (as values in [0, 1]), clamped away from 0 and 1.
+pub fn mean_logit(pixels: &[u8]) -> f64 {
+    let sum: u64 = pixels.iter().map(|&p| p as u64).sum();
+    let mean = (sum as f64 / (255.0 * pixels.len().max(1) as f64)).clamp(1e-4, 1.0 - 1e-4);
+    (mean / (1.0 - mean)).ln()
 }
 
 /// Slot encoder sizes for a grammar.
@@ -255,6 +276,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             return Err(TrainError::Invalid(
                 "model frames/size must match the data set's".into(),
             ));
+        }
+        if opts.canvas_init == CanvasInit::DataMean {
+            config.canvas_init = Some(mean_logit(&train.pixels));
         }
         tch::manual_seed(opts.seed as i64);
         let model = SyncDraw::new(&config, opts.device);

@@ -599,6 +599,9 @@ fn tiny_model(data: &DatasetConfig, captions: bool) -> (SyncDraw, Meta) {
         caption: g.as_ref().map(slots_config),
         decoder: DecoderKind::WhatWhere,
         bounded_windows: true,
+        forget_bias: 0.0,
+        canvas_init: None,
+        stable_filterbank: false,
     };
     // Through JSON, so fields added to Meta later with serde defaults need no edit here.
     let meta: Meta = serde_json::from_value(serde_json::json!({

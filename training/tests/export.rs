@@ -139,6 +139,11 @@ fn config(variant: Variant, cap: Cap) -> ModelConfig {
             DecoderKind::Joint
         },
         bounded_windows: cap == Cap::Slots,
+        // The slots model also starts from a learned canvas and a forget bias, so
+        // parity covers c^0.
+        forget_bias: if cap == Cap::Slots { 1.0 } else { 0.0 },
+        canvas_init: (cap == Cap::Slots).then_some(-3.65),
+        stable_filterbank: cap == Cap::Slots,
     }
 }
 

@@ -15,7 +15,9 @@ use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
 use syncdraw_training::model::read::read;
 use syncdraw_training::model::write::write;
 use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
-use syncdraw_training::train::{train, CaptionEncoderKind, TrainError, TrainOptions};
+use syncdraw_training::train::{
+    mean_logit, train, CanvasInit, CaptionEncoderKind, TrainError, TrainOptions,
+};
 use tch::{Device, Kind, Tensor};
 
 fn col(values: &[f32]) -> Tensor {
@@ -47,6 +49,7 @@ fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
         k,
         groups: n,
         bounded: false,
+        stable: false,
     };
     tch::manual_seed(0);
     let video = Tensor::rand([1, n, h, w], (Kind::Float, Device::Cpu));
@@ -82,20 +85,31 @@ fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
 fn filterbank_rows_are_normalised_gaussians_at_the_grid_points() {
     use syncdraw_training::model::filterbank::filterbank;
     let mut be = TchBackend::new(Device::Cpu);
-    // g = 8, delta = 2, K = 3: mu = 8 + (u - 2) * 2 = 6, 8, 10; sigma^2 = 1.
-    let f = filterbank(&mut be, &col(&[8.0]), &col(&[2.0]), &col(&[1.0]), 3, 16);
-    assert_eq!(f.size(), [1, 1, 3, 16]);
-    for (u, mu) in [6.0f64, 8.0, 10.0].iter().enumerate() {
-        let row = f.get(0).get(0).get(u as i64);
-        let sum = row.sum(Kind::Double).double_value(&[]);
-        assert!((sum - 1.0).abs() < 1e-5, "row {u} sums to {sum}");
-        let z: f64 = (1..=16)
-            .map(|a| (-(a as f64 - mu).powi(2) / 2.0).exp())
-            .sum();
-        for a in 1..=16i64 {
-            let want = (-(a as f64 - mu).powi(2) / 2.0).exp() / z;
-            let got = row.double_value(&[a - 1]);
-            assert!((got - want).abs() < 1e-6, "F[{u},{a}] = {got}, want {want}");
+    // g = 8, delta = 2, K = 3: mu = 8 + (u - 2) * 2 = 6, 8, 10; sigma^2 = 1. The
+    // stable normalisation gives the same rows.
+    for stable in [false, true] {
+        let f = filterbank(
+            &mut be,
+            &col(&[8.0]),
+            &col(&[2.0]),
+            &col(&[1.0]),
+            3,
+            16,
+            stable,
+        );
+        assert_eq!(f.size(), [1, 1, 3, 16]);
+        for (u, mu) in [6.0f64, 8.0, 10.0].iter().enumerate() {
+            let row = f.get(0).get(0).get(u as i64);
+            let sum = row.sum(Kind::Double).double_value(&[]);
+            assert!((sum - 1.0).abs() < 1e-5, "row {u} sums to {sum}");
+            let z: f64 = (1..=16)
+                .map(|a| (-(a as f64 - mu).powi(2) / 2.0).exp())
+                .sum();
+            for a in 1..=16i64 {
+                let want = (-(a as f64 - mu).powi(2) / 2.0).exp() / z;
+                let got = row.double_value(&[a - 1]);
+                assert!((got - want).abs() < 1e-6, "F[{u},{a}] = {got}, want {want}");
+            }
         }
     }
 }
@@ -130,6 +144,7 @@ fn write_is_the_transpose_of_read() {
             k,
             groups,
             bounded: false,
+            stable: false,
         };
         let win = random_window(groups, temporal);
         let g = if temporal { k } else { n };
@@ -165,6 +180,7 @@ fn computed_write_equals_the_plain_formula_with_gradients() {
         k,
         groups: n,
         bounded: false,
+        stable: false,
     };
     for far in [false, true] {
         let mut win = random_window(n, false);
@@ -504,10 +520,14 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
             caption: None,
             decoder: DecoderKind::WhatWhere,
             bounded_windows: true,
+            forget_bias: 0.0,
+            canvas_init: None,
+            stable_filterbank: false,
         },
         dataset,
         pixels: Pixels::Grey,
         captions: Some(CaptionEncoderKind::Slots),
+        canvas_init: CanvasInit::Zero,
         batch: 16,
         steps,
         seed: 3,
@@ -733,6 +753,7 @@ fn bounded_windows_keep_centres_near_the_frame() {
             k: 10,
             groups: frames,
             bounded,
+            stable: false,
         };
         let mut be = TchBackend::new(Device::Cpu);
         let lin = layer.bind(&mut be);
@@ -784,6 +805,7 @@ fn window_statistics_report_centres_and_dead_rows() {
         k,
         groups: frames,
         bounded: false,
+        stable: false,
     };
     let col = |v: [f32; 2]| Tensor::from_slice(&v).reshape([1, 2, 1]).repeat([3, 1, 1]);
     // Frame 0 centred in the frame, frame 1 centred 100 px below and right of it.
@@ -905,4 +927,173 @@ fn a_two_digit_run_warm_starts_from_a_one_digit_checkpoint() {
     opts.warm_start = Some(plain.path().join("checkpoint.safetensors"));
     let err = train(&opts).expect_err("refused");
     assert!(err.to_string().contains("slots"), "{err}");
+}
+
+/// `--canvas-init data-mean` and `--forget-bias`: the fresh model starts from
+/// c^0 = logit(mean training pixel) (checked against a hand computation), every
+/// LSTM's forget gate starts near the bias and the other gates near 0, the
+/// first canvas a model draws is c^0 plus its first write, and a run with both
+/// resumes exactly.
+#[test]
+fn initial_canvas_and_forget_bias() {
+    let _serial = training_lock();
+    // The hand computation: pixels 0, 51, 255, 102 have mean 0.4, logit ln(2/3).
+    assert!((mean_logit(&[0, 51, 255, 102]) - (2.0f64 / 3.0).ln()).abs() < 1e-12);
+
+    let cache = tempfile::tempdir().expect("tmp");
+    let (a, b) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let options = |dir: &Path, steps| {
+        let mut o = tiny_options(dir, cache.path(), steps);
+        o.canvas_init = CanvasInit::DataMean;
+        o.model.forget_bias = 1.0;
+        o
+    };
+    let fresh = syncdraw_training::model::SyncDraw::new(
+        &ModelConfig {
+            canvas_init: Some(-3.0),
+            ..options(a.path(), 1).model
+        },
+        Device::Cpu,
+    );
+    let vars = fresh.vs.variables();
+    assert_eq!(vars["decoder.canvas0"].double_value(&[0]), -3.0);
+    let mut lstms = 0;
+    for (name, b) in &vars {
+        let is_lstm_bias = name.ends_with(".b")
+            && ["encoder.enc.", "decoder.dec_where.", "decoder.dec_what."]
+                .iter()
+                .any(|p| name.starts_with(p));
+        if !is_lstm_bias {
+            continue;
+        }
+        lstms += 1;
+        let n = b.size()[0] / 4;
+        let gate = |k: i64| b.narrow(0, k * n, n).mean(Kind::Float).double_value(&[]);
+        assert!(
+            (gate(1) - 1.0).abs() < 0.05,
+            "{name}: forget gate {}",
+            gate(1)
+        );
+        for k in [0, 2, 3] {
+            assert!(gate(k).abs() < 0.05, "{name}: gate {k} {}", gate(k));
+        }
+    }
+    assert_eq!(lstms, 3, "encoder, where and what LSTMs");
+    // With z = 0 and no caption change, the first canvas is c^0 + write: moving
+    // c^0 by 1 moves every logit of the first step by 1.
+    let z = Tensor::zeros([2, 4, 8], (Kind::Float, Device::Cpu));
+    let ids = Tensor::zeros([2, 2], (Kind::Int64, Device::Cpu));
+    let logit = |m: &syncdraw_training::model::SyncDraw| {
+        let (_, canvases) = m.generate(&z, Some(&ids));
+        let p: Tensor = canvases.select(1, 0);
+        (&p / (p.ones_like() - &p)).log()
+    };
+    let before = logit(&fresh);
+    tch::no_grad(|| {
+        let _ = fresh.vs.variables()["decoder.canvas0"]
+            .shallow_clone()
+            .g_add_scalar_(1.0);
+    });
+    let moved = (logit(&fresh) - before - 1.0).abs().max().double_value(&[]);
+    assert!(moved < 1e-3, "first canvas moved by {moved} + 1");
+
+    let summary = train(&options(a.path(), 20)).expect("uninterrupted");
+    assert!(summary.last_loss.is_finite());
+    train(&options(b.path(), 10)).expect("first half");
+    let mut opts = options(b.path(), 20);
+    opts.resume = true;
+    train(&opts).expect("second half");
+    let load = |d: &tempfile::TempDir| {
+        checkpoint::load(&d.path().join("checkpoint.safetensors"), Device::Cpu).expect("load")
+    };
+    let (ca, cb) = (load(&a), load(&b));
+    let train_data =
+        Dataset::load_or_generate(&options(a.path(), 1).dataset, Split::Train, cache.path())
+            .expect("data");
+    assert_eq!(
+        ca.meta.model.canvas_init,
+        Some(mean_logit(&train_data.pixels))
+    );
+    assert_eq!(ca.meta.model.forget_bias, 1.0);
+    let (va, vb) = (ca.model.vs.variables(), cb.model.vs.variables());
+    assert!(va.contains_key("decoder.canvas0"));
+    for (name, t) in &va {
+        assert!(t.equal(&vb[name]), "{name} differs after resume");
+    }
+}
+
+/// Extreme decoder states (raw window outputs in the hundreds, squashed by the
+/// bounds into the most extreme windows they allow: stride e^1.5 times the
+/// frame-spanning one, variance e^-3, centres 10 % outside the frame) with a
+/// stable filterbank: every row of F_p and F_q still sums to 1, so reading a
+/// frame of ones gives gamma at every grid point and no row reads zeros; with
+/// the paper's normaliser the same states leave rows under the floor (they read
+/// 0). (Unbounded, such raw values overflow exp() whatever the normaliser.)
+#[test]
+fn stable_filterbank_rows_never_die() {
+    use syncdraw_training::model::filterbank::{spatial_filterbanks, window};
+    use syncdraw_training::model::layers::LinearParams;
+    tch::manual_seed(12);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let (frames, size, k) = (4i64, 64i64, 10i64);
+    let layer = LinearParams::new(&(vs.root() / "w"), 8, 5 * frames);
+    tch::no_grad(|| {
+        layer
+            .w
+            .shallow_clone()
+            .copy_(&(Tensor::randn_like(&layer.w) * 50.0));
+    });
+    let h = Tensor::randn([64, 8], (Kind::Float, Device::Cpu)) * 5.0;
+    let ones = Tensor::ones([64, frames, size, size], (Kind::Float, Device::Cpu));
+    {
+        let bounded = true;
+        let run = |stable: bool| {
+            let geo = Geometry {
+                height: size,
+                width: size,
+                frames,
+                k,
+                groups: frames,
+                bounded,
+                stable,
+            };
+            let mut be = TchBackend::new(Device::Cpu);
+            let lin = layer.bind(&mut be);
+            let w = window(&mut be, &lin, &h, geo, false);
+            let (f_row, f_col) = spatial_filterbanks(&mut be, &w, geo);
+            let sums = Tensor::cat(
+                &[
+                    f_row.sum_dim_intlist([3i64].as_slice(), false, Kind::Float),
+                    f_col.sum_dim_intlist([3i64].as_slice(), false, Kind::Float),
+                ],
+                2,
+            );
+            let patch = read(&mut be, &w, &ones, geo); // [B, F, K, K]
+            (sums, patch / w.gamma.unsqueeze(3))
+        };
+        let (sums, per_gamma) = run(true);
+        let worst = (sums - 1.0).abs().max().double_value(&[]);
+        assert!(
+            worst < 1e-4,
+            "bounded {bounded}: a stable row sums to 1 +- {worst}"
+        );
+        let lowest = per_gamma.min().double_value(&[]);
+        assert!(
+            lowest > 0.999,
+            "bounded {bounded}: a grid point read {lowest} x gamma of a frame of ones"
+        );
+        let (sums, _) = run(false);
+        let dead = sums
+            .lt(1e-3)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        assert!(
+            dead > 0.0,
+            "bounded {bounded}: these states must kill rows of the paper's normaliser"
+        );
+    }
 }

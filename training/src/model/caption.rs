@@ -96,7 +96,8 @@ impl CaptionEncoderParams {
             CaptionConfig::Words(c) => Self::Words {
                 config: c.clone(),
                 embedding: randn(p, "embedding", &[c.vocab_size, c.embed_size]),
-                lstm: LstmParams::new(&(p / "lstm"), c.embed_size, c.hidden_size),
+                // The format-1 caption LSTM keeps the paper's zero forget bias.
+                lstm: LstmParams::new(&(p / "lstm"), c.embed_size, c.hidden_size, 0.0),
             },
         }
     }

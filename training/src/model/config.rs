@@ -52,6 +52,21 @@ pub struct ModelConfig {
     /// (filterbank.rs); absent in older checkpoints: unbounded.
     #[serde(default)]
     pub bounded_windows: bool,
+    /// Forget-gate bias of every LSTM at initialisation: 0 in the paper's setup,
+    /// 1 as Gers et al. (2000) and Jozefowicz et al. (2015) advise, so the cells
+    /// start by remembering. Only the starting weights depend on it.
+    #[serde(default)]
+    pub forget_bias: f64,
+    /// Filterbank rows normalised stably (filterbank.rs): a row whose Gaussian
+    /// lies off the frame puts its weight on the nearest pixels instead of
+    /// reading zeros; absent in older checkpoints: the paper's normaliser with a
+    /// floor.
+    #[serde(default)]
+    pub stable_filterbank: bool,
+    /// Starting value of a learned initial canvas logit c^0 (eq. 10 starts from
+    /// c^0 = 0, every pixel at probability 0.5); `None`: the paper's c^0 = 0.
+    #[serde(default)]
+    pub canvas_init: Option<f64>,
 }
 
 /// The decoder's structure.

@@ -11,7 +11,7 @@ use super::filterbank::{params_per_group, window, Geometry, Window};
 use super::layers::{Linear, LinearParams, Lstm, LstmParams, LstmState};
 use super::write::write;
 use crate::backend::Backend;
-use tch::nn;
+use tch::{nn, Tensor};
 
 pub struct DecoderParams {
     pub config: ModelConfig,
@@ -22,6 +22,9 @@ pub struct DecoderParams {
     pub write_window: LinearParams,
     /// h_dec^t (joint) or h_what^t -> w^t, the patches written to the frames.
     pub write_patch: LinearParams,
+    /// The learned initial canvas logit c^0, one value for every pixel
+    /// (`ModelConfig::canvas_init`); absent: c^0 = 0.
+    pub canvas0: Option<Tensor>,
 }
 
 pub struct Decoder<T> {
@@ -30,6 +33,7 @@ pub struct Decoder<T> {
     lstms: Vec<Lstm<T>>,
     write_window: Linear<T>,
     write_patch: Linear<T>,
+    canvas0: Option<T>,
 }
 
 /// The decoder's recurrent state after a step.
@@ -67,17 +71,20 @@ impl DecoderParams {
                 &(p / "dec"),
                 config.z_dim + config.caption_size(),
                 sizes[0],
+                config.forget_bias,
             )],
             DecoderKind::WhatWhere => vec![
                 LstmParams::new(
                     &(p / "dec_where"),
                     config.z_dim + config.caption_size_for(Role::Where),
                     sizes[0],
+                    config.forget_bias,
                 ),
                 LstmParams::new(
                     &(p / "dec_what"),
                     config.z_dim + config.caption_size_for(Role::What),
                     sizes[1],
+                    config.forget_bias,
                 ),
             ],
         };
@@ -97,6 +104,9 @@ impl DecoderParams {
                 *sizes.last().expect("at least one decoder LSTM"),
                 config.write_patch_size(),
             ),
+            canvas0: config
+                .canvas_init
+                .map(|v| p.var("canvas0", &[1], nn::Init::Const(v))),
         }
     }
 
@@ -107,11 +117,23 @@ impl DecoderParams {
             lstms: self.lstms.iter().map(|l| l.bind(be)).collect(),
             write_window: self.write_window.bind(be),
             write_patch: self.write_patch.bind(be),
+            canvas0: self
+                .canvas0
+                .as_ref()
+                .map(|c| be.param("decoder.canvas0", c)),
         }
     }
 }
 
 impl<T> Decoder<T> {
+    /// c^0 + w for the first step's write `w` (eq. 10): `w` itself when c^0 = 0.
+    pub fn first_canvas<B: Backend<Tensor = T>>(&self, be: &mut B, w: T) -> T {
+        match &self.canvas0 {
+            Some(c0) => be.add(&w, c0),
+            None => w,
+        }
+    }
+
     /// S (and its parts per role) for int64 ids [B, L], or None for
     /// unconditional models.
     pub fn caption_embedding<B: Backend<Tensor = T>>(
@@ -220,9 +242,9 @@ impl<T> Decoder<T> {
             let z_t = be.reshape(&z_t, &[-1, c.z_dim]);
             let next = self.step(be, &z_t, s.as_ref(), state.as_ref());
             let w = self.write(be, &next);
-            // c^t = c^{t-1} + write(h_dec^t)  (eq. 10), c^0 = 0
+            // c^t = c^{t-1} + write(h_dec^t)  (eq. 10)
             let c_t = match canvas {
-                None => w,
+                None => self.first_canvas(be, w),
                 Some(prev) => be.add(&prev, &w),
             };
             let shown = be.sigmoid(&c_t);

@@ -24,7 +24,7 @@ impl EncoderParams {
                 c.dec_size,
                 c.attention_groups() * params_per_group(temporal),
             ),
-            lstm: LstmParams::new(&(p / "enc"), input, c.enc_size),
+            lstm: LstmParams::new(&(p / "enc"), input, c.enc_size, c.forget_bias),
             posterior: LinearParams::new(&(p / "posterior"), c.enc_size, 2 * c.z_dim),
         }
     }

@@ -50,6 +50,8 @@ pub struct Geometry {
     pub groups: i64,
     /// Squash the raw parameters into [`BOUNDS`] (see [`window`]).
     pub bounded: bool,
+    /// Normalise filterbank rows stably (see [`filterbank`]).
+    pub stable: bool,
 }
 
 impl Geometry {
@@ -62,6 +64,7 @@ impl Geometry {
             k,
             groups: c.attention_groups(),
             bounded: c.bounded_windows,
+            stable: c.stable_filterbank,
         }
     }
 }
@@ -150,6 +153,14 @@ fn centre<B: Backend>(be: &mut B, g: &B::Tensor, size: i64) -> B::Tensor {
 ///   mu_u = g + (u - K/2 - 0.5) delta,  u = 1..K                      (eq. 1, 2)
 ///   F[u, a] = exp(-(a - mu_u)^2 / (2 sigma^2)) / Z,  a = 1..size     (eq. 3, 4)
 /// with Z normalising each row over a.
+///
+/// As the paper writes it, a row whose Gaussian lies far outside the frame has
+/// weights that sum to almost nothing; under the floor of Z (1e-8) it reads
+/// exact zeros and gets no gradient, for good. With `stable` the exponents of a
+/// row are shifted by their maximum before exp() (the same F, since Z divides
+/// the shift out): the pixel nearest to mu_u always has weight exp(0) = 1, so
+/// Z >= 1 and no row dies; one off the frame reads the frame's edge and its
+/// gradient pulls it back.
 pub fn filterbank<B: Backend>(
     be: &mut B,
     g: &B::Tensor,
@@ -157,6 +168,7 @@ pub fn filterbank<B: Backend>(
     sigma2: &B::Tensor,
     k: i64,
     size: i64,
+    stable: bool,
 ) -> B::Tensor {
     let offsets: Vec<f32> = (1..=k).map(|u| u as f32 - k as f32 / 2.0 - 0.5).collect();
     let offsets = be.constant(&offsets, &[1, 1, k]);
@@ -174,6 +186,12 @@ pub fn filterbank<B: Backend>(
     let two_s2 = be.scale(&s2, -2.0);
     let inv = be.div(&one, &two_s2); // -1 / (2 sigma^2)
     let e = be.mul(&d2, &inv);
+    let e = if stable {
+        let top = be.max_keepdim(&e, 3);
+        be.sub(&e, &top)
+    } else {
+        e
+    };
     // Exponents below -80 (weights under 2e-35, nothing next to a row's sum) are
     // held at -80: exp() then never underflows, which the CPU's vector exp handles
     // on a slow path (5 % of a training step's time in a profile).
@@ -191,8 +209,12 @@ pub fn spatial_filterbanks<B: Backend>(
     w: &Window<B::Tensor>,
     geo: Geometry,
 ) -> (B::Tensor, B::Tensor) {
-    let f_row = filterbank(be, &w.g_row, &w.delta, &w.sigma2, geo.k, geo.height);
-    let f_col = filterbank(be, &w.g_col, &w.delta, &w.sigma2, geo.k, geo.width);
+    let f_row = filterbank(
+        be, &w.g_row, &w.delta, &w.sigma2, geo.k, geo.height, geo.stable,
+    );
+    let f_col = filterbank(
+        be, &w.g_col, &w.delta, &w.sigma2, geo.k, geo.width, geo.stable,
+    );
     (f_row, f_col)
 }
 
@@ -202,5 +224,5 @@ pub fn temporal_filterbank<B: Backend>(
     t: &TemporalWindow<B::Tensor>,
     geo: Geometry,
 ) -> B::Tensor {
-    filterbank(be, &t.g, &t.delta, &t.sigma2, geo.k, geo.frames)
+    filterbank(be, &t.g, &t.delta, &t.sigma2, geo.k, geo.frames, geo.stable)
 }

@@ -81,13 +81,23 @@ pub struct LstmState<T> {
 }
 
 impl LstmParams {
-    pub fn new(p: &nn::Path, input: i64, hidden: i64) -> Self {
+    /// Uniform weights; `forget_bias` is added to the forget gate's bias.
+    pub fn new(p: &nn::Path, input: i64, hidden: i64, forget_bias: f64) -> Self {
+        // Created in this order so that a seed gives the same weights as before.
+        let wx = p.var("wx", &[input, 4 * hidden], uniform(hidden));
+        let wh = p.var("wh", &[hidden, 4 * hidden], uniform(hidden));
+        let b = p.var("b", &[4 * hidden], uniform(hidden));
+        if forget_bias != 0.0 {
+            tch::no_grad(|| {
+                let _ = b.narrow(0, hidden, hidden).g_add_scalar_(forget_bias);
+            });
+        }
         Self {
             name: path_name(p, ""),
             hidden,
-            wx: p.var("wx", &[input, 4 * hidden], uniform(hidden)),
-            wh: p.var("wh", &[hidden, 4 * hidden], uniform(hidden)),
-            b: p.var("b", &[4 * hidden], uniform(hidden)),
+            wx,
+            wh,
+            b,
         }
     }
 

@@ -82,7 +82,11 @@ impl SyncDraw {
         let mut h_dec_prev = Tensor::zeros([batch, c.dec_size], (Kind::Float, self.device()));
         let mut dec_state: Option<DecoderState<Tensor>> = None;
         let mut enc_state: Option<LstmState<Tensor>> = None;
-        let mut canvas = Tensor::zeros_like(x);
+        // c^0: zero as in the paper, or the learned initial logit (config.canvas_init).
+        let mut canvas = match &self.decoder.canvas0 {
+            Some(c0) => Tensor::zeros_like(x) + c0,
+            None => Tensor::zeros_like(x),
+        };
         let mut kl = Tensor::zeros([batch], (Kind::Float, self.device()));
         let mut log_q_over_p = Tensor::zeros([batch], (Kind::Float, self.device()));
         for t in 0..c.timesteps {

@@ -24,7 +24,8 @@ pub struct AttentionStats {
     pub sigma: Vec<f64>,
     /// Intensity gamma.
     pub gamma: Vec<f64>,
-    /// Share of the rows of F_p and F_q under [`DEAD_ROW_SUM`].
+    /// Share of the rows of F_p and F_q under [`DEAD_ROW_SUM`] (always 0 for a
+    /// stable filterbank, whose rows cannot die).
     pub dead_rows: Vec<f64>,
     #[serde(skip)]
     steps: usize,
@@ -83,9 +84,17 @@ fn dead_share(g: &Tensor, delta: &Tensor, sigma2: &Tensor, k: i64, size: i64) ->
 impl AttentionStats {
     /// Adds one step's windows.
     pub fn add(&mut self, w: &Window<Tensor>, geo: Geometry) {
-        let dead = (dead_share(&w.g_row, &w.delta, &w.sigma2, geo.k, geo.height)
-            + dead_share(&w.g_col, &w.delta, &w.sigma2, geo.k, geo.width))
-            * 0.5;
+        let dead = if geo.stable {
+            w.gamma
+                .detach()
+                .to_kind(Kind::Double)
+                .zeros_like()
+                .mean_dim([0i64, 2].as_slice(), false, Kind::Double)
+        } else {
+            (dead_share(&w.g_row, &w.delta, &w.sigma2, geo.k, geo.height)
+                + dead_share(&w.g_col, &w.delta, &w.sigma2, geo.k, geo.width))
+                * 0.5
+        };
         let values = [
             per_group(&w.g_row),
             per_group(&w.g_col),

@@ -1,6 +1,6 @@
 //! `train`: train a model, or continue one.
 use super::print_report;
-use crate::args::{positive, positive_f64, DataOpts, DeviceArg};
+use crate::args::{non_negative_f64, positive, positive_f64, DataOpts, DeviceArg};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use syncdraw_training::adam::AdamConfig;
 use syncdraw_training::data::Pixels;
 use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
-use syncdraw_training::train::{train, CaptionEncoderKind, TrainOptions};
+use syncdraw_training::train::{train, CanvasInit, CaptionEncoderKind, TrainOptions};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -30,10 +30,22 @@ pub struct TrainArgs {
     /// Keep attention windows in the frame (bounded raw parameters).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     bounded_windows: bool,
+    /// Normalise filterbank rows stably, so that no row of a window that leaves
+    /// the frame reads zeros and stops learning.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    stable_filterbank: bool,
     /// Binarised pixels (as the paper's NLL): a fresh Bernoulli sample of every
     /// training batch, one fixed sample of the test split.
     #[arg(long)]
     binarize: bool,
+    /// Added to the forget-gate bias of the encoder and decoder LSTMs at
+    /// initialisation (0: the paper's setup).
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0)]
+    forget_bias: f64,
+    /// Initial canvas c^0: zero (the paper's) or a learned logit that starts at
+    /// the training data's mean pixel.
+    #[arg(long, value_enum, default_value_t = CanvasInit::Zero)]
+    canvas_init: CanvasInit,
     #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]
     variant: Variant,
     /// Total optimizer steps.
@@ -105,6 +117,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         caption: None,
         decoder: a.decoder,
         bounded_windows: a.bounded_windows,
+        forget_bias: a.forget_bias,
+        stable_filterbank: a.stable_filterbank,
+        canvas_init: None,
     };
     eprintln!(
         "training on {device:?} with {} libtorch threads",
@@ -120,6 +135,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Pixels::Grey
         },
         captions: a.captions.then_some(a.caption_encoder),
+        canvas_init: a.canvas_init,
         batch: a.batch,
         steps: a.steps,
         seed: a.seed,
