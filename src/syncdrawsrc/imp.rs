@@ -20,11 +20,10 @@ use gst_base::subclass::prelude::*;
 
 use super::convert;
 use super::inference::Generator;
-use super::model::{ModelError, ModelInfo};
-use super::ortlib;
+use super::model::ModelInfo;
+use super::open;
 use super::schedule::{Next, Params, Schedule};
-use super::select;
-use super::session::{self, Provider, SessionError};
+use super::session::Provider;
 use super::worker::Worker;
 use super::{ExecutionProvider, DEFAULT_FPS};
 
@@ -446,33 +445,24 @@ impl SyncdrawSrc {
     /// worker. Errors are for the bus.
     fn load(&self, settings: &Settings) -> Result<(), gst::ErrorMessage> {
         let plugin_file = self.plugin_file();
-        let model_error = |e: &ModelError| match e {
-            ModelError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                gst::error_msg!(gst::ResourceError::NotFound, ("{}", e))
-            }
-            ModelError::Io { .. } => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)),
-            _ => gst::error_msg!(gst::LibraryError::Settings, ("{}", e)),
-        };
-
-        // 1. The model file and its metadata.
-        let model = match &settings.model_location {
-            Some(path) => ModelInfo::read(path).map_err(|e| model_error(&e))?,
-            None => {
-                let dirs = select::model_dirs(plugin_file.as_deref());
-                select::select(&settings.caption, &dirs).map_err(|e| match e {
-                    select::SelectError::NoModels { .. } => {
-                        gst::error_msg!(gst::ResourceError::NotFound, ("{}", e))
-                    }
-                    select::SelectError::NoFit { .. } => {
-                        gst::error_msg!(gst::LibraryError::Settings, ("{}", e))
-                    }
-                })?
-            }
-        };
+        let opened = open::open(&open::Request {
+            model_location: settings.model_location.as_deref(),
+            caption: &settings.caption,
+            provider: match settings.execution_provider {
+                ExecutionProvider::Auto => Provider::Auto,
+                ExecutionProvider::Cpu => Provider::Cpu,
+                ExecutionProvider::Cuda => Provider::Cuda,
+            },
+            device_id: settings.device_id,
+            show_steps: settings.show_steps,
+            plugin_file: plugin_file.as_deref(),
+        })?;
+        let model = opened.model;
         gst::info!(
             CAT,
             imp = self,
-            "Model {}: {} frames of {}x{}x{}, T = {}, z_dim = {}, caption_length = {}",
+            "Model {}: {} frames of {}x{}x{}, T = {}, z_dim = {}, caption_length = {}; \
+             ONNX Runtime from {}, running on {}",
             model.path.display(),
             model.frames,
             model.channels,
@@ -480,60 +470,18 @@ impl SyncdrawSrc {
             model.width,
             model.timesteps,
             model.z_dim,
-            model.caption_length
+            model.caption_length,
+            opened.runtime_library,
+            opened.session.provider
         );
-
-        // 2. The caption.
-        let tokens = model.encode(&settings.caption).map_err(|e| {
-            gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("{}", e),
-                ["model {}", model.path.display()]
-            )
-        })?;
-        if tokens.is_none() && !settings.caption.trim().is_empty() {
-            gst::element_imp_warning!(
-                self,
-                gst::LibraryError::Settings,
-                [
-                    "Model {} is unconditional: the caption {:?} is ignored",
-                    model.path.display(),
-                    settings.caption
-                ]
-            );
+        for w in &opened.warnings {
+            if w.detail {
+                gst::element_imp_warning!(self, w.kind, ["{}", w.message]);
+            } else {
+                gst::element_imp_warning!(self, w.kind, ("{}", w.message));
+            }
         }
-
-        // 3. ONNX Runtime and the session.
-        let plugin_dir = plugin_file.as_deref().and_then(|p| p.parent());
-        let rt = ortlib::runtime(plugin_dir)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ("{}", e)))?;
-        gst::info!(CAT, imp = self, "ONNX Runtime from {}", rt.library);
-        let provider = match settings.execution_provider {
-            ExecutionProvider::Auto => Provider::Auto,
-            ExecutionProvider::Cpu => Provider::Cpu,
-            ExecutionProvider::Cuda => Provider::Cuda,
-        };
-        let output = if settings.show_steps {
-            "canvases"
-        } else {
-            "video"
-        };
-        let loaded = session::open(rt, &model, provider, settings.device_id, output).map_err(
-            |e| match e {
-                SessionError::Model(e) => model_error(&e),
-                e @ SessionError::Cuda { .. } => {
-                    gst::error_msg!(gst::LibraryError::Init, ("{}", e))
-                }
-            },
-        )?;
-        if let Some(reason) = &loaded.fallback_reason {
-            gst::element_imp_warning!(
-                self,
-                gst::LibraryError::Init,
-                ("CUDA cannot be used, running on the CPU: {}", reason)
-            );
-        }
-        gst::info!(CAT, imp = self, "Running on {}", loaded.provider);
+        let tokens = opened.tokens;
 
         // 4. The worker.
         let seed = if settings.seed >= 0 {
@@ -550,7 +498,7 @@ impl SyncdrawSrc {
             )
         })?;
         let generator = Generator {
-            session: loaded.session,
+            session: opened.session.session,
             info: model.clone(),
             seed,
             show_steps: settings.show_steps,

@@ -8,6 +8,7 @@ pub mod convert;
 mod imp;
 pub mod inference;
 pub mod model;
+mod open;
 pub mod ortlib;
 pub mod prune;
 pub mod schedule;

@@ -1,5 +1,8 @@
 //! Turning data set videos and captions into tensors.
-use crate::data::Dataset;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use syncdraw_data::Dataset;
 use syncdraw_format::{CaptionCodec, CaptionError};
 use tch::{Device, Kind, Tensor};
 
@@ -64,4 +67,21 @@ impl<'a> Batcher<'a> {
         });
         (x, ids)
     }
+}
+
+/// Indices of the batch used at `step` (1-based): epochs are seeded permutations.
+pub fn batch_indices(n: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
+    let per_epoch = (n / batch).max(1) as u64;
+    let epoch = (step - 1) / per_epoch;
+    let j = ((step - 1) % per_epoch) as usize;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+        seed.wrapping_mul(1_000_003).wrapping_add(epoch),
+    ));
+    order
+        .into_iter()
+        .cycle()
+        .skip(j * batch)
+        .take(batch)
+        .collect()
 }

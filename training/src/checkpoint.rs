@@ -2,16 +2,18 @@
 //! JSON description (`meta.json`, stored as a u8 tensor), so a checkpoint alone is
 //! enough to resume, evaluate, sample or export. Written atomically: a temporary
 //! file in the same directory, fsync, then rename.
-use crate::data::{DatasetConfig, Pixels};
 use crate::model::{ModelConfig, SyncDraw};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use syncdraw_data::tensors::{
+    copy_weights, named_with_meta, read_with_meta, write_safetensors_atomic, ReadFailure,
+};
+use syncdraw_data::{DatasetConfig, Pixels};
 use syncdraw_format::{CaptionCodec, Grammar, Vocabulary};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 pub const FORMAT: &str = "syncdraw-checkpoint-1";
-const META: &str = "meta.json";
 pub const ADAM_M: &str = "adam.m.";
 pub const ADAM_V: &str = "adam.v.";
 
@@ -111,94 +113,10 @@ pub fn save(
     write_safetensors_atomic(&named, path).map_err(werr)
 }
 
-/// `meta` as JSON under `meta.json`, then the variables of `vs` (on the CPU) sorted
-/// by name: what [`save`] and the evaluator write, and [`read_with_meta`] reads.
-pub fn named_with_meta(meta: &impl Serialize, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let json = serde_json::to_vec(meta).expect("meta serialises");
-    let mut vars: Vec<_> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    std::iter::once((META.to_string(), Tensor::from_slice(&json)))
-        .chain(vars.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))))
-        .collect()
-}
-
-/// Writes named tensors as safetensors atomically: a temporary file beside `path`,
-/// fsync, rename. On failure the temporary file is removed and `path` is untouched.
-/// Shared by checkpoints and the evaluator.
-pub fn write_safetensors_atomic(named: &[(String, Tensor)], path: &Path) -> Result<(), String> {
-    crate::atomic::replace(path, |tmp| {
-        Tensor::write_safetensors(named, tmp).map_err(std::io::Error::other)
-    })
-    .map_err(|e| e.to_string())
-}
-
 /// Reads only the description of a checkpoint.
 pub fn read_meta(path: &Path) -> Result<Meta, CheckpointError> {
     let (meta, _) = read_tensors(path)?;
     Ok(meta)
-}
-
-/// Why a tensor file with a `meta.json` entry could not be read; checkpoints and
-/// evaluators wrap it in their own error, with the path.
-#[derive(Debug)]
-pub enum ReadFailure {
-    Missing,
-    Unreadable(String),
-    Foreign(String),
-}
-
-/// Reads a safetensors file written with a `meta.json` entry (as [`save`] and the
-/// evaluator write them): the JSON, whose "format" must be `format`, and the other
-/// tensors by name.
-pub fn read_with_meta(
-    path: &Path,
-    format: &str,
-) -> Result<(serde_json::Value, HashMap<String, Tensor>), ReadFailure> {
-    use ReadFailure::Foreign;
-    if !path.exists() {
-        return Err(ReadFailure::Missing);
-    }
-    let tensors =
-        Tensor::read_safetensors(path).map_err(|e| ReadFailure::Unreadable(e.to_string()))?;
-    let mut map: HashMap<String, Tensor> = tensors.into_iter().collect();
-    let json = map
-        .remove(META)
-        .ok_or_else(|| Foreign("it has no meta.json entry".into()))?;
-    if json.kind() != Kind::Uint8 {
-        return Err(Foreign("meta.json is not a byte tensor".into()));
-    }
-    let bytes = Vec::<u8>::try_from(&json.flatten(0, -1))
-        .map_err(|_| Foreign("meta.json unreadable".into()))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| Foreign(format!("meta.json: {e}")))?;
-    // The format first: another kind or version of file may not parse as this one.
-    if value["format"] != format {
-        return Err(Foreign(format!(
-            "format {}, expected {format:?}",
-            value["format"]
-        )));
-    }
-    Ok((value, map))
-}
-
-/// Copies the tensor named like each variable of `vs` from `map` into it (removing
-/// it from `map`); every variable must be there with its shape.
-pub fn copy_weights(vs: &nn::VarStore, map: &mut HashMap<String, Tensor>) -> Result<(), String> {
-    let mut vars = vs.variables();
-    for (name, var) in vars.iter_mut() {
-        let value = map
-            .remove(name)
-            .ok_or_else(|| format!("weight {name} is missing"))?;
-        if value.size() != var.size() {
-            return Err(format!(
-                "weight {name} has shape {:?}, the config needs {:?}",
-                value.size(),
-                var.size()
-            ));
-        }
-        tch::no_grad(|| var.copy_(&value));
-    }
-    Ok(())
 }
 
 fn read_tensors(path: &Path) -> Result<(Meta, HashMap<String, Tensor>), CheckpointError> {

@@ -7,11 +7,11 @@
 //! (docs/architecture.md, "Why training and export cannot drift").
 use crate::backend::onnx::{Dim, ElemType, OnnxRecorder, RecordError, Value};
 use crate::checkpoint::{self, CheckpointError, Meta};
-use crate::data::bouncing::{contents, Split};
 use crate::model::{CaptionConfig, SyncDraw};
 use onnx_protobuf::{Message, ModelProto};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use syncdraw_data::bouncing::{contents, Split};
 use syncdraw_format::{keys, CaptionCodec};
 use tch::Device;
 
@@ -357,8 +357,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over
 /// `path`. On any failure the temporary file is removed and `path` is untouched.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
-    crate::atomic::replace(path, |tmp| std::fs::write(tmp, bytes)).map_err(|e| ExportError::Write {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
+    syncdraw_data::atomic::replace(path, |tmp| std::fs::write(tmp, bytes)).map_err(|e| {
+        ExportError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
     })
 }

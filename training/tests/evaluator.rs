@@ -5,21 +5,19 @@
 //! files give clear errors, through the library and the `syncdraw-train` CLI.
 use rand::SeedableRng;
 use std::process::Command;
-use syncdraw_training::checkpoint::{self, Meta, FORMAT};
-use syncdraw_training::data::bouncing::image_pools;
-use syncdraw_training::data::bouncing::{contents, grammar, split_of};
-use syncdraw_training::data::{
-    Content, Dataset, DatasetConfig, DigitSource, Digits, Motion, Split,
-};
-use syncdraw_training::evaluator::fidelity::fidelity;
-use syncdraw_training::evaluator::labels::{self, canonical, compare};
-use syncdraw_training::evaluator::net::parse_layers;
-use syncdraw_training::evaluator::reading::{self, read, Grid, CLASSES};
-use syncdraw_training::evaluator::render::render_frame;
-use syncdraw_training::evaluator::train::{train, training_pools, Recipe, TrainOptions};
-use syncdraw_training::evaluator::{
+use syncdraw_data::bouncing::image_pools;
+use syncdraw_data::bouncing::{contents, grammar, split_of};
+use syncdraw_data::{Content, Dataset, DatasetConfig, DigitSource, Digits, Motion, Split};
+use syncdraw_evaluator::labels::{self, canonical, compare};
+use syncdraw_evaluator::net::parse_layers;
+use syncdraw_evaluator::reading::{self, read, Grid, CLASSES};
+use syncdraw_evaluator::render::render_frame;
+use syncdraw_evaluator::train::{train, training_pools, Recipe, TrainOptions};
+use syncdraw_evaluator::{
     Evaluator, EvaluatorConfig, EvaluatorError, EvaluatorMeta, TrainingInfo, FORMAT as EV_FORMAT,
 };
+use syncdraw_training::checkpoint::{self, Meta, FORMAT};
+use syncdraw_training::fidelity::fidelity;
 use syncdraw_training::model::{DecoderKind, ModelConfig, SyncDraw, Variant};
 use syncdraw_training::train::slots_config;
 use tch::Device;
@@ -353,7 +351,7 @@ fn subcells_make_the_grid_finer_and_the_network_fills_it() {
     assert_eq!((fine.centre(10), fine.centre(11)), (19.0, 21.0));
     assert_eq!((fine.cell_of(19.4), fine.cell_of(20.6)), (10, 11));
     let vs = tch::nn::VarStore::new(Device::Cpu);
-    let net = syncdraw_training::evaluator::net::Net::new(&vs.root(), &c);
+    let net = syncdraw_evaluator::net::Net::new(&vs.root(), &c);
     let out = net.forward_t(
         &tch::Tensor::zeros([2, 1, 64, 64], (tch::Kind::Float, Device::Cpu)),
         false,
@@ -537,7 +535,7 @@ fn two_digit_accuracy_is_also_reported_for_digits_that_get_apart() {
 
 #[test]
 fn separation_is_how_far_apart_two_digits_get() {
-    use syncdraw_training::data::Track;
+    use syncdraw_data::Track;
     let track = |positions: Vec<(u16, u16)>| Track {
         digit: 1,
         motion: Motion::UpDown,

@@ -3,10 +3,10 @@
 //! and a corrupt file, a too-short one and a caption outside the grammar each
 //! reported by name while the rest is imported.
 use std::path::Path;
-use syncdraw_training::data::bouncing::{Motion, Split};
-use syncdraw_training::data::folder::{csv_fields, import, split_of, FolderDataset, ImportOptions};
-use syncdraw_training::data::shapes::{self, ShapeVideo};
-use syncdraw_training::data::video_io::{encode_mp4, FrameRule, FrameSpec};
+use syncdraw_data::bouncing::{Motion, Split};
+use syncdraw_data::folder::{csv_fields, import, split_of, FolderDataset, ImportOptions};
+use syncdraw_data::shapes::{self, ShapeVideo};
+use syncdraw_data::video_io::{encode_mp4, FrameRule, FrameSpec};
 
 const SIZE: usize = 32;
 
@@ -208,13 +208,13 @@ fn csv_records_and_the_held_out_split() {
     );
     assert!(csv_fields("\"open").is_err());
     // One-digit Bouncing MNIST: the rule gives the paper's split.
-    let g = syncdraw_training::data::bouncing::grammar(1);
+    let g = syncdraw_data::bouncing::grammar(1);
     for d in 0..10usize {
         for (m, motion) in Motion::ALL.into_iter().enumerate() {
-            let content = syncdraw_training::data::Content(vec![(d as u8, motion)]);
+            let content = syncdraw_data::Content(vec![(d as u8, motion)]);
             assert_eq!(
                 split_of(&g, &[vec![d, m]]),
-                syncdraw_training::data::bouncing::split_of(&content),
+                syncdraw_data::bouncing::split_of(&content),
                 "digit {d} {motion:?}"
             );
         }

@@ -8,8 +8,8 @@
 //! before the tests) and gst-launch-1.0.
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use syncdraw_training::data::{Content, Motion};
-use syncdraw_training::evaluator::Evaluator;
+use syncdraw_data::{Content, Motion};
+use syncdraw_evaluator::Evaluator;
 use tch::{Device, Kind, Tensor};
 
 const SEEDS: u64 = 10;

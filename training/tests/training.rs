@@ -1,16 +1,15 @@
-//! Issue 2's tests: attention math against hand-computed values, the properties of
-//! captioned Bouncing MNIST, and a tiny training run (loss falls, resume is exact,
-//! NaN stops it, unknown caption words are refused). CPU only, real tch.
+//! Attention math against hand-computed values, the properties of captioned
+//! Bouncing MNIST, the training-dynamics options, and tiny training runs (loss
+//! falls, resume is exact, NaN stops it, unknown caption words are refused). CPU
+//! only, real tch.
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use syncdraw_data::bouncing::{contents, grammar, image_pools, render, Motion, VideoSpec};
+use syncdraw_data::mnist::DIGIT_SIZE;
+use syncdraw_data::{Dataset, DatasetConfig, DigitSource, Digits, Pixels, Split};
 use syncdraw_training::adam::AdamConfig;
 use syncdraw_training::backend::tch_backend::TchBackend;
 use syncdraw_training::checkpoint;
-use syncdraw_training::data::bouncing::{
-    contents, grammar, image_pools, render, Motion, VideoSpec,
-};
-use syncdraw_training::data::mnist::DIGIT_SIZE;
-use syncdraw_training::data::{Dataset, DatasetConfig, DigitSource, Digits, Pixels, Split};
 use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
 use syncdraw_training::model::read::read;
 use syncdraw_training::model::write::write;
@@ -426,7 +425,7 @@ fn train_and_test_split_by_caption_and_digit_image() {
             for d in 0..10u8 {
                 let m = |cs: &Vec<_>| {
                     cs.iter()
-                        .filter(|c: &&syncdraw_training::data::bouncing::Content| c.0[0].0 == d)
+                        .filter(|c: &&syncdraw_data::bouncing::Content| c.0[0].0 == d)
                         .count()
                 };
                 assert_eq!(

@@ -2,8 +2,8 @@
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use syncdraw_training::data::dataset::default_cache_dir;
-use syncdraw_training::data::{DatasetConfig, DigitSource, Split};
+use syncdraw_data::dataset::default_cache_dir;
+use syncdraw_data::{DatasetConfig, DigitSource, Split};
 use tch::Device;
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -5,11 +5,11 @@ use crate::args::DataOpts;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
+use syncdraw_data::folder::{import, ImportOptions};
+use syncdraw_data::shapes;
+use syncdraw_data::video_io::{encode_mp4, FrameRule, FrameSpec};
+use syncdraw_data::{Dataset, Split};
 use syncdraw_format::Grammar;
-use syncdraw_training::data::folder::{import, ImportOptions};
-use syncdraw_training::data::shapes;
-use syncdraw_training::data::video_io::{encode_mp4, FrameRule, FrameSpec};
-use syncdraw_training::data::{Dataset, Split};
 
 #[derive(Args)]
 pub struct DataArgs {

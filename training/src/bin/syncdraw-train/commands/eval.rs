@@ -5,10 +5,10 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
+use syncdraw_data::dataset::default_cache_dir;
+use syncdraw_data::{Dataset, Pixels, Split};
 use syncdraw_training::batch::Batcher;
 use syncdraw_training::checkpoint;
-use syncdraw_training::data::dataset::default_cache_dir;
-use syncdraw_training::data::{Dataset, Pixels, Split};
 use syncdraw_training::eval::evaluate;
 
 #[derive(Args)]
@@ -40,7 +40,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let floor = match ck.meta.pixels {
         Pixels::Grey => {
             let n = a.limit.unwrap_or(test.len()).min(test.len());
-            Some(syncdraw_training::data::binarize::entropy_floor(
+            Some(syncdraw_data::binarize::entropy_floor(
                 &test.pixels[..n * test.video_len()],
                 test.video_len(),
             ))

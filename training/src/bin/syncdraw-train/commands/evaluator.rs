@@ -6,9 +6,9 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
-use syncdraw_training::data::dataset::default_cache_dir;
-use syncdraw_training::data::DigitSource;
-use syncdraw_training::evaluator::train::Recipe;
+use syncdraw_data::dataset::default_cache_dir;
+use syncdraw_data::DigitSource;
+use syncdraw_evaluator::train::Recipe;
 
 #[derive(Subcommand)]
 pub enum EvaluatorCommand {
@@ -47,11 +47,11 @@ pub struct EvaluatorTrainArgs {
     log_every: u64,
     /// The detector's conv layers, e.g. "32k5s2,64k3p" (channels, odd kernel,
     /// stride, 2x2 pooling); their strides and poolings set the grid.
-    #[arg(long, default_value = syncdraw_training::evaluator::net::DEFAULT_LAYERS)]
+    #[arg(long, default_value = syncdraw_evaluator::net::DEFAULT_LAYERS)]
     layers: String,
     /// Split every cell of the layers' grid into N x N finer cells (1: no split;
     /// 2 turns the default 4-pixel cells into 2-pixel ones).
-    #[arg(long, default_value_t = syncdraw_training::evaluator::net::DEFAULT_SUBCELLS,
+    #[arg(long, default_value_t = syncdraw_evaluator::net::DEFAULT_SUBCELLS,
           value_parser = clap::value_parser!(i64).range(1..=4))]
     subcells: i64,
     /// Fraction of training frames with one digit (the rest have two).
@@ -94,7 +94,7 @@ pub struct EvaluatorAccuracyArgs {
 struct AccuracyReport {
     /// Scores of every video, and "<split>_apart": the two-digit videos whose
     /// digits are ever `APART_PIXELS` apart.
-    scores: std::collections::BTreeMap<String, syncdraw_training::evaluator::labels::Score>,
+    scores: std::collections::BTreeMap<String, syncdraw_evaluator::labels::Score>,
     /// "<split>_images": what the digit images read as another digit cost.
     images: serde_json::Map<String, serde_json::Value>,
     /// "<split>": the misread videos; "<split>_images": the misread images.
@@ -113,7 +113,7 @@ impl AccuracyReport {
 }
 
 fn evaluator_accuracy(
-    ev: &syncdraw_training::evaluator::Evaluator,
+    ev: &syncdraw_evaluator::Evaluator,
     splits: &[usize],
     limit: Option<usize>,
     cache: &std::path::Path,
@@ -124,7 +124,7 @@ fn evaluator_accuracy(
         misread: Default::default(),
     };
     for &d in splits {
-        let test = syncdraw_training::evaluator::real_test_split(&ev.meta.data, d, None, cache)?;
+        let test = syncdraw_evaluator::real_test_split(&ev.meta.data, d, None, cache)?;
         let a = ev.assess(&test, limit)?;
         let name = format!("{d}_digit_test");
         r.scores.insert(name.clone(), a.all);
@@ -149,9 +149,9 @@ fn evaluator_accuracy(
 }
 
 fn run_train(a: EvaluatorTrainArgs) -> Result<()> {
-    use syncdraw_training::evaluator::{train, EvaluatorConfig};
+    use syncdraw_evaluator::{train, EvaluatorConfig};
     let data = a.data.config(1)?;
-    let digits = syncdraw_training::data::Digits::load(&data.source)?;
+    let digits = syncdraw_data::Digits::load(&data.source)?;
     let opts = train::TrainOptions {
         recipe: Recipe {
             steps: a.steps,
@@ -175,8 +175,7 @@ fn run_train(a: EvaluatorTrainArgs) -> Result<()> {
         tch::get_num_threads()
     );
     let mut config = EvaluatorConfig::new(data.video.frames as i64, data.video.size as i64);
-    config.layers =
-        syncdraw_training::evaluator::net::parse_layers(&a.layers).map_err(anyhow::Error::msg)?;
+    config.layers = syncdraw_evaluator::net::parse_layers(&a.layers).map_err(anyhow::Error::msg)?;
     config.subcells = a.subcells;
     let start = std::time::Instant::now();
     let mut ev = train::train(&config, &data, &digits, &opts, |step, loss| {
@@ -198,7 +197,7 @@ fn run_train(a: EvaluatorTrainArgs) -> Result<()> {
 }
 
 fn run_accuracy(a: EvaluatorAccuracyArgs) -> Result<()> {
-    let ev = syncdraw_training::evaluator::Evaluator::load(&a.evaluator, a.device.device()?)?;
+    let ev = syncdraw_evaluator::Evaluator::load(&a.evaluator, a.device.device()?)?;
     let splits = match a.digits {
         None => vec![1, 2],
         Some(d @ 1..=2) => vec![d],

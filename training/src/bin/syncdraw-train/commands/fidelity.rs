@@ -5,9 +5,9 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
+use syncdraw_evaluator::labels::Score;
 use syncdraw_training::checkpoint;
-use syncdraw_training::evaluator::fidelity::CaptionFidelity;
-use syncdraw_training::evaluator::labels::Score;
+use syncdraw_training::fidelity::CaptionFidelity;
 
 #[derive(Args)]
 pub struct FidelityArgs {
@@ -29,9 +29,9 @@ pub struct FidelityArgs {
 
 pub fn run(a: FidelityArgs) -> Result<()> {
     let device = a.device.device()?;
-    let ev = syncdraw_training::evaluator::Evaluator::load(&a.evaluator, device)?;
+    let ev = syncdraw_evaluator::Evaluator::load(&a.evaluator, device)?;
     let ck = checkpoint::load(&a.checkpoint, device)?;
-    let r = syncdraw_training::evaluator::fidelity::fidelity(
+    let r = syncdraw_training::fidelity::fidelity(
         &ck.model,
         &ck.meta,
         &ev,

@@ -3,8 +3,8 @@ use crate::args::{non_negative_f64, positive};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
+use syncdraw_data::Split;
 use syncdraw_training::checkpoint;
-use syncdraw_training::data::Split;
 use syncdraw_training::sample::{save_canvas_grid, save_gif, Layout};
 use tch::{Device, Kind, Tensor};
 
@@ -37,7 +37,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         (Some(_), false) => a.caption.clone(),
         (Some(_), true) => {
             let mut caps: Vec<String> =
-                syncdraw_training::data::bouncing::contents(ck.meta.dataset.digits, Split::Test)
+                syncdraw_data::bouncing::contents(ck.meta.dataset.digits, Split::Test)
                     .iter()
                     .map(|c| c.caption())
                     .collect();

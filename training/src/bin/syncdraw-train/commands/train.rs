@@ -5,8 +5,8 @@ use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
+use syncdraw_data::Pixels;
 use syncdraw_training::adam::AdamConfig;
-use syncdraw_training::data::Pixels;
 use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
 use syncdraw_training::train::{train, CanvasInit, CaptionEncoderKind, TrainOptions};
 

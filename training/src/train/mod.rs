@@ -1,31 +1,25 @@
-//! The training loop: run directory, checkpoints, resume, metrics, NaN guard.
-//!
-//! A run directory holds `config.json` (what was asked, with the caption grammar
-//! or vocabulary),
-//! `checkpoint.safetensors` (latest, written atomically) and `metrics.jsonl`.
-use crate::adam::{Adam, AdamConfig};
-use crate::batch::Batcher;
-use crate::checkpoint::{self, CheckpointError, Meta};
-use crate::data::dataset::DataError;
-use crate::data::{Dataset, DatasetConfig, Pixels, Split};
-use crate::eval::{evaluate, EvalResult};
-use crate::model::config::{DecoderKind, SlotKind, SlotsConfig, WordsConfig};
-use crate::model::window_stats::WindowStats;
-use crate::model::{CaptionConfig, ModelConfig, SyncDraw};
-use crate::warm_start::{warm_start, WarmStartError};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use syncdraw_format::words::words;
-use syncdraw_format::{CaptionError, Grammar, Vocabulary};
-use tch::{Device, Kind, Tensor};
+//! Training a model: the options, the loop (batches, Adam steps, NaN guard,
+//! evaluation, checkpoints) and its summary. Where a run lives and how it starts
+//! is in [`run_dir`], what it reports as it goes in [`metrics`].
+pub mod metrics;
+pub mod run_dir;
 
-pub const CHECKPOINT: &str = "checkpoint.safetensors";
+use crate::adam::{Adam, AdamConfig};
+use crate::batch::{batch_indices, Batcher};
+use crate::checkpoint::{self, CheckpointError};
+use crate::eval::{evaluate, EvalResult};
+use crate::model::window_stats::WindowStats;
+use crate::model::{ModelConfig, SyncDraw};
+use crate::warm_start::WarmStartError;
+use metrics::{MetricsLine, Reporter};
+pub use run_dir::{mean_logit, slots_config, words_config, CHECKPOINT};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use syncdraw_data::dataset::DataError;
+use syncdraw_data::{Dataset, DatasetConfig, Pixels, Split};
+use syncdraw_format::CaptionError;
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -105,19 +99,6 @@ pub struct TrainSummary {
     pub checkpoint: PathBuf,
 }
 
-#[derive(Serialize)]
-struct MetricsLine<'a> {
-    step: u64,
-    loss: f64,
-    kl: f64,
-    videos_per_s: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    test_nll: Option<f64>,
-    /// Read and write windows of the logging step's batch (model/window_stats.rs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    windows: Option<&'a WindowStats>,
-}
-
 /// Which caption encoder a run trains (model/caption.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CaptionEncoderKind {
@@ -138,69 +119,6 @@ pub enum CanvasInit {
     DataMean,
 }
 
-/// logit of the mean of 8-bit pixels (as values in [0, 1]), clamped away from 0 and 1.
-pub fn mean_logit(pixels: &[u8]) -> f64 {
-    let sum: u64 = pixels.iter().map(|&p| p as u64).sum();
-    let mean = (sum as f64 / (255.0 * pixels.len().max(1) as f64)).clamp(1e-4, 1.0 - 1e-4);
-    (mean / (1.0 - mean)).ln()
-}
-
-/// Slot encoder sizes for a grammar.
-pub fn slots_config(g: &Grammar) -> CaptionConfig {
-    CaptionConfig::Slots(SlotsConfig {
-        objects: g.max_objects as i64,
-        slots: g
-            .slots
-            .iter()
-            .map(|s| SlotKind {
-                name: s.name.clone(),
-                values: s.values.len() as i64,
-                role: s.role,
-            })
-            .collect(),
-        embed_size: 32,
-    })
-}
-
-/// Word encoder sizes used when a run conditions on captions with words.
-pub fn words_config(vocab: &Vocabulary, length: usize) -> CaptionConfig {
-    CaptionConfig::Words(WordsConfig {
-        vocab_size: vocab.len() as i64,
-        length: length as i64,
-        embed_size: 64,
-        hidden_size: 128,
-    })
-}
-
-/// Indices of the batch used at `step` (1-based): epochs are seeded permutations.
-pub fn batch_indices(n: usize, batch: usize, seed: u64, step: u64) -> Vec<usize> {
-    let per_epoch = (n / batch).max(1) as u64;
-    let epoch = (step - 1) / per_epoch;
-    let j = ((step - 1) % per_epoch) as usize;
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-        seed.wrapping_mul(1_000_003).wrapping_add(epoch),
-    ));
-    order
-        .into_iter()
-        .cycle()
-        .skip(j * batch)
-        .take(batch)
-        .collect()
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
-    let text = serde_json::to_string_pretty(value).expect("serialisable");
-    std::fs::write(path, text + "\n").map_err(io_err(path))
-}
-
 fn params_finite(model: &SyncDraw) -> bool {
     model
         .vs
@@ -215,110 +133,17 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             "batch and checkpoint interval must be positive".into(),
         ));
     }
-    let dir = &opts.run_dir;
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let ckpt_path = dir.join(CHECKPOINT);
-
-    let existing = ckpt_path.exists();
-    if existing && !opts.resume {
-        return Err(TrainError::RunExists(dir.clone()));
-    }
-    // On resume every setting that shapes the run comes from the checkpoint.
-    let (model, adam_state, mut meta) = if existing {
-        let ck = checkpoint::load(&ckpt_path, opts.device)?;
-        (ck.model, ck.adam, ck.meta)
-    } else if let Some(init) = &opts.init_from {
-        let ck = checkpoint::load(init, opts.device)?;
-        let mut meta = ck.meta;
-        meta.steps_before = meta.total_steps();
-        meta.step = 0;
-        meta.seed = opts.seed;
-        meta.test_nll = None;
-        meta.initialised_from = Some(init.display().to_string());
-        meta.device = format!("{:?}", opts.device);
-        (ck.model, None, meta)
-    } else {
-        let train = Dataset::load_or_generate(&opts.dataset, Split::Train, &opts.cache_dir)?;
-        let mut config = opts.model.clone();
-        let (mut vocabulary, mut grammar) = (None, None);
-        config.caption = match opts.captions {
-            None => None,
-            Some(CaptionEncoderKind::Slots) => {
-                let g = crate::data::bouncing::grammar(opts.dataset.digits);
-                let cc = slots_config(&g);
-                grammar = Some(g);
-                Some(cc)
-            }
-            Some(CaptionEncoderKind::Words) => {
-                let v = Vocabulary::from_captions(train.videos.iter().map(|v| v.caption.as_str()));
-                let length = train
-                    .videos
-                    .iter()
-                    .map(|x| words(&x.caption).len())
-                    .max()
-                    .unwrap_or(1);
-                let cc = words_config(&v, length);
-                vocabulary = Some(v);
-                Some(cc)
-            }
-        };
-        if config.decoder == DecoderKind::WhatWhere
-            && matches!(config.caption, Some(CaptionConfig::Words(_)))
-        {
-            return Err(TrainError::Invalid(
-                "the what-where decoder needs the slots caption encoder".into(),
-            ));
-        }
-        if config.frames != opts.dataset.video.frames as i64
-            || config.height != opts.dataset.video.size as i64
-            || config.width != opts.dataset.video.size as i64
-        {
-            return Err(TrainError::Invalid(
-                "model frames/size must match the data set's".into(),
-            ));
-        }
-        if opts.canvas_init == CanvasInit::DataMean {
-            config.canvas_init = Some(mean_logit(&train.pixels));
-        }
-        tch::manual_seed(opts.seed as i64);
-        let model = SyncDraw::new(&config, opts.device);
-        let (mut steps_before, mut initialised_from) = (0, None);
-        if let Some(path) = &opts.warm_start {
-            let source = checkpoint::load(path, opts.device)?;
-            let same_slots = match (&source.meta.grammar, &grammar) {
-                (Some(a), Some(b)) => a.slots == b.slots,
-                _ => false,
-            };
-            if !same_slots {
-                return Err(TrainError::Invalid(format!(
-                    "--warm-start {}: both models must read captions with the slots encoder and the same slot values (digits, motions)",
-                    path.display()
-                )));
-            }
-            warm_start(&model, &source.model)?;
-            steps_before = source.meta.total_steps();
-            initialised_from = Some(path.display().to_string());
-        }
-        let meta = Meta {
-            format: checkpoint::FORMAT.into(),
-            model: config,
-            vocabulary,
-            grammar,
-            dataset: opts.dataset.clone(),
-            pixels: opts.pixels,
-            step: 0,
-            seed: opts.seed,
-            test_nll: None,
-            train_seconds: 0.0,
-            device: format!("{:?}", opts.device),
-            steps_before,
-            initialised_from,
-        };
-        (model, None, meta)
+    let run_dir::Start {
+        model,
+        adam,
+        mut meta,
+        train,
+        checkpoint: ckpt_path,
+    } = run_dir::start(opts)?;
+    let train_data = match train {
+        Some(d) => d,
+        None => Dataset::load_or_generate(&meta.dataset, Split::Train, &opts.cache_dir)?,
     };
-    write_json(&dir.join("config.json"), &meta)?;
-
-    let train_data = Dataset::load_or_generate(&meta.dataset, Split::Train, &opts.cache_dir)?;
     let test_data = Dataset::load_or_generate(&meta.dataset, Split::Test, &opts.cache_dir)?;
     let test_data = match meta.pixels {
         Pixels::Grey => test_data,
@@ -327,31 +152,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let codec = meta.captions();
     let train_b = Batcher::new(&train_data, codec.as_ref(), opts.device)?;
     let test_b = Batcher::new(&test_data, codec.as_ref(), opts.device)?;
-
-    let mut adam = Adam::new(&model.vs, opts.adam, adam_state);
-    let metrics_path = dir.join("metrics.jsonl");
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(io_err(&metrics_path))?;
+    let mut adam = Adam::new(&model.vs, opts.adam, adam);
 
     let c = meta.model.clone();
     let start_step = meta.step;
-    let bar = ProgressBar::with_draw_target(
-        Some(opts.steps.saturating_sub(start_step)),
-        if opts.progress {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let plain_log = opts.progress && !std::io::stderr().is_terminal();
+    let mut report = Reporter::open(&opts.run_dir, start_step, opts.steps, opts.progress)?;
     let started = Instant::now();
     let train_seconds0 = meta.train_seconds;
     // Loss, KL and a count of non-finite values are summed on the device and read
@@ -398,7 +203,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         win_kl += loss.kl.mean(Kind::Float).detach().to_kind(Kind::Double);
         win_n += 1;
         adam.step(step, &norm);
-        bar.inc(1);
+        report.step_done();
 
         let at_end = step == opts.steps || opts.time_limit.is_some_and(|l| started.elapsed() >= l);
         let log_now = step % opts.log_every.max(1) == 0 || at_end;
@@ -406,7 +211,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         let checkpoint_now = step % opts.checkpoint_every == 0 || at_end;
         if step % sync_every == 0 || log_now || eval_now || checkpoint_now {
             if win_bad.double_value(&[]) > 0.0 {
-                bar.abandon();
+                report.abandon();
                 return Err(TrainError::NonFinite {
                     steps: format!("{}..={step}", checked_step + 1),
                     checkpoint: if ckpt_path.exists() {
@@ -442,37 +247,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 test_nll: if eval_now { meta.test_nll } else { None },
                 windows: windows.as_ref(),
             };
-            writeln!(
-                metrics,
-                "{}",
-                serde_json::to_string(&line).expect("serialisable")
-            )
-            .map_err(io_err(&metrics_path))?;
-            let dead = windows
-                .as_ref()
-                .map(|w| {
-                    format!(
-                        "  dead rows read {:.2} write {:.2}",
-                        w.read.worst_dead(),
-                        w.write.worst_dead()
-                    )
-                })
-                .unwrap_or_default();
-            let msg = format!(
-                "loss {l:.1}  kl {k:.1}  {rate:.0} videos/s{dead}{}",
-                meta.test_nll
-                    .map(|n| format!("  test nll {n:.1}"))
-                    .unwrap_or_default()
-            );
-            if plain_log {
-                eprintln!("step {step}/{}  {msg}", opts.steps);
-            }
-            bar.set_message(msg);
+            report.log(&line, meta.test_nll)?;
             (sum_loss, sum_kl, sum_n, win_start) = (0.0, 0.0, 0, Instant::now());
         }
         if step % opts.checkpoint_every == 0 || at_end {
             if !params_finite(&model) {
-                bar.abandon();
+                report.abandon();
                 return Err(TrainError::NonFinite {
                     steps: format!("..={step}"),
                     checkpoint: ckpt_path.display().to_string(),
@@ -500,7 +280,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             break;
         }
     }
-    bar.finish();
+    report.finish();
     Ok(TrainSummary {
         step,
         last_loss,

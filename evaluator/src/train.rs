@@ -4,14 +4,14 @@
 use super::reading::Grid;
 use super::render::render_frame;
 use super::{Evaluator, EvaluatorConfig, EvaluatorMeta, TrainingInfo, FORMAT};
-use crate::data::bouncing::image_pools;
-use crate::data::mnist::DigitSource;
-use crate::data::{DatasetConfig, Digits, Split};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::time::Instant;
+use syncdraw_data::bouncing::image_pools;
+use syncdraw_data::mnist::DigitSource;
+use syncdraw_data::{DatasetConfig, Digits, Split};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 /// What the evaluator learns from, and how: recorded in its file.

@@ -3,8 +3,8 @@
 //! multiset of (digit, motion) pairs:
 //! "digit 3 is moving up and down and digit 1 is moving left and right" equals
 //! "digit 1 is moving left and right and digit 3 is moving up and down".
-use crate::data::{Content, Motion, Track};
 use serde::{Deserialize, Serialize};
+use syncdraw_data::{Content, Motion, Track};
 
 /// The content with its pairs in canonical order (by digit, then up-down before
 /// left-right), for multiset comparison and decoded captions.

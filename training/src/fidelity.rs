@@ -1,13 +1,13 @@
 //! Caption fidelity: generate videos from every test caption (or, to compare, every
 //! training caption) of a model's data set and check with the evaluator that they
 //! show what the caption says.
-use super::labels::{compare, Score, Tally};
-use super::{Evaluator, EvaluatorError};
 use crate::checkpoint::Meta;
-use crate::data::bouncing::contents;
-use crate::data::{Content, Split};
 use crate::model::SyncDraw;
 use serde::Serialize;
+use syncdraw_data::bouncing::contents;
+use syncdraw_data::{Content, Split};
+use syncdraw_evaluator::labels::{compare, Score, Tally};
+use syncdraw_evaluator::{Evaluator, EvaluatorError};
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,7 +92,10 @@ pub fn fidelity(
         }
         None => {
             let n = per_caption * tests.len();
-            let want = Content(vec![(0, crate::data::Motion::UpDown); meta.dataset.digits]);
+            let want = Content(vec![
+                (0, syncdraw_data::Motion::UpDown);
+                meta.dataset.digits
+            ]);
             for start in (0..n).step_by(100) {
                 let b = (n - start).min(100);
                 for d in evaluator.predict(&generate(b, None))? {

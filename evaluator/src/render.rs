@@ -4,9 +4,9 @@
 //! lightly distorted (rotation, scale, shear, shift) so the detector learns digits
 //! rather than the few hundred training images of each class.
 use super::reading::Grid;
-use crate::data::mnist::DIGIT_SIZE;
-use crate::data::Digits;
 use rand::Rng;
+use syncdraw_data::mnist::DIGIT_SIZE;
+use syncdraw_data::Digits;
 
 const PIXELS: usize = DIGIT_SIZE * DIGIT_SIZE;
 

@@ -17,7 +17,7 @@
 //! 4. Each track's digit is the argmax of its mean digit distribution; its motion
 //!    is the axis along which its positions spread more (extremes trimmed).
 use super::labels::canonical;
-use crate::data::{Content, Motion};
+use syncdraw_data::{Content, Motion};
 
 /// Classes per cell: no digit centred here (0), digit 0-9 centred here (1-10).
 pub const CLASSES: usize = 11;

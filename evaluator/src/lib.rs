@@ -19,19 +19,18 @@
 //!
 //! File format: one safetensors file with the network's tensors and `meta.json`
 //! (a u8 tensor of [`EvaluatorMeta`] as JSON), written atomically.
-pub mod fidelity;
 pub mod labels;
 pub mod net;
 pub mod reading;
 pub mod render;
 pub mod train;
 
-use crate::data::dataset::DataError;
-use crate::data::{Content, Dataset, DatasetConfig};
 use labels::{Score, Tally};
 pub use net::EvaluatorConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use syncdraw_data::dataset::DataError;
+use syncdraw_data::{Content, Dataset, DatasetConfig};
 use tch::{nn, Device, Kind, Tensor};
 
 /// Version 2: the per-frame digit detector (version 1, a whole-video count
@@ -53,7 +52,7 @@ pub enum EvaluatorError {
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
-    Digits(#[from] crate::data::mnist::DigitsError),
+    Digits(#[from] syncdraw_data::mnist::DigitsError),
     #[error(transparent)]
     Caption(#[from] syncdraw_format::CaptionError),
     #[error("{0}")]
@@ -242,7 +241,7 @@ impl Evaluator {
         let mut misread = Vec::new();
         let mut images = std::collections::BTreeMap::<usize, ImageReading>::new();
         let grid = self.meta.config.grid();
-        let centre = (crate::data::mnist::DIGIT_SIZE as f32 - 1.0) / 2.0;
+        let centre = (syncdraw_data::mnist::DIGIT_SIZE as f32 - 1.0) / 2.0;
         for start in (0..n).step_by(200) {
             let end = (start + 200).min(n);
             let pixels = &data.pixels[start * data.video_len()..end * data.video_len()];
@@ -319,13 +318,13 @@ impl Evaluator {
             path: path.to_path_buf(),
             reason,
         };
-        let named = crate::checkpoint::named_with_meta(&self.meta, &self.vs);
-        crate::checkpoint::write_safetensors_atomic(&named, path).map_err(werr)
+        let named = syncdraw_data::tensors::named_with_meta(&self.meta, &self.vs);
+        syncdraw_data::tensors::write_safetensors_atomic(&named, path).map_err(werr)
     }
 
     /// Loads an evaluator written by [`Evaluator::save`] onto `device`.
     pub fn load(path: &Path, device: Device) -> Result<Self, EvaluatorError> {
-        use crate::checkpoint::{copy_weights, read_with_meta, ReadFailure};
+        use syncdraw_data::tensors::{copy_weights, read_with_meta, ReadFailure};
         let foreign = |reason: String| EvaluatorError::Foreign {
             path: path.to_path_buf(),
             reason,
@@ -362,7 +361,7 @@ pub fn real_test_split(
     }
     Ok(Dataset::load_or_generate(
         &c,
-        crate::data::Split::Test,
+        syncdraw_data::Split::Test,
         cache_dir,
     )?)
 }

@@ -47,7 +47,7 @@ pub const DEFAULT_LAYERS: &str = "32k5s2,64k3s2,96k3,128k3d2,128k3d2";
 
 /// The shipped evaluator does not split its cells ([`EvaluatorConfig::subcells`]):
 /// 2-pixel cells read real two-digit videos better but generated ones very
-/// differently (docs/evaluator.md, ev10).
+/// differently (docs/evaluator.md).
 pub const DEFAULT_SUBCELLS: i64 = 1;
 
 /// Parses layers written like "32k5s2,64k3d2p": out channels, `k` kernel (odd),

@@ -1,0 +1,197 @@
+//! A run directory and how a run starts in it.
+//!
+//! The directory holds `config.json` (what the run is: the checkpoint's
+//! description, with the caption grammar or vocabulary), `checkpoint.safetensors`
+//! (the latest, written atomically) and `metrics.jsonl`. A run starts in one of
+//! four ways: resumed from the directory's own checkpoint (every setting that
+//! shapes the run then comes from it; `init_from` and `warm_start` are not used
+//! again), initialised from another checkpoint's weights with a fresh optimizer,
+//! warm-started from a model of fewer objects per caption, or fresh.
+use super::{CanvasInit, CaptionEncoderKind, TrainError, TrainOptions};
+use crate::checkpoint::{self, AdamState, Meta};
+use crate::model::config::{DecoderKind, SlotKind, SlotsConfig, WordsConfig};
+use crate::model::{CaptionConfig, SyncDraw};
+use crate::warm_start::warm_start;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use syncdraw_data::{Dataset, Split};
+use syncdraw_format::words::words;
+use syncdraw_format::{Grammar, Vocabulary};
+
+/// The checkpoint's file name in a run directory.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// A run ready to train.
+pub struct Start {
+    pub model: SyncDraw,
+    /// Adam's moments when resumed.
+    pub adam: Option<AdamState>,
+    pub meta: Meta,
+    /// The training split, when starting it needed it (a fresh run).
+    pub train: Option<Dataset>,
+    pub checkpoint: PathBuf,
+}
+
+/// Opens the run directory and starts the run as `opts` ask; writes config.json.
+pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
+    let dir = &opts.run_dir;
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let checkpoint_path = dir.join(CHECKPOINT);
+
+    let existing = checkpoint_path.exists();
+    if existing && !opts.resume {
+        return Err(TrainError::RunExists(dir.clone()));
+    }
+    if opts.init_from.is_some() && opts.warm_start.is_some() {
+        return Err(TrainError::Invalid(
+            "start from --init-from or from --warm-start, not both".into(),
+        ));
+    }
+    // On resume every setting that shapes the run comes from the checkpoint.
+    let (model, adam, meta, train) = if existing {
+        let ck = checkpoint::load(&checkpoint_path, opts.device)?;
+        (ck.model, ck.adam, ck.meta, None)
+    } else if let Some(init) = &opts.init_from {
+        let ck = checkpoint::load(init, opts.device)?;
+        let mut meta = ck.meta;
+        meta.steps_before = meta.total_steps();
+        meta.step = 0;
+        meta.seed = opts.seed;
+        meta.test_nll = None;
+        meta.initialised_from = Some(init.display().to_string());
+        meta.device = format!("{:?}", opts.device);
+        (ck.model, None, meta, None)
+    } else {
+        let train = Dataset::load_or_generate(&opts.dataset, Split::Train, &opts.cache_dir)?;
+        let mut config = opts.model.clone();
+        let (mut vocabulary, mut grammar) = (None, None);
+        config.caption = match opts.captions {
+            None => None,
+            Some(CaptionEncoderKind::Slots) => {
+                let g = syncdraw_data::bouncing::grammar(opts.dataset.digits);
+                let cc = slots_config(&g);
+                grammar = Some(g);
+                Some(cc)
+            }
+            Some(CaptionEncoderKind::Words) => {
+                let v = Vocabulary::from_captions(train.videos.iter().map(|v| v.caption.as_str()));
+                let length = train
+                    .videos
+                    .iter()
+                    .map(|x| words(&x.caption).len())
+                    .max()
+                    .unwrap_or(1);
+                let cc = words_config(&v, length);
+                vocabulary = Some(v);
+                Some(cc)
+            }
+        };
+        if config.decoder == DecoderKind::WhatWhere
+            && matches!(config.caption, Some(CaptionConfig::Words(_)))
+        {
+            return Err(TrainError::Invalid(
+                "the what-where decoder needs the slots caption encoder".into(),
+            ));
+        }
+        if config.frames != opts.dataset.video.frames as i64
+            || config.height != opts.dataset.video.size as i64
+            || config.width != opts.dataset.video.size as i64
+        {
+            return Err(TrainError::Invalid(
+                "model frames/size must match the data set's".into(),
+            ));
+        }
+        if opts.canvas_init == CanvasInit::DataMean {
+            config.canvas_init = Some(mean_logit(&train.pixels));
+        }
+        tch::manual_seed(opts.seed as i64);
+        let model = SyncDraw::new(&config, opts.device);
+        let (mut steps_before, mut initialised_from) = (0, None);
+        if let Some(path) = &opts.warm_start {
+            let source = checkpoint::load(path, opts.device)?;
+            let same_slots = match (&source.meta.grammar, &grammar) {
+                (Some(a), Some(b)) => a.slots == b.slots,
+                _ => false,
+            };
+            if !same_slots {
+                return Err(TrainError::Invalid(format!(
+                    "--warm-start {}: both models must read captions with the slots encoder and the same slot values (digits, motions)",
+                    path.display()
+                )));
+            }
+            warm_start(&model, &source.model)?;
+            steps_before = source.meta.total_steps();
+            initialised_from = Some(path.display().to_string());
+        }
+        let meta = Meta {
+            format: checkpoint::FORMAT.into(),
+            model: config,
+            vocabulary,
+            grammar,
+            dataset: opts.dataset.clone(),
+            pixels: opts.pixels,
+            step: 0,
+            seed: opts.seed,
+            test_nll: None,
+            train_seconds: 0.0,
+            device: format!("{:?}", opts.device),
+            steps_before,
+            initialised_from,
+        };
+        (model, None, meta, Some(train))
+    };
+    write_json(&dir.join("config.json"), &meta)?;
+    Ok(Start {
+        model,
+        adam,
+        meta,
+        train,
+        checkpoint: checkpoint_path,
+    })
+}
+
+/// logit of the mean of 8-bit pixels (as values in [0, 1]), clamped away from 0 and 1.
+pub fn mean_logit(pixels: &[u8]) -> f64 {
+    let sum: u64 = pixels.iter().map(|&p| p as u64).sum();
+    let mean = (sum as f64 / (255.0 * pixels.len().max(1) as f64)).clamp(1e-4, 1.0 - 1e-4);
+    (mean / (1.0 - mean)).ln()
+}
+
+/// Slot encoder sizes for a grammar.
+pub fn slots_config(g: &Grammar) -> CaptionConfig {
+    CaptionConfig::Slots(SlotsConfig {
+        objects: g.max_objects as i64,
+        slots: g
+            .slots
+            .iter()
+            .map(|s| SlotKind {
+                name: s.name.clone(),
+                values: s.values.len() as i64,
+                role: s.role,
+            })
+            .collect(),
+        embed_size: 32,
+    })
+}
+
+/// Word encoder sizes used when a run conditions on captions with words.
+pub fn words_config(vocab: &Vocabulary, length: usize) -> CaptionConfig {
+    CaptionConfig::Words(WordsConfig {
+        vocab_size: vocab.len() as i64,
+        length: length as i64,
+        embed_size: 64,
+        hidden_size: 128,
+    })
+}
+
+pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub(super) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value).expect("serialisable");
+    std::fs::write(path, text + "\n").map_err(io_err(path))
+}
