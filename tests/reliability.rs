@@ -142,9 +142,31 @@ fn soak_memory_is_flat() {
     }
 }
 
+/// What the process holds, sampled after returning the allocator's free pages to
+/// the system (malloc_trim): threads, resident memory and heap in use.
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    threads: usize,
+    rss_kib: u64,
+    heap_kib: u64,
+}
+
+fn held() -> Held {
+    // SAFETY: malloc_trim only gives free pages back to the system.
+    unsafe { libc::malloc_trim(0) };
+    Held {
+        threads: threads(),
+        rss_kib: rss_kib(),
+        heap_kib: heap_in_use() / 1024,
+    }
+}
+
 /// NULL -> PLAYING (first buffer) -> NULL, many times: every stop returns promptly,
-/// and no thread or memory is left behind (counted after the first ten cycles,
-/// which load ONNX Runtime and warm the allocators).
+/// and no thread or memory is left behind: threads after the last cycle against
+/// after the tenth (the first ones load ONNX Runtime), resident memory and heap in
+/// use at the end against half-way (caches fill for a few hundred cycles, see
+/// docs/reliability.md). Memory is sampled after malloc_trim: without it,
+/// resident memory also counts freed pages that glibc keeps for reuse.
 #[test]
 fn state_cycles_leak_nothing() {
     let _serial = serial();
@@ -155,7 +177,8 @@ fn state_cycles_leak_nothing() {
          execution-provider=cpu ! fakesink sync=false",
         synth("synth1-caption.onnx").display()
     ));
-    let (mut base_threads, mut base_rss, mut base_heap) = (0, 0, 0);
+    let (mut base, mut mid) = (Held::default(), Held::default());
+    let mut untrimmed_base = 0;
     let mut slowest_stop = Duration::ZERO;
     for i in 0..cycles {
         p.set_state(gst::State::Playing).unwrap();
@@ -169,24 +192,47 @@ fn state_cycles_leak_nothing() {
         p.set_state(gst::State::Null).unwrap();
         slowest_stop = slowest_stop.max(t.elapsed());
         if i == 9 {
-            (base_threads, base_rss, base_heap) = (threads(), rss_kib(), heap_in_use());
+            untrimmed_base = rss_kib();
+            base = held();
+        }
+        if i == (cycles + 10) / 2 {
+            mid = held();
         }
     }
-    let (end_threads, end_rss, end_heap) = (threads(), rss_kib(), heap_in_use());
+    let untrimmed_end = rss_kib();
+    let end = held();
     println!(
-        "state cycles: {cycles} NULL->PLAYING->NULL; threads {base_threads} after 10 cycles, \
-         {end_threads} at the end; RSS {base_rss} KiB after 10, {end_rss} KiB at the end \
-         ({:+.2} %); heap in use {} KiB after 10, {} KiB at the end ({:+.1} bytes per \
-         cycle); slowest stop {slowest_stop:?}",
-        100.0 * (end_rss as f64 / base_rss as f64 - 1.0),
-        base_heap / 1024,
-        end_heap / 1024,
-        (end_heap as f64 - base_heap as f64) / (cycles - 10) as f64
+        "state cycles: {cycles} NULL->PLAYING->NULL; threads {} after 10 cycles, {} at the \
+         end; after malloc_trim, RSS {} / {} / {} KiB and heap in use {} / {} / {} KiB after \
+         10 cycles / half-way / the end ({:+.2} % and {:+.1} bytes per cycle over the second \
+         half); untrimmed RSS {untrimmed_base} KiB after 10 cycles, {untrimmed_end} KiB at \
+         the end; slowest stop {slowest_stop:?}",
+        base.threads,
+        end.threads,
+        base.rss_kib,
+        mid.rss_kib,
+        end.rss_kib,
+        base.heap_kib,
+        mid.heap_kib,
+        end.heap_kib,
+        100.0 * (end.rss_kib as f64 / mid.rss_kib as f64 - 1.0),
+        1024.0 * (end.heap_kib as f64 - mid.heap_kib as f64)
+            / (cycles - (cycles + 10) / 2 - 1) as f64,
     );
-    assert_eq!(end_threads, base_threads, "threads leaked");
+    assert_eq!(end.threads, base.threads, "threads leaked");
+    // Over the second half the process must hold no more than it did half-way:
+    // a leak of L bytes per cycle would add L x cycles / 2.
     assert!(
-        end_rss as f64 <= base_rss as f64 * 1.05,
-        "memory grew from {base_rss} to {end_rss} KiB"
+        end.rss_kib as f64 <= mid.rss_kib as f64 * 1.05,
+        "resident memory grew from {} to {} KiB over the second half",
+        mid.rss_kib,
+        end.rss_kib
+    );
+    assert!(
+        end.heap_kib as f64 <= mid.heap_kib as f64 * 1.05,
+        "heap in use grew from {} to {} KiB over the second half",
+        mid.heap_kib,
+        end.heap_kib
     );
     assert!(slowest_stop < Duration::from_secs(1), "{slowest_stop:?}");
 
