@@ -7,10 +7,12 @@
 //! - [`words`]: the word tokenizer and vocabulary of format-1 models;
 //! - [`CaptionCodec`]: either of the two, as a model declares it;
 //! - [`keys`]: the ONNX metadata keys (docs/model-format.md);
-//! - [`onnx`]: the metadata of an ONNX file, read without ONNX Runtime.
+//! - [`onnx`]: the metadata of an ONNX file, read without ONNX Runtime;
+//! - [`prune`]: a model's graph cut down to the one output a player shows.
 pub mod grammar;
 pub mod keys;
 pub mod onnx;
+pub mod prune;
 pub mod words;
 
 pub use grammar::{Grammar, Role, Slot};

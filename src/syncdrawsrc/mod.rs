@@ -10,7 +10,6 @@ pub mod inference;
 pub mod model;
 mod open;
 pub mod ortlib;
-pub mod prune;
 pub mod schedule;
 pub mod select;
 pub mod session;

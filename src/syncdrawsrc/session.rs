@@ -9,7 +9,7 @@ use ort::value::{TensorElementType, ValueType};
 
 use super::model::{ModelError, ModelInfo};
 use super::ortlib::Runtime;
-use super::prune::keep_output;
+use syncdraw_format::prune::keep_output;
 
 /// Which execution provider to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

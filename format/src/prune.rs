@@ -1,4 +1,3 @@
-// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The model graph cut down to the one output the element shows.
 //!
 //! ONNX Runtime runs every node of a graph whatever outputs a run asks for, so a
