@@ -142,7 +142,7 @@ fn config(variant: Variant, cap: Cap) -> ModelConfig {
         // The slots model also starts from a learned canvas and a forget bias, so
         // parity covers c^0.
         forget_bias: if cap == Cap::Slots { 1.0 } else { 0.0 },
-        canvas_init: (cap == Cap::Slots).then_some(-3.65),
+        canvas_init: (cap == Cap::Slots).then_some(-0.5),
         stable_filterbank: cap == Cap::Slots,
     }
 }
@@ -317,13 +317,15 @@ fn assert_matches_tch(model: &SyncDraw, meta: &Meta, path: &Path) {
                 "{name} is nearly constant ({lo}..{hi}): a vacuous test"
             );
         }
-        // canvases[:, T-1] is the video.
+        // canvases[:, T-1] is the video: the one accumulated step by step, the
+        // other one product of every step's write factors (decoder.rs).
         let (_, v) = &onnx["video"];
         let (_, cs) = &onnx["canvases"];
         let per = v.len() / batch;
         for b in 0..batch {
             let last = &cs[(b * T as usize + T as usize - 1) * per..][..per];
-            assert_eq!(last, &v[b * per..][..per]);
+            let diff = max_abs_diff(last, &v[b * per..][..per]);
+            assert!(diff <= 1e-5, "last canvas and video differ by {diff}");
         }
     }
 }

@@ -9,7 +9,7 @@ use super::caption::{CaptionEncoder, CaptionEncoderParams, CaptionFeatures};
 use super::config::{DecoderKind, ModelConfig, Role, Variant};
 use super::filterbank::{params_per_group, window, Geometry, Window};
 use super::layers::{Linear, LinearParams, Lstm, LstmParams, LstmState};
-use super::write::write;
+use super::write::{write, write_factors};
 use crate::backend::Backend;
 use tch::{nn, Tensor};
 
@@ -213,7 +213,14 @@ impl<T> Decoder<T> {
         state: &DecoderState<T>,
     ) -> T {
         let c = &self.config;
-        let geo = Geometry::of(c, c.write_k);
+        let patch = self.write_patch(be, state);
+        write(be, win, &patch, Geometry::of(c, c.write_k))
+    }
+
+    /// w^t, the patch written at this step, from the last decoder LSTM (what):
+    /// [B, G, K, K] (G = N frames, or K temporal rows for the Baseline).
+    fn write_patch<B: Backend<Tensor = T>>(&self, be: &mut B, state: &DecoderState<T>) -> T {
+        let c = &self.config;
         let g = if c.variant == Variant::Baseline {
             c.write_k
         } else {
@@ -221,11 +228,17 @@ impl<T> Decoder<T> {
         };
         let h_what = &state.lstms[state.lstms.len() - 1].h;
         let patch = self.write_patch.forward(be, h_what);
-        let patch = be.reshape(&patch, &[-1, g, c.write_k, c.write_k]);
-        write(be, win, &patch, geo)
+        be.reshape(&patch, &[-1, g, c.write_k, c.write_k])
     }
 
     /// The whole generation path for z [B, T, z_dim] (and caption ids [B, L]).
+    ///
+    /// The canvases are accumulated step by step (eq. 10). The video, sigmoid(c^T),
+    /// is computed apart from them where the writes factor (write.rs): c^T = c^0 +
+    /// sum_t rows_t x f_col_t is one matrix product of the factors of all T steps
+    /// concatenated, instead of T products and T - 1 sums of whole canvases. The
+    /// two are the same numbers up to float rounding; a player that shows only the
+    /// video runs only its part of the graph.
     pub fn generate<B: Backend<Tensor = T>>(
         &self,
         be: &mut B,
@@ -233,15 +246,27 @@ impl<T> Decoder<T> {
         caption: Option<&T>,
     ) -> Generated<T> {
         let c = &self.config;
+        let geo = Geometry::of(c, c.write_k);
         let s = self.caption_embedding(be, caption);
         let mut state: Option<DecoderState<T>> = None;
         let mut canvas: Option<T> = None;
         let mut steps = Vec::with_capacity(c.timesteps as usize);
+        let (mut rows, mut cols) = (Vec::new(), Vec::new());
         for t in 0..c.timesteps {
             let z_t = be.narrow(z, 1, t, 1);
             let z_t = be.reshape(&z_t, &[-1, c.z_dim]);
             let next = self.step(be, &z_t, s.as_ref(), state.as_ref());
-            let w = self.write(be, &next);
+            let win = self.write_window(be, &next);
+            let patch = self.write_patch(be, &next);
+            let w = match write_factors(be, &win, &patch, geo) {
+                Some(f) => {
+                    let w = be.matmul(&f.rows, &f.f_col);
+                    rows.push(f.rows);
+                    cols.push(f.f_col);
+                    w
+                }
+                None => write(be, &win, &patch, geo),
+            };
             // c^t = c^{t-1} + write(h_dec^t)  (eq. 10)
             let c_t = match canvas {
                 None => self.first_canvas(be, w),
@@ -252,8 +277,20 @@ impl<T> Decoder<T> {
             canvas = Some(c_t);
             state = Some(next);
         }
-        let last = steps.last().expect("at least one timestep");
-        let video = be.reshape(last, &[-1, c.frames, 1, c.height, c.width]);
+        let last = canvas.expect("at least one timestep");
+        let c_final = if rows.len() == c.timesteps as usize {
+            // c^T = c^0 + [rows_1 .. rows_T] x [f_col_1; ..; f_col_T]
+            let rows: Vec<&T> = rows.iter().collect();
+            let cols: Vec<&T> = cols.iter().collect();
+            let rows = be.concat(&rows, 3); // [B, N, A, T K]
+            let cols = be.concat(&cols, 2); // [B, N, T K, B]
+            let sum = be.matmul(&rows, &cols);
+            self.first_canvas(be, sum)
+        } else {
+            last
+        };
+        let video = be.sigmoid(&c_final);
+        let video = be.reshape(&video, &[-1, c.frames, 1, c.height, c.width]);
         let refs: Vec<&T> = steps.iter().collect();
         let canvases = be.concat(&refs, 1);
         let canvases = be.unsqueeze(&canvases, 3);

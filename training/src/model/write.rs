@@ -16,12 +16,8 @@ pub fn write<B: Backend>(
     patch: &B::Tensor,
     geo: Geometry,
 ) -> B::Tensor {
-    let (f_row, f_col) = spatial_filterbanks(be, window, geo);
-    let gamma = be.unsqueeze(&window.gamma, 3); // [B, F, 1, 1]
-    let patch = be.div(patch, &gamma); // w / gamma
-    let f_row_t = be.transpose(&f_row, &[0, 1, 3, 2]); // [B, F, A, K]
-    let rows = be.matmul(&f_row_t, &patch); // [B, G, A, K]
-    let slices = be.matmul(&rows, &f_col); // [B, G, A, B]
+    let f = spatial_factors(be, window, patch, geo);
+    let slices = be.matmul(&f.rows, &f.f_col); // [B, G, A, B]
     match &window.temporal {
         None => slices,
         Some(t) => {
@@ -33,4 +29,41 @@ pub fn write<B: Backend>(
             be.reshape(&frames, &[-1, geo.frames, geo.height, geo.width])
         }
     }
+}
+
+/// A per-frame write (eq. 9) as the two factors whose product it is:
+/// rows = F_p^T (w / gamma) [B, N, A, K] and f_col = F_q [B, N, K, B]. A sum of
+/// writes over steps is then one product of the factors concatenated along K
+/// (decoder.rs).
+pub struct WriteFactors<T> {
+    pub rows: T,
+    pub f_col: T,
+}
+
+/// The factors of a per-frame write; None for the Baseline, whose temporal
+/// filterbank acts after the spatial product.
+pub fn write_factors<B: Backend>(
+    be: &mut B,
+    window: &Window<B::Tensor>,
+    patch: &B::Tensor,
+    geo: Geometry,
+) -> Option<WriteFactors<B::Tensor>> {
+    match window.temporal {
+        None => Some(spatial_factors(be, window, patch, geo)),
+        Some(_) => None,
+    }
+}
+
+fn spatial_factors<B: Backend>(
+    be: &mut B,
+    window: &Window<B::Tensor>,
+    patch: &B::Tensor,
+    geo: Geometry,
+) -> WriteFactors<B::Tensor> {
+    let (f_row, f_col) = spatial_filterbanks(be, window, geo);
+    let gamma = be.unsqueeze(&window.gamma, 3); // [B, F, 1, 1]
+    let patch = be.div(patch, &gamma); // w / gamma
+    let f_row_t = be.transpose(&f_row, &[0, 1, 3, 2]); // [B, F, A, K]
+    let rows = be.matmul(&f_row_t, &patch); // [B, G, A, K]
+    WriteFactors { rows, f_col }
 }
