@@ -1,13 +1,14 @@
-//! Sync-DRAW training: captioned Bouncing MNIST data, the model, training,
-//! evaluation, sampling and ONNX export, on tch (libtorch).
+//! Sync-DRAW on tch (libtorch): the model, training, the NLL bound, caption
+//! fidelity (scored by syncdraw-evaluator), sampling and ONNX export. The data
+//! comes from syncdraw-data.
 pub mod adam;
 pub mod backend;
 pub mod batch;
 pub mod checkpoint;
-pub mod eval;
 pub mod export;
 pub mod fidelity;
 pub mod model;
+pub mod nll;
 pub mod sample;
 pub mod train;
 pub mod warm_start;

@@ -9,7 +9,7 @@ use syncdraw_data::dataset::default_cache_dir;
 use syncdraw_data::{Dataset, Pixels, Split};
 use syncdraw_training::batch::Batcher;
 use syncdraw_training::checkpoint;
-use syncdraw_training::eval::evaluate;
+use syncdraw_training::nll::evaluate;
 
 #[derive(Args)]
 pub struct EvalArgs {
