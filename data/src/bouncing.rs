@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use syncdraw_format::{Grammar, Role, Slot};
+use syncdraw_format::Grammar;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Motion {
@@ -31,26 +31,10 @@ impl Motion {
 }
 
 /// The caption grammar of videos with `digits` digits: "digit {digit} is moving
-/// {motion}" per digit, joined by "and"; [`Content::caption`] writes in it.
+/// {motion}" per digit, joined by "and"; [`Content::caption`] writes in it, and
+/// its motion values are the words of [`Motion::ALL`] in order (tested).
 pub fn grammar(digits: usize) -> Grammar {
-    Grammar {
-        object: "digit {digit} is moving {motion}".into(),
-        joiner: "and".into(),
-        min_objects: digits,
-        max_objects: digits,
-        slots: vec![
-            Slot {
-                name: "digit".into(),
-                role: Role::What,
-                values: (0..10).map(|d| d.to_string()).collect(),
-            },
-            Slot {
-                name: "motion".into(),
-                role: Role::Where,
-                values: Motion::ALL.iter().map(|m| m.words().to_string()).collect(),
-            },
-        ],
-    }
+    Grammar::bouncing_mnist(digits, digits)
 }
 
 /// What a video shows: one (digit, motion) pair per digit, in caption order.

@@ -48,6 +48,31 @@ enum Part {
 }
 
 impl Grammar {
+    /// The grammar of captioned Bouncing MNIST (the paper's §4.2): "digit
+    /// {digit} is moving {motion}" per digit, joined by "and", for
+    /// `min_objects..=max_objects` digits; the digit (0-9) says what is drawn, the
+    /// motion ("up and down", then "left and right") where.
+    pub fn bouncing_mnist(min_objects: usize, max_objects: usize) -> Self {
+        Grammar {
+            object: "digit {digit} is moving {motion}".into(),
+            joiner: "and".into(),
+            min_objects,
+            max_objects,
+            slots: vec![
+                Slot {
+                    name: "digit".into(),
+                    role: Role::What,
+                    values: (0..10).map(|d| d.to_string()).collect(),
+                },
+                Slot {
+                    name: "motion".into(),
+                    role: Role::Where,
+                    values: vec!["up and down".into(), "left and right".into()],
+                },
+            ],
+        }
+    }
+
     /// Checks that the grammar is well formed: every slot used once in the
     /// template, phrases in tokenizer form, object counts sensible.
     pub fn validate(&self) -> Result<(), String> {

@@ -1,26 +1,9 @@
 //! The caption grammar: what is accepted, the ids it gives, and the errors for
 //! everything else.
-use syncdraw_format::{CaptionCodec, CaptionError, Grammar, Role, Slot, Vocabulary};
+use syncdraw_format::{CaptionCodec, CaptionError, Grammar, Vocabulary};
 
 fn mnist(objects: usize) -> Grammar {
-    Grammar {
-        object: "digit {digit} is moving {motion}".into(),
-        joiner: "and".into(),
-        min_objects: objects,
-        max_objects: objects,
-        slots: vec![
-            Slot {
-                name: "digit".into(),
-                role: Role::What,
-                values: (0..10).map(|d| d.to_string()).collect(),
-            },
-            Slot {
-                name: "motion".into(),
-                role: Role::Where,
-                values: vec!["up and down".into(), "left and right".into()],
-            },
-        ],
-    }
+    Grammar::bouncing_mnist(objects, objects)
 }
 
 #[test]

@@ -3,27 +3,10 @@
 //! parses to the same objects, and its ids are in range.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use syncdraw_format::{Grammar, Role, Slot, Vocabulary};
+use syncdraw_format::{Grammar, Vocabulary};
 
 fn grammar(objects: usize) -> Grammar {
-    Grammar {
-        object: "digit {digit} is moving {motion}".into(),
-        joiner: "and".into(),
-        min_objects: 1,
-        max_objects: objects,
-        slots: vec![
-            Slot {
-                name: "digit".into(),
-                role: Role::What,
-                values: (0..10).map(|d| d.to_string()).collect(),
-            },
-            Slot {
-                name: "motion".into(),
-                role: Role::Where,
-                values: vec!["up and down".into(), "left and right".into()],
-            },
-        ],
-    }
+    Grammar::bouncing_mnist(1, objects)
 }
 
 fuzz_target!(|data: &[u8]| {
