@@ -151,11 +151,26 @@ struct Held {
     heap_kib: u64,
 }
 
+/// The thread count once threads that are ending have ended: the same count
+/// twice, 100 ms apart (at most 2 s).
+fn settled_threads() -> usize {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut last = threads();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = threads();
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 fn held() -> Held {
     // SAFETY: malloc_trim only gives free pages back to the system.
     unsafe { libc::malloc_trim(0) };
     Held {
-        threads: threads(),
+        threads: settled_threads(),
         rss_kib: rss_kib(),
         heap_kib: heap_in_use() / 1024,
     }
@@ -219,7 +234,15 @@ fn state_cycles_leak_nothing() {
         1024.0 * (end.heap_kib as f64 - mid.heap_kib as f64)
             / (cycles - (cycles + 10) / 2 - 1) as f64,
     );
-    assert_eq!(end.threads, base.threads, "threads leaked");
+    // A stopped source's streaming thread goes back to GStreamer's task pool, a
+    // GLib thread pool that keeps up to two idle threads (GLib's default) for 15 s:
+    // one more or one fewer idle thread is not a leak; a thread per cycle would be.
+    assert!(
+        end.threads <= base.threads + 2,
+        "threads leaked: {} after 10 cycles, {} at the end",
+        base.threads,
+        end.threads
+    );
     // Over the second half the process must hold no more than it did half-way:
     // a leak of L bytes per cycle would add L x cycles / 2.
     assert!(

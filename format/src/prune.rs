@@ -25,7 +25,7 @@ pub struct Pruned {
 }
 
 /// Keeps graph output `keep` and what it needs. If the model has no output of that
-/// name, or its graph has control flow (subgraphs may read any outer value), the
+/// name (or declares it twice), or its graph has control flow (subgraphs may read any outer value), the
 /// model is returned unchanged: the contract check then reports what is wrong.
 pub fn keep_output(model: &[u8], keep: &str) -> Result<Pruned, PruneError> {
     let mut proto =
@@ -37,7 +37,9 @@ pub fn keep_output(model: &[u8], keep: &str) -> Result<Pruned, PruneError> {
             .iter()
             .any(|a| a.g.is_some() || !a.graphs.is_empty())
     });
-    if !outputs.iter().any(|o| o == keep) || has_subgraphs {
+    // Kept only when declared exactly once: a graph that declares an output twice
+    // is invalid, and is left to ONNX Runtime to refuse.
+    if outputs.iter().filter(|o| *o == keep).count() != 1 || has_subgraphs {
         return Ok(Pruned {
             bytes: model.to_vec(),
             outputs,
@@ -126,6 +128,18 @@ mod tests {
         let g = graph(&keep_output(&model(), "canvases").unwrap().bytes);
         let nodes: Vec<_> = g.node.iter().map(|n| n.output[0].as_str()).collect();
         assert_eq!(nodes, ["a", "b", "canvases"]);
+    }
+
+    /// Found by fuzzing: an output declared twice was kept twice.
+    #[test]
+    fn an_output_declared_twice_is_left_alone() {
+        let mut m = ModelProto::parse_from_bytes(&model()).unwrap();
+        let g = m.graph.mut_or_insert_default();
+        g.output.push(value("video"));
+        let bytes = m.write_to_bytes().unwrap();
+        let p = keep_output(&bytes, "video").unwrap();
+        assert_eq!(p.bytes, bytes);
+        assert_eq!(p.outputs, ["video", "canvases", "video"]);
     }
 
     #[test]
