@@ -350,7 +350,12 @@ def bench_tch_training(train_bin, meta, batch, steps, log_every, threads, workdi
            "--digits", str(ds["digits"]), "--frames", str(c["frames"]), "--size", str(c["height"]),
            "--variant", c["variant"], "--captions", "true" if c.get("caption") else "false",
            "--timesteps", str(c["timesteps"]), "--read-k", str(c["read_k"]), "--write-k", str(c["write_k"]),
-           "--enc-size", str(c["enc_size"]), "--dec-size", str(c["dec_size"]), "--z-dim", str(c["z_dim"])]
+           "--enc-size", str(c["enc_size"]), "--dec-size", str(c["dec_size"]), "--z-dim", str(c["z_dim"]),
+           # The training-dynamics options as the model has them (reference.py has
+           # them at the paper's values: off).
+           "--stable-filterbank", "true" if c.get("stable_filterbank") else "false",
+           "--canvas-init", "data-mean" if c.get("canvas_init") is not None else "zero",
+           "--forget-bias", str(c.get("forget_bias", 0.0))]
     log("tch: " + " ".join(cmd))
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)

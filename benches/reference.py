@@ -82,6 +82,10 @@ class SyncDrawRef:
         c = meta["model"]
         if c["variant"] not in ("syncdraw", "global"):
             raise NotImplementedError(f"variant {c['variant']} is not in the reference")
+        if c.get("stable_filterbank") or c.get("canvas_init") is not None:
+            raise NotImplementedError(
+                "the reference has the paper's filterbank normaliser and c0 = 0; this model "
+                "uses a stable filterbank or a learned initial canvas")
         self.c = c
         self.N, self.A, self.B = c["frames"], c["height"], c["width"]
         self.T, self.z_dim = c["timesteps"], c["z_dim"]
