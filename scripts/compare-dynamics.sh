@@ -2,8 +2,8 @@
 # The training-dynamics comparison of docs/results.md ("Training dynamics at a
 # fixed budget"): the default one-digit captioned model (grammar slots,
 # what-where decoder, bounded windows) trained for STEPS steps with two seeds
-# each, four ways:
-#   base:   as the defaults are
+# each, four ways (every option spelled out, whatever the defaults):
+#   base:   the paper's normaliser and c^0 = 0 (the defaults before this comparison)
 #   stable: stable filterbank rows (no row can die, filterbank.rs)
 #   canvas: stable, and a learned initial canvas starting at the data's mean pixel
 #   forget: stable, and LSTM forget-gate bias 1 at initialisation
@@ -25,10 +25,10 @@ bin=${SYNCDRAW_TRAIN:-target/release/syncdraw-train}
 [ -n "${SYNCDRAW_TRAIN:-}" ] || cargo build --release -p syncdraw-training
 mkdir -p "$runs" "$out"
 declare -A args=(
-  [base]=""
-  [stable]="--stable-filterbank true"
+  [base]="--stable-filterbank false --canvas-init zero"
+  [stable]="--stable-filterbank true --canvas-init zero"
   [canvas]="--stable-filterbank true --canvas-init data-mean"
-  [forget]="--stable-filterbank true --forget-bias 1"
+  [forget]="--stable-filterbank true --canvas-init zero --forget-bias 1"
 )
 run() { # NAME SEED
   local dir="$runs/$1-seed$2"

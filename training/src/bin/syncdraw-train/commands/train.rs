@@ -31,8 +31,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     bounded_windows: bool,
     /// Normalise filterbank rows stably, so that no row of a window that leaves
-    /// the frame reads zeros and stops learning.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    /// the frame reads zeros and stops learning (false: the paper's normaliser).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     stable_filterbank: bool,
     /// Binarised pixels (as the paper's NLL): a fresh Bernoulli sample of every
     /// training batch, one fixed sample of the test split.
@@ -42,9 +42,9 @@ pub struct TrainArgs {
     /// initialisation (0: the paper's setup).
     #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0)]
     forget_bias: f64,
-    /// Initial canvas c^0: zero (the paper's) or a learned logit that starts at
-    /// the training data's mean pixel.
-    #[arg(long, value_enum, default_value_t = CanvasInit::Zero)]
+    /// Initial canvas c^0: a learned logit that starts at the training data's
+    /// mean pixel, or zero (the paper's).
+    #[arg(long, value_enum, default_value_t = CanvasInit::DataMean)]
     canvas_init: CanvasInit,
     #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]
     variant: Variant,
