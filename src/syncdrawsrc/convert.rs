@@ -135,7 +135,9 @@ fn write_grey8(
     let quantize = |v: f32| -> u8 {
         let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
         let q = if limited { 16.0 + 219.0 * v } else { v * 255.0 };
-        q.round().clamp(0.0, 255.0) as u8
+        // q is in [0, 255]: adding 0.5 and truncating rounds as round() does
+        // (half away from zero), without a call to libm's roundf per pixel.
+        (q + 0.5) as u8
     };
     let mut intensity = Vec::new();
     for comp in 0..finfo.n_components() as usize {
