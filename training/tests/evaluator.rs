@@ -600,6 +600,7 @@ fn tiny_model(data: &DatasetConfig, captions: bool) -> (SyncDraw, Meta) {
         forget_bias: 0.0,
         canvas_init: None,
         stable_filterbank: false,
+        temporal_k: None,
     };
     // Through JSON, so fields added to Meta later with serde defaults need no edit here.
     let meta: Meta = serde_json::from_value(serde_json::json!({

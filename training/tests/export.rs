@@ -144,6 +144,8 @@ fn config(variant: Variant, cap: Cap) -> ModelConfig {
         forget_bias: if cap == Cap::Slots { 1.0 } else { 0.0 },
         canvas_init: (cap == Cap::Slots).then_some(-0.5),
         stable_filterbank: cap == Cap::Slots,
+        // The Baseline's temporal grid smaller than its spatial ones (3 and 4).
+        temporal_k: (variant == Variant::Baseline).then_some(2),
     }
 }
 

@@ -46,6 +46,7 @@ fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
         width: w,
         frames: n,
         k,
+        temporal_k: k,
         groups: n,
         bounded: false,
         stable: false,
@@ -130,23 +131,26 @@ fn random_window(f: i64, temporal: bool) -> Window<Tensor> {
 }
 
 /// write (eq. 9) is the transpose of read (eq. 5): <read(x), p> = gamma^2 <x, write(p)>
-/// for per-frame windows, and for the Baseline's spatio-temporal cuboid.
+/// for per-frame windows, and for the Baseline's spatio-temporal cuboid (with a
+/// temporal grid as large as the spatial one, and smaller).
 #[test]
 fn write_is_the_transpose_of_read() {
     tch::manual_seed(1);
     let (n, h, w, k) = (4i64, 16i64, 18i64, 3i64);
-    for (temporal, groups) in [(false, n), (false, 1), (true, 1)] {
+    // The cuboid with as many temporal points as spatial ones, and with fewer.
+    for (temporal, groups, kt) in [(false, n, k), (false, 1, k), (true, 1, k), (true, 1, 2)] {
         let geo = Geometry {
             height: h,
             width: w,
             frames: n,
             k,
+            temporal_k: kt,
             groups,
             bounded: false,
             stable: false,
         };
         let win = random_window(groups, temporal);
-        let g = if temporal { k } else { n };
+        let g = if temporal { kt } else { n };
         let x = Tensor::randn([1, n, h, w], (Kind::Float, Device::Cpu));
         let p = Tensor::randn([1, g, k, k], (Kind::Float, Device::Cpu));
         let mut be = TchBackend::new(Device::Cpu);
@@ -159,7 +163,7 @@ fn write_is_the_transpose_of_read() {
         let rhs = (&x * (&wr * &gamma2)).sum(Kind::Double).double_value(&[]);
         assert!(
             (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
-            "temporal={temporal} groups={groups}: <read x, p> = {lhs}, gamma^2 <x, write p> = {rhs}"
+            "temporal={temporal} groups={groups} K_t={kt}: <read x, p> = {lhs}, gamma^2 <x, write p> = {rhs}"
         );
     }
 }
@@ -177,6 +181,7 @@ fn computed_write_equals_the_plain_formula_with_gradients() {
         width: w,
         frames: n,
         k,
+        temporal_k: k,
         groups: n,
         bounded: false,
         stable: false,
@@ -522,6 +527,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
             forget_bias: 0.0,
             canvas_init: None,
             stable_filterbank: false,
+            temporal_k: None,
         },
         dataset,
         pixels: Pixels::Grey,
@@ -750,6 +756,7 @@ fn bounded_windows_keep_centres_near_the_frame() {
             width: size,
             frames,
             k: 10,
+            temporal_k: 10,
             groups: frames,
             bounded,
             stable: false,
@@ -802,6 +809,7 @@ fn window_statistics_report_centres_and_dead_rows() {
         width: size,
         frames,
         k,
+        temporal_k: k,
         groups: frames,
         bounded: false,
         stable: false,
@@ -1055,6 +1063,7 @@ fn stable_filterbank_rows_never_die() {
                 width: size,
                 frames,
                 k,
+                temporal_k: k,
                 groups: frames,
                 bounded,
                 stable,

@@ -63,6 +63,10 @@ pub struct ModelConfig {
     /// floor.
     #[serde(default)]
     pub stable_filterbank: bool,
+    /// Baseline only: points of the cuboid's temporal grid, read and write; `None`
+    /// (older checkpoints): as many as the spatial grid (read_k, write_k).
+    #[serde(default)]
+    pub temporal_k: Option<i64>,
     /// Starting value of a learned initial canvas logit c^0 (eq. 10 starts from
     /// c^0 = 0, every pixel at probability 0.5); `None`: the paper's c^0 = 0.
     #[serde(default)]
@@ -159,12 +163,17 @@ impl ModelConfig {
         }
     }
 
-    /// Values written per step: a K x K patch per frame, or the Baseline's K x K x K
-    /// cuboid (its temporal grid has K points too, over the N frames).
+    /// The Baseline's temporal grid size next to a spatial grid of `k` points.
+    pub fn temporal_k(&self, k: i64) -> i64 {
+        self.temporal_k.unwrap_or(k)
+    }
+
+    /// Values written per step: a K x K patch per frame, or the Baseline's
+    /// K x K x K_t cuboid (K_t temporal points over the N frames).
     pub fn write_patch_size(&self) -> i64 {
         match self.variant {
             Variant::Syncdraw | Variant::Global => self.frames * self.write_k * self.write_k,
-            Variant::Baseline => self.write_k * self.write_k * self.write_k,
+            Variant::Baseline => self.write_k * self.write_k * self.temporal_k(self.write_k),
         }
     }
 
@@ -172,7 +181,7 @@ impl ModelConfig {
     pub fn read_patch_size(&self) -> i64 {
         match self.variant {
             Variant::Syncdraw | Variant::Global => self.frames * self.read_k * self.read_k,
-            Variant::Baseline => self.read_k * self.read_k * self.read_k,
+            Variant::Baseline => self.read_k * self.read_k * self.temporal_k(self.read_k),
         }
     }
 

@@ -218,11 +218,11 @@ impl<T> Decoder<T> {
     }
 
     /// w^t, the patch written at this step, from the last decoder LSTM (what):
-    /// [B, G, K, K] (G = N frames, or K temporal rows for the Baseline).
+    /// [B, G, K, K] (G = N frames, or K_t temporal rows for the Baseline).
     fn write_patch<B: Backend<Tensor = T>>(&self, be: &mut B, state: &DecoderState<T>) -> T {
         let c = &self.config;
         let g = if c.variant == Variant::Baseline {
-            c.write_k
+            c.temporal_k(c.write_k)
         } else {
             c.frames
         };

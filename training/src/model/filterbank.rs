@@ -44,8 +44,10 @@ pub struct Geometry {
     pub height: i64,
     pub width: i64,
     pub frames: i64,
-    /// Grid size K (and the temporal grid size for the Baseline).
+    /// Grid size K.
     pub k: i64,
+    /// The Baseline's temporal grid size K_t.
+    pub temporal_k: i64,
     /// Frame groups F.
     pub groups: i64,
     /// Squash the raw parameters into [`BOUNDS`] (see [`window`]).
@@ -62,6 +64,7 @@ impl Geometry {
             width: c.width,
             frames: c.frames,
             k,
+            temporal_k: c.temporal_k(k),
             groups: c.attention_groups(),
             bounded: c.bounded_windows,
             stable: c.stable_filterbank,
@@ -130,7 +133,8 @@ pub fn window<B: Backend>(
         let g = centre(be, &gz, geo.frames);
         let sigma2 = be.exp(&ls2z);
         let delta = be.exp(&ldz);
-        let delta = be.scale(&delta, (geo.frames - 1) as f32 / k_den);
+        let kt_den = (geo.temporal_k - 1).max(1) as f32;
+        let delta = be.scale(&delta, (geo.frames - 1) as f32 / kt_den);
         TemporalWindow { g, sigma2, delta }
     });
     Window {
@@ -218,11 +222,19 @@ pub fn spatial_filterbanks<B: Backend>(
     (f_row, f_col)
 }
 
-/// The Baseline's temporal filterbank F_z, [B, 1, K, N].
+/// The Baseline's temporal filterbank F_z, [B, 1, K_t, N].
 pub fn temporal_filterbank<B: Backend>(
     be: &mut B,
     t: &TemporalWindow<B::Tensor>,
     geo: Geometry,
 ) -> B::Tensor {
-    filterbank(be, &t.g, &t.delta, &t.sigma2, geo.k, geo.frames, geo.stable)
+    filterbank(
+        be,
+        &t.g,
+        &t.delta,
+        &t.sigma2,
+        geo.temporal_k,
+        geo.frames,
+        geo.stable,
+    )
 }

@@ -3,8 +3,8 @@ use super::filterbank::{spatial_filterbanks, temporal_filterbank, Geometry, Wind
 use crate::backend::Backend;
 
 /// read(x_i) = beta F_p x_i F_q^T for every frame (eq. 5): `video` is [B, N, A, B],
-/// the result [B, G, K, K] (G = N, or K temporal rows for the Baseline, which first
-/// reads K temporal slices through its temporal filterbank: F_z [K, N] x video).
+/// the result [B, G, K, K] (G = N, or K_t temporal rows for the Baseline, which first
+/// reads K_t temporal slices through its temporal filterbank: F_z [K_t, N] x video).
 pub fn read<B: Backend>(
     be: &mut B,
     window: &Window<B::Tensor>,
@@ -15,10 +15,10 @@ pub fn read<B: Backend>(
         None => be.reshape(video, &[-1, geo.frames, geo.height, geo.width]),
         Some(t) => {
             let f_z = temporal_filterbank(be, t, geo);
-            let f_z = be.reshape(&f_z, &[-1, geo.k, geo.frames]);
+            let f_z = be.reshape(&f_z, &[-1, geo.temporal_k, geo.frames]);
             let flat = be.reshape(video, &[-1, geo.frames, geo.height * geo.width]);
             let s = be.matmul(&f_z, &flat); // [B, K, A*B]
-            be.reshape(&s, &[-1, geo.k, geo.height, geo.width])
+            be.reshape(&s, &[-1, geo.temporal_k, geo.height, geo.width])
         }
     };
     let (f_row, f_col) = spatial_filterbanks(be, window, geo);

@@ -3,13 +3,13 @@ use super::filterbank::{spatial_filterbanks, temporal_filterbank, Geometry, Wind
 use crate::backend::Backend;
 
 /// write(h_dec) = (1/gamma) F_p^T w F_q for every frame (eq. 9), where `patch` is
-/// w^t, [B, G, K, K] (G = N frames, or K temporal rows for the Baseline), and the
+/// w^t, [B, G, K, K] (G = N frames, or K_t temporal rows for the Baseline), and the
 /// window holds the write filterbank parameters. Returns [B, N, A, B]. The 1/gamma
 /// is applied to the K x K patch rather than to the A x B result (the same product,
 /// on K^2 instead of A B values).
 ///
-/// Baseline: the cuboid patch is first written spatially, giving K temporal slices,
-/// then spread over the N frames by the temporal filterbank: F_z^T [N, K] x slices.
+/// Baseline: the cuboid patch is first written spatially, giving K_t temporal slices,
+/// then spread over the N frames by the temporal filterbank: F_z^T [N, K_t] x slices.
 pub fn write<B: Backend>(
     be: &mut B,
     window: &Window<B::Tensor>,
@@ -21,10 +21,10 @@ pub fn write<B: Backend>(
     match &window.temporal {
         None => slices,
         Some(t) => {
-            let f_z = temporal_filterbank(be, t, geo); // [B, 1, K, N]
-            let f_z = be.reshape(&f_z, &[-1, geo.k, geo.frames]);
-            let f_z_t = be.transpose(&f_z, &[0, 2, 1]); // [B, N, K]
-            let flat = be.reshape(&slices, &[-1, geo.k, geo.height * geo.width]);
+            let f_z = temporal_filterbank(be, t, geo); // [B, 1, K_t, N]
+            let f_z = be.reshape(&f_z, &[-1, geo.temporal_k, geo.frames]);
+            let f_z_t = be.transpose(&f_z, &[0, 2, 1]); // [B, N, K_t]
+            let flat = be.reshape(&slices, &[-1, geo.temporal_k, geo.height * geo.width]);
             let frames = be.matmul(&f_z_t, &flat); // [B, N, A*B]
             be.reshape(&frames, &[-1, geo.frames, geo.height, geo.width])
         }

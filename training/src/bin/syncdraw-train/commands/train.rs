@@ -48,6 +48,10 @@ pub struct TrainArgs {
     canvas_init: CanvasInit,
     #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]
     variant: Variant,
+    /// Baseline only: temporal points of the cuboid (default: as many as the
+    /// spatial grid, --read-k and --write-k).
+    #[arg(long, value_parser = positive::<i64>)]
+    temporal_k: Option<i64>,
     /// Total optimizer steps.
     #[arg(long, default_value_t = 20_000)]
     steps: u64,
@@ -119,6 +123,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bounded_windows: a.bounded_windows,
         forget_bias: a.forget_bias,
         stable_filterbank: a.stable_filterbank,
+        temporal_k: a.temporal_k,
         canvas_init: None,
     };
     eprintln!(
