@@ -3,8 +3,9 @@
 # digit without captions, STEPS steps, two seeds each, three ways:
 #   global:      one window shared by all frames (Table 1's Global)
 #   baseline-k:  the Baseline's cuboid with as many temporal points as spatial
-#                ones (K_t = K = 10 = N: the cuboid's default before)
-#   baseline-5:  the cuboid with 5 temporal points over the 10 frames
+#                ones (K_t = K = 10 = N: the cuboid before --temporal-k)
+#   baseline-5:  the cuboid with 5 temporal points over the 10 frames (the
+#                default since)
 # Every other setting at its default. Two runs at a time, one libtorch thread
 # each; the final evaluation uses all 2,000 test videos. On 2 CPU cores 400 steps
 # take about 40 minutes in all. JSON and metrics to OUT_DIR (default
@@ -24,7 +25,7 @@ bin=${SYNCDRAW_TRAIN:-target/release/syncdraw-train}
 mkdir -p "$runs" "$out"
 declare -A args=(
   [global]="--variant global"
-  [baseline-k]="--variant baseline"
+  [baseline-k]="--variant baseline --temporal-k 10"
   [baseline-5]="--variant baseline --temporal-k 5"
 )
 run() { # NAME SEED

@@ -48,8 +48,9 @@ pub struct TrainArgs {
     canvas_init: CanvasInit,
     #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]
     variant: Variant,
-    /// Baseline only: temporal points of the cuboid (default: as many as the
-    /// spatial grid, --read-k and --write-k).
+    /// Baseline only: temporal points of the cuboid (default: half the frames,
+    /// rounded up, so the cuboid has fewer temporal than spatial points as the
+    /// paper's Baseline has).
     #[arg(long, value_parser = positive::<i64>)]
     temporal_k: Option<i64>,
     /// Total optimizer steps.
@@ -105,6 +106,9 @@ pub struct TrainArgs {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
+    if a.temporal_k.is_some() && a.variant != Variant::Baseline {
+        anyhow::bail!("--temporal-k is the Baseline cuboid's: it needs --variant baseline");
+    }
     let device = a.device.device()?;
     let dataset = a.data.config()?;
     let model = ModelConfig {
@@ -123,7 +127,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bounded_windows: a.bounded_windows,
         forget_bias: a.forget_bias,
         stable_filterbank: a.stable_filterbank,
-        temporal_k: a.temporal_k,
+        temporal_k: (a.variant == Variant::Baseline).then(|| {
+            a.temporal_k
+                .unwrap_or((dataset.video.frames as i64 + 1) / 2)
+        }),
         canvas_init: None,
     };
     eprintln!(
