@@ -84,16 +84,14 @@ fn dead_share(g: &Tensor, delta: &Tensor, sigma2: &Tensor, k: i64, size: i64) ->
 impl AttentionStats {
     /// Adds one step's windows.
     pub fn add(&mut self, w: &Window<Tensor>, geo: Geometry) {
+        // A stable filterbank's rows cannot die (filterbank.rs).
         let dead = if geo.stable {
-            w.gamma
-                .detach()
-                .to_kind(Kind::Double)
-                .zeros_like()
-                .mean_dim([0i64, 2].as_slice(), false, Kind::Double)
+            vec![0.0; geo.groups as usize]
         } else {
-            (dead_share(&w.g_row, &w.delta, &w.sigma2, geo.k, geo.height)
+            let share = (dead_share(&w.g_row, &w.delta, &w.sigma2, geo.k, geo.height)
                 + dead_share(&w.g_col, &w.delta, &w.sigma2, geo.k, geo.width))
-                * 0.5
+                * 0.5;
+            Vec::<f64>::try_from(&share).unwrap_or_default()
         };
         let values = [
             per_group(&w.g_row),
@@ -101,7 +99,7 @@ impl AttentionStats {
             per_group(&w.delta),
             per_group(&w.sigma2.sqrt()),
             per_group(&w.gamma),
-            Vec::<f64>::try_from(&dead).unwrap_or_default(),
+            dead,
         ];
         for (field, v) in self.fields_mut().into_iter().zip(values) {
             if field.is_empty() {
