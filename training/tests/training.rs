@@ -733,23 +733,35 @@ fn every_data_set_caption_parses_to_its_content() {
     assert!(e.to_string().contains("\"dancing\""), "{e}");
 }
 
-/// Bounded windows keep every grid centre near the frame whatever the decoder
-/// state, and leave small raw values almost unchanged; unbounded ones do not.
-#[test]
-fn bounded_windows_keep_centres_near_the_frame() {
-    use syncdraw_training::model::filterbank::window;
-    use syncdraw_training::model::layers::LinearParams;
-    tch::manual_seed(11);
+/// An attention layer with weights 50 times too large and decoder states of
+/// 5 x N(0, 1): raw window outputs in the hundreds, the extreme states a stalled
+/// run can reach. Returns the layer and `batch` states.
+fn extreme_window_layer(
+    seed: i64,
+    frames: i64,
+    batch: i64,
+) -> (syncdraw_training::model::layers::LinearParams, Tensor) {
+    tch::manual_seed(seed);
     let vs = tch::nn::VarStore::new(Device::Cpu);
-    let (frames, size) = (4i64, 64i64);
-    let layer = LinearParams::new(&(vs.root() / "w"), 8, 5 * frames);
+    let layer =
+        syncdraw_training::model::layers::LinearParams::new(&(vs.root() / "w"), 8, 5 * frames);
     tch::no_grad(|| {
         layer
             .w
             .shallow_clone()
             .copy_(&(Tensor::randn_like(&layer.w) * 50.0));
     });
-    let h = Tensor::randn([32, 8], (Kind::Float, Device::Cpu)) * 5.0;
+    let h = Tensor::randn([batch, 8], (Kind::Float, Device::Cpu)) * 5.0;
+    (layer, h)
+}
+
+/// Bounded windows keep every grid centre near the frame whatever the decoder
+/// state, and leave small raw values almost unchanged; unbounded ones do not.
+#[test]
+fn bounded_windows_keep_centres_near_the_frame() {
+    use syncdraw_training::model::filterbank::window;
+    let (frames, size) = (4i64, 64i64);
+    let (layer, h) = extreme_window_layer(11, frames, 32);
     let centres = |bounded: bool| {
         let geo = Geometry {
             height: size,
@@ -1042,66 +1054,50 @@ fn initial_canvas_and_forget_bias() {
 #[test]
 fn stable_filterbank_rows_never_die() {
     use syncdraw_training::model::filterbank::{spatial_filterbanks, window};
-    use syncdraw_training::model::layers::LinearParams;
-    tch::manual_seed(12);
-    let vs = tch::nn::VarStore::new(Device::Cpu);
     let (frames, size, k) = (4i64, 64i64, 10i64);
-    let layer = LinearParams::new(&(vs.root() / "w"), 8, 5 * frames);
-    tch::no_grad(|| {
-        layer
-            .w
-            .shallow_clone()
-            .copy_(&(Tensor::randn_like(&layer.w) * 50.0));
-    });
-    let h = Tensor::randn([64, 8], (Kind::Float, Device::Cpu)) * 5.0;
+    let (layer, h) = extreme_window_layer(12, frames, 64);
     let ones = Tensor::ones([64, frames, size, size], (Kind::Float, Device::Cpu));
-    {
-        let bounded = true;
-        let run = |stable: bool| {
-            let geo = Geometry {
-                height: size,
-                width: size,
-                frames,
-                k,
-                temporal_k: k,
-                groups: frames,
-                bounded,
-                stable,
-            };
-            let mut be = TchBackend::new(Device::Cpu);
-            let lin = layer.bind(&mut be);
-            let w = window(&mut be, &lin, &h, geo, false);
-            let (f_row, f_col) = spatial_filterbanks(&mut be, &w, geo);
-            let sums = Tensor::cat(
-                &[
-                    f_row.sum_dim_intlist([3i64].as_slice(), false, Kind::Float),
-                    f_col.sum_dim_intlist([3i64].as_slice(), false, Kind::Float),
-                ],
-                2,
-            );
-            let patch = read(&mut be, &w, &ones, geo); // [B, F, K, K]
-            (sums, patch / w.gamma.unsqueeze(3))
+    let run = |stable: bool| {
+        let geo = Geometry {
+            height: size,
+            width: size,
+            frames,
+            k,
+            temporal_k: k,
+            groups: frames,
+            bounded: true,
+            stable,
         };
-        let (sums, per_gamma) = run(true);
-        let worst = (sums - 1.0).abs().max().double_value(&[]);
-        assert!(
-            worst < 1e-4,
-            "bounded {bounded}: a stable row sums to 1 +- {worst}"
+        let mut be = TchBackend::new(Device::Cpu);
+        let lin = layer.bind(&mut be);
+        let w = window(&mut be, &lin, &h, geo, false);
+        let (f_row, f_col) = spatial_filterbanks(&mut be, &w, geo);
+        let sums = Tensor::cat(
+            &[
+                f_row.sum_dim_intlist([3i64].as_slice(), false, Kind::Float),
+                f_col.sum_dim_intlist([3i64].as_slice(), false, Kind::Float),
+            ],
+            2,
         );
-        let lowest = per_gamma.min().double_value(&[]);
-        assert!(
-            lowest > 0.999,
-            "bounded {bounded}: a grid point read {lowest} x gamma of a frame of ones"
-        );
-        let (sums, _) = run(false);
-        let dead = sums
-            .lt(1e-3)
-            .to_kind(Kind::Float)
-            .mean(Kind::Float)
-            .double_value(&[]);
-        assert!(
-            dead > 0.0,
-            "bounded {bounded}: these states must kill rows of the paper's normaliser"
-        );
-    }
+        let patch = read(&mut be, &w, &ones, geo); // [B, F, K, K]
+        (sums, patch / w.gamma.unsqueeze(3))
+    };
+    let (sums, per_gamma) = run(true);
+    let worst = (sums - 1.0).abs().max().double_value(&[]);
+    assert!(worst < 1e-4, "a stable row sums to 1 +- {worst}");
+    let lowest = per_gamma.min().double_value(&[]);
+    assert!(
+        lowest > 0.999,
+        "a grid point read {lowest} x gamma of a frame of ones"
+    );
+    let (sums, _) = run(false);
+    let dead = sums
+        .lt(1e-3)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float)
+        .double_value(&[]);
+    assert!(
+        dead > 0.0,
+        "these states must kill rows of the paper's normaliser"
+    );
 }
