@@ -4,7 +4,7 @@
 //! start, with a speed of 0.2 of its free range per frame (7.2 px for 28 px digits
 //! in 64 px frames), and bounces off the walls by reflection. Two digits are added
 //! and clipped at 1. The caption names the motion actually rendered.
-use super::mnist::{Digits, DIGIT_SIZE};
+use super::mnist::{Digits, DIGIT_SIZE, PIXELS};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -152,10 +152,20 @@ pub fn bounce(start: f32, velocity: f32, range: f32, frames: usize) -> Vec<f32> 
 
 /// Renders tracks into N frames of size x size (u8), adding and clipping at 255.
 pub fn render(spec: &VideoSpec, digits: &Digits, tracks: &[Track]) -> Vec<u8> {
+    render_images(spec, tracks, |_, track| &digits.images[track.image])
+}
+
+/// Renders tracks as [`render`] does, with the image of track `k` given by
+/// `image(k, track)` (a binarised sample of it, say: data/binarize.rs).
+pub fn render_images<'a>(
+    spec: &VideoSpec,
+    tracks: &[Track],
+    image: impl Fn(usize, &Track) -> &'a [u8; PIXELS],
+) -> Vec<u8> {
     let s = spec.size;
     let mut out = vec![0u8; spec.frames * s * s];
-    for track in tracks {
-        let img = &digits.images[track.image];
+    for (k, track) in tracks.iter().enumerate() {
+        let img = image(k, track);
         for (f, &(r0, c0)) in track.positions.iter().enumerate() {
             let frame = &mut out[f * s * s..(f + 1) * s * s];
             for r in 0..DIGIT_SIZE {

@@ -112,15 +112,43 @@ impl Dataset {
         &self.pixels[i * n..(i + 1) * n]
     }
 
-    /// The same videos with every pixel replaced by one Bernoulli sample of it
-    /// (data/binarize.rs), fixed by the data set's seed: the binarised test split.
-    pub fn binarized(&self) -> Self {
+    /// The same videos with every digit binarised (data/binarize.rs): one
+    /// Bernoulli sample of each digit image per video, in every frame, fixed by
+    /// the data set's seed: the binarised test split.
+    pub fn binarized(&self, digits: &Digits) -> Self {
         Self {
             config: self.config.clone(),
             split: self.split,
             videos: self.videos.clone(),
-            pixels: super::binarize::sample(&self.pixels, self.config.seed ^ 0xb1a7),
+            pixels: self.binarized_videos(digits, 0..self.len(), self.config.seed ^ 0xb1a7),
         }
+    }
+
+    /// Binarised pixels of the videos `indices`, video `j` of them sampled with
+    /// seed `mix(seed, j)` (data/binarize.rs).
+    pub fn binarized_videos(
+        &self,
+        digits: &Digits,
+        indices: impl IntoIterator<Item = usize>,
+        seed: u64,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (j, i) in indices.into_iter().enumerate() {
+            let tracks = &self.videos[i].tracks;
+            out.extend(super::binarize::video(
+                &self.config.video,
+                digits,
+                tracks,
+                super::binarize::mix(seed, j as u64),
+            ));
+        }
+        out
+    }
+
+    /// The entropy of binarising these videos (data/binarize.rs): the floor of
+    /// any model's NLL on their binarised pixels, nats per video.
+    pub fn binarization_entropy(&self, digits: &Digits) -> f64 {
+        super::binarize::sample_entropy(digits, self.videos.iter().map(|v| v.tracks.as_slice()))
     }
 
     /// Entropy floor of the grey pixels, nats per video (data/binarize.rs).

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub const DIGIT_SIZE: usize = 28;
-const PIXELS: usize = DIGIT_SIZE * DIGIT_SIZE;
+pub const PIXELS: usize = DIGIT_SIZE * DIGIT_SIZE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DigitsError {

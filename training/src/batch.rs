@@ -2,7 +2,7 @@
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use syncdraw_data::Dataset;
+use syncdraw_data::{Dataset, Digits};
 use syncdraw_format::{CaptionCodec, CaptionError};
 use tch::{Device, Kind, Tensor};
 
@@ -39,23 +39,39 @@ impl<'a> Batcher<'a> {
 
     /// Videos [B, N, A, B] in [0, 1] and caption ids [B, L] for the given indices.
     pub fn batch(&self, indices: &[usize]) -> (Tensor, Option<Tensor>) {
-        let v = &self.data.config.video;
-        let n = self.data.video_len();
-        let mut pixels = Vec::with_capacity(indices.len() * n);
+        let mut pixels = Vec::with_capacity(indices.len() * self.data.video_len());
         for &i in indices {
             pixels.extend_from_slice(self.data.video(i));
         }
-        let x = Tensor::from_slice(&pixels)
-            .reshape([
-                indices.len() as i64,
-                v.frames as i64,
-                v.size as i64,
-                v.size as i64,
-            ])
+        (self.videos(&pixels, indices.len()), self.ids(indices))
+    }
+
+    /// As [`Batcher::batch`], with every video's digits binarised afresh from
+    /// `digits` (one sample per digit image, in every frame; data/binarize.rs),
+    /// deterministic in `seed`.
+    pub fn binarized_batch(
+        &self,
+        indices: &[usize],
+        digits: &Digits,
+        seed: u64,
+    ) -> (Tensor, Option<Tensor>) {
+        let pixels = self
+            .data
+            .binarized_videos(digits, indices.iter().copied(), seed);
+        (self.videos(&pixels, indices.len()), self.ids(indices))
+    }
+
+    fn videos(&self, pixels: &[u8], count: usize) -> Tensor {
+        let v = &self.data.config.video;
+        Tensor::from_slice(pixels)
+            .reshape([count as i64, v.frames as i64, v.size as i64, v.size as i64])
             .to_device(self.device)
             .to_kind(Kind::Float)
-            / 255.0;
-        let ids = (!self.ids.is_empty()).then(|| {
+            / 255.0
+    }
+
+    fn ids(&self, indices: &[usize]) -> Option<Tensor> {
+        (!self.ids.is_empty()).then(|| {
             let l = self.caption_length;
             let mut sel = Vec::with_capacity(indices.len() * l);
             for &i in indices {
@@ -64,8 +80,7 @@ impl<'a> Batcher<'a> {
             Tensor::from_slice(&sel)
                 .reshape([indices.len() as i64, l as i64])
                 .to_device(self.device)
-        });
-        (x, ids)
+        })
     }
 }
 

@@ -16,8 +16,9 @@ pub use run_dir::{mean_logit, slots_config, words_config, CHECKPOINT};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use syncdraw_data::binarize::mix;
 use syncdraw_data::dataset::DataError;
-use syncdraw_data::{Dataset, DatasetConfig, Pixels, Split};
+use syncdraw_data::{Dataset, DatasetConfig, Digits, Pixels, Split};
 use syncdraw_format::CaptionError;
 use tch::{Device, Kind, Tensor};
 
@@ -145,9 +146,15 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         None => Dataset::load_or_generate(&meta.dataset, Split::Train, &opts.cache_dir)?,
     };
     let test_data = Dataset::load_or_generate(&meta.dataset, Split::Test, &opts.cache_dir)?;
-    let test_data = match meta.pixels {
-        Pixels::Grey => test_data,
-        Pixels::Binarized => test_data.binarized(),
+    // Binarised runs draw a fresh sample of every batch's digits from the source
+    // images (data/binarize.rs); the test split is one fixed sample.
+    let digits = match meta.pixels {
+        Pixels::Grey => None,
+        Pixels::Binarized => Some(Digits::load(&meta.dataset.source).map_err(DataError::from)?),
+    };
+    let test_data = match &digits {
+        None => test_data,
+        Some(d) => test_data.binarized(d),
     };
     let codec = meta.captions();
     let train_b = Batcher::new(&train_data, codec.as_ref(), opts.device)?;
@@ -177,13 +184,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     while step < opts.steps {
         step += 1;
         let idx = batch_indices(train_data.len(), opts.batch, meta.seed, step);
-        let (x, ids) = train_b.batch(&idx);
-        tch::manual_seed((meta.seed.wrapping_mul(7919).wrapping_add(step)) as i64);
-        // Dynamic binarisation: a fresh Bernoulli sample of the batch every step.
-        let x = match meta.pixels {
-            Pixels::Grey => x,
-            Pixels::Binarized => x.bernoulli(),
+        // Dynamic binarisation: a fresh sample of the batch's digits every step.
+        let (x, ids) = match &digits {
+            None => train_b.batch(&idx),
+            Some(d) => train_b.binarized_batch(&idx, d, mix(meta.seed ^ 0xb1a7_0000, step)),
         };
+        tch::manual_seed((meta.seed.wrapping_mul(7919).wrapping_add(step)) as i64);
         let eps = Tensor::randn(
             [idx.len() as i64, c.timesteps, c.z_dim],
             (Kind::Float, opts.device),

@@ -6,7 +6,7 @@ use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 use syncdraw_data::dataset::default_cache_dir;
-use syncdraw_data::{Dataset, Pixels, Split};
+use syncdraw_data::{Dataset, Digits, Pixels, Split};
 use syncdraw_training::batch::Batcher;
 use syncdraw_training::checkpoint;
 use syncdraw_training::nll::evaluate;
@@ -36,27 +36,32 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let ck = checkpoint::load(&a.checkpoint, device)?;
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
     let test = Dataset::load_or_generate(&ck.meta.dataset, Split::Test, &cache)?;
-    // The entropy floor of grey data: no model's reconstruction term goes below it.
-    let floor = match ck.meta.pixels {
-        Pixels::Grey => {
-            let n = a.limit.unwrap_or(test.len()).min(test.len());
-            Some(syncdraw_data::binarize::entropy_floor(
+    let n = a.limit.unwrap_or(test.len()).min(test.len());
+    // The floor of the NLL: grey data, the entropy of the evaluated pixels;
+    // binarised data, the entropy of the binarisation (one sample per digit).
+    let (floor, test) = match ck.meta.pixels {
+        Pixels::Grey => (
+            syncdraw_data::binarize::entropy_floor(
                 &test.pixels[..n * test.video_len()],
                 test.video_len(),
-            ))
+            ),
+            test,
+        ),
+        Pixels::Binarized => {
+            let digits = Digits::load(&ck.meta.dataset.source)?;
+            let floor = syncdraw_data::binarize::sample_entropy(
+                &digits,
+                test.videos[..n].iter().map(|v| v.tracks.as_slice()),
+            );
+            (floor, test.binarized(&digits))
         }
-        Pixels::Binarized => None,
-    };
-    let test = match ck.meta.pixels {
-        Pixels::Grey => test,
-        Pixels::Binarized => test.binarized(),
     };
     let batcher = Batcher::new(&test, ck.meta.captions().as_ref(), device)?;
     let r = evaluate(&ck.model, &batcher, a.batch, a.seed, a.iwae_k, a.limit);
     print_report(&EvalReport {
         pixels: ck.meta.pixels.name(),
         entropy_floor: floor,
-        excess_over_floor: floor.map(|f| r.nll - f),
+        excess_over_floor: r.nll - floor,
         checkpoint: a.checkpoint,
         dataset: ck.meta.dataset.name(),
         variant: ck.meta.model.variant.name(),
@@ -77,10 +82,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
 struct EvalReport {
     /// "grey" or "binarized": the pixels the NLL is on.
     pixels: &'static str,
-    /// Grey data: the entropy of the evaluated videos' pixels, the lowest
-    /// reconstruction term any model can reach; and how far above it the NLL is.
-    entropy_floor: Option<f64>,
-    excess_over_floor: Option<f64>,
+    /// The lowest NLL any model can reach on the evaluated videos, and how far
+    /// above it this one is. Grey data: the entropy of the pixels (the
+    /// reconstruction term cannot go below it). Binarised data: the entropy of
+    /// the binarisation, one Bernoulli sample per digit image (data/binarize.rs).
+    entropy_floor: f64,
+    excess_over_floor: f64,
     checkpoint: PathBuf,
     dataset: String,
     variant: &'static str,
