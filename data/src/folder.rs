@@ -114,6 +114,50 @@ pub fn split_of(grammar: &Grammar, objects: &[Vec<usize>]) -> Split {
     }
 }
 
+/// Captions of `split` that `grammar` can write, in a fixed order: objects from
+/// `min_objects` up, and within a count every combination of slot values (the
+/// last slot of the last object varying fastest), at most `limit` of them. A
+/// grammar has no other list of its captions, so a model trained on a folder set
+/// takes its example captions from here rather than from the files.
+pub fn grammar_captions(grammar: &Grammar, split: Split, limit: usize) -> Vec<String> {
+    let sizes: Vec<usize> = grammar.slots.iter().map(|s| s.values.len()).collect();
+    let mut out = Vec::new();
+    if sizes.is_empty() || sizes.contains(&0) {
+        return out;
+    }
+    for count in grammar.min_objects.max(1)..=grammar.max_objects {
+        let positions = count * sizes.len();
+        let mut digits = vec![0usize; positions];
+        loop {
+            let objects: Vec<Vec<usize>> =
+                digits.chunks(sizes.len()).map(<[usize]>::to_vec).collect();
+            if out.len() >= limit {
+                return out;
+            }
+            if split_of(grammar, &objects) == split {
+                out.push(grammar.caption(&objects));
+            }
+            // The next combination, as a mixed-radix counter.
+            let mut p = positions;
+            loop {
+                if p == 0 {
+                    break;
+                }
+                p -= 1;
+                digits[p] += 1;
+                if digits[p] < sizes[p % sizes.len()] {
+                    break;
+                }
+                digits[p] = 0;
+            }
+            if digits.iter().all(|&d| d == 0) {
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// Splits one CSV record: fields separated by commas, a field in double quotes may
 /// hold commas and doubled quotes.
 pub fn csv_fields(line: &str) -> Result<Vec<String>, String> {
@@ -327,6 +371,20 @@ impl FolderDataset {
     pub fn video(&self, i: usize) -> &[u8] {
         let n = self.video_len();
         &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// SHA-256 of the header and pixels, as 16 hex digits: what a training run
+    /// records to know the set again on resume.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&self.header).expect("serialisable"));
+        h.update(&self.pixels);
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Writes the split file atomically.

@@ -1,14 +1,15 @@
-//! Turning data set videos and captions into tensors.
+//! Turning a split's videos and captions into tensors.
+use crate::source::Videos;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use syncdraw_data::{Dataset, Digits};
+use syncdraw_data::Digits;
 use syncdraw_format::{CaptionCodec, CaptionError};
 use tch::{Device, Kind, Tensor};
 
-/// A data set with its captions already tokenized.
+/// A split with its captions already tokenized.
 pub struct Batcher<'a> {
-    pub data: &'a Dataset,
+    pub data: &'a Videos,
     /// Token ids, `caption_length` per video; empty for unconditional models.
     ids: Vec<i64>,
     caption_length: usize,
@@ -17,7 +18,7 @@ pub struct Batcher<'a> {
 
 impl<'a> Batcher<'a> {
     pub fn new(
-        data: &'a Dataset,
+        data: &'a Videos,
         captions: Option<&CaptionCodec>,
         device: Device,
     ) -> Result<Self, CaptionError> {
@@ -25,8 +26,8 @@ impl<'a> Batcher<'a> {
         let caption_length = captions.map_or(0, |c| c.length());
         if let Some(codec) = captions {
             ids.reserve(data.len() * caption_length);
-            for video in &data.videos {
-                ids.extend(codec.encode(&video.caption)?);
+            for i in 0..data.len() {
+                ids.extend(codec.encode(data.caption(i))?);
             }
         }
         Ok(Self {
@@ -37,7 +38,9 @@ impl<'a> Batcher<'a> {
         })
     }
 
-    /// Videos [B, N, A, B] in [0, 1] and caption ids [B, L] for the given indices.
+    /// Videos in [0, 1] and caption ids [B, L] for the given indices: grey videos
+    /// as [B, N, A, B], colour ones as [B, N, C, A, B] (the model's layout,
+    /// model/filterbank.rs).
     pub fn batch(&self, indices: &[usize]) -> (Tensor, Option<Tensor>) {
         let mut pixels = Vec::with_capacity(indices.len() * self.data.video_len());
         for &i in indices {
@@ -48,23 +51,33 @@ impl<'a> Batcher<'a> {
 
     /// As [`Batcher::batch`], with every video's digits binarised afresh from
     /// `digits` (one sample per digit image, in every frame; data/binarize.rs),
-    /// deterministic in `seed`.
+    /// deterministic in `seed`. None for a folder set, which has no digits.
     pub fn binarized_batch(
         &self,
         indices: &[usize],
         digits: &Digits,
         seed: u64,
-    ) -> (Tensor, Option<Tensor>) {
-        let pixels = self
-            .data
-            .binarized_videos(digits, indices.iter().copied(), seed);
-        (self.videos(&pixels, indices.len()), self.ids(indices))
+    ) -> Option<(Tensor, Option<Tensor>)> {
+        let data = self.data.generated()?;
+        let pixels = data.binarized_videos(digits, indices.iter().copied(), seed);
+        Some((self.videos(&pixels, indices.len()), self.ids(indices)))
     }
 
     fn videos(&self, pixels: &[u8], count: usize) -> Tensor {
-        let v = &self.data.config.video;
+        let v = self.data.shape();
+        let (n, c, h, w) = (
+            v.frames as i64,
+            v.channels as i64,
+            v.height as i64,
+            v.width as i64,
+        );
+        let shape: Vec<i64> = if c > 1 {
+            vec![count as i64, n, c, h, w]
+        } else {
+            vec![count as i64, n, h, w]
+        };
         Tensor::from_slice(pixels)
-            .reshape([count as i64, v.frames as i64, v.size as i64, v.size as i64])
+            .reshape(shape)
             .to_device(self.device)
             .to_kind(Kind::Float)
             / 255.0

@@ -3,13 +3,14 @@
 //! enough to resume, evaluate, sample or export. Written atomically: a temporary
 //! file in the same directory, fsync, then rename.
 use crate::model::{ModelConfig, SyncDraw};
+use crate::source::DataSource;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use syncdraw_data::tensors::{
     copy_weights, named_with_meta, read_with_meta, write_safetensors_atomic, ReadFailure,
 };
-use syncdraw_data::{DatasetConfig, Pixels};
+use syncdraw_data::Pixels;
 use syncdraw_format::{CaptionCodec, Grammar, Vocabulary};
 use tch::{Device, Tensor};
 
@@ -39,7 +40,11 @@ pub struct Meta {
     /// Format-2 captions: the caption grammar (slots caption encoder).
     #[serde(default)]
     pub grammar: Option<Grammar>,
-    pub dataset: DatasetConfig,
+    /// What the model is trained on: `"dataset": {..}` (generated Bouncing
+    /// MNIST, as in every older checkpoint) or `"folder": {..}` (an imported
+    /// set, with its grammar, frames, size and channels); source.rs.
+    #[serde(flatten)]
+    pub data: DataSource,
     /// How the model reads pixels: grey Bernoulli means or binarised samples.
     #[serde(default)]
     pub pixels: Pixels,

@@ -11,7 +11,7 @@ use crate::model::{CaptionConfig, SyncDraw};
 use onnx_protobuf::{Message, ModelProto};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use syncdraw_data::bouncing::{contents, Split};
+use syncdraw_data::bouncing::Split;
 use syncdraw_format::{keys, CaptionCodec};
 use tch::Device;
 
@@ -47,6 +47,8 @@ pub struct ExportSummary {
     pub parameters: usize,
     pub variant: String,
     pub frames: i64,
+    /// 1 (grey) or 3 (R, G, B).
+    pub channels: i64,
     pub height: i64,
     pub width: i64,
     pub timesteps: i64,
@@ -62,7 +64,7 @@ impl fmt::Display for ExportSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "wrote {} ({:.1} MB): {} model, {} frames of {}x{}, T = {}, z_dim = {}, {}, \
+            "wrote {} ({:.1} MB): {} model, {} frames of {}x{} {}, T = {}, z_dim = {}, {}, \
              {} nodes, {} parameters, {} training steps",
             self.path.display(),
             self.bytes as f64 / 1e6,
@@ -70,6 +72,7 @@ impl fmt::Display for ExportSummary {
             self.frames,
             self.height,
             self.width,
+            if self.channels == 3 { "RGB" } else { "grey" },
             self.timesteps,
             self.z_dim,
             if self.caption_length > 0 {
@@ -127,6 +130,7 @@ pub fn export_model(
         parameters,
         variant: c.variant.name().to_string(),
         frames: c.frames,
+        channels: c.channels,
         height: c.height,
         width: c.width,
         timesteps: c.timesteps,
@@ -161,8 +165,9 @@ fn record(model: &SyncDraw, meta: &Meta) -> Result<(ModelProto, usize), ExportEr
         let dec = model.decoder.bind(&mut rec);
         dec.generate(&mut rec, &z, caption.as_ref())
     };
-    let (n, h, w) = (
+    let (n, ch, h, w) = (
         Dim::Fixed(c.frames),
+        Dim::Fixed(c.channels),
         Dim::Fixed(c.height),
         Dim::Fixed(c.width),
     );
@@ -170,13 +175,13 @@ fn record(model: &SyncDraw, meta: &Meta) -> Result<(ModelProto, usize), ExportEr
         &generated.video,
         "video",
         ElemType::Float,
-        &[batch(), n.clone(), Dim::Fixed(1), h.clone(), w.clone()],
+        &[batch(), n.clone(), ch.clone(), h.clone(), w.clone()],
     );
     rec.output(
         &generated.canvases,
         "canvases",
         ElemType::Float,
-        &[batch(), Dim::Fixed(c.timesteps), n, Dim::Fixed(1), h, w],
+        &[batch(), Dim::Fixed(c.timesteps), n, ch, h, w],
     );
     let doc = format!(
         "Sync-DRAW ({}) generation path: z [batch, T, z_dim]{} -> video, canvases. \
@@ -217,6 +222,13 @@ fn check(model: &SyncDraw, meta: &Meta) -> Result<(), ExportError> {
         if v < 1 {
             return Err(bad(format!("{what} is {v}")));
         }
+    }
+    if c.channels != 1 && c.channels != 3 {
+        return Err(bad(format!(
+            "{} is {}: only 1 (grey) and 3 (R, G, B) are defined",
+            keys::CHANNELS,
+            c.channels
+        )));
     }
     match (&c.caption, meta.captions()) {
         (None, _) => {}
@@ -282,7 +294,7 @@ pub fn metadata(meta: &Meta) -> Vec<(String, String)> {
         (keys::FRAMES, c.frames.to_string()),
         (keys::HEIGHT, c.height.to_string()),
         (keys::WIDTH, c.width.to_string()),
-        (keys::CHANNELS, "1".into()),
+        (keys::CHANNELS, c.channels.to_string()),
         (keys::TIMESTEPS, c.timesteps.to_string()),
         (keys::Z_DIM, c.z_dim.to_string()),
         (
@@ -302,7 +314,7 @@ pub fn metadata(meta: &Meta) -> Vec<(String, String)> {
         ));
     }
     entries.extend([
-        (keys::DATASET, meta.dataset.name()),
+        (keys::DATASET, meta.data.name()),
         (keys::VARIANT, c.variant.name().into()),
         (
             keys::EXAMPLE_CAPTIONS,
@@ -327,12 +339,12 @@ pub fn example_captions(meta: &Meta) -> Vec<String> {
     let Some(codec) = meta.captions() else {
         return vec![];
     };
-    let digits = meta.dataset.digits;
     let mut out: Vec<String> = Vec::new();
     for (split, want) in [(Split::Test, EXAMPLES / 2), (Split::Train, EXAMPLES)] {
-        let captions: Vec<String> = contents(digits, split)
-            .iter()
-            .map(|c| c.caption())
+        let captions: Vec<String> = meta
+            .data
+            .captions(split)
+            .into_iter()
             .filter(|c| codec.encode(c).is_ok())
             .collect();
         let take = want.min(EXAMPLES - out.len()).min(captions.len());

@@ -10,6 +10,16 @@ use syncdraw_evaluator::labels::{compare, Score, Tally};
 use syncdraw_evaluator::{Evaluator, EvaluatorError};
 use tch::{Kind, Tensor};
 
+#[derive(Debug, thiserror::Error)]
+pub enum FidelityError {
+    #[error(transparent)]
+    Evaluator(#[from] EvaluatorError),
+    #[error(transparent)]
+    Caption(#[from] syncdraw_format::CaptionError),
+    #[error("the model is trained on {0}: the evaluator reads Bouncing MNIST digits only, and there is no reader for this data set's videos")]
+    NoReader(String),
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CaptionFidelity {
     pub caption: String,
@@ -36,7 +46,8 @@ pub struct FidelityReport {
 /// of `split` of the model's data set (the test split's digit–motion combinations
 /// were never seen in training) and scores them with the evaluator. An
 /// unconditional model draws `per_caption` x (number of captions) videos from the
-/// prior and only the number of digits is checked.
+/// prior and only the number of digits is checked. Refused for a model trained on
+/// a folder set: the evaluator reads digits.
 pub fn fidelity(
     model: &SyncDraw,
     meta: &Meta,
@@ -44,20 +55,23 @@ pub fn fidelity(
     split: Split,
     per_caption: usize,
     seed: u64,
-) -> Result<FidelityReport, EvaluatorError> {
+) -> Result<FidelityReport, FidelityError> {
+    let Some(data) = meta.data.generated() else {
+        return Err(FidelityError::NoReader(meta.data.name()));
+    };
     let mc = &model.config;
     let ec = &evaluator.meta.config;
     if mc.frames != ec.frames || mc.height != ec.size || mc.width != ec.size {
-        return Err(EvaluatorError::Shape {
+        return Err(FidelityError::Evaluator(EvaluatorError::Shape {
             want: format!("{} frames of {}x{}", ec.frames, ec.size, ec.size),
             got: format!(
                 "a model of {} frames of {}x{}",
                 mc.frames, mc.height, mc.width
             ),
-        });
+        }));
     }
     let per_caption = per_caption.max(1);
-    let tests = contents(meta.dataset.digits, split);
+    let tests = contents(data.digits, split);
     let device = model.device();
     tch::manual_seed(seed as i64);
     let mut per = Vec::new();
@@ -92,10 +106,7 @@ pub fn fidelity(
         }
         None => {
             let n = per_caption * tests.len();
-            let want = Content(vec![
-                (0, syncdraw_data::Motion::UpDown);
-                meta.dataset.digits
-            ]);
+            let want = Content(vec![(0, syncdraw_data::Motion::UpDown); data.digits]);
             for start in (0..n).step_by(100) {
                 let b = (n - start).min(100);
                 for d in evaluator.predict(&generate(b, None))? {

@@ -1,6 +1,7 @@
 //! Sync-DRAW on tch (libtorch): the model, training, the NLL bound, caption
 //! fidelity (scored by syncdraw-evaluator), sampling and ONNX export. The data
-//! comes from syncdraw-data.
+//! comes from syncdraw-data: generated Bouncing MNIST or an imported folder set
+//! (source.rs).
 pub mod adam;
 pub mod backend;
 pub mod batch;
@@ -10,5 +11,6 @@ pub mod fidelity;
 pub mod model;
 pub mod nll;
 pub mod sample;
+pub mod source;
 pub mod train;
 pub mod warm_start;

@@ -17,7 +17,7 @@ use syncdraw_evaluator::{
     Evaluator, EvaluatorConfig, EvaluatorError, EvaluatorMeta, TrainingInfo, FORMAT as EV_FORMAT,
 };
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
-use syncdraw_training::fidelity::fidelity;
+use syncdraw_training::fidelity::{fidelity, FidelityError};
 use syncdraw_training::model::{DecoderKind, ModelConfig, SyncDraw, Variant};
 use syncdraw_training::train::slots_config;
 use tch::Device;
@@ -586,6 +586,7 @@ fn tiny_model(data: &DatasetConfig, captions: bool) -> (SyncDraw, Meta) {
     let config = ModelConfig {
         variant: Variant::Syncdraw,
         frames: FRAMES as i64,
+        channels: 1,
         height: SIZE as i64,
         width: SIZE as i64,
         timesteps: 2,
@@ -689,7 +690,10 @@ fn evaluator_for_other_videos_is_refused() {
     ev.meta.config.size = 48;
     let ev = Evaluator::new(ev.meta.clone(), Device::Cpu);
     let err = fidelity(&model, &meta, &ev, Split::Test, 1, 1).expect_err("shape mismatch");
-    assert!(matches!(err, EvaluatorError::Shape { .. }), "{err}");
+    assert!(
+        matches!(err, FidelityError::Evaluator(EvaluatorError::Shape { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("6 frames of 48x48"), "{err}");
 }
 

@@ -17,6 +17,7 @@ use syncdraw_format::{CaptionCodec, Grammar, Vocabulary};
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
 use syncdraw_training::export::{export, export_model, ExportError};
 use syncdraw_training::model::{DecoderKind, ModelConfig, SyncDraw, Variant};
+use syncdraw_training::source::DataSource;
 use syncdraw_training::train::{slots_config, words_config};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
@@ -120,6 +121,7 @@ fn config(variant: Variant, cap: Cap) -> ModelConfig {
     ModelConfig {
         variant,
         frames: FRAMES,
+        channels: 1,
         height: SIZE,
         width: SIZE,
         timesteps: T,
@@ -187,7 +189,7 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
         model: config,
         vocabulary: (cap == Cap::Words).then(|| d.vocab.clone()),
         grammar: (cap == Cap::Slots).then(|| d.grammar.clone()),
-        dataset: d.dataset.clone(),
+        data: DataSource::Generated(d.dataset.clone()),
         pixels: Default::default(),
         step: steps,
         seed: 7,

@@ -14,6 +14,7 @@ use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
 use syncdraw_training::model::read::read;
 use syncdraw_training::model::write::write;
 use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
+use syncdraw_training::source::DataSource;
 use syncdraw_training::train::{
     mean_logit, train, CanvasInit, CaptionEncoderKind, TrainError, TrainOptions,
 };
@@ -48,6 +49,7 @@ fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
         k,
         temporal_k: k,
         groups: n,
+        channels: 1,
         bounded: false,
         stable: false,
     };
@@ -146,6 +148,7 @@ fn write_is_the_transpose_of_read() {
             k,
             temporal_k: kt,
             groups,
+            channels: 1,
             bounded: false,
             stable: false,
         };
@@ -183,6 +186,7 @@ fn computed_write_equals_the_plain_formula_with_gradients() {
         k,
         temporal_k: k,
         groups: n,
+        channels: 1,
         bounded: false,
         stable: false,
     };
@@ -513,6 +517,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         model: ModelConfig {
             variant: Variant::Syncdraw,
             frames: 4,
+            channels: 1,
             height: 32,
             width: 32,
             timesteps: 4,
@@ -529,7 +534,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
             stable_filterbank: false,
             temporal_k: None,
         },
-        dataset,
+        data: DataSource::Generated(dataset),
         pixels: Pixels::Grey,
         captions: Some(CaptionEncoderKind::Slots),
         canvas_init: CanvasInit::Zero,
@@ -770,6 +775,7 @@ fn bounded_windows_keep_centres_near_the_frame() {
             k: 10,
             temporal_k: 10,
             groups: frames,
+            channels: 1,
             bounded,
             stable: false,
         };
@@ -823,6 +829,7 @@ fn window_statistics_report_centres_and_dead_rows() {
         k,
         temporal_k: k,
         groups: frames,
+        channels: 1,
         bounded: false,
         stable: false,
     };
@@ -923,12 +930,14 @@ fn a_two_digit_run_warm_starts_from_a_one_digit_checkpoint() {
     train(&tiny_options(one.path(), cache.path(), 10)).expect("one-digit run");
     let source = one.path().join("checkpoint.safetensors");
     let mut opts = tiny_options(two.path(), cache.path(), 10);
-    opts.dataset.digits = 2;
+    if let DataSource::Generated(d) = &mut opts.data {
+        d.digits = 2;
+    }
     opts.warm_start = Some(source.clone());
     let summary = train(&opts).expect("warm-started two-digit run");
     assert_eq!(summary.step, 10);
     let meta = checkpoint::read_meta(&summary.checkpoint).expect("meta");
-    assert_eq!(meta.dataset.digits, 2);
+    assert_eq!(meta.data.generated().map(|d| d.digits), Some(2));
     assert_eq!(meta.steps_before, 10);
     assert_eq!(
         meta.initialised_from.as_deref(),
@@ -1029,9 +1038,12 @@ fn initial_canvas_and_forget_bias() {
         checkpoint::load(&d.path().join("checkpoint.safetensors"), Device::Cpu).expect("load")
     };
     let (ca, cb) = (load(&a), load(&b));
-    let train_data =
-        Dataset::load_or_generate(&options(a.path(), 1).dataset, Split::Train, cache.path())
-            .expect("data");
+    let config = options(a.path(), 1)
+        .data
+        .generated()
+        .cloned()
+        .expect("generated");
+    let train_data = Dataset::load_or_generate(&config, Split::Train, cache.path()).expect("data");
     assert_eq!(
         ca.meta.model.canvas_init,
         Some(mean_logit(&train_data.pixels))
@@ -1065,6 +1077,7 @@ fn stable_filterbank_rows_never_die() {
             k,
             temporal_k: k,
             groups: frames,
+            channels: 1,
             bounded: true,
             stable,
         };

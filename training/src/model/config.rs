@@ -33,6 +33,11 @@ pub struct ModelConfig {
     /// Frame height (A) and width (B) in pixels.
     pub height: i64,
     pub width: i64,
+    /// Colour channels C of every frame: 1 (grey) or 3 (R, G, B); absent in
+    /// older checkpoints: 1. Read and write apply the same filterbanks to each
+    /// channel (read.rs, write.rs).
+    #[serde(default = "one")]
+    pub channels: i64,
     /// Drawing steps (T).
     pub timesteps: i64,
     /// Read grid size (K x K per frame).
@@ -71,6 +76,10 @@ pub struct ModelConfig {
     /// c^0 = 0, every pixel at probability 0.5); `None`: the paper's c^0 = 0.
     #[serde(default)]
     pub canvas_init: Option<f64>,
+}
+
+fn one() -> i64 {
+    1
 }
 
 /// The decoder's structure.
@@ -168,20 +177,25 @@ impl ModelConfig {
         self.temporal_k.unwrap_or(k)
     }
 
-    /// Values written per step: a K x K patch per frame, or the Baseline's
-    /// K x K x K_t cuboid (K_t temporal points over the N frames).
+    /// Values written per step: a K x K patch per frame and channel, or the
+    /// Baseline's K x K x K_t cuboid per channel (K_t temporal points over the N
+    /// frames).
     pub fn write_patch_size(&self) -> i64 {
-        match self.variant {
-            Variant::Syncdraw | Variant::Global => self.frames * self.write_k * self.write_k,
-            Variant::Baseline => self.write_k * self.write_k * self.temporal_k(self.write_k),
-        }
+        self.channels * self.patch_groups(self.write_k) * self.write_k * self.write_k
     }
 
-    /// Values read per step from one video (x or x_hat).
+    /// Values read per step from one video (x or x_hat): K x K per frame (or
+    /// temporal point) and channel.
     pub fn read_patch_size(&self) -> i64 {
+        self.channels * self.patch_groups(self.read_k) * self.read_k * self.read_k
+    }
+
+    /// Patches per channel next to a spatial grid of `k` points: one per frame,
+    /// or the Baseline's K_t temporal points.
+    pub fn patch_groups(&self, k: i64) -> i64 {
         match self.variant {
-            Variant::Syncdraw | Variant::Global => self.frames * self.read_k * self.read_k,
-            Variant::Baseline => self.read_k * self.read_k * self.temporal_k(self.read_k),
+            Variant::Syncdraw | Variant::Global => self.frames,
+            Variant::Baseline => self.temporal_k(k),
         }
     }
 
@@ -204,7 +218,8 @@ impl ModelConfig {
         }
     }
 
+    /// Values of one video: N x C x A x B.
     pub fn pixels(&self) -> i64 {
-        self.frames * self.height * self.width
+        self.frames * self.channels * self.height * self.width
     }
 }

@@ -53,9 +53,9 @@ impl<T> DecoderState<T> {
 
 /// What the decoder produces for a batch of z draws.
 pub struct Generated<T> {
-    /// sigmoid(c_T), [B, N, 1, A, B].
+    /// sigmoid(c_T), [B, N, C, A, B].
     pub video: T,
-    /// sigmoid(c_t) for t = 1..T, [B, T, N, 1, A, B].
+    /// sigmoid(c_t) for t = 1..T, [B, T, N, C, A, B].
     pub canvases: T,
 }
 
@@ -184,7 +184,8 @@ impl<T> Decoder<T> {
         DecoderState { lstms, joined }
     }
 
-    /// write(h_dec^t) for every frame (eq. 9): [B, N, A, B]. The window comes from
+    /// write(h_dec^t) for every frame (eq. 9): [B, N, A, B] ([B, N, C, A, B] in
+    /// colour). The window comes from
     /// the first decoder LSTM (where), the patch from the last (what); for a joint
     /// decoder both are h_dec^t.
     pub fn write<B: Backend<Tensor = T>>(&self, be: &mut B, state: &DecoderState<T>) -> T {
@@ -218,17 +219,19 @@ impl<T> Decoder<T> {
     }
 
     /// w^t, the patch written at this step, from the last decoder LSTM (what):
-    /// [B, G, K, K] (G = N frames, or K_t temporal rows for the Baseline).
+    /// [B, G, K, K] (G = N frames, or K_t temporal rows for the Baseline); in
+    /// colour [B, G, C, K, K], a patch per channel.
     fn write_patch<B: Backend<Tensor = T>>(&self, be: &mut B, state: &DecoderState<T>) -> T {
         let c = &self.config;
-        let g = if c.variant == Variant::Baseline {
-            c.temporal_k(c.write_k)
-        } else {
-            c.frames
-        };
+        let g = c.patch_groups(c.write_k);
         let h_what = &state.lstms[state.lstms.len() - 1].h;
         let patch = self.write_patch.forward(be, h_what);
-        be.reshape(&patch, &[-1, g, c.write_k, c.write_k])
+        let shape: &[i64] = if Geometry::of(c, c.write_k).colour() {
+            &[-1, g, c.channels, c.write_k, c.write_k]
+        } else {
+            &[-1, g, c.write_k, c.write_k]
+        };
+        be.reshape(&patch, shape)
     }
 
     /// The whole generation path for z [B, T, z_dim] (and caption ids [B, L]).
@@ -278,22 +281,28 @@ impl<T> Decoder<T> {
             state = Some(next);
         }
         let last = canvas.expect("at least one timestep");
+        // Colour frames have their channel axis before A, B: the K axes move one on.
+        let ch = geo.colour() as i64;
         let c_final = if rows.len() == c.timesteps as usize {
             // c^T = c^0 + [rows_1 .. rows_T] x [f_col_1; ..; f_col_T]
             let rows: Vec<&T> = rows.iter().collect();
             let cols: Vec<&T> = cols.iter().collect();
-            let rows = be.concat(&rows, 3); // [B, N, A, T K]
-            let cols = be.concat(&cols, 2); // [B, N, T K, B]
+            let rows = be.concat(&rows, 3 + ch); // [B, N, (C,) A, T K]
+            let cols = be.concat(&cols, 2 + ch); // [B, N, (1,) T K, B]
             let sum = be.matmul(&rows, &cols);
             self.first_canvas(be, sum)
         } else {
             last
         };
         let video = be.sigmoid(&c_final);
-        let video = be.reshape(&video, &[-1, c.frames, 1, c.height, c.width]);
+        let video = be.reshape(&video, &[-1, c.frames, c.channels, c.height, c.width]);
         let refs: Vec<&T> = steps.iter().collect();
-        let canvases = be.concat(&refs, 1);
-        let canvases = be.unsqueeze(&canvases, 3);
+        let canvases = be.concat(&refs, 1); // [B, T, N, (C,) A, B]
+        let canvases = if geo.colour() {
+            canvases
+        } else {
+            be.unsqueeze(&canvases, 3)
+        };
         Generated { video, canvases }
     }
 }

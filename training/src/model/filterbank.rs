@@ -2,7 +2,9 @@
 //!
 //! A window is computed for `F` frame groups at once (F = N frames for Sync-DRAW,
 //! F = 1 for the shared Global / Baseline window). Every parameter tensor has shape
-//! [B, F, 1]; filterbanks have shape [B, F, K, A].
+//! [B, F, 1]; filterbanks have shape [B, F, K, A]. Colour frames are read and
+//! written through the same filterbanks in each channel, as DRAW does for colour
+//! images ([`over_channels`]).
 use super::config::ModelConfig;
 use super::layers::Linear;
 use crate::backend::Backend;
@@ -50,6 +52,8 @@ pub struct Geometry {
     pub temporal_k: i64,
     /// Frame groups F.
     pub groups: i64,
+    /// Colour channels C (1 grey, 3 RGB).
+    pub channels: i64,
     /// Squash the raw parameters into [`BOUNDS`] (see [`window`]).
     pub bounded: bool,
     /// Normalise filterbank rows stably (see [`filterbank`]).
@@ -66,9 +70,39 @@ impl Geometry {
             k,
             temporal_k: c.temporal_k(k),
             groups: c.attention_groups(),
+            channels: c.channels,
             bounded: c.bounded_windows,
             stable: c.stable_filterbank,
         }
+    }
+
+    /// Whether frames have a channel axis. Colour videos are [B, N, C, A, B];
+    /// grey ones are [B, N, A, B], without it, as every model before colour was,
+    /// so a grey model's graph is exactly what it was.
+    pub fn colour(&self) -> bool {
+        self.channels > 1
+    }
+
+    /// The shape of `groups` frames (or temporal slices) per video:
+    /// [-1, groups, A, B], or [-1, groups, C, A, B] in colour.
+    pub fn frames_shape(&self, groups: i64) -> Vec<i64> {
+        if self.colour() {
+            vec![-1, groups, self.channels, self.height, self.width]
+        } else {
+            vec![-1, groups, self.height, self.width]
+        }
+    }
+}
+
+/// A tensor of one frame group, [B, F, x, y] (a filterbank, or gamma as
+/// [B, F, 1, 1]), made to act on every channel of colour frames alike:
+/// [B, F, 1, x, y], which broadcasts over the C planes. Grey frames have no
+/// channel axis, and get `t` itself.
+pub fn over_channels<B: Backend>(be: &mut B, t: B::Tensor, geo: Geometry) -> B::Tensor {
+    if geo.colour() {
+        be.unsqueeze(&t, 2)
+    } else {
+        t
     }
 }
 

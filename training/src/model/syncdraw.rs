@@ -55,7 +55,9 @@ impl SyncDraw {
     }
 
     /// Runs the R-VAE over T steps on a batch of videos `x` [B, N, A, B] in [0, 1]
-    /// (and caption ids [B, L]), with `eps` [B, T, z_dim] the reparameterisation noise.
+    /// ([B, N, C, A, B] for a colour model, as [`crate::batch::Batcher`] gives
+    /// them) and caption ids [B, L], with `eps` [B, T, z_dim] the
+    /// reparameterisation noise.
     pub fn loss(&self, x: &Tensor, caption: Option<&Tensor>, eps: &Tensor) -> Loss {
         self.loss_observed(x, caption, eps, None)
     }

@@ -10,6 +10,7 @@ use crate::checkpoint::{self, CheckpointError};
 use crate::model::window_stats::WindowStats;
 use crate::model::{ModelConfig, SyncDraw};
 use crate::nll::{evaluate, EvalResult};
+use crate::source::{DataSource, SourceError};
 use crate::warm_start::WarmStartError;
 use metrics::{MetricsLine, Reporter};
 pub use run_dir::{mean_logit, slots_config, words_config, CHECKPOINT};
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use syncdraw_data::binarize::mix;
 use syncdraw_data::dataset::DataError;
-use syncdraw_data::{Dataset, DatasetConfig, Digits, Pixels, Split};
+use syncdraw_data::{Pixels, Split};
 use syncdraw_format::CaptionError;
 use tch::{Device, Kind, Tensor};
 
@@ -26,6 +27,8 @@ use tch::{Device, Kind, Tensor};
 pub enum TrainError {
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
@@ -56,7 +59,9 @@ pub enum TrainError {
 pub struct TrainOptions {
     pub run_dir: PathBuf,
     pub model: ModelConfig,
-    pub dataset: DatasetConfig,
+    /// What to train on: generated Bouncing MNIST or an imported folder set
+    /// (source.rs). The model's frames, size and channels must be the data's.
+    pub data: DataSource,
     /// Grey pixels, or binarised ones (dynamic for training, fixed for the test split).
     pub pixels: Pixels,
     /// Condition on captions, with this encoder (words: the vocabulary is built
@@ -143,18 +148,20 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     } = run_dir::start(opts)?;
     let train_data = match train {
         Some(d) => d,
-        None => Dataset::load_or_generate(&meta.dataset, Split::Train, &opts.cache_dir)?,
+        None => meta.data.load(Split::Train, &opts.cache_dir)?,
     };
-    let test_data = Dataset::load_or_generate(&meta.dataset, Split::Test, &opts.cache_dir)?;
+    let test_data = meta.data.load(Split::Test, &opts.cache_dir)?;
     // Binarised runs draw a fresh sample of every batch's digits from the source
-    // images (data/binarize.rs); the test split is one fixed sample.
+    // images (data/binarize.rs); the test split is one fixed sample. Only
+    // generated digits can be binarised (refused for a folder set).
     let digits = match meta.pixels {
         Pixels::Grey => None,
-        Pixels::Binarized => Some(Digits::load(&meta.dataset.source).map_err(DataError::from)?),
+        Pixels::Binarized => Some(meta.data.binarization_digits()?),
     };
+    let no_digits = || SourceError::NoBinarization(meta.data.name());
     let test_data = match &digits {
         None => test_data,
-        Some(d) => test_data.binarized(d),
+        Some(d) => test_data.binarized(d).ok_or_else(no_digits)?,
     };
     let codec = meta.captions();
     let train_b = Batcher::new(&train_data, codec.as_ref(), opts.device)?;
@@ -187,7 +194,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         // Dynamic binarisation: a fresh sample of the batch's digits every step.
         let (x, ids) = match &digits {
             None => train_b.batch(&idx),
-            Some(d) => train_b.binarized_batch(&idx, d, mix(meta.seed ^ 0xb1a7_0000, step)),
+            Some(d) => train_b
+                .binarized_batch(&idx, d, mix(meta.seed ^ 0xb1a7_0000, step))
+                .ok_or_else(no_digits)?,
         };
         tch::manual_seed((meta.seed.wrapping_mul(7919).wrapping_add(step)) as i64);
         let eps = Tensor::randn(

@@ -11,10 +11,11 @@ use super::{CanvasInit, CaptionEncoderKind, TrainError, TrainOptions};
 use crate::checkpoint::{self, AdamState, Meta};
 use crate::model::config::{DecoderKind, SlotKind, SlotsConfig, WordsConfig};
 use crate::model::{CaptionConfig, SyncDraw};
+use crate::source::{DataSource, SourceError, Videos};
 use crate::warm_start::warm_start;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use syncdraw_data::{Dataset, Split};
+use syncdraw_data::{Pixels, Split};
 use syncdraw_format::words::words;
 use syncdraw_format::{Grammar, Vocabulary};
 
@@ -28,17 +29,24 @@ pub struct Start {
     pub adam: Option<AdamState>,
     pub meta: Meta,
     /// The training split, when starting it needed it (a fresh run).
-    pub train: Option<Dataset>,
+    pub train: Option<Videos>,
     pub checkpoint: PathBuf,
 }
 
 /// Opens the run directory and starts the run as `opts` ask; writes config.json.
 pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
     let dir = &opts.run_dir;
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let checkpoint_path = dir.join(CHECKPOINT);
-
     let existing = checkpoint_path.exists();
+    // A new run on a folder set cannot binarise (source.rs); refused before
+    // anything is written.
+    if !existing && opts.init_from.is_none() && opts.pixels == Pixels::Binarized {
+        if let DataSource::Folder(_) = &opts.data {
+            return Err(SourceError::NoBinarization(opts.data.name()).into());
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+
     if existing && !opts.resume {
         return Err(TrainError::RunExists(dir.clone()));
     }
@@ -62,25 +70,21 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         meta.device = format!("{:?}", opts.device);
         (ck.model, None, meta, None)
     } else {
-        let train = Dataset::load_or_generate(&opts.dataset, Split::Train, &opts.cache_dir)?;
+        let train = opts.data.load(Split::Train, &opts.cache_dir)?;
         let mut config = opts.model.clone();
         let (mut vocabulary, mut grammar) = (None, None);
+        let captions = || (0..train.len()).map(|i| train.caption(i));
         config.caption = match opts.captions {
             None => None,
             Some(CaptionEncoderKind::Slots) => {
-                let g = syncdraw_data::bouncing::grammar(opts.dataset.digits);
+                let g = opts.data.grammar();
                 let cc = slots_config(&g);
                 grammar = Some(g);
                 Some(cc)
             }
             Some(CaptionEncoderKind::Words) => {
-                let v = Vocabulary::from_captions(train.videos.iter().map(|v| v.caption.as_str()));
-                let length = train
-                    .videos
-                    .iter()
-                    .map(|x| words(&x.caption).len())
-                    .max()
-                    .unwrap_or(1);
+                let v = Vocabulary::from_captions(captions());
+                let length = captions().map(|c| words(c).len()).max().unwrap_or(1);
                 let cc = words_config(&v, length);
                 vocabulary = Some(v);
                 Some(cc)
@@ -93,16 +97,21 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
                 "the what-where decoder needs the slots caption encoder".into(),
             ));
         }
-        if config.frames != opts.dataset.video.frames as i64
-            || config.height != opts.dataset.video.size as i64
-            || config.width != opts.dataset.video.size as i64
-        {
-            return Err(TrainError::Invalid(
-                "model frames/size must match the data set's".into(),
-            ));
+        let shape = opts.data.shape();
+        let model_shape = (config.frames, config.channels, config.height, config.width);
+        let data_shape = (
+            shape.frames as i64,
+            shape.channels as i64,
+            shape.height as i64,
+            shape.width as i64,
+        );
+        if model_shape != data_shape || train.shape() != shape {
+            return Err(TrainError::Invalid(format!(
+                "the model's frames, channels, height and width {model_shape:?} must be the data set's {data_shape:?}"
+            )));
         }
         if opts.canvas_init == CanvasInit::DataMean {
-            config.canvas_init = Some(mean_logit(&train.pixels));
+            config.canvas_init = Some(mean_logit(train.pixels()));
         }
         tch::manual_seed(opts.seed as i64);
         let model = SyncDraw::new(&config, opts.device);
@@ -128,7 +137,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             model: config,
             vocabulary,
             grammar,
-            dataset: opts.dataset.clone(),
+            data: opts.data.clone(),
             pixels: opts.pixels,
             step: 0,
             seed: opts.seed,

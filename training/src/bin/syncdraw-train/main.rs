@@ -1,4 +1,5 @@
-//! `syncdraw-train`: build data, train, evaluate, sample and export Sync-DRAW.
+//! `syncdraw-train`: build data, train, evaluate, sample and export Sync-DRAW,
+//! on generated Bouncing MNIST or an imported folder set (`train --data SET`).
 //!
 //! One module per subcommand in commands/, options shared by several in args.rs.
 //! Commands that report print one JSON object (a typed report) on stdout.
@@ -14,7 +15,7 @@ use commands::{data, eval, evaluator, export, fidelity, sample, train, weights};
 #[command(
     name = "syncdraw-train",
     version,
-    about = "Sync-DRAW on captioned Bouncing MNIST: data, training, evaluation, sampling, ONNX export"
+    about = "Sync-DRAW on captioned Bouncing MNIST or a folder of captioned videos: data, training, evaluation, sampling, ONNX export"
 )]
 struct Cli {
     #[command(subcommand)]

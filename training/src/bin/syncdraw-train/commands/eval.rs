@@ -1,12 +1,12 @@
 //! `eval`: the test-split NLL bound of a checkpoint (the paper's Table 1 quantity).
 use super::print_report;
 use crate::args::{positive, DeviceArg};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 use syncdraw_data::dataset::default_cache_dir;
-use syncdraw_data::{Dataset, Digits, Pixels, Split};
+use syncdraw_data::{Pixels, Split};
 use syncdraw_training::batch::Batcher;
 use syncdraw_training::checkpoint;
 use syncdraw_training::nll::evaluate;
@@ -35,25 +35,30 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let device = a.device.device()?;
     let ck = checkpoint::load(&a.checkpoint, device)?;
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
-    let test = Dataset::load_or_generate(&ck.meta.dataset, Split::Test, &cache)?;
+    let test = ck.meta.data.load(Split::Test, &cache)?;
     let n = a.limit.unwrap_or(test.len()).min(test.len());
-    // The floor of the NLL: grey data, the entropy of the evaluated pixels;
-    // binarised data, the entropy of the binarisation (one sample per digit).
+    // The floor of the NLL: grey (or colour) data, the entropy of the evaluated
+    // pixels; binarised data, the entropy of the binarisation (one sample per
+    // digit; generated digits only).
     let (floor, test) = match ck.meta.pixels {
         Pixels::Grey => (
             syncdraw_data::binarize::entropy_floor(
-                &test.pixels[..n * test.video_len()],
+                &test.pixels()[..n * test.video_len()],
                 test.video_len(),
             ),
             test,
         ),
         Pixels::Binarized => {
-            let digits = Digits::load(&ck.meta.dataset.source)?;
+            let digits = ck.meta.data.binarization_digits()?;
+            let generated = test.generated().context("binarised pixels need digits")?;
             let floor = syncdraw_data::binarize::sample_entropy(
                 &digits,
-                test.videos[..n].iter().map(|v| v.tracks.as_slice()),
+                generated.videos[..n].iter().map(|v| v.tracks.as_slice()),
             );
-            (floor, test.binarized(&digits))
+            let test = test
+                .binarized(&digits)
+                .context("binarised pixels need digits")?;
+            (floor, test)
         }
     };
     let batcher = Batcher::new(&test, ck.meta.captions().as_ref(), device)?;
@@ -63,7 +68,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         entropy_floor: floor,
         excess_over_floor: r.nll - floor,
         checkpoint: a.checkpoint,
-        dataset: ck.meta.dataset.name(),
+        dataset: ck.meta.data.name(),
         variant: ck.meta.model.variant.name(),
         captions: ck.meta.model.caption.is_some(),
         step: ck.meta.step,

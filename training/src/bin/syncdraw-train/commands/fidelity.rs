@@ -43,7 +43,7 @@ pub fn run(a: FidelityArgs) -> Result<()> {
         print_report(&CaptionedReport {
             checkpoint: a.checkpoint,
             evaluator: a.evaluator,
-            dataset: ck.meta.dataset.name(),
+            dataset: ck.meta.data.name(),
             step: ck.meta.step,
             videos_per_caption: r.videos_per_caption,
             split: a.captions.name(),
@@ -55,12 +55,12 @@ pub fn run(a: FidelityArgs) -> Result<()> {
     } else {
         eprintln!(
             "unconditional model: no caption to check; reporting how often the evaluator finds {} digit(s)",
-            ck.meta.dataset.digits
+            ck.meta.data.generated().map_or(0, |d| d.digits)
         );
         print_report(&UnconditionalReport {
             checkpoint: a.checkpoint,
             evaluator: a.evaluator,
-            dataset: ck.meta.dataset.name(),
+            dataset: ck.meta.data.name(),
             step: ck.meta.step,
             unconditional: true,
             videos: r.overall.videos,

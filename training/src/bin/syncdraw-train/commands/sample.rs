@@ -36,11 +36,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         (None, _) => vec![String::new()],
         (Some(_), false) => a.caption.clone(),
         (Some(_), true) => {
-            let mut caps: Vec<String> =
-                syncdraw_data::bouncing::contents(ck.meta.dataset.digits, Split::Test)
-                    .iter()
-                    .map(|c| c.caption())
-                    .collect();
+            let mut caps = ck.meta.data.captions(Split::Test);
             caps.truncate(4);
             caps
         }
@@ -65,6 +61,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let (video, canvases) = tch::no_grad(|| ck.model.generate(&z, ids.as_ref()));
     let l = Layout {
         frames: c.frames as usize,
+        channels: c.channels as usize,
         height: c.height as usize,
         width: c.width as usize,
     };

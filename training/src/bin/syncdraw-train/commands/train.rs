@@ -8,6 +8,7 @@ use std::time::Duration;
 use syncdraw_data::Pixels;
 use syncdraw_training::adam::AdamConfig;
 use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
+use syncdraw_training::source::{DataSource, FolderSource};
 use syncdraw_training::train::{train, CanvasInit, CaptionEncoderKind, TrainOptions};
 
 #[derive(Args)]
@@ -17,6 +18,12 @@ pub struct TrainArgs {
     run_dir: PathBuf,
     #[command(flatten)]
     data: DataOpts,
+    /// Train on this imported folder set (train.sdfv and test.sdfv, from
+    /// `syncdraw-train data --videos ... --out SET`) instead of generated
+    /// Bouncing MNIST; the model takes the set's frames, size and channels, and
+    /// its captions are read with the set's grammar.
+    #[arg(long = "data", value_name = "SET", conflicts_with_all = ["digits", "train_size", "test_size", "data_seed", "frames", "size", "mnist_idx"])]
+    data_set: Option<PathBuf>,
     /// Condition on captions.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     captions: bool,
@@ -35,7 +42,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     stable_filterbank: bool,
     /// Binarised pixels (as the paper's NLL): a fresh Bernoulli sample of every
-    /// training batch, one fixed sample of the test split.
+    /// training batch, one fixed sample of the test split. Generated digits
+    /// only: refused with --data (binarisation is defined per digit image).
     #[arg(long)]
     binarize: bool,
     /// Added to the forget-gate bias of the encoder and decoder LSTMs at
@@ -110,12 +118,17 @@ pub fn run(a: TrainArgs) -> Result<()> {
         anyhow::bail!("--temporal-k is the Baseline cuboid's: it needs --variant baseline");
     }
     let device = a.device.device()?;
-    let dataset = a.data.config()?;
+    let data = match &a.data_set {
+        Some(dir) => DataSource::Folder(FolderSource::open(dir)?.0),
+        None => DataSource::Generated(a.data.config()?),
+    };
+    let shape = data.shape();
     let model = ModelConfig {
         variant: a.variant,
-        frames: dataset.video.frames as i64,
-        height: dataset.video.size as i64,
-        width: dataset.video.size as i64,
+        frames: shape.frames as i64,
+        channels: shape.channels as i64,
+        height: shape.height as i64,
+        width: shape.width as i64,
         timesteps: a.timesteps,
         read_k: a.read_k,
         write_k: a.write_k,
@@ -127,10 +140,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bounded_windows: a.bounded_windows,
         forget_bias: a.forget_bias,
         stable_filterbank: a.stable_filterbank,
-        temporal_k: (a.variant == Variant::Baseline).then(|| {
-            a.temporal_k
-                .unwrap_or((dataset.video.frames as i64 + 1) / 2)
-        }),
+        temporal_k: (a.variant == Variant::Baseline)
+            .then(|| a.temporal_k.unwrap_or((shape.frames as i64 + 1) / 2)),
         canvas_init: None,
     };
     eprintln!(
@@ -140,7 +151,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let opts = TrainOptions {
         run_dir: a.run_dir,
         model,
-        dataset,
+        data,
         pixels: if a.binarize {
             Pixels::Binarized
         } else {
