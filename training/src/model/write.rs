@@ -1,5 +1,7 @@
 //! The write mechanism: eq. 9 (and eq. 10's canvas update in `decoder`).
-use super::filterbank::{spatial_filterbanks, temporal_filterbank, Geometry, Window};
+use super::filterbank::{
+    filterbanks_over_steps, spatial_filterbanks, temporal_filterbank, Geometry, Window,
+};
 use crate::backend::Backend;
 
 /// write(h_dec) = (1/gamma) F_p^T w F_q for every frame (eq. 9), where `patch` is
@@ -16,8 +18,8 @@ pub fn write<B: Backend>(
     patch: &B::Tensor,
     geo: Geometry,
 ) -> B::Tensor {
-    let f = spatial_factors(be, window, patch, geo);
-    let slices = be.matmul(&f.rows, &f.f_col); // [B, G, A, B]
+    let (rows, f_col) = spatial_factors(be, window, patch, geo);
+    let slices = be.matmul(&rows, &f_col); // [B, G, A, B]
     match &window.temporal {
         None => slices,
         Some(t) => {
@@ -31,39 +33,48 @@ pub fn write<B: Backend>(
     }
 }
 
-/// A per-frame write (eq. 9) as the two factors whose product it is:
-/// rows = F_p^T (w / gamma) [B, N, A, K] and f_col = F_q [B, N, K, B]. A sum of
-/// writes over steps is then one product of the factors concatenated along K
-/// (decoder.rs).
-pub struct WriteFactors<T> {
-    pub rows: T,
-    pub f_col: T,
-}
-
-/// The factors of a per-frame write; None for the Baseline, whose temporal
+/// The sum of T steps' writes, sum_t write(h_dec^t) (eq. 9 summed as in eq. 10),
+/// as one product: with the steps' F_p^T side by side, [A, T K], and the steps'
+/// (w^t / gamma^t) F_q^t stacked, [T K, B],
+///   sum_t F_p^t^T (w^t / gamma^t) F_q^t = [F_p^1^T .. F_p^T^T] x [(w^1/gamma^1) F_q^1; ..]
+/// per frame. `window` and `patch` ([B T, N, K, K]) hold a batch of B x T,
+/// video-major. Returns [B, N, A, B]; None for the Baseline, whose temporal
 /// filterbank acts after the spatial product.
-pub fn write_factors<B: Backend>(
+pub fn summed_writes<B: Backend>(
     be: &mut B,
     window: &Window<B::Tensor>,
     patch: &B::Tensor,
     geo: Geometry,
-) -> Option<WriteFactors<B::Tensor>> {
-    match window.temporal {
-        None => Some(spatial_factors(be, window, patch, geo)),
-        Some(_) => None,
+    steps: i64,
+) -> Option<B::Tensor> {
+    if window.temporal.is_some() {
+        return None;
     }
+    let (f, n, k) = (geo.groups, geo.frames, geo.k);
+    let (f_row_t, f_col) = filterbanks_over_steps(be, window, geo, steps);
+    let gamma = be.reshape(&window.gamma, &[-1, steps, f]);
+    let gamma = be.transpose(&gamma, &[0, 2, 1]);
+    let gamma = be.reshape(&gamma, &[-1, f, steps, 1, 1]);
+    let w = be.reshape(patch, &[-1, steps, n, k, k]);
+    let w = be.transpose(&w, &[0, 2, 1, 3, 4]); // [B, N, T, K, K]
+    let w = be.div(&w, &gamma);
+    let right = be.matmul(&w, &f_col); // [B, N, T, K, B]
+    let right = be.reshape(&right, &[-1, n, steps * k, geo.width]);
+    Some(be.matmul(&f_row_t, &right))
 }
 
+/// write (eq. 9) as two factors: rows = F_p^T (w / gamma), [B, G, A, K], and
+/// F_q, [B, F, K, B].
 fn spatial_factors<B: Backend>(
     be: &mut B,
     window: &Window<B::Tensor>,
     patch: &B::Tensor,
     geo: Geometry,
-) -> WriteFactors<B::Tensor> {
+) -> (B::Tensor, B::Tensor) {
     let (f_row, f_col) = spatial_filterbanks(be, window, geo);
     let gamma = be.unsqueeze(&window.gamma, 3); // [B, F, 1, 1]
     let patch = be.div(patch, &gamma); // w / gamma
     let f_row_t = be.transpose(&f_row, &[0, 1, 3, 2]); // [B, F, A, K]
     let rows = be.matmul(&f_row_t, &patch); // [B, G, A, K]
-    WriteFactors { rows, f_col }
+    (rows, f_col)
 }
