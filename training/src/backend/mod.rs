@@ -51,6 +51,24 @@ pub trait Backend {
     fn transpose(&mut self, a: &Self::Tensor, perm: &[i64]) -> Self::Tensor;
     fn unsqueeze(&mut self, a: &Self::Tensor, axis: i64) -> Self::Tensor;
 
+    /// Running sum along one axis: out[t] = a[0] + .. + a[t].
+    fn cumsum(&mut self, a: &Self::Tensor, axis: i64) -> Self::Tensor;
+
+    /// The LSTM of layers.rs run over a whole sequence as one operation, where the
+    /// backend has one: x [S, B, I] -> h [S, B, H] for every step, from the zero
+    /// state, gates i, f, g, o of x wx + h wh + b. `None` (the default): the
+    /// caller runs the cell step by step, which computes the same.
+    fn lstm_sequence(
+        &mut self,
+        _x: &Self::Tensor,
+        _wx: &Self::Tensor,
+        _wh: &Self::Tensor,
+        _b: &Self::Tensor,
+        _hidden: i64,
+    ) -> Option<Self::Tensor> {
+        None
+    }
+
     /// Rows of `table` [V, E] picked by the int64 `ids` [B, L]: [B, L, E].
     fn embedding(&mut self, table: &Self::Tensor, ids: &Self::Tensor) -> Self::Tensor;
     /// 1.0 where the int64 `ids` differ from `pad_id`, else 0.0 (f32, same shape).

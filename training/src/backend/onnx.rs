@@ -18,6 +18,8 @@
 //! | `reshape` | `Reshape` (shape initializer, `-1` inferred) |
 //! | `narrow` | `Slice` (starts, ends, axes initializers) |
 //! | `concat`, `transpose`, `unsqueeze` | `Concat`, `Transpose`, `Unsqueeze` (axes input) |
+//! | `cumsum` | `CumSum` (axis input) |
+//! | `lstm_sequence` | `LSTM` (one direction, zero initial state; its W, R, B made from the cell's weights by `Transpose`, `Slice` and `Concat` on initializers, which ONNX Runtime folds when it loads the model), then `Squeeze` |
 //! | `embedding` | `Gather` (axis 0) |
 //! | `token_mask` | `Cast(Not(Equal(ids, pad)), FLOAT)` |
 //!
@@ -423,6 +425,46 @@ impl Backend for OnnxRecorder {
     fn unsqueeze(&mut self, a: &Value, axis: i64) -> Value {
         let axes = self.axes(&[axis]);
         self.node("Unsqueeze", &[a, &axes], vec![])
+    }
+    fn cumsum(&mut self, a: &Value, axis: i64) -> Value {
+        let axis = self.constant_i64(&[axis], &[]);
+        self.node("CumSum", &[a, &axis], vec![])
+    }
+    fn lstm_sequence(
+        &mut self,
+        x: &Value,
+        wx: &Value,
+        wh: &Value,
+        b: &Value,
+        hidden: i64,
+    ) -> Option<Value> {
+        // ONNX orders the gates i, o, f, c and stores W as [dirs, 4H, I]; layers.rs
+        // orders them i, f, g(= c), o and stores wx as [I, 4H].
+        let gates_iofc = |r: &mut Self, w: &Value, axis: i64| {
+            let i = r.narrow(w, axis, 0, hidden);
+            let f = r.narrow(w, axis, hidden, hidden);
+            let g = r.narrow(w, axis, 2 * hidden, hidden);
+            let o = r.narrow(w, axis, 3 * hidden, hidden);
+            r.concat(&[&i, &o, &f, &g], axis)
+        };
+        let w = self.transpose(wx, &[1, 0]);
+        let w = gates_iofc(self, &w, 0);
+        let w = self.unsqueeze(&w, 0);
+        let r = self.transpose(wh, &[1, 0]);
+        let r = gates_iofc(self, &r, 0);
+        let r = self.unsqueeze(&r, 0);
+        // B = [Wb, Rb]: the cell's one bias as Wb, Rb = 0.
+        let bias = gates_iofc(self, b, 0);
+        let zeros = self.constant_f32(&vec![0.0; 4 * hidden as usize], &[4 * hidden]);
+        let bias = self.concat(&[&bias, &zeros], 0);
+        let bias = self.unsqueeze(&bias, 0);
+        let y = self.node(
+            "LSTM",
+            &[x, &w, &r, &bias],
+            vec![attr_int("hidden_size", hidden)],
+        ); // [S, 1, B, H]
+        let axes = self.axes(&[1]);
+        Some(self.node("Squeeze", &[&y, &axes], vec![]))
     }
     fn embedding(&mut self, table: &Value, ids: &Value) -> Value {
         self.node("Gather", &[table, ids], vec![attr_int("axis", 0)])

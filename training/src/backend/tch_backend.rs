@@ -73,6 +73,9 @@ impl Backend for TchBackend {
     fn unsqueeze(&mut self, a: &Tensor, axis: i64) -> Tensor {
         a.unsqueeze(axis)
     }
+    fn cumsum(&mut self, a: &Tensor, axis: i64) -> Tensor {
+        a.cumsum(axis, Kind::Float)
+    }
     fn embedding(&mut self, table: &Tensor, ids: &Tensor) -> Tensor {
         Tensor::embedding(table, ids, -1, false, false)
     }

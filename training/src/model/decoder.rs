@@ -9,7 +9,7 @@ use super::caption::{CaptionEncoder, CaptionEncoderParams, CaptionFeatures};
 use super::config::{DecoderKind, ModelConfig, Role, Variant};
 use super::filterbank::{params_per_group, window, Geometry, Window};
 use super::layers::{Linear, LinearParams, Lstm, LstmParams, LstmState};
-use super::write::{write, write_factors};
+use super::write::{summed_writes, write};
 use crate::backend::Backend;
 use tch::{nn, Tensor};
 
@@ -222,9 +222,13 @@ impl<T> Decoder<T> {
     /// [B, G, K, K] (G = N frames, or K_t temporal rows for the Baseline); in
     /// colour [B, G, C, K, K], a patch per channel.
     fn write_patch<B: Backend<Tensor = T>>(&self, be: &mut B, state: &DecoderState<T>) -> T {
+        self.patch_of(be, &state.lstms[state.lstms.len() - 1].h)
+    }
+
+    /// w^t from h_what^t (h_dec^t for a joint decoder), for a batch of any size.
+    fn patch_of<B: Backend<Tensor = T>>(&self, be: &mut B, h_what: &T) -> T {
         let c = &self.config;
         let g = c.patch_groups(c.write_k);
-        let h_what = &state.lstms[state.lstms.len() - 1].h;
         let patch = self.write_patch.forward(be, h_what);
         let shape: &[i64] = if Geometry::of(c, c.write_k).colour() {
             &[-1, g, c.channels, c.write_k, c.write_k]
@@ -236,12 +240,16 @@ impl<T> Decoder<T> {
 
     /// The whole generation path for z [B, T, z_dim] (and caption ids [B, L]).
     ///
-    /// The canvases are accumulated step by step (eq. 10). The video, sigmoid(c^T),
-    /// is computed apart from them where the writes factor (write.rs): c^T = c^0 +
-    /// sum_t rows_t x f_col_t is one matrix product of the factors of all T steps
-    /// concatenated, instead of T products and T - 1 sums of whole canvases. The
-    /// two are the same numbers up to float rounding; a player that shows only the
-    /// video runs only its part of the graph.
+    /// At generation the decoder LSTMs read only [z^t, S] (eq. 13), never the
+    /// canvas, so each runs over all T steps at once ([`Lstm::sequence`]: one ONNX
+    /// `LSTM` node), and the windows, patches and writes of all T steps are one
+    /// batch of T x B. The canvases are the running sum of the writes (eq. 10).
+    /// The video, sigmoid(c^T), is computed apart from them where the writes
+    /// factor (write.rs): c^T = c^0 + sum_t rows_t x f_col_t is one matrix product
+    /// of the factors of all T steps concatenated. The two are the same numbers up
+    /// to float rounding; a player that shows only the video runs only its part of
+    /// the graph. Training runs the same functions one step at a time, between
+    /// encoder steps (syncdraw.rs).
     pub fn generate<B: Backend<Tensor = T>>(
         &self,
         be: &mut B,
@@ -250,58 +258,65 @@ impl<T> Decoder<T> {
     ) -> Generated<T> {
         let c = &self.config;
         let geo = Geometry::of(c, c.write_k);
+        let steps = c.timesteps;
         let s = self.caption_embedding(be, caption);
-        let mut state: Option<DecoderState<T>> = None;
-        let mut canvas: Option<T> = None;
-        let mut steps = Vec::with_capacity(c.timesteps as usize);
-        let (mut rows, mut cols) = (Vec::new(), Vec::new());
-        for t in 0..c.timesteps {
-            let z_t = be.narrow(z, 1, t, 1);
-            let z_t = be.reshape(&z_t, &[-1, c.z_dim]);
-            let next = self.step(be, &z_t, s.as_ref(), state.as_ref());
-            let win = self.write_window(be, &next);
-            let patch = self.write_patch(be, &next);
-            let w = match write_factors(be, &win, &patch, geo) {
-                Some(f) => {
-                    let w = be.matmul(&f.rows, &f.f_col);
-                    rows.push(f.rows);
-                    cols.push(f.f_col);
-                    w
-                }
-                None => write(be, &win, &patch, geo),
-            };
-            // c^t = c^{t-1} + write(h_dec^t)  (eq. 10)
-            let c_t = match canvas {
-                None => self.first_canvas(be, w),
-                Some(prev) => be.add(&prev, &w),
-            };
-            let shown = be.sigmoid(&c_t);
-            steps.push(be.unsqueeze(&shown, 1));
-            canvas = Some(c_t);
-            state = Some(next);
-        }
-        let last = canvas.expect("at least one timestep");
-        // Colour frames have their channel axis before A, B: the K axes move one on.
-        let ch = geo.colour() as i64;
-        let c_final = if rows.len() == c.timesteps as usize {
-            // c^T = c^0 + [rows_1 .. rows_T] x [f_col_1; ..; f_col_T]
-            let rows: Vec<&T> = rows.iter().collect();
-            let cols: Vec<&T> = cols.iter().collect();
-            let rows = be.concat(&rows, 3 + ch); // [B, N, (C,) A, T K]
-            let cols = be.concat(&cols, 2 + ch); // [B, N, (1,) T K, B]
-            let sum = be.matmul(&rows, &cols);
-            self.first_canvas(be, sum)
-        } else {
-            last
+        let z_seq = be.transpose(z, &[1, 0, 2]); // [T, B, z_dim]
+        let roles: &[Option<Role>] = match c.decoder {
+            DecoderKind::Joint => &[None],
+            DecoderKind::WhatWhere => &[Some(Role::Where), Some(Role::What)],
+        };
+        // h of every step, [B T, H] (video-major, so that every later tensor
+        // has its steps inside its video), per decoder LSTM (as in `step`).
+        let hs: Vec<T> = roles
+            .iter()
+            .zip(&self.lstms)
+            .map(|(role, lstm)| {
+                let feats = match (&s, role) {
+                    (Some(s), None) => Some(&s.all),
+                    (Some(s), Some(r)) => Some(s.role(*r)),
+                    (None, _) => None,
+                };
+                let x = match feats {
+                    Some(f) => {
+                        // S is the same at every step: [1, B, S] broadcast to [T, B, S].
+                        let f = be.unsqueeze(f, 0);
+                        let zeros = be.constant(&vec![0.0; steps as usize], &[steps, 1, 1]);
+                        let f = be.add(&f, &zeros);
+                        be.concat(&[&z_seq, &f], 2)
+                    }
+                    None => be.reshape(&z_seq, &[steps, -1, c.z_dim]),
+                };
+                let h = lstm.sequence(be, &x, steps); // [T, B, H]
+                let h = be.transpose(&h, &[1, 0, 2]);
+                be.reshape(&h, &[-1, lstm.hidden])
+            })
+            .collect();
+        let temporal = c.variant == Variant::Baseline;
+        let win = window(be, &self.write_window, &hs[0], geo, temporal);
+        let patch = self.patch_of(be, &hs[hs.len() - 1]);
+        let (n, a, w) = (c.frames, c.height, c.width);
+        // c^t = c^0 + write_1 + .. + write_t  (eq. 9, 10), [B, T, N, (C,) A, B]
+        let writes = write(be, &win, &patch, geo);
+        let mut by_step = vec![-1, steps];
+        by_step.extend_from_slice(&geo.frames_shape(n)[1..]);
+        let writes = be.reshape(&writes, &by_step);
+        let sums = be.cumsum(&writes, 1);
+        let canvas = self.first_canvas(be, sums);
+        let c_final = match summed_writes(be, &win, &patch, geo, steps) {
+            Some(sum) => self.first_canvas(be, sum),
+            None => {
+                let last = be.narrow(&canvas, 1, steps - 1, 1);
+                be.reshape(&last, &geo.frames_shape(n))
+            }
         };
         let video = be.sigmoid(&c_final);
-        let video = be.reshape(&video, &[-1, c.frames, c.channels, c.height, c.width]);
-        let refs: Vec<&T> = steps.iter().collect();
-        let canvases = be.concat(&refs, 1); // [B, T, N, (C,) A, B]
+        let video = be.reshape(&video, &[-1, n, c.channels, a, w]);
+        let shown = be.sigmoid(&canvas);
+        // [B, T, N, C, A, B]: grey canvases get their channel axis here.
         let canvases = if geo.colour() {
-            canvases
+            shown
         } else {
-            be.unsqueeze(&canvases, 3)
+            be.unsqueeze(&shown, 3)
         };
         Generated { video, canvases }
     }

@@ -208,24 +208,59 @@ pub fn filterbank<B: Backend>(
     size: i64,
     stable: bool,
 ) -> B::Tensor {
-    let offsets: Vec<f32> = (1..=k).map(|u| u as f32 - k as f32 / 2.0 - 0.5).collect();
-    let offsets = be.constant(&offsets, &[1, 1, k]);
-    let step = be.mul(&offsets, delta); // [B, F, K]
-    let mu = be.add(g, &step);
+    let mu = grid_centres(be, g, delta, k, 3); // [B, F, K]
     let mu = be.unsqueeze(&mu, 3); // [B, F, K, 1]
-    let coords: Vec<f32> = (1..=size).map(|a| a as f32).collect();
-    let a = be.constant(&coords, &[1, 1, 1, size]);
-    let d = be.sub(&a, &mu);
-    let d2 = be.mul(&d, &d); // [B, F, K, size]
-                             // The divisions are done once per window or row and the [B, F, K, size] values
-                             // multiplied: cheaper than dividing each of them, forward and backward.
-    let one = be.constant(&[1.0], &[1, 1, 1, 1]);
+    let a = pixel_coords(be, size, 4, 3);
     let s2 = be.unsqueeze(sigma2, 3); // [B, F, 1, 1]
-    let two_s2 = be.scale(&s2, -2.0);
+    gaussian_rows(be, &mu, &a, &s2, 3, stable)
+}
+
+/// mu_u = g + (u - K/2 - 0.5) delta, u = 1..K (eq. 1, 2), for `g` and `delta`
+/// of rank `rank` whose last axis has size 1: [.., K].
+fn grid_centres<B: Backend>(
+    be: &mut B,
+    g: &B::Tensor,
+    delta: &B::Tensor,
+    k: i64,
+    rank: usize,
+) -> B::Tensor {
+    let offsets: Vec<f32> = (1..=k).map(|u| u as f32 - k as f32 / 2.0 - 0.5).collect();
+    let mut shape = vec![1; rank - 1];
+    shape.push(k);
+    let offsets = be.constant(&offsets, &shape);
+    let step = be.mul(&offsets, delta);
+    be.add(g, &step)
+}
+
+/// Pixel coordinates 1..=size along `axis` of a tensor of rank `rank`.
+fn pixel_coords<B: Backend>(be: &mut B, size: i64, rank: usize, axis: usize) -> B::Tensor {
+    let coords: Vec<f32> = (1..=size).map(|a| a as f32).collect();
+    let mut shape = vec![1; rank];
+    shape[axis] = size;
+    be.constant(&coords, &shape)
+}
+
+/// exp(-(a - mu)^2 / (2 sigma^2)) / Z (eq. 3, 4) for centres `mu`, pixel
+/// coordinates `a` and variances `sigma2` broadcast against one another, with Z
+/// the sum over the pixel axis `axis` (see [`filterbank`] for `stable`).
+fn gaussian_rows<B: Backend>(
+    be: &mut B,
+    mu: &B::Tensor,
+    a: &B::Tensor,
+    sigma2: &B::Tensor,
+    axis: i64,
+    stable: bool,
+) -> B::Tensor {
+    let d = be.sub(a, mu);
+    let d2 = be.mul(&d, &d);
+    // The divisions are done once per window or row and the filter values
+    // multiplied: cheaper than dividing each of them, forward and backward.
+    let one = be.constant(&[1.0], &[1]);
+    let two_s2 = be.scale(sigma2, -2.0);
     let inv = be.div(&one, &two_s2); // -1 / (2 sigma^2)
     let e = be.mul(&d2, &inv);
     let e = if stable {
-        let top = be.max_keepdim(&e, 3);
+        let top = be.max_keepdim(&e, axis);
         be.sub(&e, &top)
     } else {
         e
@@ -235,10 +270,48 @@ pub fn filterbank<B: Backend>(
     // on a slow path (5 % of a training step's time in a profile).
     let e = be.clamp_min(&e, -80.0);
     let f = be.exp(&e);
-    let z = be.sum_keepdim(&f, 3);
+    let z = be.sum_keepdim(&f, axis);
     let z = be.clamp_min(&z, 1e-8);
-    let inv_z = be.div(&one, &z); // [B, F, K, 1]
+    let inv_z = be.div(&one, &z);
     be.mul(&f, &inv_z)
+}
+
+/// The spatial filterbanks of T steps' windows at once, laid out for summing the
+/// steps' writes in one product (write.rs): `w` holds the windows of a batch of
+/// B x T, video-major ([B T, F, 1] each). Returns F_p transposed, [B, F, A, T K]
+/// (pixel rows, then every step's K grid points), and F_q, [B, F, T, K, B].
+/// The same numbers as [`spatial_filterbanks`] per step, arranged by their
+/// broadcast shapes rather than by moving the finished [B, F, K, A] values.
+pub fn filterbanks_over_steps<B: Backend>(
+    be: &mut B,
+    w: &Window<B::Tensor>,
+    geo: Geometry,
+    steps: i64,
+) -> (B::Tensor, B::Tensor) {
+    let f = geo.groups;
+    // [B T, F, 1] -> [B, F, T, 1]: small tensors, moved before the big ones exist.
+    let per_step = |be: &mut B, x: &B::Tensor| {
+        let x = be.reshape(x, &[-1, steps, f]);
+        let x = be.transpose(&x, &[0, 2, 1]);
+        be.unsqueeze(&x, 3)
+    };
+    let (g_row, g_col) = (per_step(be, &w.g_row), per_step(be, &w.g_col));
+    let (delta, sigma2) = (per_step(be, &w.delta), per_step(be, &w.sigma2));
+    let k = geo.k;
+    // F_p^T: [B, F, A, T, K], normalised over A.
+    let mu = grid_centres(be, &g_row, &delta, k, 4); // [B, F, T, K]
+    let mu = be.unsqueeze(&mu, 2); // [B, F, 1, T, K]
+    let a = pixel_coords(be, geo.height, 5, 2);
+    let s2 = be.unsqueeze(&sigma2, 2); // [B, F, 1, T, 1]
+    let f_row_t = gaussian_rows(be, &mu, &a, &s2, 2, geo.stable);
+    let f_row_t = be.reshape(&f_row_t, &[-1, f, geo.height, steps * k]);
+    // F_q: [B, F, T, K, B], normalised over B.
+    let mu = grid_centres(be, &g_col, &delta, k, 4);
+    let mu = be.unsqueeze(&mu, 4); // [B, F, T, K, 1]
+    let b = pixel_coords(be, geo.width, 5, 4);
+    let s2 = be.unsqueeze(&sigma2, 4); // [B, F, T, 1, 1]
+    let f_col = gaussian_rows(be, &mu, &b, &s2, 4, geo.stable);
+    (f_row_t, f_col)
 }
 
 /// The row (F_p, [B,F,K,A]) and column (F_q, [B,F,K,B]) filterbanks of a window.

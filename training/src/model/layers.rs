@@ -68,7 +68,8 @@ pub struct LstmParams {
 }
 
 pub struct Lstm<T> {
-    hidden: i64,
+    input: i64,
+    pub hidden: i64,
     wx: T,
     wh: T,
     b: T,
@@ -103,6 +104,7 @@ impl LstmParams {
 
     pub fn bind<B: Backend>(&self, be: &mut B) -> Lstm<B::Tensor> {
         Lstm {
+            input: self.wx.size()[0],
             hidden: self.hidden,
             wx: be.param(&format!("{}wx", self.name), &self.wx),
             wh: be.param(&format!("{}wh", self.name), &self.wh),
@@ -146,5 +148,25 @@ impl<T> Lstm<T> {
         let tc = be.tanh(&c);
         let h = be.mul(&o, &tc);
         LstmState { h, c }
+    }
+
+    /// The cell run over `steps` inputs x [steps, B, I] from the zero state: h of
+    /// every step, [steps, B, H]. One operation where the backend has one
+    /// (`Backend::lstm_sequence`), else [`Lstm::step`] in turn.
+    pub fn sequence<B: Backend<Tensor = T>>(&self, be: &mut B, x: &T, steps: i64) -> T {
+        if let Some(h) = be.lstm_sequence(x, &self.wx, &self.wh, &self.b, self.hidden) {
+            return h;
+        }
+        let mut prev: Option<LstmState<T>> = None;
+        let mut hs = Vec::with_capacity(steps as usize);
+        for t in 0..steps {
+            let x_t = be.narrow(x, 0, t, 1);
+            let x_t = be.reshape(&x_t, &[-1, self.input]);
+            let next = self.step(be, &x_t, prev.as_ref());
+            hs.push(be.unsqueeze(&next.h, 0));
+            prev = Some(next);
+        }
+        let hs: Vec<&T> = hs.iter().collect();
+        be.concat(&hs, 0)
     }
 }

@@ -1,6 +1,7 @@
 //! The write mechanism: eq. 9 (and eq. 10's canvas update in `decoder`).
 use super::filterbank::{
-    over_channels, spatial_filterbanks, temporal_filterbank, Geometry, Window,
+    filterbanks_over_steps, over_channels, spatial_filterbanks, temporal_filterbank, Geometry,
+    Window,
 };
 use crate::backend::Backend;
 
@@ -22,8 +23,8 @@ pub fn write<B: Backend>(
     patch: &B::Tensor,
     geo: Geometry,
 ) -> B::Tensor {
-    let f = spatial_factors(be, window, patch, geo);
-    let slices = be.matmul(&f.rows, &f.f_col); // [B, G, (C,) A, B]
+    let (rows, f_col) = spatial_factors(be, window, patch, geo);
+    let slices = be.matmul(&rows, &f_col); // [B, G, (C,) A, B]
     match &window.temporal {
         None => slices,
         Some(t) => {
@@ -38,35 +39,55 @@ pub fn write<B: Backend>(
     }
 }
 
-/// A per-frame write (eq. 9) as the two factors whose product it is:
-/// rows = F_p^T (w / gamma) [B, N, A, K] and f_col = F_q [B, N, K, B] (in colour
-/// [B, N, C, A, K] and [B, N, 1, K, B]). A sum of writes over steps is then one
-/// product of the factors concatenated along K (decoder.rs).
-pub struct WriteFactors<T> {
-    pub rows: T,
-    pub f_col: T,
-}
-
-/// The factors of a per-frame write; None for the Baseline, whose temporal
+/// The sum of T steps' writes, sum_t write(h_dec^t) (eq. 9 summed as in eq. 10),
+/// as one product: with the steps' F_p^T side by side, [A, T K], and the steps'
+/// (w^t / gamma^t) F_q^t stacked, [T K, B],
+///   sum_t F_p^t^T (w^t / gamma^t) F_q^t = [F_p^1^T .. F_p^T^T] x [(w^1/gamma^1) F_q^1; ..]
+/// per frame (and channel). `window` and `patch` ([B T, N, (C,) K, K]) hold a batch of B x T,
+/// video-major. Returns [B, N, (C,) A, B]; None for the Baseline, whose temporal
 /// filterbank acts after the spatial product.
-pub fn write_factors<B: Backend>(
+pub fn summed_writes<B: Backend>(
     be: &mut B,
     window: &Window<B::Tensor>,
     patch: &B::Tensor,
     geo: Geometry,
-) -> Option<WriteFactors<B::Tensor>> {
-    match window.temporal {
-        None => Some(spatial_factors(be, window, patch, geo)),
-        Some(_) => None,
+    steps: i64,
+) -> Option<B::Tensor> {
+    if window.temporal.is_some() {
+        return None;
     }
+    let (f, n, k) = (geo.groups, geo.frames, geo.k);
+    let (f_row_t, f_col) = filterbanks_over_steps(be, window, geo, steps);
+    // Colour: every channel's patch goes through the same filterbanks and gamma.
+    let ch: &[i64] = if geo.colour() { &[geo.channels] } else { &[] };
+    let with_ch = |head: &[i64], tail: &[i64]| [head, ch, tail].concat();
+    let gamma = be.reshape(&window.gamma, &[-1, steps, f]);
+    let gamma = be.transpose(&gamma, &[0, 2, 1]);
+    let gamma = be.reshape(&gamma, &[-1, f, steps, 1, 1]);
+    let gamma = over_channels(be, gamma, geo); // [B, F, (1,) T, 1, 1]
+    let w = be.reshape(patch, &with_ch(&[-1, steps, n], &[k, k]));
+    let perm: &[i64] = if geo.colour() {
+        &[0, 2, 3, 1, 4, 5]
+    } else {
+        &[0, 2, 1, 3, 4]
+    };
+    let w = be.transpose(&w, perm); // [B, N, (C,) T, K, K]
+    let w = be.div(&w, &gamma);
+    let f_col = over_channels(be, f_col, geo); // [B, F, (1,) T, K, B]
+    let right = be.matmul(&w, &f_col); // [B, N, (C,) T, K, B]
+    let right = be.reshape(&right, &with_ch(&[-1, n], &[steps * k, geo.width]));
+    let f_row_t = over_channels(be, f_row_t, geo); // [B, F, (1,) A, T K]
+    Some(be.matmul(&f_row_t, &right))
 }
 
+/// write (eq. 9) as two factors: rows = F_p^T (w / gamma), [B, G, A, K], and
+/// F_q, [B, F, K, B].
 fn spatial_factors<B: Backend>(
     be: &mut B,
     window: &Window<B::Tensor>,
     patch: &B::Tensor,
     geo: Geometry,
-) -> WriteFactors<B::Tensor> {
+) -> (B::Tensor, B::Tensor) {
     let (f_row, f_col) = spatial_filterbanks(be, window, geo);
     let gamma = be.unsqueeze(&window.gamma, 3); // [B, F, 1, 1]
     let gamma = over_channels(be, gamma, geo);
@@ -75,5 +96,5 @@ fn spatial_factors<B: Backend>(
     let f_row_t = over_channels(be, f_row_t, geo);
     let rows = be.matmul(&f_row_t, &patch); // [B, G, (C,) A, K]
     let f_col = over_channels(be, f_col, geo); // [B, F, (1,) K, B]
-    WriteFactors { rows, f_col }
+    (rows, f_col)
 }
