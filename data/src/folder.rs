@@ -440,3 +440,41 @@ impl FolderDataset {
         Ok(data)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The captions of each split are those the split rule gives, every caption
+    /// of the grammar is in one of them, and the list stops at the limit.
+    #[test]
+    fn grammar_captions_follow_the_split() {
+        let g = crate::shapes::grammar();
+        let train = grammar_captions(&g, Split::Train, usize::MAX);
+        let test = grammar_captions(&g, Split::Test, usize::MAX);
+        assert_eq!((train.len(), test.len()), (9, 9));
+        for (split, list) in [(Split::Train, &train), (Split::Test, &test)] {
+            for c in list {
+                let objects = g.parse(c).expect("a caption of the grammar");
+                assert_eq!(split_of(&g, &objects), split, "{c}");
+            }
+        }
+        assert_eq!(test[0], "a red square is moving left and right");
+        // Two digits: 20 x 20 combinations, half of them held out.
+        let two = crate::bouncing::grammar(2);
+        assert_eq!(grammar_captions(&two, Split::Test, usize::MAX).len(), 200);
+        assert_eq!(grammar_captions(&two, Split::Test, 7).len(), 7);
+        let one = crate::bouncing::grammar(1);
+        let mut from_grammar = grammar_captions(&one, Split::Test, usize::MAX);
+        let mut paper: Vec<String> = crate::bouncing::contents(1, Split::Test)
+            .iter()
+            .map(|c| c.caption())
+            .collect();
+        from_grammar.sort();
+        paper.sort();
+        assert_eq!(
+            from_grammar, paper,
+            "one digit: the paper's held-out captions"
+        );
+    }
+}

@@ -4,12 +4,13 @@
 //!
 //! Needs the project venv (scripts/setup.sh): ONNX Runtime 1.31.1 from its
 //! onnxruntime wheel (or $ORT_DYLIB_PATH) and python's `onnx` package.
+mod common;
+
+use common::onnx::{check_with_onnx_checker, max_abs_diff, read_model, run_ort};
 use onnx_protobuf::tensor_shape_proto::dimension;
-use onnx_protobuf::{type_proto, Message, ModelProto, ValueInfoProto};
-use ort::session::Session;
+use onnx_protobuf::{type_proto, ValueInfoProto};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use syncdraw_data::bouncing::{contents, grammar, VideoSpec};
 use syncdraw_data::{Dataset, DatasetConfig, DigitSource, Digits, Split};
@@ -39,33 +40,6 @@ enum Cap {
     Slots,
 }
 const TOLERANCE: f32 = 1e-4;
-
-fn venv() -> Option<PathBuf> {
-    std::env::var_os("SYNCDRAW_VENV").map(PathBuf::from)
-}
-
-fn ort_env() -> &'static ort::environment::Environment {
-    static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let lib = std::env::var_os("ORT_DYLIB_PATH")
-            .map(PathBuf::from)
-            .or_else(|| {
-                venv().map(|v| {
-                    v.join("lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1")
-                })
-            })
-            .expect("set ORT_DYLIB_PATH or SYNCDRAW_VENV (source build-env.sh)");
-        ort::init_from(&lib)
-            .unwrap_or_else(|e| panic!("cannot load ONNX Runtime from {}: {e}", lib.display()))
-            .with_name("syncdraw-export-test")
-            .build()
-            .expect("ONNX Runtime environment")
-    })
-}
-
-fn python() -> PathBuf {
-    venv().map_or_else(|| PathBuf::from("python3"), |v| v.join("bin/python"))
-}
 
 struct Data {
     dataset: DatasetConfig,
@@ -229,55 +203,6 @@ fn captions(n: usize, codec: &CaptionCodec) -> Vec<String> {
     (0..n).map(|i| pool[i % pool.len()].to_string()).collect()
 }
 
-fn run_ort(
-    path: &Path,
-    z: &Tensor,
-    caption: Option<&Tensor>,
-) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let mut session = Session::builder(ort_env())
-        .unwrap()
-        .with_intra_threads(1)
-        .unwrap()
-        .commit_from_file(path)
-        .unwrap_or_else(|e| panic!("ONNX Runtime refuses {}: {e}", path.display()));
-    let shape = |t: &Tensor| t.size().iter().map(|&s| s as usize).collect::<Vec<_>>();
-    let zv = Vec::<f32>::try_from(&z.reshape([-1])).unwrap();
-    let mut inputs: Vec<(std::borrow::Cow<str>, ort::session::SessionInputValue)> = vec![(
-        "z".into(),
-        ort::value::Tensor::from_array((shape(z), zv))
-            .unwrap()
-            .into(),
-    )];
-    if let Some(c) = caption {
-        let cv = Vec::<i64>::try_from(&c.reshape([-1])).unwrap();
-        inputs.push((
-            "caption".into(),
-            ort::value::Tensor::from_array((shape(c), cv))
-                .unwrap()
-                .into(),
-        ));
-    }
-    let outputs = session.run(inputs).expect("ONNX Runtime run");
-    ["video", "canvases"]
-        .into_iter()
-        .map(|name| {
-            let a = outputs[name].try_extract_array::<f32>().unwrap();
-            (
-                name.to_string(),
-                (a.shape().to_vec(), a.iter().copied().collect()),
-            )
-        })
-        .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// Runs `path` and the tch decoder on the same inputs at batch 1 and 7.
 fn assert_matches_tch(model: &SyncDraw, meta: &Meta, path: &Path) {
     let c = &meta.model;
@@ -334,24 +259,6 @@ fn assert_matches_tch(model: &SyncDraw, meta: &Meta, path: &Path) {
     }
 }
 
-fn check_with_onnx_checker(paths: &[&Path]) {
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(
-            "import sys, onnx\n\
-             for p in sys.argv[1:]:\n    \
-                 onnx.checker.check_model(onnx.load(p), full_check=True)\n",
-        )
-        .args(paths)
-        .output()
-        .expect("run python (source build-env.sh for the project venv)");
-    assert!(
-        out.status.success(),
-        "onnx.checker rejects the export: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn dims(v: &ValueInfoProto) -> (i32, Vec<String>) {
     let Some(type_proto::Value::TensorType(t)) = &v.type_.value else {
         panic!("{} is not a tensor", v.name)
@@ -367,10 +274,6 @@ fn dims(v: &ValueInfoProto) -> (i32, Vec<String>) {
         })
         .collect();
     (t.elem_type, d)
-}
-
-fn read_model(path: &Path) -> ModelProto {
-    ModelProto::parse_from_bytes(&std::fs::read(path).unwrap()).unwrap()
 }
 
 /// Trains, saves a checkpoint, exports it through `export` (the CLI path), and

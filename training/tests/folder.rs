@@ -2,43 +2,14 @@
 //! frame count, size and channel order of what is imported, the split by caption,
 //! and a corrupt file, a too-short one and a caption outside the grammar each
 //! reported by name while the rest is imported.
+mod common;
+
+use common::shapes::{folder, write_video, SIZE};
 use std::path::Path;
 use syncdraw_data::bouncing::{Motion, Split};
 use syncdraw_data::folder::{csv_fields, import, split_of, FolderDataset, ImportOptions};
 use syncdraw_data::shapes::{self, ShapeVideo};
-use syncdraw_data::video_io::{encode_mp4, FrameRule, FrameSpec};
-
-const SIZE: usize = 32;
-
-fn write_video(dir: &Path, name: &str, v: ShapeVideo, frames: usize, seed: u64) {
-    let rgb = shapes::render(v, frames, SIZE, 12, seed);
-    encode_mp4(&dir.join(name), &rgb, SIZE, SIZE, 10).expect("encode");
-}
-
-/// Every (colour, shape, motion) once as a 12-frame MP4, plus three bad entries.
-fn folder(dir: &Path) {
-    let mut csv = String::from("video,caption\n");
-    for (i, v) in shapes::all_videos(1).into_iter().enumerate() {
-        let name = format!("v{i:02}.mp4");
-        write_video(dir, &name, v, 12, i as u64);
-        csv.push_str(&format!("{name},{}\n", v.caption()));
-    }
-    std::fs::write(
-        dir.join("garbage.mp4"),
-        b"\x00\x00\x00\x18ftypmp42 not really a video",
-    )
-    .expect("write");
-    csv.push_str("garbage.mp4,a red square is moving up and down\n");
-    let short = ShapeVideo {
-        shape: 0,
-        colour: 0,
-        motion: Motion::UpDown,
-    };
-    write_video(dir, "short.mp4", short, 3, 99);
-    csv.push_str("short.mp4,\"a red square is moving up and down\"\n");
-    csv.push_str("v00.mp4,a purple square is moving up and down\n");
-    std::fs::write(dir.join("captions.csv"), csv).expect("write");
-}
+use syncdraw_data::video_io::{FrameRule, FrameSpec};
 
 fn options(dir: &Path, out: &Path, channels: usize, rule: FrameRule) -> ImportOptions {
     ImportOptions {
@@ -59,7 +30,7 @@ fn options(dir: &Path, out: &Path, channels: usize, rule: FrameRule) -> ImportOp
 #[test]
 fn imports_encoded_files_and_reports_the_bad_ones_by_name() {
     let dir = tempfile::tempdir().expect("tmp");
-    folder(dir.path());
+    folder(dir.path(), true);
     let out = dir.path().join("set");
     let report = import(&options(dir.path(), &out, 3, FrameRule::Start), false).expect("import");
     assert_eq!(report.listed, 21);
