@@ -17,12 +17,16 @@
 //! learnt the split's "digit 3 moves up and down" shortcuts. [`fidelity`] scores
 //! generated videos.
 //!
+//! Colour moving-shapes videos are read by rules instead ([`shapes`]: brightest
+//! plane, fill of the bounding box, centroid track).
+//!
 //! File format: one safetensors file with the network's tensors and `meta.json`
 //! (a u8 tensor of [`EvaluatorMeta`] as JSON), written atomically.
 pub mod labels;
 pub mod net;
 pub mod reading;
 pub mod render;
+pub mod shapes;
 pub mod train;
 
 use labels::{Score, Tally};

@@ -16,7 +16,7 @@ pub enum FidelityError {
     Evaluator(#[from] EvaluatorError),
     #[error(transparent)]
     Caption(#[from] syncdraw_format::CaptionError),
-    #[error("the model is trained on {0}: the evaluator reads Bouncing MNIST digits only, and there is no reader for this data set's videos")]
+    #[error("the model is trained on {0}: fidelity scores Bouncing MNIST digits only (its evaluator reads digits)")]
     NoReader(String),
 }
 

@@ -509,3 +509,71 @@ fn colour_read_and_write_are_the_grey_ones_per_channel() {
         }
     }
 }
+
+/// `syncdraw-train train --data SET` trains a colour model on the set, with the
+/// set's frames, size and channels; the generation options are refused with it.
+#[test]
+fn the_cli_trains_on_a_folder_set() {
+    let set = set();
+    let run = tempfile::tempdir().expect("tmp");
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_syncdraw-train"))
+            .args(["--threads", "1", "train", "--run-dir"])
+            .arg(run.path())
+            .arg("--data")
+            .arg(set)
+            .args([
+                "--steps",
+                "2",
+                "--batch",
+                "4",
+                "--timesteps",
+                "2",
+                "--read-k",
+                "3",
+                "--write-k",
+                "3",
+                "--enc-size",
+                "16",
+                "--dec-size",
+                "16",
+                "--z-dim",
+                "4",
+                "--eval-every",
+                "0",
+                "--log-every",
+                "1",
+                "--device",
+                "cpu",
+            ])
+            .args(extra)
+            .output()
+            .expect("runs syncdraw-train")
+    };
+    let refused = cli(&["--digits", "2"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--digits") && err.contains("--data"), "{err}");
+    let out = cli(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta = checkpoint::read_meta(&run.path().join(CHECKPOINT)).expect("meta");
+    assert_eq!(meta.step, 2);
+    assert_eq!(
+        (meta.model.frames, meta.model.channels, meta.model.height),
+        (FRAMES as i64, 3, SIZE as i64)
+    );
+    assert!(
+        matches!(meta.data, DataSource::Folder(_)),
+        "{:?}",
+        meta.data
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["folder"]["channels"], 3);
+    assert!(config.get("dataset").is_none(), "{config}");
+}
