@@ -842,8 +842,6 @@ impl PushSrcImpl for SyncdrawSrc {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        let settings = lock(&self.settings).clone();
-
         let need_clip = {
             let state = lock(&self.state);
             if state.info.is_none() {
@@ -854,6 +852,8 @@ impl PushSrcImpl for SyncdrawSrc {
             state.schedule.needs_clip()
         };
         if need_clip {
+            // Settings are read once per clip, not per frame (a clone allocates).
+            let settings = lock(&self.settings).clone();
             self.next_clip(&settings)?;
         }
 

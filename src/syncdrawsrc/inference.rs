@@ -152,7 +152,7 @@ impl Generator {
         }
         // A broken model (a diverged or damaged export) can give NaN or infinity,
         // which no pixel format can show: refuse it rather than draw black.
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        if let Some(i) = first_non_finite(data) {
             return Err(format!(
                 "output {name:?} holds {} (clip {}, value {} of {per_clip}): the model is broken; export it again from a checkpoint whose loss was finite",
                 data[i],
@@ -166,6 +166,23 @@ impl Generator {
     }
 }
 
+/// The index of the first NaN or infinity in `data`. Chunks are checked with an
+/// integer maximum over the values' bits without sign (associative, so it
+/// vectorises, where a search for the first one does not): a value is not finite
+/// when its exponent bits are all ones, i.e. above f32::MAX's bits.
+fn first_non_finite(data: &[f32]) -> Option<usize> {
+    const CHUNK: usize = 4096;
+    data.chunks(CHUNK).enumerate().find_map(|(c, chunk)| {
+        let top = chunk
+            .iter()
+            .fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
+        (top > f32::MAX.to_bits())
+            .then(|| chunk.iter().position(|v| !v.is_finite()))
+            .flatten()
+            .map(|i| c * CHUNK + i)
+    })
+}
+
 /// One clip of a batch: the noise of clip `index` of `seed` (as [`prior_noise`]),
 /// and the caption's ids (None for an unconditional model).
 #[derive(Debug, Clone, Copy)]
@@ -173,4 +190,28 @@ pub struct Row<'a> {
     pub seed: u64,
     pub index: u64,
     pub tokens: Option<&'a [i64]>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_non_finite;
+
+    #[test]
+    fn non_finite_values_are_found_where_they_are() {
+        let mut data = vec![0.5f32; 10_000];
+        data[0] = -f32::MAX;
+        data[1] = f32::MIN_POSITIVE / 2.0;
+        assert_eq!(first_non_finite(&data), None);
+        for (i, bad) in [
+            (0, f32::NAN),
+            (4095, f32::INFINITY),
+            (4096, f32::NEG_INFINITY),
+            (9_999, -f32::NAN),
+        ] {
+            let mut d = data.clone();
+            d[i] = bad;
+            assert_eq!(first_non_finite(&d), Some(i), "{bad} at {i}");
+        }
+        assert_eq!(first_non_finite(&[]), None);
+    }
 }
