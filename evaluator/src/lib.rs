@@ -17,8 +17,9 @@
 //! learnt the split's "digit 3 moves up and down" shortcuts. [`fidelity`] scores
 //! generated videos.
 //!
-//! Colour moving-shapes videos are read by rules instead ([`shapes`]: brightest
-//! plane, fill of the bounding box, centroid track).
+//! Moving-shapes videos are read by rules instead ([`shapes`]: brightest
+//! plane, fill of the bounding box, centroid track; grey ones for shape and
+//! motion only).
 //!
 //! File format: one safetensors file with the network's tensors and `meta.json`
 //! (a u8 tensor of [`EvaluatorMeta`] as JSON), written atomically.

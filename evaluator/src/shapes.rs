@@ -10,6 +10,9 @@
 //!   fills: 1 for a square, π/4 for a circle, 1/2 for the triangle;
 //! - **motion**: the axis along which the centroid moved more, summed over
 //!   consecutive frames.
+//!
+//! A grey video ([`read_grey`]) has no colour to read: its one plane is read for
+//! the shape and the motion in the same way.
 use syncdraw_data::bouncing::Motion;
 use syncdraw_data::shapes::{ShapeVideo, COLOURS, SHAPES};
 
@@ -22,9 +25,10 @@ pub const TRIANGLE_BELOW: f32 = 0.64;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ShapesError {
-    #[error("a moving-shapes video has 3 channels (R, G, B) of frames; got {values} values for {frames} frames of 3 x {height} x {width}")]
+    #[error("{values} values are not a moving-shapes video of {frames} frames of {channels} x {height} x {width} (channels: 3 for R, G, B, 1 for grey)")]
     Layout {
         values: usize,
+        channels: usize,
         frames: usize,
         height: usize,
         width: usize,
@@ -51,6 +55,28 @@ impl ShapeReading {
     /// "a {colour} {shape} is moving {motion}", as the shapes grammar writes it.
     pub fn caption(&self) -> String {
         self.video.caption()
+    }
+}
+
+/// What a grey video shows: the shape and the motion (grey frames keep no
+/// colour), with the measurements behind them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreyReading {
+    /// Index into [`SHAPES`].
+    pub shape: usize,
+    pub motion: Motion,
+    /// As in [`ShapeReading`].
+    pub fill: f32,
+    pub moved_rows: f32,
+    pub moved_cols: f32,
+    pub frames_seen: usize,
+}
+
+impl GreyReading {
+    /// "a {shape} is moving {motion}": the shapes grammar's caption without
+    /// the colour.
+    pub fn caption(&self) -> String {
+        format!("a {} is moving {}", SHAPES[self.shape], self.motion.words())
     }
 }
 
@@ -85,33 +111,18 @@ fn blob(plane: &[f32], width: usize) -> Option<Blob> {
     })
 }
 
-/// Reads one video: `frames` frames of 3 x `height` x `width` values in [0, 1]
-/// (planes R, G, B per frame, the model's and the imported sets' layout).
-pub fn read(
-    video: &[f32],
-    frames: usize,
-    height: usize,
-    width: usize,
-) -> Result<ShapeReading, ShapesError> {
-    let plane = height * width;
-    if frames == 0 || plane == 0 || video.len() != frames * 3 * plane {
-        return Err(ShapesError::Layout {
-            values: video.len(),
-            frames,
-            height,
-            width,
-        });
-    }
-    let frame = |f: usize, c: usize| &video[(f * 3 + c) * plane..(f * 3 + c + 1) * plane];
-    let sums: Vec<f32> = (0..3)
-        .map(|c| (0..frames).map(|f| frame(f, c).iter().sum::<f32>()).sum())
-        .collect();
-    let colour = (0..3)
-        .max_by(|&a, &b| sums[a].total_cmp(&sums[b]))
-        .expect("three planes");
-    let blobs: Vec<Blob> = (0..frames)
-        .filter_map(|f| blob(frame(f, colour), width))
-        .collect();
+/// The shape and motion read from one plane per frame.
+struct Form {
+    shape: usize,
+    motion: Motion,
+    fill: f32,
+    moved_rows: f32,
+    moved_cols: f32,
+    frames_seen: usize,
+}
+
+fn form<'a>(planes: impl Iterator<Item = &'a [f32]>, width: usize) -> Result<Form, ShapesError> {
+    let blobs: Vec<Blob> = planes.filter_map(|p| blob(p, width)).collect();
     if blobs.is_empty() {
         return Err(ShapesError::Empty);
     }
@@ -136,16 +147,85 @@ pub fn read(
     } else {
         Motion::LeftRight
     };
-    debug_assert!(colour < COLOURS.len() && shape < SHAPES.len());
-    Ok(ShapeReading {
-        video: ShapeVideo {
-            shape,
-            colour,
-            motion,
-        },
+    debug_assert!(shape < SHAPES.len());
+    Ok(Form {
+        shape,
+        motion,
         fill,
         moved_rows,
         moved_cols,
         frames_seen: blobs.len(),
+    })
+}
+
+fn check_layout(
+    video: &[f32],
+    frames: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+) -> Result<(), ShapesError> {
+    let plane = height * width;
+    if frames == 0 || plane == 0 || video.len() != frames * channels * plane {
+        return Err(ShapesError::Layout {
+            values: video.len(),
+            channels,
+            frames,
+            height,
+            width,
+        });
+    }
+    Ok(())
+}
+
+/// Reads one video: `frames` frames of 3 x `height` x `width` values in [0, 1]
+/// (planes R, G, B per frame, the model's and the imported sets' layout).
+pub fn read(
+    video: &[f32],
+    frames: usize,
+    height: usize,
+    width: usize,
+) -> Result<ShapeReading, ShapesError> {
+    check_layout(video, frames, 3, height, width)?;
+    let plane = height * width;
+    let frame = |f: usize, c: usize| &video[(f * 3 + c) * plane..(f * 3 + c + 1) * plane];
+    let sums: Vec<f32> = (0..3)
+        .map(|c| (0..frames).map(|f| frame(f, c).iter().sum::<f32>()).sum())
+        .collect();
+    let colour = (0..3)
+        .max_by(|&a, &b| sums[a].total_cmp(&sums[b]))
+        .expect("three planes");
+    debug_assert!(colour < COLOURS.len());
+    let f = form((0..frames).map(|f| frame(f, colour)), width)?;
+    Ok(ShapeReading {
+        video: ShapeVideo {
+            shape: f.shape,
+            colour,
+            motion: f.motion,
+        },
+        fill: f.fill,
+        moved_rows: f.moved_rows,
+        moved_cols: f.moved_cols,
+        frames_seen: f.frames_seen,
+    })
+}
+
+/// Reads one grey video: `frames` frames of `height` x `width` values in [0, 1],
+/// for its shape and motion.
+pub fn read_grey(
+    video: &[f32],
+    frames: usize,
+    height: usize,
+    width: usize,
+) -> Result<GreyReading, ShapesError> {
+    check_layout(video, frames, 1, height, width)?;
+    let f = form(video.chunks_exact(height * width), width)?;
+    Ok(GreyReading {
+        shape: f.shape,
+        motion: f.motion,
+        fill: f.fill,
+        moved_rows: f.moved_rows,
+        moved_cols: f.moved_cols,
+        frames_seen: f.frames_seen,
     })
 }
