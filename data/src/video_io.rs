@@ -212,7 +212,11 @@ pub fn decode(path: &Path, spec: &FrameSpec) -> Result<Vec<u8>, VideoError> {
     } = *spec;
     init()?;
     let format = if channels == 3 { "RGB" } else { "GRAY8" };
-    let uri = gst::glib::filename_to_uri(path, None).map_err(gst_err)?;
+    // A URI needs an absolute path: a relative one (`--videos DIR`) is taken from
+    // the current directory.
+    let absolute = std::path::absolute(path)
+        .map_err(|e| VideoError::Gst(format!("cannot make {} absolute: {e}", path.display())))?;
+    let uri = gst::glib::filename_to_uri(&absolute, None).map_err(gst_err)?;
     let pipeline = gst::parse::launch(&format!(
         "uridecodebin uri=\"{uri}\" ! videoconvert ! videoscale ! \
          video/x-raw,format={format},width={width},height={height},pixel-aspect-ratio=1/1 ! \
@@ -311,4 +315,37 @@ fn bus_error(pipeline: &gst::Pipeline) -> Option<VideoError> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_path_decodes_like_an_absolute_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.mp4");
+        let (w, h, n) = (16usize, 16usize, 3usize);
+        let rgb: Vec<u8> = (0..n * w * h * 3).map(|i| (i % 251) as u8).collect();
+        encode_mp4(&file, &rgb, w, h, 10).unwrap();
+        // The same file through a path relative to the current directory.
+        let cwd = std::env::current_dir().unwrap();
+        let mut relative = std::path::PathBuf::new();
+        for _ in cwd.components().skip(1) {
+            relative.push("..");
+        }
+        relative.push(file.strip_prefix("/").unwrap());
+        assert!(relative.is_relative());
+        let spec = FrameSpec {
+            frames: n,
+            height: h,
+            width: w,
+            channels: 3,
+            rule: FrameRule::Start,
+        };
+        assert_eq!(
+            decode(&relative, &spec).unwrap(),
+            decode(&file, &spec).unwrap()
+        );
+    }
 }
