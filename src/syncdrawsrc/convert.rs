@@ -134,7 +134,9 @@ fn write_grey8(
     // 0.5 (128 in both ranges) and alpha 1.0 (255).
     let (scale, offset) = if limited { (219.0, 16.5) } else { (255.0, 0.5) };
     let quantize = |v: f32| -> u8 {
-        // max and min return the other operand for NaN: NaN becomes 0.
+        // max and min return the other operand for NaN: NaN becomes 0 (clamp would
+        // keep it, and the unchecked conversion below needs a number).
+        #[allow(clippy::manual_clamp)]
         let v = v.max(0.0).min(1.0);
         // Adding 0.5 and truncating rounds as round() does (half away from zero)
         // without a libm call per pixel; the plain truncating conversion below lets
