@@ -26,7 +26,7 @@ use syncdraw_training::export::{export, export_model};
 use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
 use syncdraw_training::model::read::read;
 use syncdraw_training::model::write::write;
-use syncdraw_training::model::{DecoderKind, ModelConfig, SyncDraw, Variant};
+use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, SyncDraw, Variant};
 use syncdraw_training::source::{DataSource, FolderSource, SourceError};
 use syncdraw_training::train::{
     train, CanvasInit, CaptionEncoderKind, TrainError, TrainOptions, CHECKPOINT,
@@ -99,6 +99,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
             stable_filterbank: true,
             temporal_k: (variant == Variant::Baseline).then_some(3),
             canvas_init: None,
+            draw_order: DrawOrder::Together,
         },
         data: DataSource::Folder(source),
         pixels: Pixels::Grey,

@@ -18,7 +18,7 @@ use syncdraw_evaluator::{
 };
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
 use syncdraw_training::fidelity::{fidelity, FidelityError};
-use syncdraw_training::model::{DecoderKind, ModelConfig, SyncDraw, Variant};
+use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, SyncDraw, Variant};
 use syncdraw_training::train::slots_config;
 use tch::Device;
 
@@ -600,6 +600,7 @@ fn tiny_model(data: &DatasetConfig, captions: bool) -> (SyncDraw, Meta) {
         bounded_windows: true,
         forget_bias: 0.0,
         canvas_init: None,
+        draw_order: DrawOrder::Together,
         stable_filterbank: false,
         temporal_k: None,
     };

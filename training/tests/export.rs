@@ -17,7 +17,7 @@ use syncdraw_data::{Dataset, DatasetConfig, DigitSource, Digits, Split};
 use syncdraw_format::{CaptionCodec, Grammar, Vocabulary};
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
 use syncdraw_training::export::{export, export_model, ExportError};
-use syncdraw_training::model::{DecoderKind, ModelConfig, SyncDraw, Variant};
+use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, SyncDraw, Variant};
 use syncdraw_training::source::DataSource;
 use syncdraw_training::train::{slots_config, words_config};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
@@ -122,6 +122,7 @@ fn config(variant: Variant, cap: Cap) -> ModelConfig {
         stable_filterbank: cap == Cap::Slots,
         // The Baseline's temporal grid smaller than its spatial ones (3 and 4).
         temporal_k: (variant == Variant::Baseline).then_some(2),
+        draw_order: DrawOrder::Together,
     }
 }
 
@@ -179,7 +180,7 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
 /// Captions the codec accepts: for words, of different lengths (all padded to
 /// L); for the grammar, every digit and motion, in varied case and spacing.
 fn captions(n: usize, codec: &CaptionCodec) -> Vec<String> {
-    if let CaptionCodec::Grammar(_) = codec {
+    if let CaptionCodec::Grammar(g) = codec {
         let pool = [
             "digit 3 is moving up and down",
             "digit 0 is moving left and right",
@@ -189,7 +190,16 @@ fn captions(n: usize, codec: &CaptionCodec) -> Vec<String> {
             "digit 4 is moving up and down",
             "digit 1 is moving up and down",
         ];
-        return (0..n).map(|i| pool[i % pool.len()].to_string()).collect();
+        // Two-object grammars: two of them joined, the second varying apart.
+        return (0..n)
+            .map(|i| {
+                let one = pool[i % pool.len()].to_string();
+                match g.max_objects {
+                    1 => one,
+                    _ => format!("{one} and {}", pool[(3 * i + 1) % pool.len()]),
+                }
+            })
+            .collect();
     }
     let pool = [
         "digit 3 is moving up and down",
@@ -372,6 +382,46 @@ fn syncdraw_captioned_matches_tch() {
     for e in &examples {
         g.encode(e).unwrap();
     }
+}
+
+/// Two-digit captions drawn in turn (`--draw-order in-turn`): T = 3 steps split
+/// unevenly (steps 0-1 draw the first object, step 2 the second), so the graph's
+/// per-step caption features must follow the training code's blocks exactly.
+#[test]
+fn objects_drawn_in_turn_match_tch() {
+    tch::set_num_threads(1);
+    tch::manual_seed(21);
+    let mut config = config(Variant::Syncdraw, Cap::Slots);
+    let two = grammar(2);
+    config.caption = Some(slots_config(&two));
+    config.draw_order = DrawOrder::InTurn;
+    assert_eq!(
+        (0..T).map(|t| config.object_of_step(t)).collect::<Vec<_>>(),
+        vec![Some(0), Some(0), Some(1)]
+    );
+    let model = SyncDraw::new(&config, Device::Cpu);
+    let mut dataset = data().dataset.clone();
+    dataset.digits = 2;
+    let meta = Meta {
+        format: FORMAT.into(),
+        model: config,
+        vocabulary: None,
+        grammar: Some(two),
+        data: DataSource::Generated(dataset),
+        pixels: Default::default(),
+        step: 0,
+        seed: 21,
+        test_nll: None,
+        train_seconds: 0.0,
+        device: "cpu".into(),
+        steps_before: 0,
+        initialised_from: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("in-turn.onnx");
+    export_model(&model, &meta, &out).unwrap();
+    check_with_onnx_checker(&[&out]);
+    assert_matches_tch(&model, &meta, &out);
 }
 
 /// Models with the format-1 word encoder still export, as format 1.

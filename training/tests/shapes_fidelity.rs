@@ -30,7 +30,7 @@ use syncdraw_training::fidelity::{
     score_shape_videos, shapes_fidelity, FidelityError, Reader, ShapeScore, ShapesFidelityReport,
     NO_SHAPE,
 };
-use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
+use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, Variant};
 use syncdraw_training::source::{DataSource, FolderSource};
 use syncdraw_training::train::{train, CanvasInit, CaptionEncoderKind, TrainOptions, CHECKPOINT};
 use tch::{Device, Kind, Tensor};
@@ -245,6 +245,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
             stable_filterbank: true,
             temporal_k: None,
             canvas_init: None,
+            draw_order: DrawOrder::Together,
         },
         data: DataSource::Folder(source),
         pixels: Pixels::Grey,

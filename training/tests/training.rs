@@ -13,7 +13,7 @@ use syncdraw_training::checkpoint;
 use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
 use syncdraw_training::model::read::read;
 use syncdraw_training::model::write::write;
-use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
+use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, Variant};
 use syncdraw_training::source::DataSource;
 use syncdraw_training::train::{
     mean_logit, train, CanvasInit, CaptionEncoderKind, TrainError, TrainOptions,
@@ -531,6 +531,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
             bounded_windows: true,
             forget_bias: 0.0,
             canvas_init: None,
+            draw_order: DrawOrder::Together,
             stable_filterbank: false,
             temporal_k: None,
         },
@@ -917,6 +918,80 @@ fn a_warm_started_two_digit_model_starts_as_the_one_digit_model() {
     assert!(err.to_string().contains("shape"), "{err}");
 }
 
+/// `--draw-order in-turn`: the steps of the first object's block read only its
+/// slots (the canvases up to the switch do not depend on the second object, and
+/// differ once its block starts), the one-step-at-a-time decoder of training
+/// draws what the generation graph draws, a one-digit model warm-starts every
+/// decoder weight unchanged (only the encoder, which reads S whole, grows), and a
+/// word-encoder model is refused.
+#[test]
+fn objects_drawn_in_turn_read_only_their_own_slots() {
+    use syncdraw_training::backend::TchBackend;
+    use syncdraw_training::model::{DrawOrder, SyncDraw};
+    use syncdraw_training::warm_start::warm_start;
+    let mut config = tiny_captioned_config(2);
+    config.draw_order = DrawOrder::InTurn;
+    let c = config.clone();
+    let half = c.timesteps / 2;
+    assert_eq!(c.object_of_step(half - 1), Some(0));
+    assert_eq!(c.object_of_step(half), Some(1));
+    tch::manual_seed(31);
+    let two = SyncDraw::new(&config, Device::Cpu);
+    let z = Tensor::randn([2, c.timesteps, c.z_dim], (Kind::Float, Device::Cpu));
+    let ids = |v: [i64; 4]| Tensor::from_slice(&v).reshape([1, 4]).repeat([2, 1]);
+    let (a, b) = (ids([4, 1, 8, 2]), ids([4, 1, 3, 1]));
+    let (_, canvases_a) = two.generate(&z, Some(&a));
+    let (_, canvases_b) = two.generate(&z, Some(&b));
+    let differ = |t: i64| {
+        (canvases_a.select(1, t) - canvases_b.select(1, t))
+            .abs()
+            .max()
+            .double_value(&[])
+    };
+    for t in 0..half {
+        assert_eq!(differ(t), 0.0, "step {t} read the second object");
+    }
+    assert!(differ(half) > 1e-4, "the second object's block ignores it");
+
+    // Training's step-by-step decoder is the generation graph's.
+    let be = &mut TchBackend::new(Device::Cpu);
+    let dec = two.decoder.bind(be);
+    let s = dec.caption_embedding(be, Some(&a));
+    let (mut state, mut canvas) = (None, None);
+    for t in 0..c.timesteps {
+        let next = dec.step(be, &z.select(1, t), s.as_ref(), state.as_ref(), t);
+        let w = dec.write(be, &next);
+        canvas = Some(match canvas {
+            None => dec.first_canvas(be, w),
+            Some(prev) => prev + w,
+        });
+        state = Some(next);
+    }
+    let stepped = canvas.expect("T >= 1").sigmoid();
+    let (video, _) = two.generate(&z, Some(&a));
+    let diff = (stepped.reshape([-1]) - video.reshape([-1]))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(diff < 1e-5, "step-by-step and generated differ by {diff}");
+
+    // From a one-digit model, only the encoder's caption inputs grow.
+    tch::manual_seed(32);
+    let one = SyncDraw::new(&tiny_captioned_config(1), Device::Cpu);
+    let done = warm_start(&two, &one).expect("compatible models");
+    assert_eq!(done.grown.len(), 1, "grown: {:?}", done.grown);
+    assert!(done.grown[0].starts_with("encoder"), "{:?}", done.grown);
+
+    let _serial = training_lock();
+    let (run, cache) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let mut opts = tiny_options(run.path(), cache.path(), 1);
+    opts.model.draw_order = DrawOrder::InTurn;
+    opts.model.decoder = DecoderKind::Joint;
+    opts.captions = Some(syncdraw_training::train::CaptionEncoderKind::Words);
+    let err = train(&opts).expect_err("refused");
+    assert!(err.to_string().contains("in-turn"), "{err}");
+}
+
 /// `train` with a warm start: a two-digit run from a one-digit checkpoint records
 /// where it started and how many steps its weights had seen, and trains.
 #[test]
@@ -982,6 +1057,7 @@ fn initial_canvas_and_forget_bias() {
     let fresh = syncdraw_training::model::SyncDraw::new(
         &ModelConfig {
             canvas_init: Some(-3.0),
+            draw_order: DrawOrder::Together,
             ..options(a.path(), 1).model
         },
         Device::Cpu,

@@ -51,6 +51,9 @@ pub struct CaptionFeatures<T> {
     pub all: T,
     /// [S_where, S_what] for slot encoders.
     pub by_role: Option<[T; 2]>,
+    /// Per object, in caption order: [its slots, its where slots, its what
+    /// slots] (slot encoders, when objects are drawn in turn).
+    pub per_object: Option<Vec<[T; 3]>>,
 }
 
 impl<T> CaptionFeatures<T> {
@@ -61,6 +64,24 @@ impl<T> CaptionFeatures<T> {
             (Some([w, _]), Role::Where) => w,
             (Some([_, w]), Role::What) => w,
             (None, _) => &self.all,
+        }
+    }
+
+    /// The features of object `o` alone that a decoder LSTM of `role` reads
+    /// (None: every slot of the object).
+    ///
+    /// # Panics
+    /// If the features were encoded without `per_object` (a model whose objects
+    /// are not drawn in turn), or `o` is not an object of the caption.
+    pub fn object(&self, o: i64, role: Option<Role>) -> &T {
+        let parts = &self
+            .per_object
+            .as_ref()
+            .expect("caption features encoded per object")[o as usize];
+        match role {
+            None => &parts[0],
+            Some(Role::Where) => &parts[1],
+            Some(Role::What) => &parts[2],
         }
     }
 }
@@ -127,17 +148,18 @@ impl CaptionEncoderParams {
 }
 
 impl<T> CaptionEncoder<T> {
-    /// S for int64 caption ids [B, L]; with `by_role`, also its part per role
-    /// (slot encoders only).
+    /// S for int64 caption ids [B, L]; with `by_role`, also its part per role,
+    /// with `per_object` the parts of each object (slot encoders only).
     pub fn encode<B: Backend<Tensor = T>>(
         &self,
         be: &mut B,
         ids: &T,
         by_role: bool,
+        per_object: bool,
     ) -> CaptionFeatures<T> {
         match self {
             CaptionEncoder::Slots { config, tables } => {
-                encode_slots(be, config, tables, ids, by_role)
+                encode_slots(be, config, tables, ids, by_role, per_object)
             }
             CaptionEncoder::Words {
                 config,
@@ -146,6 +168,7 @@ impl<T> CaptionEncoder<T> {
             } => CaptionFeatures {
                 all: encode_words(be, config, embedding, lstm, ids),
                 by_role: None,
+                per_object: None,
             },
         }
     }
@@ -158,14 +181,15 @@ fn encode_slots<B: Backend>(
     tables: &[B::Tensor],
     ids: &B::Tensor,
     split: bool,
+    per_object: bool,
 ) -> CaptionFeatures<B::Tensor> {
     let e = config.embed_size;
-    let n = config.slots.len() as i64;
+    let n = config.slots.len();
     let mut all = Vec::new();
     let (mut wheres, mut whats) = (Vec::new(), Vec::new());
     for o in 0..config.objects {
         for (s, kind) in config.slots.iter().enumerate() {
-            let id = be.narrow(ids, 1, o * n + s as i64, 1); // [B, 1]
+            let id = be.narrow(ids, 1, o * n as i64 + s as i64, 1); // [B, 1]
             let v = be.embedding(&tables[s], &id); // [B, 1, E]
             let v = be.reshape(&v, &[-1, e]);
             match kind.role {
@@ -183,7 +207,26 @@ fn encode_slots<B: Backend>(
     let s = cat(be, &every);
     let by_role = (split && !wheres.is_empty() && !whats.is_empty())
         .then(|| [cat(be, &wheres), cat(be, &whats)]);
-    CaptionFeatures { all: s, by_role }
+    // Object o's slots are entries [o n, (o + 1) n) of `all`.
+    let per_object = per_object.then(|| {
+        (0..config.objects as usize)
+            .map(|o| {
+                let mine: Vec<usize> = (o * n..(o + 1) * n).collect();
+                // A role without slots in this grammar reads the object whole.
+                let of = |idx: &[usize]| -> Vec<usize> {
+                    let v: Vec<usize> = idx.iter().copied().filter(|i| i / n == o).collect();
+                    if v.is_empty() { mine.clone() } else { v }
+                };
+                let (w, h) = (of(&wheres), of(&whats));
+                [cat(be, &mine), cat(be, &w), cat(be, &h)]
+            })
+            .collect()
+    });
+    CaptionFeatures {
+        all: s,
+        by_role,
+        per_object,
+    }
 }
 
 /// Word ids [B, L] (right-padded with PAD_ID) -> the caption LSTM's last state.

@@ -76,6 +76,10 @@ pub struct ModelConfig {
     /// c^0 = 0, every pixel at probability 0.5); `None`: the paper's c^0 = 0.
     #[serde(default)]
     pub canvas_init: Option<f64>,
+    /// Which objects of the caption the decoder LSTMs read at each step (absent
+    /// in older checkpoints: all of them at every step, as eq. 13).
+    #[serde(default)]
+    pub draw_order: DrawOrder,
 }
 
 fn one() -> i64 {
@@ -95,6 +99,20 @@ pub enum DecoderKind {
     /// [z, S_what] (the digit slots) and gives the write patches. Needs a slot
     /// caption encoder; an unconditional model splits the same way on z alone.
     WhatWhere,
+}
+
+/// Which caption objects condition the decoder at each drawing step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrawOrder {
+    /// Every step reads S whole, every object of the caption (eq. 13).
+    #[default]
+    Together,
+    /// The T steps are split into one block per object, in caption order; the
+    /// decoder LSTMs read only the slots of the block's object, so each object is
+    /// drawn from its own digit and motion, like the one object of a one-digit
+    /// model. Needs the slots caption encoder.
+    InTurn,
 }
 
 /// The jointly trained caption encoder that stands in for skip-thought vectors.
@@ -204,9 +222,31 @@ impl ModelConfig {
         self.caption.as_ref().map_or(0, |c| c.size(None))
     }
 
-    /// Size of the part of S one role's decoder LSTM reads.
-    pub fn caption_size_for(&self, role: Role) -> i64 {
-        self.caption.as_ref().map_or(0, |c| c.size(Some(role)))
+    /// Size of the caption features a decoder LSTM reads at a step: S whole
+    /// (`role` None, a joint decoder) or its part for one role (what-where), of
+    /// every object, or of one object when objects are drawn in turn.
+    pub fn decoder_caption_size(&self, role: Option<Role>) -> i64 {
+        let size = self.caption.as_ref().map_or(0, |c| c.size(role));
+        match (&self.caption, self.objects_in_turn()) {
+            (Some(CaptionConfig::Slots(s)), Some(_)) => size / s.objects,
+            _ => size,
+        }
+    }
+
+    /// With [`DrawOrder::InTurn`] and a slot caption encoder: the number of
+    /// objects whose blocks of steps split the T steps; otherwise None.
+    pub fn objects_in_turn(&self) -> Option<i64> {
+        match (&self.caption, self.draw_order) {
+            (Some(CaptionConfig::Slots(s)), DrawOrder::InTurn) => Some(s.objects),
+            _ => None,
+        }
+    }
+
+    /// The object drawn at step t (0-based) when objects are drawn in turn:
+    /// object o has steps [o T / n, (o + 1) T / n), so with T = 10 and two
+    /// objects steps 0-4 draw the first and 5-9 the second.
+    pub fn object_of_step(&self, t: i64) -> Option<i64> {
+        self.objects_in_turn().map(|n| t * n / self.timesteps)
     }
 
     /// Hidden sizes of the decoder LSTMs: [dec] for `joint`, [where, what] for

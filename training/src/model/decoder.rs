@@ -69,20 +69,20 @@ impl DecoderParams {
         let lstms = match config.decoder {
             DecoderKind::Joint => vec![LstmParams::new(
                 &(p / "dec"),
-                config.z_dim + config.caption_size(),
+                config.z_dim + config.decoder_caption_size(None),
                 sizes[0],
                 config.forget_bias,
             )],
             DecoderKind::WhatWhere => vec![
                 LstmParams::new(
                     &(p / "dec_where"),
-                    config.z_dim + config.caption_size_for(Role::Where),
+                    config.z_dim + config.decoder_caption_size(Some(Role::Where)),
                     sizes[0],
                     config.forget_bias,
                 ),
                 LstmParams::new(
                     &(p / "dec_what"),
-                    config.z_dim + config.caption_size_for(Role::What),
+                    config.z_dim + config.decoder_caption_size(Some(Role::What)),
                     sizes[1],
                     config.forget_bias,
                 ),
@@ -142,23 +142,39 @@ impl<T> Decoder<T> {
         ids: Option<&T>,
     ) -> Option<CaptionFeatures<T>> {
         let by_role = self.config.decoder == DecoderKind::WhatWhere;
+        let per_object = self.config.objects_in_turn().is_some();
         match (&self.caption, ids) {
-            (Some(enc), Some(ids)) => Some(enc.encode(be, ids, by_role)),
+            (Some(enc), Some(ids)) => Some(enc.encode(be, ids, by_role, per_object)),
             _ => None,
         }
     }
 
-    /// One decoder step (eq. 13; eq. 8 without S):
+    /// The caption features a decoder LSTM of `role` (None: joint) reads at step
+    /// t: of every object, or of the step's object when objects are drawn in turn
+    /// ([`ModelConfig::object_of_step`]).
+    fn features_at<'a>(&self, s: &'a CaptionFeatures<T>, role: Option<Role>, t: i64) -> &'a T {
+        match self.config.object_of_step(t) {
+            Some(o) => s.object(o, role),
+            None => match role {
+                Some(r) => s.role(r),
+                None => &s.all,
+            },
+        }
+    }
+
+    /// One decoder step (eq. 13; eq. 8 without S), t counting from 0:
     ///   joint:      h_dec^t   = LSTM_dec(h_dec^{t-1}, [z^t, S])
     ///   what-where: h_where^t = LSTM_where(h_where^{t-1}, [z^t, S_where]),
     ///               h_what^t  = LSTM_what(h_what^{t-1}, [z^t, S_what]),
-    ///               h_dec^t   = [h_where^t, h_what^t].
+    ///               h_dec^t   = [h_where^t, h_what^t];
+    /// with objects drawn in turn, S is the slots of step t's object only.
     pub fn step<B: Backend<Tensor = T>>(
         &self,
         be: &mut B,
         z: &T,
         s: Option<&CaptionFeatures<T>>,
         prev: Option<&DecoderState<T>>,
+        t: i64,
     ) -> DecoderState<T> {
         let roles: &[Option<Role>] = match self.config.decoder {
             DecoderKind::Joint => &[None],
@@ -169,10 +185,9 @@ impl<T> Decoder<T> {
             .zip(&self.lstms)
             .enumerate()
             .map(|(i, (role, lstm))| {
-                let input = match (s, role) {
-                    (Some(s), None) => be.concat(&[z, &s.all], 1),
-                    (Some(s), Some(r)) => be.concat(&[z, s.role(*r)], 1),
-                    (None, _) => be.reshape(z, &[-1, self.config.z_dim]),
+                let input = match s {
+                    Some(s) => be.concat(&[z, self.features_at(s, *role, t)], 1),
+                    None => be.reshape(z, &[-1, self.config.z_dim]),
                 };
                 lstm.step(be, &input, prev.map(|p| &p.lstms[i]))
             })
@@ -238,6 +253,42 @@ impl<T> Decoder<T> {
         be.reshape(&patch, shape)
     }
 
+    /// The caption features of all T steps for a decoder LSTM of `role`, [T, B, S]:
+    /// the same at every step, or one block of steps per object when objects are
+    /// drawn in turn (as [`Self::step`] reads them).
+    fn feature_sequence<B: Backend<Tensor = T>>(
+        &self,
+        be: &mut B,
+        s: &CaptionFeatures<T>,
+        role: Option<Role>,
+    ) -> T {
+        let steps = self.config.timesteps;
+        // Runs of consecutive steps that read the same features.
+        let mut runs: Vec<(i64, i64)> = Vec::new(); // (first step, length)
+        for t in 0..steps {
+            match runs.last_mut() {
+                Some((first, len)) if self.config.object_of_step(*first) == self.config.object_of_step(t) => *len += 1,
+                _ => runs.push((t, 1)),
+            }
+        }
+        let blocks: Vec<T> = runs
+            .iter()
+            .map(|&(first, len)| {
+                // [1, B, S] broadcast to [len, B, S].
+                let f = be.unsqueeze(self.features_at(s, role, first), 0);
+                let zeros = be.constant(&vec![0.0; len as usize], &[len, 1, 1]);
+                be.add(&f, &zeros)
+            })
+            .collect();
+        match blocks.len() {
+            1 => blocks.into_iter().next().expect("one block"),
+            _ => {
+                let parts: Vec<&T> = blocks.iter().collect();
+                be.concat(&parts, 0)
+            }
+        }
+    }
+
     /// The whole generation path for z [B, T, z_dim] (and caption ids [B, L]).
     ///
     /// At generation the decoder LSTMs read only [z^t, S] (eq. 13), never the
@@ -271,17 +322,9 @@ impl<T> Decoder<T> {
             .iter()
             .zip(&self.lstms)
             .map(|(role, lstm)| {
-                let feats = match (&s, role) {
-                    (Some(s), None) => Some(&s.all),
-                    (Some(s), Some(r)) => Some(s.role(*r)),
-                    (None, _) => None,
-                };
-                let x = match feats {
-                    Some(f) => {
-                        // S is the same at every step: [1, B, S] broadcast to [T, B, S].
-                        let f = be.unsqueeze(f, 0);
-                        let zeros = be.constant(&vec![0.0; steps as usize], &[steps, 1, 1]);
-                        let f = be.add(&f, &zeros);
+                let x = match &s {
+                    Some(s) => {
+                        let f = self.feature_sequence(be, s, *role);
                         be.concat(&[&z_seq, &f], 2)
                     }
                     None => be.reshape(&z_seq, &[steps, -1, c.z_dim]),

@@ -10,5 +10,5 @@ pub mod syncdraw;
 pub mod window_stats;
 pub mod write;
 
-pub use config::{CaptionConfig, DecoderKind, ModelConfig, Role, Variant};
+pub use config::{CaptionConfig, DecoderKind, DrawOrder, ModelConfig, Role, Variant};
 pub use syncdraw::SyncDraw;

@@ -126,7 +126,7 @@ impl SyncDraw {
                 false,
                 Kind::Float,
             );
-            let next_dec = dec.step(be, &z, s.as_ref(), dec_state.as_ref());
+            let next_dec = dec.step(be, &z, s.as_ref(), dec_state.as_ref(), t);
             let write_win = dec.write_window(be, &next_dec);
             if let Some(stats) = stats.as_deref_mut() {
                 stats.write.add(&write_win, Geometry::of(c, c.write_k));

@@ -9,7 +9,7 @@
 //! warm-started from a model of fewer objects per caption, or fresh.
 use super::{CanvasInit, CaptionEncoderKind, TrainError, TrainOptions};
 use crate::checkpoint::{self, AdamState, Meta};
-use crate::model::config::{DecoderKind, SlotKind, SlotsConfig, WordsConfig};
+use crate::model::config::{DecoderKind, DrawOrder, SlotKind, SlotsConfig, WordsConfig};
 use crate::model::{CaptionConfig, SyncDraw};
 use crate::source::{DataSource, SourceError, Videos};
 use crate::warm_start::warm_start;
@@ -96,6 +96,23 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             return Err(TrainError::Invalid(
                 "the what-where decoder needs the slots caption encoder".into(),
             ));
+        }
+        if config.draw_order == DrawOrder::InTurn {
+            match &config.caption {
+                Some(CaptionConfig::Slots(s)) if s.objects <= config.timesteps => {}
+                Some(CaptionConfig::Slots(s)) => {
+                    return Err(TrainError::Invalid(format!(
+                        "--draw-order in-turn gives every object a block of steps: {} objects need at least {} steps, not {}",
+                        s.objects, s.objects, config.timesteps
+                    )))
+                }
+                _ => {
+                    return Err(TrainError::Invalid(
+                        "--draw-order in-turn needs captions read by the slots caption encoder"
+                            .into(),
+                    ))
+                }
+            }
         }
         let shape = opts.data.shape();
         let model_shape = (config.frames, config.channels, config.height, config.width);

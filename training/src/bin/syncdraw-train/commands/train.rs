@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use syncdraw_data::Pixels;
 use syncdraw_training::adam::AdamConfig;
-use syncdraw_training::model::{DecoderKind, ModelConfig, Variant};
+use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, Variant};
 use syncdraw_training::source::{DataSource, FolderSource};
 use syncdraw_training::train::{train, CanvasInit, CaptionEncoderKind, TrainOptions};
 
@@ -54,6 +54,12 @@ pub struct TrainArgs {
     /// mean pixel, or zero (the paper's).
     #[arg(long, value_enum, default_value_t = CanvasInit::DataMean)]
     canvas_init: CanvasInit,
+    /// Which caption objects the decoder reads at each step: all of them at
+    /// every step (the paper's eq. 13), or one block of steps per object in
+    /// caption order, each reading only its object's slots (needs the slots
+    /// caption encoder).
+    #[arg(long, value_enum, default_value_t = DrawOrder::Together)]
+    draw_order: DrawOrder,
     #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]
     variant: Variant,
     /// Baseline only: temporal points of the cuboid (default: half the frames,
@@ -143,6 +149,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         temporal_k: (a.variant == Variant::Baseline)
             .then(|| a.temporal_k.unwrap_or((shape.frames as i64 + 1) / 2)),
         canvas_init: None,
+        draw_order: a.draw_order,
     };
     eprintln!(
         "training on {device:?} with {} libtorch threads",
