@@ -529,7 +529,7 @@ impl SyncdrawSrc {
         // first clip is then on time, and the time it took sets the latency it reports.
         let asked = Instant::now();
         self.maybe_request(&mut state, settings, worker);
-        if settings.is_live && state.schedule.in_flight {
+        if settings.is_live && state.schedule.in_flight() {
             drop(state);
             let result = worker.recv_timeout(FIRST_BATCH_TIMEOUT).map_err(|e| {
                 gst::error_msg!(
@@ -614,7 +614,7 @@ impl SyncdrawSrc {
                 Next::Wait => {}
             }
             self.maybe_request(&mut state, settings, worker);
-            if !state.schedule.in_flight {
+            if !state.schedule.in_flight() {
                 // Nothing more to come (clip limit reached while clips were stale).
                 return Err(gst::FlowError::Eos);
             }

@@ -6,8 +6,10 @@
 //!
 //! Clips are numbered from 0 for the stream; clip `i` of a seed always gets the
 //! same noise (inference::prior_noise), so a clip asked for again after a caption
-//! change keeps its number. At most two batches are held: one being pushed and the
-//! next one, asked for as soon as at most one batch waits.
+//! change keeps its number. At most two batches are held besides the clip being
+//! pushed (waiting or being computed), and the next batch is asked for as soon
+//! as at most one is: the worker then has its next request queued when it
+//! finishes one and never waits for the streaming thread to hand it over.
 
 use std::collections::VecDeque;
 
@@ -45,8 +47,8 @@ pub struct Schedule {
     pub clip_frame: usize,
     /// Clips generated and not yet pushed, oldest first.
     ready: VecDeque<Clip>,
-    /// Whether a request is with the worker.
-    pub in_flight: bool,
+    /// Clips of each request with the worker, oldest first.
+    in_flight: VecDeque<usize>,
     /// Index of the first clip of the next request.
     next_request: u64,
     /// Clips started so far (for `clips`).
@@ -84,6 +86,13 @@ impl Schedule {
         }
         match model.encode(caption) {
             Ok(tokens) => {
+                // Clips made or being made with the old parameters are stale: the
+                // waiting ones are dropped now, the ones being computed when they
+                // arrive (advance), and the next request starts again at the
+                // first clip not yet pushed, with the same numbers. Clips are
+                // pushed in order, so that is clip number `clips_started`.
+                self.ready.clear();
+                self.next_request = self.clips_started;
                 self.params = Some(Params {
                     caption: caption.to_owned(),
                     tokens,
@@ -99,12 +108,18 @@ impl Schedule {
         }
     }
 
-    /// The request to send next, if one is due: none is out, at most one batch
-    /// waits to be pushed, and clips remain (`clips` = 0: no limit). Call
+    /// Whether a request is with the worker.
+    pub fn in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// The request to send next, if one is due: at most one batch of clips is
+    /// waiting or being computed, and clips remain (`clips` = 0: no limit). Call
     /// [`Schedule::sent`] once the worker has it.
     pub fn due(&self, batch_size: usize, clips: u64) -> Option<Request> {
         let batch = batch_size.max(1);
-        if self.in_flight || self.ready.len() > batch {
+        let pending = self.ready.len() + self.in_flight.iter().sum::<usize>();
+        if pending > batch {
             return None;
         }
         let params = self.params.as_ref()?;
@@ -124,23 +139,24 @@ impl Schedule {
 
     /// The worker took `req`.
     pub fn sent(&mut self, req: &Request) {
-        self.in_flight = true;
+        self.in_flight.push_back(req.count);
         self.next_request = req.first + req.count as u64;
     }
 
-    /// The worker's answer to the request in flight.
+    /// The worker's answer to the oldest request in flight.
     pub fn received(&mut self, clips: Vec<Clip>) {
-        self.in_flight = false;
+        self.in_flight.pop_front();
         self.ready.extend(clips);
     }
 
-    /// The request in flight failed.
+    /// The oldest request in flight failed.
     pub fn failed(&mut self) {
-        self.in_flight = false;
+        self.in_flight.pop_front();
     }
 
     /// Makes the next up-to-date generated clip current. Clips made with older
-    /// parameters are dropped and will be asked for again with the same numbers.
+    /// parameters are dropped: [`Schedule::refresh`] has already asked for their
+    /// numbers again.
     pub fn advance(&mut self, clips: u64) -> Next {
         if clips > 0 && self.clips_started >= clips {
             return Next::Eos;
@@ -153,7 +169,6 @@ impl Schedule {
                 self.clip_frame = 0;
                 return Next::Clip;
             }
-            self.next_request = self.next_request.min(clip.index);
         }
         Next::Wait
     }
@@ -202,7 +217,7 @@ mod tests {
                         s.sent(&req);
                         s.received(answer(&req));
                     }
-                    None if !s.in_flight => break,
+                    None if !s.in_flight() => break,
                     None => unreachable!("in flight without a worker"),
                 },
             }
@@ -230,23 +245,63 @@ mod tests {
         let first = s.due(3, 0).expect("first request");
         assert_eq!((first.first, first.count), (0, 3));
         s.sent(&first);
-        assert!(s.due(3, 0).is_none(), "one request at a time");
-        s.received(answer(&first));
-        // Three clips wait (one batch): the next batch is asked for at once.
-        let second = s.due(3, 0).expect("second request");
-        assert_eq!(second.first, 3);
+        // One batch is being computed: the next one is queued behind it, so the
+        // worker starts it without waiting for the streaming thread.
+        let second = s.due(3, 0).expect("second request, queued");
+        assert_eq!((second.first, second.count), (3, 3));
         s.sent(&second);
-        s.received(answer(&second));
-        // Two batches wait: nothing more until one is pushed.
-        assert!(s.due(3, 0).is_none());
+        assert!(s.due(3, 0).is_none(), "two batches out");
+        s.received(answer(&first));
+        assert!(s.due(3, 0).is_none(), "two batches out, one of them ready");
         assert_eq!(s.advance(0), Next::Clip);
         assert!(
             s.due(3, 0).is_none(),
-            "five waiting is still more than a batch"
+            "five waiting or computed is still more than a batch"
         );
+        s.received(answer(&second));
         assert_eq!(s.advance(0), Next::Clip);
         assert_eq!(s.advance(0), Next::Clip);
         assert_eq!(s.due(3, 0).map(|r| r.first), Some(6));
+        assert_eq!(s.advance(0), Next::Clip);
+        assert_eq!(s.clip.as_ref().map(|c| c.index), Some(3));
+    }
+
+    #[test]
+    fn a_new_caption_while_two_requests_are_out_asks_each_clip_once() {
+        let model = crate::syncdrawsrc::model::tests::grammar_model();
+        let caption = |d: u8| format!("digit {d} is moving up and down");
+        let params = |d: u8, version: u64| Params {
+            caption: caption(d),
+            tokens: model.encode(&caption(d)).expect("valid"),
+            temperature: 1.0,
+            version,
+        };
+        let mut s = Schedule::new(params(3, 0));
+        let a = s.due(1, 0).expect("a");
+        s.sent(&a);
+        let b = s.due(1, 0).expect("b");
+        s.sent(&b);
+        assert_eq!((a.first, b.first), (0, 1));
+        // The caption changes while clips 0 and 1 are being computed.
+        assert_eq!(s.refresh(&model, &caption(5), 1.0, 1), None);
+        s.received(answer(&a));
+        assert_eq!(s.advance(0), Next::Wait, "clip 0 is stale");
+        let again = s.due(1, 0).expect("clip 0 again");
+        assert_eq!((again.first, again.params_version), (0, 1));
+        s.sent(&again);
+        s.received(answer(&b));
+        assert_eq!(s.advance(0), Next::Wait, "clip 1 is stale");
+        let next = s.due(1, 0).expect("clip 1 again");
+        assert_eq!((next.first, next.params_version), (1, 1));
+        s.sent(&next);
+        s.received(answer(&again));
+        s.received(answer(&next));
+        let mut shown = Vec::new();
+        while s.advance(0) == Next::Clip {
+            let c = s.clip.as_ref().expect("current");
+            shown.push((c.index, c.params_version));
+        }
+        assert_eq!(shown, vec![(0, 1), (1, 1)], "each clip once, new caption");
     }
 
     #[test]

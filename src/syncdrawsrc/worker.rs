@@ -10,8 +10,9 @@ use ort::session::RunOptions;
 
 use super::inference::{Clip, Generator, Request};
 
-/// A thread running a Generator: requests in, batches of clips out. The result channel
-/// holds one batch, so at most one batch waits while the next is computed.
+/// A thread running a Generator: requests in, batches of clips out, in order. The
+/// schedule (schedule.rs) keeps at most two batches out, so the result channel holds
+/// two and the worker never blocks on it.
 pub struct Worker {
     requests: Option<mpsc::Sender<Request>>,
     results: Option<mpsc::Receiver<Result<Vec<Clip>, String>>>,
@@ -23,7 +24,7 @@ impl Worker {
     pub fn spawn(mut generator: Generator) -> std::io::Result<Worker> {
         let run_options = generator.run_options.clone();
         let (req_tx, req_rx) = mpsc::channel::<Request>();
-        let (res_tx, res_rx) = mpsc::sync_channel(1);
+        let (res_tx, res_rx) = mpsc::sync_channel(2);
         let thread = std::thread::Builder::new()
             .name("syncdraw-infer".into())
             .spawn(move || {
