@@ -983,7 +983,10 @@ fn objects_drawn_in_turn_read_only_their_own_slots() {
     assert!(done.grown[0].starts_with("encoder"), "{:?}", done.grown);
 
     let _serial = training_lock();
-    let (run, cache) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let (run, cache) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
     let mut opts = tiny_options(run.path(), cache.path(), 1);
     opts.model.draw_order = DrawOrder::InTurn;
     opts.model.decoder = DecoderKind::Joint;

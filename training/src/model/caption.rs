@@ -215,7 +215,11 @@ fn encode_slots<B: Backend>(
                 // A role without slots in this grammar reads the object whole.
                 let of = |idx: &[usize]| -> Vec<usize> {
                     let v: Vec<usize> = idx.iter().copied().filter(|i| i / n == o).collect();
-                    if v.is_empty() { mine.clone() } else { v }
+                    if v.is_empty() {
+                        mine.clone()
+                    } else {
+                        v
+                    }
                 };
                 let (w, h) = (of(&wheres), of(&whats));
                 [cat(be, &mine), cat(be, &w), cat(be, &h)]

@@ -267,7 +267,11 @@ impl<T> Decoder<T> {
         let mut runs: Vec<(i64, i64)> = Vec::new(); // (first step, length)
         for t in 0..steps {
             match runs.last_mut() {
-                Some((first, len)) if self.config.object_of_step(*first) == self.config.object_of_step(t) => *len += 1,
+                Some((first, len))
+                    if self.config.object_of_step(*first) == self.config.object_of_step(t) =>
+                {
+                    *len += 1
+                }
                 _ => runs.push((t, 1)),
             }
         }
