@@ -920,7 +920,8 @@ fn a_warm_started_two_digit_model_starts_as_the_one_digit_model() {
 
 /// `--draw-order in-turn`: the steps of the first object's block read only its
 /// slots (the canvases up to the switch do not depend on the second object, and
-/// differ once its block starts), the one-step-at-a-time decoder of training
+/// differ once its block starts), every block starts from the zero state (the
+/// objects can be swapped with their latents), the one-step-at-a-time decoder of training
 /// draws what the generation graph draws, a one-digit model warm-starts every
 /// decoder weight unchanged (only the encoder, which reads S whole, grows), and a
 /// word-encoder model is refused.
@@ -952,6 +953,18 @@ fn objects_drawn_in_turn_read_only_their_own_slots() {
         assert_eq!(differ(t), 0.0, "step {t} read the second object");
     }
     assert!(differ(half) > 1e-4, "the second object's block ignores it");
+    // Each block starts from the zero state and reads only its object and its
+    // latents, so the objects are drawn apart: swapping them in the caption
+    // together with their blocks of z draws the same video (the canvas is a sum).
+    assert_eq!(c.step_blocks(), vec![(0, half), (half, half)]);
+    let swapped_z = Tensor::cat(&[z.narrow(1, half, half), z.narrow(1, 0, half)], 1);
+    let (video_a, _) = two.generate(&z, Some(&a));
+    let (video_swapped, _) = two.generate(&swapped_z, Some(&ids([8, 2, 4, 1])));
+    let diff = (&video_a - &video_swapped).abs().max().double_value(&[]);
+    assert!(
+        diff < 1e-5,
+        "objects swapped with their latents differ by {diff}"
+    );
 
     // Training's step-by-step decoder is the generation graph's.
     let be = &mut TchBackend::new(Device::Cpu);

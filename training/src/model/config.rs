@@ -109,9 +109,10 @@ pub enum DrawOrder {
     #[default]
     Together,
     /// The T steps are split into one block per object, in caption order; the
-    /// decoder LSTMs read only the slots of the block's object, so each object is
-    /// drawn from its own digit and motion, like the one object of a one-digit
-    /// model. Needs the slots caption encoder.
+    /// decoder LSTMs start every block from the zero state and read only the
+    /// slots of the block's object, so each object is drawn from its own digit,
+    /// motion and latents, like the one object of a one-digit model, onto the
+    /// shared canvas. Needs the slots caption encoder.
     InTurn,
 }
 
@@ -247,6 +248,27 @@ impl ModelConfig {
     /// objects steps 0-4 draw the first and 5-9 the second.
     pub fn object_of_step(&self, t: i64) -> Option<i64> {
         self.objects_in_turn().map(|n| t * n / self.timesteps)
+    }
+
+    /// The blocks of steps the decoder draws, as (first step, steps): one per
+    /// object when objects are drawn in turn, else all T steps as one.
+    pub fn step_blocks(&self) -> Vec<(i64, i64)> {
+        let mut blocks: Vec<(i64, i64)> = Vec::new();
+        for t in 0..self.timesteps {
+            match blocks.last_mut() {
+                Some((first, len)) if self.object_of_step(*first) == self.object_of_step(t) => {
+                    *len += 1
+                }
+                _ => blocks.push((t, 1)),
+            }
+        }
+        blocks
+    }
+
+    /// Whether step t starts a new object's block after another's: the decoder
+    /// LSTMs then start again from the zero state.
+    pub fn starts_block(&self, t: i64) -> bool {
+        t > 0 && self.object_of_step(t) != self.object_of_step(t - 1)
     }
 
     /// Hidden sizes of the decoder LSTMs: [dec] for `joint`, [where, what] for

@@ -167,7 +167,8 @@ impl<T> Decoder<T> {
     ///   what-where: h_where^t = LSTM_where(h_where^{t-1}, [z^t, S_where]),
     ///               h_what^t  = LSTM_what(h_what^{t-1}, [z^t, S_what]),
     ///               h_dec^t   = [h_where^t, h_what^t];
-    /// with objects drawn in turn, S is the slots of step t's object only.
+    /// with objects drawn in turn, S is the slots of step t's object only, and
+    /// the first step of each object's block starts from the zero state.
     pub fn step<B: Backend<Tensor = T>>(
         &self,
         be: &mut B,
@@ -189,7 +190,11 @@ impl<T> Decoder<T> {
                     Some(s) => be.concat(&[z, self.features_at(s, *role, t)], 1),
                     None => be.reshape(z, &[-1, self.config.z_dim]),
                 };
-                lstm.step(be, &input, prev.map(|p| &p.lstms[i]))
+                // A new object's block starts from the zero state.
+                let prev = prev
+                    .filter(|_| !self.config.starts_block(t))
+                    .map(|p| &p.lstms[i]);
+                lstm.step(be, &input, prev)
             })
             .collect();
         let joined = (lstms.len() > 1).then(|| {
@@ -262,20 +267,9 @@ impl<T> Decoder<T> {
         s: &CaptionFeatures<T>,
         role: Option<Role>,
     ) -> T {
-        let steps = self.config.timesteps;
-        // Runs of consecutive steps that read the same features.
-        let mut runs: Vec<(i64, i64)> = Vec::new(); // (first step, length)
-        for t in 0..steps {
-            match runs.last_mut() {
-                Some((first, len))
-                    if self.config.object_of_step(*first) == self.config.object_of_step(t) =>
-                {
-                    *len += 1
-                }
-                _ => runs.push((t, 1)),
-            }
-        }
-        let blocks: Vec<T> = runs
+        let blocks: Vec<T> = self
+            .config
+            .step_blocks()
             .iter()
             .map(|&(first, len)| {
                 // [1, B, S] broadcast to [len, B, S].
@@ -333,7 +327,22 @@ impl<T> Decoder<T> {
                     }
                     None => be.reshape(&z_seq, &[steps, -1, c.z_dim]),
                 };
-                let h = lstm.sequence(be, &x, steps); // [T, B, H]
+                // [T, B, H]: one sequence from the zero state per block of steps.
+                let blocks = c.step_blocks();
+                let h = match blocks.as_slice() {
+                    [_] => lstm.sequence(be, &x, steps),
+                    _ => {
+                        let hs: Vec<T> = blocks
+                            .iter()
+                            .map(|&(first, len)| {
+                                let x = be.narrow(&x, 0, first, len);
+                                lstm.sequence(be, &x, len)
+                            })
+                            .collect();
+                        let hs: Vec<&T> = hs.iter().collect();
+                        be.concat(&hs, 0)
+                    }
+                };
                 let h = be.transpose(&h, &[1, 0, 2]);
                 be.reshape(&h, &[-1, lstm.hidden])
             })
