@@ -384,17 +384,26 @@ fn syncdraw_captioned_matches_tch() {
     }
 }
 
-/// Two-digit captions drawn in turn (`--draw-order in-turn`): T = 3 steps split
-/// unevenly (steps 0-1 draw the first object, step 2 the second), so the graph's
-/// per-step caption features must follow the training code's blocks exactly.
+/// Two-digit captions drawn in turn (`--draw-order in-turn`, and `layers`, each
+/// object on a canvas layer of its own): T = 3 steps split unevenly (steps 0-1
+/// draw the first object, step 2 the second), so the graph's per-step caption
+/// features, zero states and layers must follow the training code's blocks
+/// exactly.
 #[test]
 fn objects_drawn_in_turn_match_tch() {
+    for order in [DrawOrder::InTurn, DrawOrder::Layers] {
+        in_turn_matches_tch(order);
+    }
+}
+
+fn in_turn_matches_tch(order: DrawOrder) {
     tch::set_num_threads(1);
     tch::manual_seed(21);
     let mut config = config(Variant::Syncdraw, Cap::Slots);
     let two = grammar(2);
     config.caption = Some(slots_config(&two));
-    config.draw_order = DrawOrder::InTurn;
+    config.draw_order = order;
+    assert_eq!(config.layered(), order == DrawOrder::Layers);
     assert_eq!(
         (0..T).map(|t| config.object_of_step(t)).collect::<Vec<_>>(),
         vec![Some(0), Some(0), Some(1)]

@@ -1008,6 +1008,52 @@ fn objects_drawn_in_turn_read_only_their_own_slots() {
     assert!(err.to_string().contains("in-turn"), "{err}");
 }
 
+/// `--draw-order layers` is the composition of one-object drawings: a two-digit
+/// model warm-started from a one-digit one, with twice its steps, draws before any
+/// training exactly the union of what the one-digit model draws for each object
+/// with that object's block of latents, p = 1 - (1 - p_first)(1 - p_second); and
+/// its bound is finite and trains.
+#[test]
+fn objects_on_layers_compose_one_object_drawings() {
+    use syncdraw_training::model::{DrawOrder, SyncDraw};
+    use syncdraw_training::warm_start::warm_start;
+    tch::manual_seed(41);
+    let one = SyncDraw::new(&tiny_captioned_config(1), Device::Cpu);
+    let mut config = tiny_captioned_config(2);
+    config.draw_order = DrawOrder::Layers;
+    config.timesteps = 2 * one.config.timesteps;
+    let two = SyncDraw::new(&config, Device::Cpu);
+    warm_start(&two, &one).expect("compatible models");
+    let t1 = one.config.timesteps;
+    let z = Tensor::randn([3, 2 * t1, config.z_dim], (Kind::Float, Device::Cpu));
+    let ids = |v: [i64; 4]| Tensor::from_slice(&v).reshape([1, 4]).repeat([3, 1]);
+    let both = ids([4, 1, 8, 2]);
+    let (first, _) = one.generate(&z.narrow(1, 0, t1), Some(&both.narrow(1, 0, 2)));
+    let (second, _) = one.generate(&z.narrow(1, t1, t1), Some(&both.narrow(1, 2, 2)));
+    let (video, canvases) = two.generate(&z, Some(&both));
+    let union: Tensor = 1.0 - (1.0 - &first) * (1.0 - &second);
+    let diff = (&video - &union).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "layers differ from the union by {diff}");
+    // The first block shows the first object alone.
+    let shown = canvases.select(1, t1 - 1).squeeze_dim(2);
+    let diff = (&shown - first.squeeze_dim(2))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(diff < 1e-5, "the first layer differs by {diff}");
+
+    let x = Tensor::rand(
+        [3, config.frames, config.height, config.width],
+        (Kind::Float, Device::Cpu),
+    );
+    let loss = two.loss(&x, Some(&both), &z).nll();
+    assert!(
+        loss.isfinite().all().int64_value(&[]) == 1,
+        "a finite bound"
+    );
+    loss.mean(Kind::Float).backward();
+}
+
 /// `train` with a warm start: a two-digit run from a one-digit checkpoint records
 /// where it started and how many steps its weights had seen, and trains.
 #[test]

@@ -37,6 +37,8 @@ pub trait Backend {
     fn sigmoid(&mut self, a: &Self::Tensor) -> Self::Tensor;
     fn tanh(&mut self, a: &Self::Tensor) -> Self::Tensor;
     fn exp(&mut self, a: &Self::Tensor) -> Self::Tensor;
+    /// Elementwise log(1 + exp(a)).
+    fn softplus(&mut self, a: &Self::Tensor) -> Self::Tensor;
     /// Elementwise max(a, floor).
     fn clamp_min(&mut self, a: &Self::Tensor, floor: f32) -> Self::Tensor;
     /// Sum over one axis, keeping it with size 1.

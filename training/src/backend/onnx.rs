@@ -384,6 +384,9 @@ impl Backend for OnnxRecorder {
     fn exp(&mut self, a: &Value) -> Value {
         self.node("Exp", &[a], vec![])
     }
+    fn softplus(&mut self, a: &Value) -> Value {
+        self.node("Softplus", &[a], vec![])
+    }
     fn clamp_min(&mut self, a: &Value, floor: f32) -> Value {
         let f = self.constant_f32(&[floor], &[]);
         self.node("Max", &[a, &f], vec![])

@@ -49,6 +49,9 @@ impl Backend for TchBackend {
     fn exp(&mut self, a: &Tensor) -> Tensor {
         a.exp()
     }
+    fn softplus(&mut self, a: &Tensor) -> Tensor {
+        a.softplus()
+    }
     fn clamp_min(&mut self, a: &Tensor, floor: f32) -> Tensor {
         a.clamp_min(floor as f64)
     }

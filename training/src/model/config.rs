@@ -114,6 +114,22 @@ pub enum DrawOrder {
     /// motion and latents, like the one object of a one-digit model, onto the
     /// shared canvas. Needs the slots caption encoder.
     InTurn,
+    /// As `in-turn`, but every object's block draws on a canvas layer of its
+    /// own (eq. 10 within the block), and the layers are composed as the data's
+    /// digits are: a pixel is lit if any layer lights it, p = 1 - prod_o (1 -
+    /// sigmoid(c_o)) (canvas.rs). An object's early steps, which paint its
+    /// background, cannot erase another object.
+    Layers,
+}
+
+impl DrawOrder {
+    pub fn name(self) -> &'static str {
+        match self {
+            DrawOrder::Together => "together",
+            DrawOrder::InTurn => "in-turn",
+            DrawOrder::Layers => "layers",
+        }
+    }
 }
 
 /// The jointly trained caption encoder that stands in for skip-thought vectors.
@@ -238,7 +254,9 @@ impl ModelConfig {
     /// objects whose blocks of steps split the T steps; otherwise None.
     pub fn objects_in_turn(&self) -> Option<i64> {
         match (&self.caption, self.draw_order) {
-            (Some(CaptionConfig::Slots(s)), DrawOrder::InTurn) => Some(s.objects),
+            (Some(CaptionConfig::Slots(s)), DrawOrder::InTurn | DrawOrder::Layers) => {
+                Some(s.objects)
+            }
             _ => None,
         }
     }
@@ -263,6 +281,12 @@ impl ModelConfig {
             }
         }
         blocks
+    }
+
+    /// Whether objects are drawn on canvas layers of their own (more than one
+    /// block of steps with [`DrawOrder::Layers`]).
+    pub fn layered(&self) -> bool {
+        self.draw_order == DrawOrder::Layers && self.step_blocks().len() > 1
     }
 
     /// Whether step t starts a new object's block after another's: the decoder

@@ -5,6 +5,7 @@
 //! over [`Backend`]: training calls [`Decoder::step`] and [`Decoder::write`] on
 //! libtorch tensors between encoder steps, and export records [`Decoder::generate`]
 //! into an ONNX graph. Both run this same code.
+use super::canvas::{composed, layer_mass};
 use super::caption::{CaptionEncoder, CaptionEncoderParams, CaptionFeatures};
 use super::config::{DecoderKind, ModelConfig, Role, Variant};
 use super::filterbank::{params_per_group, window, Geometry, Window};
@@ -287,6 +288,36 @@ impl<T> Decoder<T> {
         }
     }
 
+    /// Objects drawn on layers (canvas.rs): every block of steps accumulates its
+    /// own canvas from c^0 (eq. 10), shown over the finished layers. For the
+    /// writes of all steps [B, T, ...]: (the video, the shown canvas of every
+    /// step [B, T, ...]).
+    fn layers<B: Backend<Tensor = T>>(&self, be: &mut B, writes: &T) -> (T, T) {
+        let c = &self.config;
+        let mut done: Option<T> = None;
+        let mut shown = Vec::new();
+        for (first, len) in c.step_blocks() {
+            let w = be.narrow(writes, 1, first, len);
+            let sums = be.cumsum(&w, 1);
+            let canvas = self.first_canvas(be, sums);
+            shown.push(match &done {
+                None => be.sigmoid(&canvas),
+                Some(d) => composed(be, d, &canvas),
+            });
+            let last = be.narrow(&canvas, 1, len - 1, 1);
+            let mass = layer_mass(be, &last);
+            done = Some(match done {
+                None => mass,
+                Some(d) => be.add(&d, &mass),
+            });
+        }
+        let parts: Vec<&T> = shown.iter().collect();
+        let shown = be.concat(&parts, 1);
+        let geo = Geometry::of(c, c.write_k);
+        let last = be.narrow(&shown, 1, c.timesteps - 1, 1);
+        (be.reshape(&last, &geo.frames_shape(c.frames)), shown)
+    }
+
     /// The whole generation path for z [B, T, z_dim] (and caption ids [B, L]).
     ///
     /// At generation the decoder LSTMs read only [z^t, S] (eq. 13), never the
@@ -356,18 +387,21 @@ impl<T> Decoder<T> {
         let mut by_step = vec![-1, steps];
         by_step.extend_from_slice(&geo.frames_shape(n)[1..]);
         let writes = be.reshape(&writes, &by_step);
-        let sums = be.cumsum(&writes, 1);
-        let canvas = self.first_canvas(be, sums);
-        let c_final = match summed_writes(be, &win, &patch, geo, steps) {
-            Some(sum) => self.first_canvas(be, sum),
-            None => {
-                let last = be.narrow(&canvas, 1, steps - 1, 1);
-                be.reshape(&last, &geo.frames_shape(n))
-            }
+        let (video, shown) = if c.layered() {
+            self.layers(be, &writes)
+        } else {
+            let sums = be.cumsum(&writes, 1);
+            let canvas = self.first_canvas(be, sums);
+            let c_final = match summed_writes(be, &win, &patch, geo, steps) {
+                Some(sum) => self.first_canvas(be, sum),
+                None => {
+                    let last = be.narrow(&canvas, 1, steps - 1, 1);
+                    be.reshape(&last, &geo.frames_shape(n))
+                }
+            };
+            (be.sigmoid(&c_final), be.sigmoid(&canvas))
         };
-        let video = be.sigmoid(&c_final);
         let video = be.reshape(&video, &[-1, n, c.channels, a, w]);
-        let shown = be.sigmoid(&canvas);
         // [B, T, N, C, A, B]: grey canvases get their channel axis here.
         let canvases = if geo.colour() {
             shown

@@ -1,4 +1,5 @@
 //! Sync-DRAW (Mittal et al. 2017, §3.1), one module per concept.
+pub mod canvas;
 pub mod caption;
 pub mod config;
 pub mod decoder;

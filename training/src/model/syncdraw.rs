@@ -1,4 +1,5 @@
 //! The full Sync-DRAW model and its loss (§3.1.5).
+use super::canvas::{composed, layer_mass, layered_bce};
 use super::config::{ModelConfig, Variant};
 use super::decoder::DecoderParams;
 use super::decoder::DecoderState;
@@ -85,15 +86,30 @@ impl SyncDraw {
         let mut dec_state: Option<DecoderState<Tensor>> = None;
         let mut enc_state: Option<LstmState<Tensor>> = None;
         // c^0: zero as in the paper, or the learned initial logit (config.canvas_init).
-        let mut canvas = match &self.decoder.canvas0 {
+        let canvas_start = || match &self.decoder.canvas0 {
             Some(c0) => Tensor::zeros_like(x) + c0,
             None => Tensor::zeros_like(x),
         };
+        let mut canvas = canvas_start();
+        // Objects drawn on layers (canvas.rs): the summed mass of finished layers.
+        let mut done: Option<Tensor> = None;
         let mut kl = Tensor::zeros([batch], (Kind::Float, self.device()));
         let mut log_q_over_p = Tensor::zeros([batch], (Kind::Float, self.device()));
         for t in 0..c.timesteps {
-            // x_hat^t = x - sigmoid(c^{t-1})  (eq. 6)
-            let x_hat = x - canvas.sigmoid();
+            if c.layered() && c.starts_block(t) {
+                let mass = layer_mass(be, &canvas);
+                done = Some(match done {
+                    None => mass,
+                    Some(d) => d + mass,
+                });
+                canvas = canvas_start();
+            }
+            // x_hat^t = x - sigmoid(c^{t-1})  (eq. 6; the layers composed)
+            let shown = match &done {
+                None => canvas.sigmoid(),
+                Some(d) => composed(be, d, &canvas),
+            };
+            let x_hat = x - shown;
             let win = window(be, &read_window, &h_dec_prev, geo, temporal);
             if let Some(stats) = stats.as_deref_mut() {
                 stats.read.add(&win, geo);
@@ -131,16 +147,31 @@ impl SyncDraw {
             if let Some(stats) = stats.as_deref_mut() {
                 stats.write.add(&write_win, Geometry::of(c, c.write_k));
             }
-            canvas += dec.write_through(be, &write_win, &next_dec);
+            let w = dec.write_through(be, &write_win, &next_dec);
+            if done.is_some() {
+                // softplus(c) of the composed canvas keeps c for its gradient.
+                canvas = &canvas + w;
+            } else {
+                canvas += w;
+            }
             h_dec_prev = next_dec.h().shallow_clone();
             dec_state = Some(next_dec);
             enc_state = Some(next_enc);
         }
-        // L_X = BCE(x, sigmoid(c^T)) summed over pixels, computed from the logits.
-        let reconstruction = canvas
-            .binary_cross_entropy_with_logits::<Tensor>(x, None, None, tch::Reduction::None)
-            .reshape([batch, -1])
-            .sum_dim_intlist([1].as_slice(), false, Kind::Float);
+        // L_X = BCE(x, sigmoid(c^T)) summed over pixels, computed from the logits
+        // (from every layer's mass when objects are drawn on layers).
+        let bce = match &done {
+            None => canvas.binary_cross_entropy_with_logits::<Tensor>(
+                x,
+                None,
+                None,
+                tch::Reduction::None,
+            ),
+            Some(d) => layered_bce(&(d + layer_mass(be, &canvas)), x),
+        };
+        let reconstruction =
+            bce.reshape([batch, -1])
+                .sum_dim_intlist([1].as_slice(), false, Kind::Float);
         Loss {
             reconstruction,
             kl,

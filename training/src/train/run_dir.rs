@@ -97,19 +97,24 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
                 "the what-where decoder needs the slots caption encoder".into(),
             ));
         }
-        if config.draw_order == DrawOrder::InTurn {
+        if config.draw_order != DrawOrder::Together {
             match &config.caption {
                 Some(CaptionConfig::Slots(s)) if s.objects <= config.timesteps => {}
                 Some(CaptionConfig::Slots(s)) => {
                     return Err(TrainError::Invalid(format!(
-                        "--draw-order in-turn gives every object a block of steps: {} objects need at least {} steps, not {}",
-                        s.objects, s.objects, config.timesteps
+                        "--draw-order {} gives every object a block of steps: {} objects need at least {} steps, not {}",
+                        config.draw_order.name(),
+                        s.objects,
+                        s.objects,
+                        config.timesteps
                     )))
                 }
                 _ => {
                     return Err(TrainError::Invalid(
-                        "--draw-order in-turn needs captions read by the slots caption encoder"
-                            .into(),
+                        format!(
+                            "--draw-order {} needs captions read by the slots caption encoder",
+                            config.draw_order.name()
+                        ),
                     ))
                 }
             }

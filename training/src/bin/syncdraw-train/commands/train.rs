@@ -54,10 +54,12 @@ pub struct TrainArgs {
     /// mean pixel, or zero (the paper's).
     #[arg(long, value_enum, default_value_t = CanvasInit::DataMean)]
     canvas_init: CanvasInit,
-    /// Which caption objects the decoder reads at each step: all of them at
-    /// every step (the paper's eq. 13), or one block of steps per object in
-    /// caption order, each reading only its object's slots (needs the slots
-    /// caption encoder).
+    /// How the objects of a caption are drawn: all together at every step (the
+    /// paper's eq. 13); in turn, one block of steps per object in caption order,
+    /// each block reading only its object's slots from a fresh decoder state; or
+    /// in turn on canvas layers of their own, composed as a union (needs the
+    /// slots caption encoder; give each object as many steps as a one-object
+    /// model has, e.g. --timesteps 20 for two digits).
     #[arg(long, value_enum, default_value_t = DrawOrder::Together)]
     draw_order: DrawOrder,
     #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]

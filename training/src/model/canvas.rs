@@ -1,0 +1,37 @@
+//! The canvas (eq. 10) and, for objects drawn on layers of their own
+//! (`DrawOrder::Layers`), how the layers make one video.
+//!
+//! Each layer o is a canvas of logits c_o, accumulated by eq. 10 over its object's
+//! block of steps. The video lights a pixel if any layer lights it:
+//!   p = 1 - prod_o (1 - sigmoid(c_o)) = 1 - exp(-s),  s = sum_o softplus(c_o),
+//! since 1 - sigmoid(c) = exp(-softplus(c)). With one layer this is sigmoid(c_1).
+//! Bouncing MNIST's digits are added and clipped at 1; on binary pixels that is
+//! this union, and on grey ones it is close to it.
+use crate::backend::Backend;
+use tch::Tensor;
+
+/// softplus(c) of a finished layer: what it adds to s.
+pub fn layer_mass<B: Backend>(be: &mut B, c: &B::Tensor) -> B::Tensor {
+    be.softplus(c)
+}
+
+/// The shown probability of finished layers (their summed [`layer_mass`],
+/// `done`) over the layer being drawn, c: 1 - exp(-(done + softplus(c))).
+pub fn composed<B: Backend>(be: &mut B, done: &B::Tensor, c: &B::Tensor) -> B::Tensor {
+    let mass = be.softplus(c);
+    let s = be.add(done, &mass);
+    let neg = be.scale(&s, -1.0);
+    let keep = be.exp(&neg);
+    let lost = be.scale(&keep, -1.0);
+    be.add_scalar(&lost, 1.0)
+}
+
+/// Binary cross-entropy of `x` under p = 1 - exp(-s) per pixel, for s the summed
+/// mass of every layer (reduction: none): -x log p - (1 - x) log(1 - p), with
+/// log(1 - p) = -s and log p = log(-expm1(-s)), both stable. s is kept above
+/// 1e-12, where p ~ s would be 0.
+pub fn layered_bce(s: &Tensor, x: &Tensor) -> Tensor {
+    let s = s.clamp_min(1e-12);
+    let log_p = (-&s).expm1().neg().log();
+    -(x * log_p) + (1.0 - x) * s
+}
