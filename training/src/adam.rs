@@ -35,7 +35,12 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(vs: &VarStore, config: AdamConfig, state: Option<AdamState>) -> Self {
-        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        // Variables that do not require a gradient are held fixed.
+        let mut params: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, p)| p.requires_grad())
+            .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let mut state = state.unwrap_or_default();
         for (name, p) in &params {

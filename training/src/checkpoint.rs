@@ -67,6 +67,10 @@ pub struct Meta {
     /// The checkpoint this run's weights were initialised from, if any.
     #[serde(default)]
     pub initialised_from: Option<String>,
+    /// Prefixes of the variables this run holds fixed (`train --freeze-decoder`:
+    /// `decoder`); a resumed run keeps them fixed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frozen: Vec<String>,
 }
 
 impl Meta {

@@ -122,6 +122,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         time_limit: None,
         init_from: None,
         warm_start: None,
+        freeze_decoder: false,
         progress: false,
     }
 }

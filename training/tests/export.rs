@@ -173,6 +173,7 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
         device: "cpu".into(),
         steps_before: 0,
         initialised_from: None,
+        frozen: Vec::new(),
     };
     (model, meta)
 }
@@ -425,6 +426,7 @@ fn in_turn_matches_tch(order: DrawOrder) {
         device: "cpu".into(),
         steps_before: 0,
         initialised_from: None,
+        frozen: Vec::new(),
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("in-turn.onnx");

@@ -268,6 +268,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         time_limit: None,
         init_from: None,
         warm_start: None,
+        freeze_decoder: false,
         progress: false,
     }
 }

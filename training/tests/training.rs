@@ -553,6 +553,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         time_limit: None,
         init_from: None,
         warm_start: None,
+        freeze_decoder: false,
         progress: false,
     }
 }
@@ -927,8 +928,7 @@ fn a_warm_started_two_digit_model_starts_as_the_one_digit_model() {
 /// word-encoder model is refused.
 #[test]
 fn objects_drawn_in_turn_read_only_their_own_slots() {
-    use syncdraw_training::backend::TchBackend;
-    use syncdraw_training::model::{DrawOrder, SyncDraw};
+    use syncdraw_training::model::SyncDraw;
     use syncdraw_training::warm_start::warm_start;
     let mut config = tiny_captioned_config(2);
     config.draw_order = DrawOrder::InTurn;
@@ -1015,7 +1015,7 @@ fn objects_drawn_in_turn_read_only_their_own_slots() {
 /// its bound is finite and trains.
 #[test]
 fn objects_on_layers_compose_one_object_drawings() {
-    use syncdraw_training::model::{DrawOrder, SyncDraw};
+    use syncdraw_training::model::SyncDraw;
     use syncdraw_training::warm_start::warm_start;
     tch::manual_seed(41);
     let one = SyncDraw::new(&tiny_captioned_config(1), Device::Cpu);
@@ -1052,6 +1052,54 @@ fn objects_on_layers_compose_one_object_drawings() {
         "a finite bound"
     );
     loss.mean(Kind::Float).backward();
+}
+
+/// `train --freeze-decoder`: a two-digit run on layers warm-started from a
+/// one-digit checkpoint trains its encoder and leaves every decoder weight (and
+/// so what it draws) bit for bit as the one-digit model's, also after a resume.
+#[test]
+fn a_frozen_decoder_stays_the_warm_start_decoder() {
+    let _serial = training_lock();
+    let (one, two, cache) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    train(&tiny_options(one.path(), cache.path(), 4)).expect("one-digit run");
+    let source = one.path().join("checkpoint.safetensors");
+    let mut opts = tiny_options(two.path(), cache.path(), 3);
+    if let DataSource::Generated(d) = &mut opts.data {
+        d.digits = 2;
+    }
+    opts.model.draw_order = DrawOrder::Layers;
+    opts.model.timesteps *= 2;
+    opts.warm_start = Some(source.clone());
+    opts.freeze_decoder = true;
+    train(&opts).expect("frozen run");
+    opts.resume = true;
+    opts.steps = 5;
+    opts.warm_start = None;
+    opts.freeze_decoder = false;
+    let summary = train(&opts).expect("resumed, still frozen");
+    assert_eq!(summary.step, 5);
+    let before = checkpoint::load(&source, Device::Cpu).expect("one-digit");
+    let after = checkpoint::load(&summary.checkpoint, Device::Cpu).expect("two-digit");
+    assert_eq!(after.meta.frozen, vec!["decoder.".to_string()]);
+    let (old, new) = (before.model.vs.variables(), after.model.vs.variables());
+    let (mut same, mut changed) = (0, 0);
+    for (name, v) in &new {
+        let o = &old[name];
+        let equal = o.size() == v.size() && o.equal(v);
+        if name.starts_with("decoder.") {
+            assert!(equal, "{name} changed");
+            same += 1;
+        } else if equal {
+            panic!("{name} did not train");
+        } else {
+            changed += 1;
+        }
+    }
+    assert!(same > 0 && changed > 0, "{same} frozen, {changed} trained");
 }
 
 /// `train` with a warm start: a two-digit run from a one-digit checkpoint records

@@ -92,6 +92,10 @@ pub struct TrainOptions {
     /// Start a new run (model and data set from the other options) from the
     /// weights of a model with fewer objects per caption (warm_start.rs).
     pub warm_start: Option<PathBuf>,
+    /// Hold the decoder (with the caption encoder it owns) fixed and train only
+    /// the encoder: what the model draws stays what it drew (a warm start's
+    /// composed one-object drawings), while the bound learns the new data.
+    pub freeze_decoder: bool,
     pub progress: bool,
 }
 
@@ -166,6 +170,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let codec = meta.captions();
     let train_b = Batcher::new(&train_data, codec.as_ref(), opts.device)?;
     let test_b = Batcher::new(&test_data, codec.as_ref(), opts.device)?;
+    // Frozen variables get no gradient and no update (Adam skips them).
+    for (name, var) in model.vs.variables() {
+        if meta.frozen.iter().any(|p| name.starts_with(p.as_str())) {
+            let _ = var.set_requires_grad(false);
+        }
+    }
     let mut adam = Adam::new(&model.vs, opts.adam, adam);
 
     let c = meta.model.clone();

@@ -67,6 +67,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         meta.seed = opts.seed;
         meta.test_nll = None;
         meta.initialised_from = Some(init.display().to_string());
+        meta.frozen = frozen(opts);
         meta.device = format!("{:?}", opts.device);
         (ck.model, None, meta, None)
     } else {
@@ -168,6 +169,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             device: format!("{:?}", opts.device),
             steps_before,
             initialised_from,
+            frozen: frozen(opts),
         };
         (model, None, meta, Some(train))
     };
@@ -179,6 +181,15 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         train,
         checkpoint: checkpoint_path,
     })
+}
+
+/// The variable prefixes a new run holds fixed.
+fn frozen(opts: &TrainOptions) -> Vec<String> {
+    if opts.freeze_decoder {
+        vec!["decoder.".into()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// logit of the mean of 8-bit pixels (as values in [0, 1]), clamped away from 0 and 1.

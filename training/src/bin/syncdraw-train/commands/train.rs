@@ -114,6 +114,10 @@ pub struct TrainArgs {
     /// added objects start at zero.
     #[arg(long, conflicts_with_all = ["resume", "init_from"])]
     warm_start: Option<PathBuf>,
+    /// Train only the encoder; the decoder (what the model draws) stays as it
+    /// starts, from --warm-start or --init-from. Kept on --resume.
+    #[arg(long, conflicts_with = "resume")]
+    freeze_decoder: bool,
     /// Stop with a checkpoint after this many minutes.
     #[arg(long, value_parser = positive_f64)]
     max_minutes: Option<f64>,
@@ -185,6 +189,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
         init_from: a.init_from,
         warm_start: a.warm_start,
+        freeze_decoder: a.freeze_decoder,
         progress: true,
     };
     print_report(&train(&opts)?)
