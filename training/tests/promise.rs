@@ -100,7 +100,7 @@ fn unseen_captions_are_drawn_as_captioned() {
 /// Unseen two-digit captions (test split: digit–motion pairs that never moved
 /// that way in training) through `syncdrawsrc` with the shipped two-digit model,
 /// 10 seeds each: the evaluator must read both captioned digits and motions in at
-/// least 20 of the 30 videos (the model draws them right in about three of four;
+/// least 20 of the 30 videos (the model draws them right in about four of five;
 /// the format-1 model it replaced, in about one of twenty-five).
 #[test]
 fn unseen_two_digit_captions_are_drawn_as_captioned() {
