@@ -92,11 +92,12 @@ impl SyncDraw {
         };
         let mut canvas = canvas_start();
         // Objects drawn on layers (canvas.rs): the summed mass of finished layers.
+        let layered = c.layered();
         let mut done: Option<Tensor> = None;
         let mut kl = Tensor::zeros([batch], (Kind::Float, self.device()));
         let mut log_q_over_p = Tensor::zeros([batch], (Kind::Float, self.device()));
         for t in 0..c.timesteps {
-            if c.layered() && c.starts_block(t) {
+            if layered && c.starts_block(t) {
                 let mass = layer_mass(be, &canvas);
                 done = Some(match done {
                     None => mass,
