@@ -57,7 +57,7 @@ def markdown(r):
             out.append(f"| {b} | " + " | ".join(cells) + " |")
     if extra:
         out.append("")
-        out.append("Diagnostics (bare ORT variants, frames/s):")
+        out.append("Diagnostics (variants of bare ORT and of the element, frames/s):")
         out.append("")
         impls = sorted({k[0] for k in extra})
         out.append("| batch | " + " | ".join(impls) + " |")

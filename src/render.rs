@@ -84,21 +84,17 @@ impl Renderer {
             ExecutionProvider::Cuda => Provider::Cuda,
         };
         let loaded =
-            session::open(rt, &info, provider, device_id, "video").map_err(|e| match e {
+            session::open(rt, &info, provider, device_id, "video", 1).map_err(|e| match e {
                 SessionError::Model(e) => RenderError::Model(e),
                 e => RenderError::Runtime(e.to_string()),
             })?;
         let run_options =
             ort::session::RunOptions::new().map_err(|e| RenderError::Runtime(e.to_string()))?;
-        Ok(Renderer {
-            generator: Generator {
-                session: loaded.session,
-                info: Arc::new(info),
-                seed: 0,
-                show_steps: false,
-                run_options: Arc::new(run_options),
-            },
-        })
+        let generator =
+            Generator::for_each_session(loaded, &Arc::new(info), 0, false, &Arc::new(run_options))
+                .pop()
+                .ok_or_else(|| RenderError::Runtime("no session was made".into()))?;
+        Ok(Renderer { generator })
     }
 
     pub fn info(&self) -> &Arc<ModelInfo> {

@@ -221,6 +221,34 @@ fn same_seed_same_bytes_different_seed_different_video() {
     assert_ne!(a[0], a[SYNTH_FRAMES]);
 }
 
+/// Batches above 16 clips are computed in several ONNX Runtime calls on the CPU,
+/// and `parallel-batches` computes batches side by side on their own sessions:
+/// neither may change the clips or their order.
+#[test]
+fn chunked_and_parallel_batches_keep_the_clips_in_order() {
+    let m = model_prop();
+    let run = |batch: &str, parallel: &str| {
+        let mut h = harness(&[
+            ("model-location", &m),
+            ("caption", CAPTION),
+            ("clips", "37"),
+            ("seed", "42"),
+            ("batch-size", batch),
+            ("parallel-batches", parallel),
+        ]);
+        h.play();
+        bytes(&pull_all(&mut h))
+    };
+    let one_at_a_time = run("1", "1");
+    assert_eq!(one_at_a_time.len(), 37 * SYNTH_FRAMES);
+    // 37 clips in one batch: calls of 16, 16 and 5.
+    assert_eq!(run("37", "1"), one_at_a_time, "chunked batch");
+    assert_eq!(run("1", "2"), one_at_a_time, "two sessions, batch 1");
+    assert_eq!(run("5", "3"), one_at_a_time, "three sessions, batch 5");
+    assert_eq!(run("20", "0"), one_at_a_time, "one session per core");
+    assert_ne!(one_at_a_time[0], one_at_a_time[36 * SYNTH_FRAMES]);
+}
+
 /// Live mode on the harness's test clock: one clock wait per frame, latency of one
 /// frame plus one batch's inference, and a caption change applied from the next clip.
 #[test]

@@ -608,6 +608,7 @@ fn gst_inspect_documents_every_property() {
         "temperature",
         "clips",
         "batch-size",
+        "parallel-batches",
         "show-steps",
         "is-live",
         "num-buffers",

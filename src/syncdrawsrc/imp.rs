@@ -38,10 +38,11 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const DEFAULT_CAPTION: &str = "";
 const DEFAULT_DEVICE_ID: u32 = 0;
 const DEFAULT_SEED: i64 = -1;
-const DEFAULT_TEMPERATURE: f64 = 1.0;
+const DEFAULT_TEMPERATURE: f64 = syncdraw_format::DEFAULT_TEMPERATURE;
 /// One clip, then EOS: a caption gives a video and `... ! mp4mux ! filesink` finishes.
 const DEFAULT_CLIPS: u64 = 1;
 const DEFAULT_BATCH_SIZE: u32 = 1;
+const DEFAULT_PARALLEL_BATCHES: u32 = 1;
 const DEFAULT_SHOW_STEPS: bool = false;
 const DEFAULT_IS_LIVE: bool = false;
 
@@ -60,6 +61,7 @@ struct Settings {
     temperature: f64,
     clips: u64,
     batch_size: u32,
+    parallel_batches: u32,
     show_steps: bool,
     is_live: bool,
     /// Bumped on every accepted change of caption or temperature.
@@ -77,6 +79,7 @@ impl Default for Settings {
             temperature: DEFAULT_TEMPERATURE,
             clips: DEFAULT_CLIPS,
             batch_size: DEFAULT_BATCH_SIZE,
+            parallel_batches: DEFAULT_PARALLEL_BATCHES,
             show_steps: DEFAULT_SHOW_STEPS,
             is_live: DEFAULT_IS_LIVE,
             params_version: 0,
@@ -192,7 +195,8 @@ impl ObjectImpl for SyncdrawSrc {
                     .nick("Temperature")
                     .blurb(
                         "Scale of the prior noise z ~ N(0, I): below 1 gives more typical, \
-                         above 1 more varied videos. Applies from the next clip",
+                         above 1 more varied videos; 1 samples the model as trained. \
+                         Applies from the next clip",
                     )
                     .minimum(0.0)
                     .maximum(10.0)
@@ -207,10 +211,25 @@ impl ObjectImpl for SyncdrawSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("batch-size")
                     .nick("Batch size")
-                    .blurb("Clips computed per inference call")
+                    .blurb(
+                        "Clips computed together (on the CPU in ONNX Runtime calls of at \
+                         most 16 clips, which keep their values in the cache)",
+                    )
                     .minimum(1)
                     .maximum(256)
                     .default_value(DEFAULT_BATCH_SIZE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("parallel-batches")
+                    .nick("Parallel batches")
+                    .blurb(
+                        "On the CPU, batches computed at once, each by its own ONNX Runtime \
+                         session with its share of the cores (0 = one per core). 1 suits \
+                         pipelines that encode; more gives more frames per second to raw \
+                         video consumers at small batch sizes. Ignored on CUDA",
+                    )
+                    .maximum(64)
+                    .default_value(DEFAULT_PARALLEL_BATCHES)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("show-steps")
@@ -318,6 +337,9 @@ impl ObjectImpl for SyncdrawSrc {
             "clips" => {
                 lock(&self.settings).clips = value.get().expect("type checked upstream");
             }
+            "parallel-batches" => {
+                lock(&self.settings).parallel_batches = value.get().expect("type checked upstream");
+            }
             "batch-size" => {
                 lock(&self.settings).batch_size = value.get().expect("type checked upstream");
             }
@@ -346,6 +368,7 @@ impl ObjectImpl for SyncdrawSrc {
             "temperature" => settings.temperature.to_value(),
             "clips" => settings.clips.to_value(),
             "batch-size" => settings.batch_size.to_value(),
+            "parallel-batches" => settings.parallel_batches.to_value(),
             "show-steps" => settings.show_steps.to_value(),
             "is-live" => settings.is_live.to_value(),
             _ => unimplemented!(),
@@ -454,6 +477,10 @@ impl SyncdrawSrc {
                 ExecutionProvider::Cuda => Provider::Cuda,
             },
             device_id: settings.device_id,
+            cpu_sessions: match settings.parallel_batches {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n as usize,
+            },
             show_steps: settings.show_steps,
             plugin_file: plugin_file.as_deref(),
         })?;
@@ -497,14 +524,15 @@ impl SyncdrawSrc {
                 ("Cannot create ONNX Runtime run options: {}", e)
             )
         })?;
-        let generator = Generator {
-            session: opened.session.session,
-            info: model.clone(),
+        let run_options = Arc::new(run_options);
+        let generators = Generator::for_each_session(
+            opened.session,
+            &model,
             seed,
-            show_steps: settings.show_steps,
-            run_options: Arc::new(run_options),
-        };
-        let worker = Worker::spawn(generator).map_err(|e| {
+            settings.show_steps,
+            &run_options,
+        );
+        let worker = Worker::spawn(generators, run_options).map_err(|e| {
             gst::error_msg!(
                 gst::CoreError::Thread,
                 ("Cannot start the inference thread: {}", e)
@@ -564,9 +592,10 @@ impl SyncdrawSrc {
     /// Sends the next request to the worker if one is due (schedule.rs): the next
     /// batch is generated while the current one is pushed.
     fn maybe_request(&self, state: &mut State, settings: &Settings, worker: &Worker) {
-        let Some(req) = state
-            .schedule
-            .due(settings.batch_size as usize, settings.clips)
+        let Some(req) =
+            state
+                .schedule
+                .due(settings.batch_size as usize, settings.clips, worker.lanes())
         else {
             return;
         };

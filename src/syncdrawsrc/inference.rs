@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::model::ModelInfo;
+use super::session::Loaded;
 
 /// Standard normal noise for one clip, scaled by `temperature`. Clip `index` of a seed
 /// always gets the same noise, whatever the batch size: the RNG is a ChaCha8 stream
@@ -50,6 +51,14 @@ pub struct Clip {
     pub data: Vec<f32>,
 }
 
+/// Clips per ONNX Runtime call on the CPU. A larger batch is computed in runs of
+/// at most this many clips, one after another: the values of all T steps of a
+/// run (filterbanks, write patches) then stay in the cache, where a run of 256
+/// clips spills them to memory and computes fewer frames per second than a run
+/// of 16 (docs/benchmarks.md, "Large batches on the CPU"). The output does not
+/// change: every clip's noise depends only on its index.
+pub const CPU_CLIPS_PER_RUN: usize = 16;
+
 /// Runs a model for requests, owning the session.
 pub struct Generator {
     pub session: Session,
@@ -59,9 +68,39 @@ pub struct Generator {
     /// Shared with the [`Worker`], which sets its terminate flag to stop a running
     /// inference when the element stops.
     pub run_options: Arc<RunOptions>,
+    /// The most clips one ONNX Runtime call computes: [`CPU_CLIPS_PER_RUN`] on the
+    /// CPU, unbounded on CUDA, where one large call is fastest.
+    pub clips_per_run: usize,
 }
 
 impl Generator {
+    /// One generator per loaded session, all sharing `run_options`.
+    pub fn for_each_session(
+        loaded: Loaded,
+        info: &Arc<ModelInfo>,
+        seed: u64,
+        show_steps: bool,
+        run_options: &Arc<RunOptions>,
+    ) -> Vec<Generator> {
+        let clips_per_run = if loaded.provider == "CPU" {
+            CPU_CLIPS_PER_RUN
+        } else {
+            usize::MAX
+        };
+        loaded
+            .sessions
+            .into_iter()
+            .map(|session| Generator {
+                session,
+                info: info.clone(),
+                seed,
+                show_steps,
+                run_options: run_options.clone(),
+                clips_per_run,
+            })
+            .collect()
+    }
+
     /// Frames per clip: N, or T * N with show-steps.
     pub fn frames_per_clip(&self) -> usize {
         if self.show_steps {
@@ -94,14 +133,24 @@ impl Generator {
             .collect())
     }
 
-    /// Computes one clip per row in one ONNX Runtime call: rows may have different
-    /// captions and seeds (the batch renderer batches many captions this way).
-    /// Returns each row's frames, `frames_per_clip` frames of `[C, H, W]` floats.
+    /// Computes one clip per row, in ONNX Runtime calls of at most
+    /// `clips_per_run` rows: rows may have different captions and seeds (the batch
+    /// renderer batches many captions this way). Returns each row's frames,
+    /// `frames_per_clip` frames of `[C, H, W]` floats.
     pub fn run_rows(
         &mut self,
         rows: &[Row<'_>],
         temperature: f32,
     ) -> Result<Vec<Vec<f32>>, String> {
+        let mut clips = Vec::with_capacity(rows.len());
+        for run in rows.chunks(self.clips_per_run.max(1)) {
+            clips.extend(self.run_once(run, temperature)?);
+        }
+        Ok(clips)
+    }
+
+    /// [`Generator::run_rows`] in one ONNX Runtime call.
+    fn run_once(&mut self, rows: &[Row<'_>], temperature: f32) -> Result<Vec<Vec<f32>>, String> {
         let info = self.info.clone();
         let frames_per_clip = self.frames_per_clip();
         let b = rows.len();

@@ -18,6 +18,8 @@ pub struct Request<'a> {
     pub caption: &'a str,
     pub provider: Provider,
     pub device_id: u32,
+    /// CPU sessions to run side by side (`parallel-batches`).
+    pub cpu_sessions: usize,
     /// Run the graph to its `canvases` output instead of `video`.
     pub show_steps: bool,
     /// The plugin's own file: where bundled models and ONNX Runtime are looked for.
@@ -95,8 +97,8 @@ pub fn open(r: &Request) -> Result<Opened, gst::ErrorMessage> {
         .map_err(|e| gst::error_msg!(gst::LibraryError::Init, ("{}", e)))?;
     let runtime_library = rt.library.to_string();
     let output = if r.show_steps { "canvases" } else { "video" };
-    let session =
-        session::open(rt, &model, r.provider, r.device_id, output).map_err(|e| match e {
+    let session = session::open(rt, &model, r.provider, r.device_id, output, r.cpu_sessions)
+        .map_err(|e| match e {
             SessionError::Model(e) => model_error(&e),
             e @ SessionError::Cuda { .. } => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
         })?;

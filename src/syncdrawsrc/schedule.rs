@@ -6,9 +6,10 @@
 //!
 //! Clips are numbered from 0 for the stream; clip `i` of a seed always gets the
 //! same noise (inference::prior_noise), so a clip asked for again after a caption
-//! change keeps its number. At most two batches are held besides the clip being
+//! change keeps its number. With L inference threads (worker.rs: one on CUDA, one
+//! per core on the CPU), at most L + 1 batches are held besides the clip being
 //! pushed (waiting or being computed), and the next batch is asked for as soon
-//! as at most one is: the worker then has its next request queued when it
+//! as at most L are: every thread then has its next request queued when it
 //! finishes one and never waits for the streaming thread to hand it over.
 
 use std::collections::VecDeque;
@@ -113,13 +114,13 @@ impl Schedule {
         !self.in_flight.is_empty()
     }
 
-    /// The request to send next, if one is due: at most one batch of clips is
-    /// waiting or being computed, and clips remain (`clips` = 0: no limit). Call
-    /// [`Schedule::sent`] once the worker has it.
-    pub fn due(&self, batch_size: usize, clips: u64) -> Option<Request> {
+    /// The request to send next, if one is due: at most `lanes` batches of clips
+    /// (one per inference thread) are waiting or being computed, and clips remain
+    /// (`clips` = 0: no limit). Call [`Schedule::sent`] once the worker has it.
+    pub fn due(&self, batch_size: usize, clips: u64, lanes: usize) -> Option<Request> {
         let batch = batch_size.max(1);
         let pending = self.ready.len() + self.in_flight.iter().sum::<usize>();
-        if pending > batch {
+        if pending > batch * lanes.max(1) {
             return None;
         }
         let params = self.params.as_ref()?;
@@ -212,7 +213,7 @@ mod tests {
                     s.clip_frame = c.frames;
                 }
                 Next::Eos => break,
-                Next::Wait => match s.due(batch, clips) {
+                Next::Wait => match s.due(batch, clips, 1) {
                     Some(req) => {
                         s.sent(&req);
                         s.received(answer(&req));
@@ -221,7 +222,7 @@ mod tests {
                     None => unreachable!("in flight without a worker"),
                 },
             }
-            if let Some(req) = s.due(batch, clips) {
+            if let Some(req) = s.due(batch, clips, 1) {
                 s.sent(&req);
                 s.received(answer(&req));
             }
@@ -236,32 +237,38 @@ mod tests {
         let numbers: Vec<u64> = shown.iter().map(|c| c.0).collect();
         assert_eq!(numbers, (0..10).collect::<Vec<_>>());
         assert_eq!(s.advance(10), Next::Eos);
-        assert!(s.due(4, 10).is_none(), "nothing asked for past the limit");
+        assert!(
+            s.due(4, 10, 1).is_none(),
+            "nothing asked for past the limit"
+        );
     }
 
     #[test]
     fn at_most_two_batches_are_held() {
         let mut s = Schedule::new(params(0));
-        let first = s.due(3, 0).expect("first request");
+        let first = s.due(3, 0, 1).expect("first request");
         assert_eq!((first.first, first.count), (0, 3));
         s.sent(&first);
         // One batch is being computed: the next one is queued behind it, so the
         // worker starts it without waiting for the streaming thread.
-        let second = s.due(3, 0).expect("second request, queued");
+        let second = s.due(3, 0, 1).expect("second request, queued");
         assert_eq!((second.first, second.count), (3, 3));
         s.sent(&second);
-        assert!(s.due(3, 0).is_none(), "two batches out");
+        assert!(s.due(3, 0, 1).is_none(), "two batches out");
         s.received(answer(&first));
-        assert!(s.due(3, 0).is_none(), "two batches out, one of them ready");
+        assert!(
+            s.due(3, 0, 1).is_none(),
+            "two batches out, one of them ready"
+        );
         assert_eq!(s.advance(0), Next::Clip);
         assert!(
-            s.due(3, 0).is_none(),
+            s.due(3, 0, 1).is_none(),
             "five waiting or computed is still more than a batch"
         );
         s.received(answer(&second));
         assert_eq!(s.advance(0), Next::Clip);
         assert_eq!(s.advance(0), Next::Clip);
-        assert_eq!(s.due(3, 0).map(|r| r.first), Some(6));
+        assert_eq!(s.due(3, 0, 1).map(|r| r.first), Some(6));
         assert_eq!(s.advance(0), Next::Clip);
         assert_eq!(s.clip.as_ref().map(|c| c.index), Some(3));
     }
@@ -277,21 +284,21 @@ mod tests {
             version,
         };
         let mut s = Schedule::new(params(3, 0));
-        let a = s.due(1, 0).expect("a");
+        let a = s.due(1, 0, 1).expect("a");
         s.sent(&a);
-        let b = s.due(1, 0).expect("b");
+        let b = s.due(1, 0, 1).expect("b");
         s.sent(&b);
         assert_eq!((a.first, b.first), (0, 1));
         // The caption changes while clips 0 and 1 are being computed.
         assert_eq!(s.refresh(&model, &caption(5), 1.0, 1), None);
         s.received(answer(&a));
         assert_eq!(s.advance(0), Next::Wait, "clip 0 is stale");
-        let again = s.due(1, 0).expect("clip 0 again");
+        let again = s.due(1, 0, 1).expect("clip 0 again");
         assert_eq!((again.first, again.params_version), (0, 1));
         s.sent(&again);
         s.received(answer(&b));
         assert_eq!(s.advance(0), Next::Wait, "clip 1 is stale");
-        let next = s.due(1, 0).expect("clip 1 again");
+        let next = s.due(1, 0, 1).expect("clip 1 again");
         assert_eq!((next.first, next.params_version), (1, 1));
         s.sent(&next);
         s.received(answer(&again));
@@ -315,7 +322,7 @@ mod tests {
             temperature: 1.0,
             version: 0,
         });
-        let req = s.due(4, 0).expect("request");
+        let req = s.due(4, 0, 1).expect("request");
         s.sent(&req);
         s.received(answer(&req));
         assert_eq!(s.advance(0), Next::Clip); // clip 0 with version 0
@@ -326,7 +333,7 @@ mod tests {
         );
         assert_eq!(s.params.as_ref().map(|p| p.temperature), Some(0.5));
         assert_eq!(s.advance(0), Next::Wait, "clips 1..3 are stale");
-        let again = s.due(4, 0).expect("asked again");
+        let again = s.due(4, 0, 1).expect("asked again");
         assert_eq!((again.first, again.params_version), (1, 1));
         assert_eq!(again.caption, "digit 7 is moving left and right");
         s.sent(&again);
@@ -356,5 +363,33 @@ mod tests {
             None
         );
         assert_eq!(s.params.as_ref().map(|p| p.version), Some(2));
+    }
+
+    #[test]
+    fn one_batch_more_than_threads_is_out() {
+        let mut s = Schedule::new(params(1));
+        let mut sent = Vec::new();
+        for want in [0, 2, 4] {
+            let req = s
+                .due(2, 0, 2)
+                .expect("a thread is free or one batch is queued");
+            assert_eq!(req.first, want);
+            s.sent(&req);
+            sent.push(req);
+        }
+        assert!(
+            s.due(2, 0, 2).is_none(),
+            "three batches out with two threads"
+        );
+        // The oldest answer arrives: its clips wait, so still three batches out.
+        s.received(answer(&sent[0]));
+        assert!(s.due(2, 0, 2).is_none());
+        // One of its clips starts: two batches and a clip are out, still too many.
+        assert_eq!(s.advance(0), Next::Clip);
+        assert!(s.due(2, 0, 2).is_none());
+        // Both have started: two batches out, one per thread, so the next is due.
+        s.clip_frame = 2;
+        assert_eq!(s.advance(0), Next::Clip);
+        assert_eq!(s.due(2, 0, 2).map(|r| r.first), Some(6));
     }
 }

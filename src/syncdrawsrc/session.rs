@@ -27,9 +27,11 @@ pub enum SessionError {
     Cuda { device_id: u32, reason: String },
 }
 
-/// A loaded session, with what really runs it.
+/// Loaded sessions, with what really runs them.
 pub struct Loaded {
-    pub session: Session,
+    /// On CUDA one session; on the CPU as many as asked for, which share the
+    /// cores out (each gets cores / sessions intra-op threads, at least one).
+    pub sessions: Vec<Session>,
     /// "CUDA" or "CPU".
     pub provider: &'static str,
     /// Why `auto` did not get CUDA, if it did not.
@@ -48,7 +50,27 @@ fn cuda_session(rt: &Runtime, model: &[u8], device_id: u32) -> Result<Session, S
     builder.commit_from_memory(model).map_err(|e| e.to_string())
 }
 
-fn cpu_session(rt: &Runtime, info: &ModelInfo, model: &[u8]) -> Result<Session, ModelError> {
+/// `count` CPU sessions that share the cores out.
+fn cpu_sessions(
+    rt: &Runtime,
+    info: &ModelInfo,
+    model: &[u8],
+    count: usize,
+) -> Result<Vec<Session>, ModelError> {
+    let count = count.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / count).max(1);
+    (0..count)
+        .map(|_| cpu_session(rt, info, model, threads))
+        .collect()
+}
+
+fn cpu_session(
+    rt: &Runtime,
+    info: &ModelInfo,
+    model: &[u8],
+    threads: usize,
+) -> Result<Session, ModelError> {
     let runtime = |e: ort::Error| ModelError::Runtime {
         path: info.path.clone(),
         reason: e.to_string(),
@@ -57,7 +79,6 @@ fn cpu_session(rt: &Runtime, info: &ModelInfo, model: &[u8]) -> Result<Session, 
     // few microseconds a frame and overlaps with the next batch's inference. Idle
     // ONNX Runtime threads sleep instead of spinning, so they do not take the core
     // the pipeline needs between calls (docs/benchmarks.md).
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     Session::builder(&rt.env)
         .map_err(runtime)?
         .with_intra_threads(threads)
@@ -70,13 +91,15 @@ fn cpu_session(rt: &Runtime, info: &ModelInfo, model: &[u8]) -> Result<Session, 
 
 /// Opens the model with the asked-for execution provider and checks its inputs and
 /// outputs against the contract and its metadata. The session computes only
-/// `output` (`video`, or `canvases` for show-steps): see prune.rs.
+/// `output` (`video`, or `canvases` for show-steps): see prune.rs. On the CPU,
+/// `cpu_count` sessions are made (see [`Loaded::sessions`]).
 pub fn open(
     rt: &Runtime,
     info: &ModelInfo,
     provider: Provider,
     device_id: u32,
     output: &str,
+    cpu_count: usize,
 ) -> Result<Loaded, SessionError> {
     let bytes = std::fs::read(&info.path).map_err(|source| ModelError::Io {
         path: info.path.clone(),
@@ -90,7 +113,7 @@ pub fn open(
     let model = pruned.bytes.as_slice();
     let loaded = match provider {
         Provider::Cpu => Loaded {
-            session: cpu_session(rt, info, model)?,
+            sessions: cpu_sessions(rt, info, model, cpu_count)?,
             provider: "CPU",
             fallback_reason: None,
         },
@@ -98,31 +121,33 @@ pub fn open(
             // A model the CPU cannot load either is a model error, not a CUDA one.
             let session =
                 cuda_session(rt, model, device_id).map_err(|reason| {
-                    match cpu_session(rt, info, model) {
+                    match cpu_session(rt, info, model, 1) {
                         Err(e) => SessionError::Model(e),
                         Ok(_) => SessionError::Cuda { device_id, reason },
                     }
                 })?;
             Loaded {
-                session,
+                sessions: vec![session],
                 provider: "CUDA",
                 fallback_reason: None,
             }
         }
         Provider::Auto => match cuda_session(rt, model, device_id) {
             Ok(session) => Loaded {
-                session,
+                sessions: vec![session],
                 provider: "CUDA",
                 fallback_reason: None,
             },
             Err(reason) => Loaded {
-                session: cpu_session(rt, info, model)?,
+                sessions: cpu_sessions(rt, info, model, cpu_count)?,
                 provider: "CPU",
                 fallback_reason: Some(reason),
             },
         },
     };
-    check_signature(&loaded.session, info, &pruned.outputs)?;
+    for session in &loaded.sessions {
+        check_signature(session, info, &pruned.outputs)?;
+    }
     Ok(loaded)
 }
 

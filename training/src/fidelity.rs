@@ -87,7 +87,8 @@ pub struct FidelityReport {
     pub mean_caption_exact: f64,
 }
 
-/// Generates `per_caption` videos (z ~ N(0, I), seeded) for each distinct caption
+/// Generates `per_caption` videos (z ~ N(0, temperature² I), seeded; the
+/// element's `temperature` property) for each distinct caption
 /// of `split` of the model's data set (the test split's digit–motion combinations
 /// were never seen in training) and scores them with the evaluator. An
 /// unconditional model draws `per_caption` x (number of captions) videos from the
@@ -101,6 +102,7 @@ pub fn fidelity(
     split: Split,
     per_caption: usize,
     seed: u64,
+    temperature: f64,
 ) -> Result<FidelityReport, FidelityError> {
     let data = match (Reader::of(&meta.data)?, meta.data.generated()) {
         (Reader::Digits, Some(data)) => data,
@@ -124,7 +126,8 @@ pub fn fidelity(
     let mut per = Vec::new();
     let mut overall = Tally::default();
     let generate = |n: usize, ids: Option<&Tensor>| -> Tensor {
-        let z = Tensor::randn([n as i64, mc.timesteps, mc.z_dim], (Kind::Float, device));
+        let z =
+            Tensor::randn([n as i64, mc.timesteps, mc.z_dim], (Kind::Float, device)) * temperature;
         let (video, _) = tch::no_grad(|| model.generate(&z, ids));
         video.reshape([n as i64, mc.frames, mc.height, mc.width])
     };
@@ -462,6 +465,7 @@ pub fn shapes_fidelity(
     split: Split,
     per_caption: usize,
     seed: u64,
+    temperature: f64,
 ) -> Result<ShapesFidelityReport, FidelityError> {
     if Reader::of(&meta.data)? != Reader::Shapes {
         return Err(FidelityError::NotShapes(meta.data.name()));
@@ -472,7 +476,8 @@ pub fn shapes_fidelity(
     let device = model.device();
     tch::manual_seed(seed as i64);
     let generate = |n: usize, ids: Option<&Tensor>| -> Tensor {
-        let z = Tensor::randn([n as i64, mc.timesteps, mc.z_dim], (Kind::Float, device));
+        let z =
+            Tensor::randn([n as i64, mc.timesteps, mc.z_dim], (Kind::Float, device)) * temperature;
         let (video, _) = tch::no_grad(|| model.generate(&z, ids));
         video.reshape([n as i64, mc.frames, mc.channels, mc.height, mc.width])
     };

@@ -88,6 +88,19 @@ fn bad_numeric_flags_are_refused_with_what_is_accepted() {
             "--videos-per-caption",
             "at least 1",
         ),
+        (
+            &[
+                "fidelity",
+                "--checkpoint",
+                "x",
+                "--evaluator",
+                "e",
+                "--temperature",
+                "nan",
+            ],
+            "--temperature",
+            "at least 0",
+        ),
     ];
     for (args, flag, accepted) in cases {
         let out = cli(args);

@@ -627,7 +627,7 @@ fn fidelity_scores_every_test_caption() {
         let data = tiny_data(digits);
         let (model, meta) = tiny_model(&data, true);
         let ev = untrained_evaluator(&data);
-        let r = fidelity(&model, &meta, &ev, Split::Test, 2, 7).unwrap();
+        let r = fidelity(&model, &meta, &ev, Split::Test, 2, 7, 1.0).unwrap();
         let tests = contents(digits, Split::Test);
         assert!(r.captions);
         assert_eq!(
@@ -652,16 +652,24 @@ fn fidelity_scores_every_test_caption() {
             (0.0..=1.0).contains(&r.overall.exact) && (0.0..=1.0).contains(&r.mean_caption_exact)
         );
         // Same seed, same videos, same report.
-        let again = fidelity(&model, &meta, &ev, Split::Test, 2, 7).unwrap();
+        let again = fidelity(&model, &meta, &ev, Split::Test, 2, 7, 1.0).unwrap();
         assert_eq!(again.overall, r.overall);
         // For comparison, the training captions: one entry for each of them.
-        let seen = fidelity(&model, &meta, &ev, Split::Train, 1, 7).unwrap();
+        let seen = fidelity(&model, &meta, &ev, Split::Train, 1, 7, 1.0).unwrap();
         let train: Vec<String> = contents(digits, Split::Train)
             .iter()
             .map(Content::caption)
             .collect();
         let got: Vec<&String> = seen.per_caption.iter().map(|c| &c.caption).collect();
         assert_eq!(got, train.iter().collect::<Vec<_>>());
+        // Temperature 0: z = 0, so all videos of a caption are one video, read
+        // all right or all wrong.
+        let still = fidelity(&model, &meta, &ev, Split::Test, 3, 7, 0.0).unwrap();
+        for e in &still.per_caption {
+            for f in [e.score.exact, e.score.digits, e.score.motion] {
+                assert!(f == 0.0 || f == 1.0, "{e:?}");
+            }
+        }
     }
     // An unconditional model is sampled from the prior; only the digit count is scored.
     let data = tiny_data(2);
@@ -673,6 +681,7 @@ fn fidelity_scores_every_test_caption() {
         Split::Test,
         1,
         7,
+        1.0,
     )
     .unwrap();
     assert!(!r.captions && r.per_caption.is_empty());
@@ -690,7 +699,7 @@ fn evaluator_for_other_videos_is_refused() {
     let mut ev = untrained_evaluator(&other);
     ev.meta.config.size = 48;
     let ev = Evaluator::new(ev.meta.clone(), Device::Cpu);
-    let err = fidelity(&model, &meta, &ev, Split::Test, 1, 1).expect_err("shape mismatch");
+    let err = fidelity(&model, &meta, &ev, Split::Test, 1, 1, 1.0).expect_err("shape mismatch");
     assert!(
         matches!(err, FidelityError::Evaluator(EvaluatorError::Shape { .. })),
         "{err}"

@@ -4,7 +4,8 @@
 //! digit moving the captioned way, as read by the shipped evaluator
 //! (`models/evaluator.safetensors`, docs/evaluator.md); and unseen two-digit
 //! captions, rendered with `models/mnist2-captions.onnx`, show both captioned
-//! digits with their motions.
+//! digits with their motions. Both at the element's default temperature
+//! (`syncdraw_format::DEFAULT_TEMPERATURE`), as a user renders them.
 //!
 //! Needs the release plugin (`cargo build --release`, which `scripts/test.sh` runs
 //! before the tests) and gst-launch-1.0.

@@ -357,7 +357,7 @@ fn fidelity_scores_tiny_rgb_and_grey_shapes_models() {
         assert_eq!(Reader::of(&ck.meta.data).expect("a reader"), Reader::Shapes);
         let colour = channels == 3;
         let n = 3;
-        let r = shapes_fidelity(&ck.model, &ck.meta, Split::Test, n, 7).expect("scored");
+        let r = shapes_fidelity(&ck.model, &ck.meta, Split::Test, n, 7, 1.0).expect("scored");
         eprintln!(
             "tiny {channels}-channel model, test captions: {:?}",
             r.overall
@@ -368,9 +368,9 @@ fn fidelity_scores_tiny_rgb_and_grey_shapes_models() {
         assert!(r.overall.seen > 0.0, "no shape drawn: {:?}", r.overall);
         assert_eq!(r.attributes.len(), if colour { 3 } else { 2 });
         // Same seed, same videos, same report; the training captions on request.
-        let again = shapes_fidelity(&ck.model, &ck.meta, Split::Test, n, 7).expect("scored");
+        let again = shapes_fidelity(&ck.model, &ck.meta, Split::Test, n, 7, 1.0).expect("scored");
         assert_eq!(again.overall, r.overall);
-        let seen = shapes_fidelity(&ck.model, &ck.meta, Split::Train, 2, 7).expect("scored");
+        let seen = shapes_fidelity(&ck.model, &ck.meta, Split::Train, 2, 7, 1.0).expect("scored");
         assert_consistent(&seen, &split_captions(set, Split::Train), 2, colour);
     }
 }
@@ -467,7 +467,7 @@ fn the_cli_scores_a_shapes_model_and_refuses_other_grammars() {
     };
     f.grammar = other.clone();
     meta.grammar = Some(other);
-    let err = shapes_fidelity(&ck.model, &meta, Split::Test, 1, 1).expect_err("refused");
+    let err = shapes_fidelity(&ck.model, &meta, Split::Test, 1, 1, 1.0).expect_err("refused");
     assert!(matches!(err, FidelityError::NoReader { .. }), "{err}");
     let refused = run.path().join("other.safetensors");
     checkpoint::save(&refused, &ck.model, None, &meta).expect("save");

@@ -1,6 +1,6 @@
 //! `fidelity`: do a checkpoint's videos show what the captions say?
 use super::print_report;
-use crate::args::{positive, DeviceArg, SplitArg};
+use crate::args::{non_negative_f64, positive, DeviceArg, SplitArg};
 use anyhow::{bail, Result};
 use clap::Args;
 use serde::Serialize;
@@ -28,6 +28,10 @@ pub struct FidelityArgs {
     captions: SplitArg,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Scale of the prior noise, z ~ N(0, temperature² I), as the element's
+    /// `temperature` property: 1 samples the model as trained.
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 1.0)]
+    temperature: f64,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
 }
@@ -58,6 +62,7 @@ fn digits(a: FidelityArgs, ck: Checkpoint, evaluator: PathBuf, device: tch::Devi
         a.captions.split(),
         a.videos_per_caption,
         a.seed,
+        a.temperature,
     )?;
     if r.captions {
         print_report(&CaptionedReport {
@@ -65,6 +70,7 @@ fn digits(a: FidelityArgs, ck: Checkpoint, evaluator: PathBuf, device: tch::Devi
             evaluator,
             dataset: ck.meta.data.name(),
             step: ck.meta.step,
+            temperature: a.temperature,
             videos_per_caption: r.videos_per_caption,
             split: a.captions.name(),
             captions: r.per_caption.len(),
@@ -83,6 +89,7 @@ fn digits(a: FidelityArgs, ck: Checkpoint, evaluator: PathBuf, device: tch::Devi
             dataset: ck.meta.data.name(),
             step: ck.meta.step,
             unconditional: true,
+            temperature: a.temperature,
             videos: r.overall.videos,
             digit_count_fraction: r.overall.count,
         })
@@ -105,6 +112,7 @@ fn shapes(a: FidelityArgs, ck: Checkpoint) -> Result<()> {
         a.captions.split(),
         a.videos_per_caption,
         a.seed,
+        a.temperature,
     )?;
     if r.captions {
         if r.attributes.len() < 3 {
@@ -115,6 +123,7 @@ fn shapes(a: FidelityArgs, ck: Checkpoint) -> Result<()> {
             reader: SHAPES_READER,
             dataset: ck.meta.data.name(),
             step: ck.meta.step,
+            temperature: a.temperature,
             videos_per_caption: r.videos_per_caption,
             split: a.captions.name(),
             captions: r.per_caption.len(),
@@ -131,6 +140,7 @@ fn shapes(a: FidelityArgs, ck: Checkpoint) -> Result<()> {
             dataset: ck.meta.data.name(),
             step: ck.meta.step,
             unconditional: true,
+            temperature: a.temperature,
             videos: r.overall.videos,
             shape_seen_fraction: r.overall.seen,
         })
@@ -144,6 +154,8 @@ struct CaptionedReport {
     evaluator: PathBuf,
     dataset: String,
     step: u64,
+    /// z ~ N(0, temperature² I).
+    temperature: f64,
     videos_per_caption: usize,
     /// "test" or "train": whose captions.
     split: &'static str,
@@ -162,6 +174,8 @@ struct UnconditionalReport {
     dataset: String,
     step: u64,
     unconditional: bool,
+    /// z ~ N(0, temperature² I).
+    temperature: f64,
     videos: usize,
     digit_count_fraction: f64,
 }
@@ -175,6 +189,8 @@ struct ShapesReport {
     reader: &'static str,
     dataset: String,
     step: u64,
+    /// z ~ N(0, temperature² I).
+    temperature: f64,
     videos_per_caption: usize,
     /// "test" or "train": whose captions.
     split: &'static str,
@@ -195,6 +211,8 @@ struct UnconditionalShapesReport {
     dataset: String,
     step: u64,
     unconditional: bool,
+    /// z ~ N(0, temperature² I).
+    temperature: f64,
     videos: usize,
     shape_seen_fraction: f64,
 }

@@ -20,8 +20,9 @@ pub struct SampleArgs {
     count: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Scale of the prior noise.
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 1.0)]
+    /// Scale of the prior noise, z ~ N(0, temperature² I); the default is the
+    /// element's, so the samples are what `syncdrawsrc` draws.
+    #[arg(long, value_parser = non_negative_f64, default_value_t = syncdraw_format::DEFAULT_TEMPERATURE)]
     temperature: f64,
     /// Output directory: samples.gif, drawing.png and drawing.gif.
     #[arg(long)]
