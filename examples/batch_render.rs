@@ -14,6 +14,8 @@
 //!   --model PATH               model-location (default: the bundled model that fits
 //!                              each caption)
 //!   --seed N                   seed of every video (default: a fresh one per caption)
+//!   --temperature T            scale of the prior noise, as the element's property
+//!                              (default: the element's, 0.8)
 //!   --clips N                  clips per video (default: 1)
 //!   --batch N                  clips drawn per ONNX Runtime call (default: 64)
 //!   --encoders N               files encoded at once (default: the number of cores)
@@ -55,6 +57,8 @@ pub struct Options {
     pub out_dir: PathBuf,
     pub model: Option<PathBuf>,
     pub seed: Option<i64>,
+    /// Scale of the prior noise (the element's `temperature`).
+    pub temperature: f64,
     pub clips: u64,
     /// Clips drawn per ONNX Runtime call.
     pub batch: usize,
@@ -71,6 +75,7 @@ impl Default for Options {
             out_dir: PathBuf::from("."),
             model: None,
             seed: None,
+            temperature: syncdraw_format::DEFAULT_TEMPERATURE,
             clips: 1,
             batch: 64,
             encoders: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -196,6 +201,18 @@ pub fn parse_args(
                         ArgsError::Usage(format!("--seed {v:?}: not a number >= 0"))
                     })?;
                 opts.seed = Some(seed);
+            }
+            "--temperature" => {
+                let v = value("--temperature")?;
+                opts.temperature = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|t| (0.0..=10.0).contains(t))
+                    .ok_or_else(|| {
+                        ArgsError::Usage(format!(
+                            "--temperature {v:?}: not a number from 0 to 10 (the element's range)"
+                        ))
+                    })?;
             }
             "--clips" => {
                 let v = value("--clips")?;
@@ -357,16 +374,17 @@ pub fn render_all(
     };
     let per_batch = (opts.batch as u64 / opts.clips).max(1) as usize;
     for (_, (info, pending)) in models {
-        let mut renderer = match Renderer::open(info, opts.execution_provider, 0) {
-            Ok(r) => r,
-            Err(e) => {
-                let reason = e.to_string();
-                for p in pending {
-                    finish(p.pos, Err(RenderError::Runtime(reason.clone())));
+        let mut renderer =
+            match Renderer::open(info, opts.execution_provider, 0, opts.temperature as f32) {
+                Ok(r) => r,
+                Err(e) => {
+                    let reason = e.to_string();
+                    for p in pending {
+                        finish(p.pos, Err(RenderError::Runtime(reason.clone())));
+                    }
+                    continue;
                 }
-                continue;
-            }
-        };
+            };
         let info = renderer.info().clone();
         for group in pending.chunks(per_batch) {
             let jobs: Vec<Job> = group
@@ -416,7 +434,7 @@ fn main() -> ExitCode {
             eprintln!("batch_render: {e}");
             eprintln!(
                 "usage: batch_render [--captions FILE] [--out-dir DIR] [--model PATH] \
-                 [--seed N] [--clips N] [--batch N] [--encoders N] \
+                 [--seed N] [--temperature T] [--clips N] [--batch N] [--encoders N] \
                  [--execution-provider auto|cpu|cuda] [--shard I/N] [CAPTION...]"
             );
             return ExitCode::from(2);

@@ -7,7 +7,8 @@
 //! call ([`Renderer`]); a pool of GStreamer pipelines
 //! `appsrc ! x264enc ! mp4mux ! filesink` encodes the clips in parallel while the
 //! next batch is drawn ([`Encoders`]). A clip is the one `syncdrawsrc` draws for the
-//! same caption, seed and clip number (the same noise, `inference::prior_noise`), in
+//! same caption, seed, temperature and clip number (the same noise,
+//! `inference::prior_noise`), in
 //! the format it gives x264enc (I420), at its default frame rate, with the caption
 //! as the title tag.
 
@@ -69,6 +70,8 @@ pub struct Job {
 /// A model open for drawing many captions, on one ONNX Runtime session.
 pub struct Renderer {
     generator: Generator,
+    /// Scale of the prior noise (the element's `temperature`).
+    temperature: f32,
 }
 
 impl Renderer {
@@ -76,6 +79,7 @@ impl Renderer {
         info: ModelInfo,
         provider: ExecutionProvider,
         device_id: u32,
+        temperature: f32,
     ) -> Result<Renderer, RenderError> {
         let rt = ortlib::runtime(None).map_err(|e| RenderError::Runtime(e.to_string()))?;
         let provider = match provider {
@@ -94,7 +98,10 @@ impl Renderer {
             Generator::for_each_session(loaded, &Arc::new(info), 0, false, &Arc::new(run_options))
                 .pop()
                 .ok_or_else(|| RenderError::Runtime("no session was made".into()))?;
-        Ok(Renderer { generator })
+        Ok(Renderer {
+            generator,
+            temperature,
+        })
     }
 
     pub fn info(&self) -> &Arc<ModelInfo> {
@@ -113,7 +120,7 @@ impl Renderer {
             })
             .collect();
         self.generator
-            .run_rows(&rows, 1.0)
+            .run_rows(&rows, self.temperature)
             .map_err(RenderError::Inference)
     }
 }

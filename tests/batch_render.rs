@@ -124,12 +124,22 @@ fn arguments_and_caption_files() {
 
     let (opts, _) = parse_args(["--shard", "2/8", "x"].map(String::from)).expect("a shard");
     assert_eq!(opts.shard, Some(Shard { index: 2, count: 8 }));
+    assert_eq!(
+        opts.temperature,
+        syncdraw_format::DEFAULT_TEMPERATURE,
+        "the element's temperature by default"
+    );
+    let (opts, _) =
+        parse_args(["--temperature", "0.5", "x"].map(String::from)).expect("a temperature");
+    assert_eq!(opts.temperature, 0.5);
     for bad in [
         vec!["--shard", "0/8", "x"],
         vec!["--shard", "9/8", "x"],
         vec!["--shard", "1/0", "x"],
         vec!["--shard", "two", "x"],
         vec!["--seed", "-3", "x"],
+        vec!["--temperature", "-1", "x"],
+        vec!["--temperature", "nan", "x"],
         vec!["--clips", "0", "x"],
         vec!["--execution-provider", "tpu", "x"],
         vec!["--bogus", "x"],
