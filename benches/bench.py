@@ -205,6 +205,24 @@ def cpu_mhz():
     return None
 
 
+def paired_ratios(rounds):
+    """element / ort and element / pytorch within each round (the two measured
+    seconds apart, so a slow spell of the machine hits both), with their median:
+    on a noisy machine a steadier figure than the ratio of the best rounds."""
+    per = {}
+    for r in rounds:
+        per.setdefault((r["round"], r["batch"]), {})[r["impl"]] = r["frames_per_s"]
+    out = {}
+    for (_, b), fps in sorted(per.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        for other in ("ort", "pytorch"):
+            if "element" in fps and other in fps:
+                out.setdefault(f"element/{other}@{b}", {"rounds": []})["rounds"].append(
+                    fps["element"] / fps[other])
+    for v in out.values():
+        v["median"] = statistics.median(v["rounds"])
+    return out
+
+
 def save(results, path):
     """Writes results (ratios recomputed) to path; called after every stage."""
     g = {(r["impl"], r["batch"]): r["frames_per_s"] for r in results["generation"]}
@@ -216,6 +234,7 @@ def save(results, path):
     if "tch" in tr and "pytorch" in tr:
         ratios["tch/pytorch training"] = tr["tch"] / tr["pytorch"]
     results["ratios"] = ratios
+    results["ratios_paired"] = paired_ratios(results.get("generation_rounds", []))
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")

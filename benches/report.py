@@ -55,6 +55,23 @@ def markdown(r):
                 x = g[(i, b)]
                 cells.append(f"{x['gflop_per_s']:.2f} ({100 * x['fraction_of_peak']:.1f}%)")
             out.append(f"| {b} | " + " | ".join(cells) + " |")
+    paired = r.get("ratios_paired") or {}
+    if paired:
+        out.append("")
+        out.append("Ratios within each round (element and the other measured seconds apart), "
+                   "and their median:")
+        out.append("")
+        out.append("| batch | element / ORT, per round | median | element / PyTorch, per round | median |")
+        out.append("|---:|---|---:|---|---:|")
+        for b in batches:
+            cells = []
+            for other in ("ort", "pytorch"):
+                v = paired.get(f"element/{other}@{b}")
+                if v is None:
+                    cells += ["not measured", ""]
+                else:
+                    cells += [", ".join(f"{x:.2f}" for x in v["rounds"]), f"{v['median']:.2f}x"]
+            out.append(f"| {b} | " + " | ".join(cells) + " |")
     if extra:
         out.append("")
         out.append("Diagnostics (variants of bare ORT and of the element, frames/s):")
