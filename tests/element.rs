@@ -253,6 +253,18 @@ fn chunked_and_parallel_batches_keep_the_clips_in_order() {
 /// frame plus one batch's inference, and a caption change applied from the next clip.
 #[test]
 fn live_caption_change_applies_from_next_clip() {
+    live_caption_change("1");
+}
+
+/// The same with three inference threads: the clips computed ahead with the old
+/// caption come back from several threads, are all dropped, and the new ones
+/// come in order.
+#[test]
+fn live_caption_change_with_parallel_batches() {
+    live_caption_change("3");
+}
+
+fn live_caption_change(parallel_batches: &str) {
     let m = model_prop();
     let other = "digit 7 is moving left and right";
     let record = |first: &str, change_to: Option<&str>| {
@@ -262,6 +274,7 @@ fn live_caption_change_applies_from_next_clip() {
             ("clips", "3"),
             ("seed", "11"),
             ("is-live", "true"),
+            ("parallel-batches", parallel_batches),
         ]);
         h.use_testclock();
         h.play();
