@@ -75,8 +75,9 @@ fn cpu_session(
         path: info.path.clone(),
         reason: e.to_string(),
     };
-    // Inference uses every core: the streaming side (direct frame writers) costs a
-    // few microseconds a frame and overlaps with the next batch's inference. Idle
+    // The sessions share every core between them: the streaming side (direct frame
+    // writers) costs a few microseconds a frame and overlaps with the next batch's
+    // inference. Idle
     // ONNX Runtime threads sleep instead of spinning, so they do not take the core
     // the pipeline needs between calls (docs/benchmarks.md).
     Session::builder(&rt.env)
