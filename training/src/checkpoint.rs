@@ -71,6 +71,20 @@ pub struct Meta {
     /// `decoder`); a resumed run keeps them fixed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frozen: Vec<String>,
+    /// The weight of the KL term in the training objective (`train --kl-weight`):
+    /// 1 trains the negative ELBO, as the paper; above 1 pulls the posterior
+    /// towards the prior, so videos drawn from the prior look more like the
+    /// training videos. Evaluation always uses the ELBO. A resumed run keeps it.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub kl_weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(w: &f64) -> bool {
+    *w == 1.0
 }
 
 impl Meta {

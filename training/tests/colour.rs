@@ -123,6 +123,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         init_from: None,
         warm_start: None,
         freeze_decoder: false,
+        kl_weight: 1.0,
         progress: false,
     }
 }

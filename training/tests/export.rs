@@ -174,6 +174,7 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
         steps_before: 0,
         initialised_from: None,
         frozen: Vec::new(),
+        kl_weight: 1.0,
     };
     (model, meta)
 }
@@ -427,6 +428,7 @@ fn in_turn_matches_tch(order: DrawOrder) {
         steps_before: 0,
         initialised_from: None,
         frozen: Vec::new(),
+        kl_weight: 1.0,
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("in-turn.onnx");

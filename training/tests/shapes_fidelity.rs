@@ -269,6 +269,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         init_from: None,
         warm_start: None,
         freeze_decoder: false,
+        kl_weight: 1.0,
         progress: false,
     }
 }

@@ -96,6 +96,8 @@ pub struct TrainOptions {
     /// the encoder: what the model draws stays what it drew (a warm start's
     /// composed one-object drawings), while the bound learns the new data.
     pub freeze_decoder: bool,
+    /// Weight of the KL term in the objective of a new run (see `Meta::kl_weight`).
+    pub kl_weight: f64,
     pub progress: bool,
 }
 
@@ -219,8 +221,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         let loss = model.loss_observed(&x, ids.as_ref(), &eps, windows.as_mut());
         let windows = windows.map(WindowStats::finish);
         let total = loss.nll().mean(Kind::Float);
+        // The objective: the negative ELBO, with the KL weighted by kl_weight.
+        let objective = if meta.kl_weight == 1.0 {
+            total.shallow_clone()
+        } else {
+            (&loss.reconstruction + &loss.kl * meta.kl_weight).mean(Kind::Float)
+        };
         adam.zero_grad();
-        total.backward();
+        objective.backward();
         let norm = adam.grad_norm();
         let not_finite = |t: &Tensor| t.isfinite().logical_not().to_kind(Kind::Double);
         win_bad += not_finite(&total) + not_finite(&norm);

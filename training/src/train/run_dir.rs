@@ -68,6 +68,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         meta.test_nll = None;
         meta.initialised_from = Some(init.display().to_string());
         meta.frozen = frozen(opts);
+        meta.kl_weight = opts.kl_weight;
         meta.device = format!("{:?}", opts.device);
         (ck.model, None, meta, None)
     } else {
@@ -170,6 +171,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             steps_before,
             initialised_from,
             frozen: frozen(opts),
+            kl_weight: opts.kl_weight,
         };
         (model, None, meta, Some(train))
     };
