@@ -92,10 +92,11 @@ fn soak_memory_is_flat() {
     init();
     let frames = count("SYNCDRAW_SOAK_FRAMES", 20_000);
     let warmup = (frames / 4).min(10_000);
-    for batch in [1u32, 16] {
+    // (batch size, parallel-batches): one session, then one session per core.
+    for (batch, parallel) in [(1u32, 1u32), (16, 1), (1, 0)] {
         let p = pipeline(&format!(
             "syncdrawsrc model-location={} caption=\"{CAPTION}\" clips=0 batch-size={batch} \
-             num-buffers={frames} execution-provider=cpu \
+             parallel-batches={parallel} num-buffers={frames} execution-provider=cpu \
              ! fakesink name=sink sync=false signal-handoffs=true",
             synth("synth1-caption.onnx").display()
         ));
@@ -129,7 +130,8 @@ fn soak_memory_is_flat() {
             .collect();
         let max = after.iter().copied().max().unwrap_or(base);
         println!(
-            "soak batch {batch}: {frames} frames in {secs:.1} s ({:.0} frames/s); RSS after \
+            "soak batch {batch}, parallel-batches {parallel}: {frames} frames in {secs:.1} s \
+             ({:.0} frames/s); RSS after \
              {warmup} frames {base} KiB, highest after it {max} KiB ({:+.2} %), last {} KiB",
             frames as f64 / secs,
             100.0 * (max as f64 / base as f64 - 1.0),
@@ -298,6 +300,16 @@ fn state_cycles_leak_nothing() {
 /// caption), and every title tag downstream names a valid caption that was set.
 #[test]
 fn concurrent_caption_changes() {
+    caption_changes_while_playing(1);
+}
+
+/// The same with batches computed on three inference threads at once.
+#[test]
+fn concurrent_caption_changes_with_parallel_batches() {
+    caption_changes_while_playing(3);
+}
+
+fn caption_changes_while_playing(parallel_batches: u32) {
     let _serial = serial();
     init();
     let changes = count("SYNCDRAW_CAPTION_CHANGES", 1_000);
@@ -315,7 +327,7 @@ fn concurrent_caption_changes() {
         .collect();
     let p = pipeline(&format!(
         "syncdrawsrc name=src model-location={} caption=\"{}\" clips=0 batch-size=4 \
-         execution-provider=cpu ! fakesink name=sink sync=false",
+         parallel-batches={parallel_batches} execution-provider=cpu ! fakesink name=sink sync=false",
         synth("synth1-caption.onnx").display(),
         valid[0]
     ));
@@ -382,7 +394,8 @@ fn concurrent_caption_changes() {
     let stop = t.elapsed();
     let titles = titles.lock().unwrap().clone();
     println!(
-        "caption changes: {changes} from another thread in {secs:.2} s ({invalid} invalid, \
+        "caption changes, parallel-batches {parallel_batches}: {changes} from another thread \
+         in {secs:.2} s ({invalid} invalid, \
          {warnings} warnings); {} title tags downstream; stop {stop:?}",
         titles.len()
     );
