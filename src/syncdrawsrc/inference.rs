@@ -199,19 +199,24 @@ impl Generator {
                 info.width
             ));
         }
-        // A broken model (a diverged or damaged export) can give NaN or infinity,
-        // which no pixel format can show: refuse it rather than draw black.
-        if let Some(i) = first_non_finite(data) {
-            return Err(format!(
-                "output {name:?} holds {} (clip {}, value {} of {per_clip}): the model is broken; export it again from a checkpoint whose loss was finite",
-                data[i],
-                rows[i / per_clip].index,
-                i % per_clip
-            ));
-        }
         // canvases is [batch, T, N, C, H, W]: each clip's T*N frames are contiguous,
-        // step-major (all frames of step 1, then of step 2, ...).
-        Ok(data.chunks_exact(per_clip).map(<[f32]>::to_vec).collect())
+        // step-major (all frames of step 1, then of step 2, ...). Each clip is
+        // checked as it is copied out, while it is in the cache.
+        let mut clips = Vec::with_capacity(b);
+        for (row, values) in rows.iter().zip(data.chunks_exact(per_clip)) {
+            let clip = values.to_vec();
+            // A broken model (a diverged or damaged export) can give NaN or
+            // infinity, which no pixel format can show: refuse it rather than draw
+            // black.
+            if let Some(i) = first_non_finite(&clip) {
+                return Err(format!(
+                    "output {name:?} holds {} (clip {}, value {i} of {per_clip}): the model is broken; export it again from a checkpoint whose loss was finite",
+                    clip[i], row.index
+                ));
+            }
+            clips.push(clip);
+        }
+        Ok(clips)
     }
 }
 
