@@ -1042,6 +1042,11 @@ fn objects_on_layers_compose_one_object_drawings() {
         .max()
         .double_value(&[]);
     assert!(diff < 1e-5, "the first layer differs by {diff}");
+    // The video (computed from each layer's last canvas alone) is the last shown
+    // canvas (computed from the running sums).
+    let last = canvases.select(1, 2 * t1 - 1);
+    let diff = (&video - &last).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "video and last canvas differ by {diff}");
 
     // The training loop draws on the same layers: with the posterior fixed at
     // N(0, I) (its layer zeroed), z = eps whatever the encoder reads, and the

@@ -26,6 +26,30 @@ pub fn composed<B: Backend>(be: &mut B, done: &B::Tensor, c: &B::Tensor) -> B::T
     be.add_scalar(&lost, 1.0)
 }
 
+/// The video of finished layers c_o (their last canvases): the union
+/// 1 - prod_o (1 - sigmoid(c_o)), computed as 1 - prod_o sigmoid(-c_o) (the same
+/// numbers; sigmoid is one cheap vector operation where softplus is not); one
+/// layer gives sigmoid(c_1).
+pub fn union<B: Backend>(be: &mut B, layers: &[B::Tensor]) -> B::Tensor {
+    match layers {
+        [one] => be.sigmoid(one),
+        _ => {
+            let mut off: Option<B::Tensor> = None;
+            for c in layers {
+                let neg = be.scale(c, -1.0);
+                let dark = be.sigmoid(&neg); // 1 - sigmoid(c)
+                off = Some(match off {
+                    None => dark,
+                    Some(o) => be.mul(&o, &dark),
+                });
+            }
+            let off = off.expect("at least one layer");
+            let lost = be.scale(&off, -1.0);
+            be.add_scalar(&lost, 1.0)
+        }
+    }
+}
+
 /// Binary cross-entropy of `x` under p = 1 - exp(-s) per pixel, for s the summed
 /// mass of every layer (reduction: none): -x log p - (1 - x) log(1 - p), with
 /// log(1 - p) = -s and log p = log(-expm1(-s)), both stable. s is kept above

@@ -5,7 +5,7 @@
 //! over [`Backend`]: training calls [`Decoder::step`] and [`Decoder::write`] on
 //! libtorch tensors between encoder steps, and export records [`Decoder::generate`]
 //! into an ONNX graph. Both run this same code.
-use super::canvas::{composed, layer_mass};
+use super::canvas::{composed, layer_mass, union};
 use super::caption::{CaptionEncoder, CaptionEncoderParams, CaptionFeatures};
 use super::config::{DecoderKind, ModelConfig, Role, Variant};
 use super::filterbank::{params_per_group, window, Geometry, Window};
@@ -290,9 +290,8 @@ impl<T> Decoder<T> {
 
     /// Objects drawn on layers (canvas.rs): every block of steps accumulates its
     /// own canvas from c^0 (eq. 10), shown over the finished layers. For the
-    /// writes of all steps [B, T, ...]: (the video, the shown canvas of every
-    /// step [B, T, ...]).
-    fn layers<B: Backend<Tensor = T>>(&self, be: &mut B, writes: &T) -> (T, T) {
+    /// writes of all steps [B, T, ...]: the shown canvas of every step [B, T, ...].
+    fn layers<B: Backend<Tensor = T>>(&self, be: &mut B, writes: &T) -> T {
         let c = &self.config;
         let mut done: Option<T> = None;
         let mut shown = Vec::new();
@@ -312,10 +311,55 @@ impl<T> Decoder<T> {
             });
         }
         let parts: Vec<&T> = shown.iter().collect();
-        let shown = be.concat(&parts, 1);
-        let geo = Geometry::of(c, c.write_k);
-        let last = be.narrow(&shown, 1, c.timesteps - 1, 1);
-        (be.reshape(&last, &geo.frames_shape(c.frames)), shown)
+        be.concat(&parts, 1)
+    }
+
+    /// The video of objects drawn on layers, from each layer's last canvas
+    /// alone: c^0 plus its block's writes summed as one product (write.rs,
+    /// `summed_writes`), the layers united (canvas.rs, `union`). The same numbers
+    /// as the last of [`Decoder::layers`]' canvases; a player that shows only the
+    /// video runs neither the writes of every step nor their running sums.
+    /// `win` and `patch` hold the windows and patches of B x T steps,
+    /// video-major.
+    fn layered_video<B: Backend<Tensor = T>>(
+        &self,
+        be: &mut B,
+        win: &Window<T>,
+        patch: &T,
+        geo: Geometry,
+    ) -> Option<T> {
+        if win.temporal.is_some() {
+            return None; // the Baseline's writes do not factor (write.rs)
+        }
+        let steps = self.config.timesteps;
+        // [B T, rest..] -> the steps first..first + len of every video, [B len, rest..].
+        let steps_of = |be: &mut B, t: &T, rest: &[i64], first: i64, len: i64| {
+            let t = be.reshape(t, &[&[-1, steps][..], rest].concat());
+            let t = be.narrow(&t, 1, first, len);
+            be.reshape(&t, &[&[-1][..], rest].concat())
+        };
+        let k = geo.k;
+        let param_rest = [geo.groups, 1]; // window parameters: [B T, F, 1]
+        let patch_rest: Vec<i64> = if geo.colour() {
+            vec![geo.frames, geo.channels, k, k]
+        } else {
+            vec![geo.frames, k, k]
+        };
+        let mut layers = Vec::new();
+        for (first, len) in self.config.step_blocks() {
+            let block = Window {
+                g_row: steps_of(be, &win.g_row, &param_rest, first, len),
+                g_col: steps_of(be, &win.g_col, &param_rest, first, len),
+                sigma2: steps_of(be, &win.sigma2, &param_rest, first, len),
+                delta: steps_of(be, &win.delta, &param_rest, first, len),
+                gamma: steps_of(be, &win.gamma, &param_rest, first, len),
+                temporal: None,
+            };
+            let p = steps_of(be, patch, &patch_rest, first, len);
+            let sum = summed_writes(be, &block, &p, geo, len)?;
+            layers.push(self.first_canvas(be, sum));
+        }
+        Some(union(be, &layers))
     }
 
     /// The whole generation path for z [B, T, z_dim] (and caption ids [B, L]).
@@ -388,7 +432,15 @@ impl<T> Decoder<T> {
         by_step.extend_from_slice(&geo.frames_shape(n)[1..]);
         let writes = be.reshape(&writes, &by_step);
         let (video, shown) = if c.layered() {
-            self.layers(be, &writes)
+            let shown = self.layers(be, &writes);
+            let video = match self.layered_video(be, &win, &patch, geo) {
+                Some(video) => video,
+                None => {
+                    let last = be.narrow(&shown, 1, steps - 1, 1);
+                    be.reshape(&last, &geo.frames_shape(n))
+                }
+            };
+            (video, shown)
         } else {
             let sums = be.cumsum(&writes, 1);
             let canvas = self.first_canvas(be, sums);
