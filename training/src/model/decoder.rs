@@ -338,12 +338,12 @@ impl<T> Decoder<T> {
             let t = be.narrow(&t, 1, first, len);
             be.reshape(&t, &[&[-1][..], rest].concat())
         };
-        let k = geo.k;
+        let (k, g) = (geo.k, self.config.patch_groups(geo.k));
         let param_rest = [geo.groups, 1]; // window parameters: [B T, F, 1]
         let patch_rest: Vec<i64> = if geo.colour() {
-            vec![geo.frames, geo.channels, k, k]
+            vec![g, geo.channels, k, k] // patches: [B T, G, (C,) K, K], as patch_of
         } else {
-            vec![geo.frames, k, k]
+            vec![g, k, k]
         };
         let mut layers = Vec::new();
         for (first, len) in self.config.step_blocks() {
