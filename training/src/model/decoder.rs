@@ -314,22 +314,25 @@ impl<T> Decoder<T> {
         be.concat(&parts, 1)
     }
 
-    /// The video of objects drawn on layers, from each layer's last canvas
-    /// alone: c^0 plus its block's writes summed as one product (write.rs,
-    /// `summed_writes`), the layers united (canvas.rs, `union`). The same numbers
-    /// as the last of [`Decoder::layers`]' canvases; a player that shows only the
-    /// video runs neither the writes of every step nor their running sums.
-    /// `win` and `patch` hold the windows and patches of B x T steps,
-    /// video-major.
-    fn layered_video<B: Backend<Tensor = T>>(
+    /// The video from the write factors alone (write.rs, `summed_writes`): for
+    /// each block of steps, c^0 plus the block's writes summed as one product,
+    /// and the blocks' canvases united (canvas.rs, `union`; one block gives
+    /// sigmoid(c^T)). `blocks` is one block of all T steps for one canvas, a
+    /// block per object for objects on layers. The same numbers as the last of
+    /// the shown canvases, but a player that shows only the video runs neither
+    /// the writes of every step nor their running sums. `win` and `patch` hold
+    /// the windows and patches of B x T steps, video-major. None for the
+    /// Baseline, whose writes do not factor.
+    fn video_from_factors<B: Backend<Tensor = T>>(
         &self,
         be: &mut B,
         win: &Window<T>,
         patch: &T,
         geo: Geometry,
+        blocks: &[(i64, i64)],
     ) -> Option<T> {
         if win.temporal.is_some() {
-            return None; // the Baseline's writes do not factor (write.rs)
+            return None;
         }
         let steps = self.config.timesteps;
         // [B T, rest..] -> the steps first..first + len of every video, [B len, rest..].
@@ -346,17 +349,21 @@ impl<T> Decoder<T> {
             vec![g, k, k]
         };
         let mut layers = Vec::new();
-        for (first, len) in self.config.step_blocks() {
-            let block = Window {
-                g_row: steps_of(be, &win.g_row, &param_rest, first, len),
-                g_col: steps_of(be, &win.g_col, &param_rest, first, len),
-                sigma2: steps_of(be, &win.sigma2, &param_rest, first, len),
-                delta: steps_of(be, &win.delta, &param_rest, first, len),
-                gamma: steps_of(be, &win.gamma, &param_rest, first, len),
-                temporal: None,
+        for &(first, len) in blocks {
+            let sum = if (first, len) == (0, steps) {
+                summed_writes(be, win, patch, geo, steps)?
+            } else {
+                let block = Window {
+                    g_row: steps_of(be, &win.g_row, &param_rest, first, len),
+                    g_col: steps_of(be, &win.g_col, &param_rest, first, len),
+                    sigma2: steps_of(be, &win.sigma2, &param_rest, first, len),
+                    delta: steps_of(be, &win.delta, &param_rest, first, len),
+                    gamma: steps_of(be, &win.gamma, &param_rest, first, len),
+                    temporal: None,
+                };
+                let p = steps_of(be, patch, &patch_rest, first, len);
+                summed_writes(be, &block, &p, geo, len)?
             };
-            let p = steps_of(be, patch, &patch_rest, first, len);
-            let sum = summed_writes(be, &block, &p, geo, len)?;
             layers.push(self.first_canvas(be, sum));
         }
         Some(union(be, &layers))
@@ -431,27 +438,19 @@ impl<T> Decoder<T> {
         let mut by_step = vec![-1, steps];
         by_step.extend_from_slice(&geo.frames_shape(n)[1..]);
         let writes = be.reshape(&writes, &by_step);
-        let (video, shown) = if c.layered() {
-            let shown = self.layers(be, &writes);
-            let video = match self.layered_video(be, &win, &patch, geo) {
-                Some(video) => video,
-                None => {
-                    let last = be.narrow(&shown, 1, steps - 1, 1);
-                    be.reshape(&last, &geo.frames_shape(n))
-                }
-            };
-            (video, shown)
+        let (shown, blocks) = if c.layered() {
+            (self.layers(be, &writes), c.step_blocks())
         } else {
             let sums = be.cumsum(&writes, 1);
             let canvas = self.first_canvas(be, sums);
-            let c_final = match summed_writes(be, &win, &patch, geo, steps) {
-                Some(sum) => self.first_canvas(be, sum),
-                None => {
-                    let last = be.narrow(&canvas, 1, steps - 1, 1);
-                    be.reshape(&last, &geo.frames_shape(n))
-                }
-            };
-            (be.sigmoid(&c_final), be.sigmoid(&canvas))
+            (be.sigmoid(&canvas), vec![(0, steps)])
+        };
+        let video = match self.video_from_factors(be, &win, &patch, geo, &blocks) {
+            Some(video) => video,
+            None => {
+                let last = be.narrow(&shown, 1, steps - 1, 1);
+                be.reshape(&last, &geo.frames_shape(n))
+            }
         };
         let video = be.reshape(&video, &[-1, n, c.channels, a, w]);
         // [B, T, N, C, A, B]: grey canvases get their channel axis here.
