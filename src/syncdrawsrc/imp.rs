@@ -477,10 +477,7 @@ impl SyncdrawSrc {
                 ExecutionProvider::Cuda => Provider::Cuda,
             },
             device_id: settings.device_id,
-            cpu_sessions: match settings.parallel_batches {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                n => n as usize,
-            },
+            cpu_sessions: settings.parallel_batches as usize,
             show_steps: settings.show_steps,
             plugin_file: plugin_file.as_deref(),
         })?;

@@ -18,7 +18,7 @@ pub struct Request<'a> {
     pub caption: &'a str,
     pub provider: Provider,
     pub device_id: u32,
-    /// CPU sessions to run side by side (`parallel-batches`).
+    /// CPU sessions to run side by side (`parallel-batches`; 0 = one per core).
     pub cpu_sessions: usize,
     /// Run the graph to its `canvases` output instead of `video`.
     pub show_steps: bool,

@@ -50,15 +50,15 @@ fn cuda_session(rt: &Runtime, model: &[u8], device_id: u32) -> Result<Session, S
     builder.commit_from_memory(model).map_err(|e| e.to_string())
 }
 
-/// `count` CPU sessions that share the cores out.
+/// `count` CPU sessions (0: one per core) that share the cores out.
 fn cpu_sessions(
     rt: &Runtime,
     info: &ModelInfo,
     model: &[u8],
     count: usize,
 ) -> Result<Vec<Session>, ModelError> {
-    let count = count.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let count = if count == 0 { cores } else { count };
     let threads = (cores / count).max(1);
     (0..count)
         .map(|_| cpu_session(rt, info, model, threads))
@@ -77,9 +77,8 @@ fn cpu_session(
     };
     // The sessions share every core between them: the streaming side (direct frame
     // writers) costs a few microseconds a frame and overlaps with the next batch's
-    // inference. Idle
-    // ONNX Runtime threads sleep instead of spinning, so they do not take the core
-    // the pipeline needs between calls (docs/benchmarks.md).
+    // inference. Idle ONNX Runtime threads sleep instead of spinning, so they do
+    // not take the core the pipeline needs between calls (docs/benchmarks.md).
     Session::builder(&rt.env)
         .map_err(runtime)?
         .with_intra_threads(threads)
@@ -93,7 +92,7 @@ fn cpu_session(
 /// Opens the model with the asked-for execution provider and checks its inputs and
 /// outputs against the contract and its metadata. The session computes only
 /// `output` (`video`, or `canvases` for show-steps): see prune.rs. On the CPU,
-/// `cpu_count` sessions are made (see [`Loaded::sessions`]).
+/// `cpu_count` sessions are made, 0 meaning one per core (see [`Loaded::sessions`]).
 pub fn open(
     rt: &Runtime,
     info: &ModelInfo,

@@ -9,7 +9,7 @@
 //! pool is woken and parked for every operator, but leave an encoder downstream
 //! less room (docs/benchmarks.md, "Parallel batches").
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -36,9 +36,10 @@ struct Lane {
 pub struct Worker {
     lanes: Vec<Lane>,
     /// Requests sent and answers taken so far (the lane of the next is this
-    /// count modulo the number of lanes).
-    sent: AtomicUsize,
-    taken: AtomicUsize,
+    /// count modulo the number of lanes). Only the streaming thread, holding
+    /// the element's worker lock, uses them.
+    sent: Cell<usize>,
+    taken: Cell<usize>,
     run_options: Arc<RunOptions>,
 }
 
@@ -71,8 +72,8 @@ impl Worker {
         }
         Ok(Worker {
             lanes,
-            sent: AtomicUsize::new(0),
-            taken: AtomicUsize::new(0),
+            sent: Cell::new(0),
+            taken: Cell::new(0),
             run_options,
         })
     }
@@ -84,7 +85,7 @@ impl Worker {
 
     /// Queues a request; false if the worker is gone.
     pub fn request(&self, req: Request) -> bool {
-        let n = self.sent.load(Ordering::Acquire);
+        let n = self.sent.get();
         let Some(lane) = self.lanes.get(n % self.lanes.len().max(1)) else {
             return false;
         };
@@ -93,7 +94,7 @@ impl Worker {
             .as_ref()
             .is_some_and(|tx| tx.send(req).is_ok());
         if ok {
-            self.sent.store(n + 1, Ordering::Release);
+            self.sent.set(n + 1);
         }
         ok
     }
@@ -103,7 +104,7 @@ impl Worker {
         &self,
         timeout: std::time::Duration,
     ) -> Result<Answer, mpsc::RecvTimeoutError> {
-        let n = self.taken.load(Ordering::Acquire);
+        let n = self.taken.get();
         let rx = self
             .lanes
             .get(n % self.lanes.len().max(1))
@@ -111,7 +112,7 @@ impl Worker {
         match rx {
             Some(rx) => {
                 let answer = rx.recv_timeout(timeout)?;
-                self.taken.store(n + 1, Ordering::Release);
+                self.taken.set(n + 1);
                 Ok(answer)
             }
             None => Err(mpsc::RecvTimeoutError::Disconnected),
