@@ -87,6 +87,19 @@ pub struct FidelityReport {
     pub mean_caption_exact: f64,
 }
 
+/// `n` videos from the prior, z ~ N(0, temperature² I) from libtorch's generator
+/// (seed it first), for caption ids `ids` ([n, L]; None for an unconditional
+/// model): [n, N, C, H, W].
+pub fn draw(model: &SyncDraw, n: usize, ids: Option<&Tensor>, temperature: f64) -> Tensor {
+    let mc = &model.config;
+    let z = Tensor::randn(
+        [n as i64, mc.timesteps, mc.z_dim],
+        (Kind::Float, model.device()),
+    ) * temperature;
+    let (video, _) = tch::no_grad(|| model.generate(&z, ids));
+    video
+}
+
 /// Generates `per_caption` videos (z ~ N(0, temperature² I), seeded; the
 /// element's `temperature` property) for each distinct caption
 /// of `split` of the model's data set (the test split's digit–motion combinations
@@ -126,10 +139,7 @@ pub fn fidelity(
     let mut per = Vec::new();
     let mut overall = Tally::default();
     let generate = |n: usize, ids: Option<&Tensor>| -> Tensor {
-        let z =
-            Tensor::randn([n as i64, mc.timesteps, mc.z_dim], (Kind::Float, device)) * temperature;
-        let (video, _) = tch::no_grad(|| model.generate(&z, ids));
-        video.reshape([n as i64, mc.frames, mc.height, mc.width])
+        draw(model, n, ids, temperature).reshape([n as i64, mc.frames, mc.height, mc.width])
     };
     match meta.captions() {
         Some(codec) => {
@@ -475,12 +485,7 @@ pub fn shapes_fidelity(
     let captions = meta.data.captions(split);
     let device = model.device();
     tch::manual_seed(seed as i64);
-    let generate = |n: usize, ids: Option<&Tensor>| -> Tensor {
-        let z =
-            Tensor::randn([n as i64, mc.timesteps, mc.z_dim], (Kind::Float, device)) * temperature;
-        let (video, _) = tch::no_grad(|| model.generate(&z, ids));
-        video.reshape([n as i64, mc.frames, mc.channels, mc.height, mc.width])
-    };
+    let generate = |n: usize, ids: Option<&Tensor>| draw(model, n, ids, temperature);
     match meta.captions() {
         Some(codec) => {
             let mut rows = Vec::with_capacity(captions.len());

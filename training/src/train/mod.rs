@@ -222,11 +222,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         let windows = windows.map(WindowStats::finish);
         let total = loss.nll().mean(Kind::Float);
         // The objective: the negative ELBO, with the KL weighted by kl_weight.
-        let objective = if meta.kl_weight == 1.0 {
-            total.shallow_clone()
-        } else {
-            (&loss.reconstruction + &loss.kl * meta.kl_weight).mean(Kind::Float)
-        };
+        let objective = (&loss.reconstruction + &loss.kl * meta.kl_weight).mean(Kind::Float);
         adam.zero_grad();
         objective.backward();
         let norm = adam.grad_norm();
