@@ -19,7 +19,7 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
 use super::convert;
-use super::inference::Generator;
+use super::inference::{Generator, CPU_CLIPS_PER_RUN};
 use super::model::ModelInfo;
 use super::open;
 use super::schedule::{Next, Params, Schedule};
@@ -42,7 +42,8 @@ const DEFAULT_TEMPERATURE: f64 = syncdraw_format::DEFAULT_TEMPERATURE;
 /// One clip, then EOS: a caption gives a video and `... ! mp4mux ! filesink` finishes.
 const DEFAULT_CLIPS: u64 = 1;
 const DEFAULT_BATCH_SIZE: u32 = 1;
-const DEFAULT_PARALLEL_BATCHES: u32 = 1;
+/// One single-threaded session per core (docs/benchmarks.md, "Parallel batches").
+const DEFAULT_PARALLEL_BATCHES: u32 = 0;
 const DEFAULT_SHOW_STEPS: bool = false;
 const DEFAULT_IS_LIVE: bool = false;
 
@@ -138,6 +139,10 @@ impl ObjectSubclass for SyncdrawSrc {
 impl ObjectImpl for SyncdrawSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let batch_size_blurb = format!(
+                "Clips computed together (on the CPU in ONNX Runtime calls of at most \
+                 {CPU_CLIPS_PER_RUN} clips, which keep their values in the cache)"
+            );
             vec![
                 glib::ParamSpecString::builder("caption")
                     .nick("Caption")
@@ -211,10 +216,7 @@ impl ObjectImpl for SyncdrawSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("batch-size")
                     .nick("Batch size")
-                    .blurb(
-                        "Clips computed together (on the CPU in ONNX Runtime calls of at \
-                         most 16 clips, which keep their values in the cache)",
-                    )
+                    .blurb(&batch_size_blurb)
                     .minimum(1)
                     .maximum(256)
                     .default_value(DEFAULT_BATCH_SIZE)
@@ -224,9 +226,9 @@ impl ObjectImpl for SyncdrawSrc {
                     .nick("Parallel batches")
                     .blurb(
                         "On the CPU, batches computed at once, each by its own ONNX Runtime \
-                         session with its share of the cores (0 = one per core). 1 suits \
-                         pipelines that encode; more gives more frames per second to raw \
-                         video consumers at small batch sizes. Ignored on CUDA",
+                         session with its share of the cores (0 = one single-threaded \
+                         session per core, the fastest with or without an encoder \
+                         downstream; 1 = one session on all cores). Ignored on CUDA",
                     )
                     .maximum(64)
                     .default_value(DEFAULT_PARALLEL_BATCHES)
@@ -496,7 +498,7 @@ impl SyncdrawSrc {
             model.z_dim,
             model.caption_length,
             opened.runtime_library,
-            opened.session.provider
+            opened.session.engine
         );
         for w in &opened.warnings {
             if w.detail {

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::model::ModelInfo;
-use super::session::Loaded;
+use super::session::{Engine, Loaded};
 
 /// Standard normal noise for one clip, scaled by `temperature`. Clip `index` of a seed
 /// always gets the same noise, whatever the batch size: the RNG is a ChaCha8 stream
@@ -82,7 +82,7 @@ impl Generator {
         show_steps: bool,
         run_options: &Arc<RunOptions>,
     ) -> Vec<Generator> {
-        let clips_per_run = if loaded.provider == "CPU" {
+        let clips_per_run = if loaded.engine == Engine::Cpu {
             CPU_CLIPS_PER_RUN
         } else {
             usize::MAX

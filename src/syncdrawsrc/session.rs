@@ -27,13 +27,28 @@ pub enum SessionError {
     Cuda { device_id: u32, reason: String },
 }
 
+/// What really runs a loaded model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Cpu,
+    Cuda,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Cpu => "CPU",
+            Engine::Cuda => "CUDA",
+        })
+    }
+}
+
 /// Loaded sessions, with what really runs them.
 pub struct Loaded {
     /// On CUDA one session; on the CPU as many as asked for, which share the
     /// cores out (each gets cores / sessions intra-op threads, at least one).
     pub sessions: Vec<Session>,
-    /// "CUDA" or "CPU".
-    pub provider: &'static str,
+    pub engine: Engine,
     /// Why `auto` did not get CUDA, if it did not.
     pub fallback_reason: Option<String>,
 }
@@ -114,7 +129,7 @@ pub fn open(
     let loaded = match provider {
         Provider::Cpu => Loaded {
             sessions: cpu_sessions(rt, info, model, cpu_count)?,
-            provider: "CPU",
+            engine: Engine::Cpu,
             fallback_reason: None,
         },
         Provider::Cuda => {
@@ -128,19 +143,19 @@ pub fn open(
                 })?;
             Loaded {
                 sessions: vec![session],
-                provider: "CUDA",
+                engine: Engine::Cuda,
                 fallback_reason: None,
             }
         }
         Provider::Auto => match cuda_session(rt, model, device_id) {
             Ok(session) => Loaded {
                 sessions: vec![session],
-                provider: "CUDA",
+                engine: Engine::Cuda,
                 fallback_reason: None,
             },
             Err(reason) => Loaded {
                 sessions: cpu_sessions(rt, info, model, cpu_count)?,
-                provider: "CPU",
+                engine: Engine::Cpu,
                 fallback_reason: Some(reason),
             },
         },

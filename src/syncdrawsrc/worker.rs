@@ -3,11 +3,11 @@
 //! pushes the current one, and stop a running inference when the element stops.
 //!
 //! There is one thread per session: on CUDA one, on the CPU as many as the
-//! `parallel-batches` property asks for (default 1), which share the cores out
-//! (session.rs). Two single-threaded sessions on two cores, each computing a
-//! batch, give more frames per second at batch 1 than one session whose thread
-//! pool is woken and parked for every operator, but leave an encoder downstream
-//! less room (docs/benchmarks.md, "Parallel batches").
+//! `parallel-batches` property asks for (default: one single-threaded session per
+//! core), which share the cores out (session.rs). Two single-threaded sessions on
+//! two cores, each computing a batch, give more frames per second than one session
+//! whose thread pool is woken and parked for every operator (docs/benchmarks.md,
+//! "Parallel batches").
 
 use std::cell::Cell;
 use std::sync::mpsc;
