@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Frames per second of whole gst-launch-1.0 processes (start-up included) for
-# builds of the plugin side by side, alternating, with fakesink or with an x264
-# encoder downstream. Each argument is a folder holding a libgstsyncdraw.so (copy
-# target/release/libgstsyncdraw.so there after each build you want to compare).
+# builds or settings of the plugin side by side, alternating, with fakesink or with
+# an x264 encoder downstream. Each argument is a folder holding a libgstsyncdraw.so
+# (copy target/release/libgstsyncdraw.so there after each build you want to
+# compare), optionally followed by @ and element properties separated by commas,
+# e.g. target/release@parallel-batches=1 (the same build with other settings).
 #
-#   bash benches/pipeline_rates.sh [--batch B] [--clips N] [--rounds R] [--x264] DIR...
+#   bash benches/pipeline_rates.sh [--batch B] [--clips N] [--rounds R] [--x264] DIR[@PROP=V,...]...
 #
-# Used in docs/benchmarks.md for the scheduler and thread-spinning comparisons.
+# Used in docs/benchmarks.md for the scheduler, thread-spinning and parallel-batches
+# comparisons.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/build-env.sh"
@@ -20,11 +23,14 @@ while [ $# -gt 0 ]; do
     *) dirs+=("$1"); shift ;;
   esac
 done
-[ ${#dirs[@]} -gt 0 ] || { echo "usage: $0 [--batch B] [--clips N] [--rounds R] [--x264] DIR..." >&2; exit 2; }
+[ ${#dirs[@]} -gt 0 ] || { echo "usage: $0 [--batch B] [--clips N] [--rounds R] [--x264] DIR[@PROP=V,...]..." >&2; exit 2; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for r in $(seq "$rounds"); do
-  for d in "${dirs[@]}"; do
+  for variant in "${dirs[@]}"; do
+    d=${variant%%@*}
+    props=()
+    if [ "$d" != "$variant" ]; then IFS=, read -r -a props <<< "${variant#*@}"; fi
     if [ "$sink" = x264 ]; then
       tail=(videoconvert ! x264enc speed-preset=ultrafast ! mp4mux ! filesink "location=$out/out.mp4")
     else
@@ -33,9 +39,9 @@ for r in $(seq "$rounds"); do
     t0=$(date +%s.%N)
     GST_REGISTRY="$out/registry-$(echo "$d" | md5sum | cut -c1-8).bin" GST_PLUGIN_PATH="$d" \
       gst-launch-1.0 -q syncdrawsrc "model-location=$ROOT/models/mnist1-captions.onnx" \
-      caption="digit 3 is moving up and down" seed=1 "batch-size=$batch" "clips=$clips" ! "${tail[@]}"
+      caption="digit 3 is moving up and down" seed=1 "batch-size=$batch" "clips=$clips" ${props[@]+"${props[@]}"} ! "${tail[@]}"
     t1=$(date +%s.%N)
     python3 -c "import sys; print(f'{sys.argv[1]}  batch {sys.argv[2]}  {sys.argv[3]}  round {sys.argv[4]}: {int(sys.argv[5]) * 10 / (float(sys.argv[7]) - float(sys.argv[6])):.0f} frames/s')" \
-      "$d" "$batch" "$sink" "$r" "$clips" "$t0" "$t1"
+      "$variant" "$batch" "$sink" "$r" "$clips" "$t0" "$t1"
   done
 done

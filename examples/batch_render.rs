@@ -401,13 +401,20 @@ pub fn render_all(
                 Ok(clips) => {
                     for (p, clips) in group.iter().zip(clips.chunks(opts.clips as usize)) {
                         let number = numbers[p.pos];
-                        encoders.send(Encode {
-                            file: opts.out_dir.join(file_name(number, &captions[number - 1])),
-                            caption: captions[number - 1].clone(),
-                            info: Arc::clone(&info),
-                            frames: clips.concat(),
-                            tag: p.pos,
+                        let frames = clips.iter().try_fold(Vec::new(), |mut all, clip| {
+                            all.extend_from_slice(clip.values()?);
+                            Ok::<_, String>(all)
                         });
+                        match frames {
+                            Ok(frames) => encoders.send(Encode {
+                                file: opts.out_dir.join(file_name(number, &captions[number - 1])),
+                                caption: captions[number - 1].clone(),
+                                info: Arc::clone(&info),
+                                frames,
+                                tag: p.pos,
+                            }),
+                            Err(e) => finish(p.pos, Err(RenderError::Inference(e))),
+                        }
                     }
                 }
                 Err(e) => {

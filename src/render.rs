@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use gst::prelude::*;
 
 use crate::syncdrawsrc::convert::write_frame;
+use crate::syncdrawsrc::inference::ClipData;
 use crate::syncdrawsrc::inference::{Generator, Row};
 use crate::syncdrawsrc::model::{CaptionError, ModelError, ModelInfo};
 use crate::syncdrawsrc::session::{self, Provider, SessionError};
@@ -110,7 +111,7 @@ impl Renderer {
 
     /// Draws every job in one ONNX Runtime call: one clip of `[N, C, H, W]` floats
     /// per job.
-    pub fn draw(&mut self, jobs: &[Job]) -> Result<Vec<Vec<f32>>, RenderError> {
+    pub fn draw(&mut self, jobs: &[Job]) -> Result<Vec<ClipData>, RenderError> {
         let rows: Vec<Row<'_>> = jobs
             .iter()
             .map(|j| Row {

@@ -906,7 +906,14 @@ impl PushSrcImpl for SyncdrawSrc {
             state.schedule.clip_frame == 0 && title.is_some() && title != state.last_title;
         let frame_len = model.frame_len();
         let start = state.schedule.clip_frame * frame_len;
-        let frame = &clip.data[start..start + frame_len];
+        let frame = match clip.data.values() {
+            Ok(values) => &values[start..start + frame_len],
+            Err(e) => {
+                drop(state);
+                gst::element_imp_error!(self, gst::CoreError::Failed, ("{}", e));
+                return Err(gst::FlowError::Error);
+            }
+        };
 
         let Ok(mut buffer) = gst::Buffer::with_size(info.size()) else {
             drop(state);

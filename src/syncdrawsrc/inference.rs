@@ -3,10 +3,11 @@
 //! caption ids, one ONNX Runtime call per batch, and the clips cut from its output.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use ort::session::{RunOptions, Session, SessionInputValue};
-use ort::value::Tensor;
+use ort::value::{DynValue, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -48,7 +49,48 @@ pub struct Clip {
     pub params_version: u64,
     pub caption: String,
     pub frames: usize,
-    pub data: Vec<f32>,
+    pub data: ClipData,
+}
+
+/// The values of one clip: its range of the output of the ONNX Runtime call that
+/// computed it, shared by every clip of that call, so no clip is copied out of the
+/// output (docs/benchmarks.md, "Parallel batches by default").
+#[derive(Clone)]
+pub struct ClipData {
+    values: Arc<Values>,
+    range: Range<usize>,
+}
+
+enum Values {
+    /// An ONNX Runtime output, checked to be f32 values on the CPU when it was made.
+    Output(DynValue),
+    Owned(Vec<f32>),
+}
+
+impl ClipData {
+    /// A clip's values held on their own.
+    pub fn from_vec(values: Vec<f32>) -> ClipData {
+        let range = 0..values.len();
+        ClipData {
+            values: Arc::new(Values::Owned(values)),
+            range,
+        }
+    }
+
+    /// The clip's values: its frames one after another.
+    pub fn values(&self) -> Result<&[f32], String> {
+        let all = match &*self.values {
+            Values::Owned(v) => v.as_slice(),
+            Values::Output(value) => {
+                value
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| format!("the model's output cannot be read: {e}"))?
+                    .1
+            }
+        };
+        all.get(self.range.clone())
+            .ok_or_else(|| format!("the model's output has no values {:?}", self.range))
+    }
 }
 
 /// Clips per ONNX Runtime call on the CPU. A larger batch is computed in runs of
@@ -141,7 +183,7 @@ impl Generator {
         &mut self,
         rows: &[Row<'_>],
         temperature: f32,
-    ) -> Result<Vec<Vec<f32>>, String> {
+    ) -> Result<Vec<ClipData>, String> {
         let mut clips = Vec::with_capacity(rows.len());
         for run in rows.chunks(self.clips_per_run.max(1)) {
             clips.extend(self.run_once(run, temperature)?);
@@ -150,7 +192,7 @@ impl Generator {
     }
 
     /// [`Generator::run_rows`] in one ONNX Runtime call.
-    fn run_once(&mut self, rows: &[Row<'_>], temperature: f32) -> Result<Vec<Vec<f32>>, String> {
+    fn run_once(&mut self, rows: &[Row<'_>], temperature: f32) -> Result<Vec<ClipData>, String> {
         let info = self.info.clone();
         let frames_per_clip = self.frames_per_clip();
         let b = rows.len();
@@ -177,12 +219,12 @@ impl Generator {
         }
         // The session computes only the output that is shown (see `open`).
         let name = if self.show_steps { "canvases" } else { "video" };
-        let outputs = self
+        let mut outputs = self
             .session
             .run_with_options(inputs, &self.run_options)
             .map_err(|e| e.to_string())?;
         let value = outputs
-            .get(name)
+            .remove(name)
             .ok_or_else(|| format!("the model gave no output {name:?}"))?;
         let (shape, data) = value
             .try_extract_tensor::<f32>()
@@ -200,23 +242,24 @@ impl Generator {
             ));
         }
         // canvases is [batch, T, N, C, H, W]: each clip's T*N frames are contiguous,
-        // step-major (all frames of step 1, then of step 2, ...). Each clip is
-        // checked as it is copied out, while it is in the cache.
-        let mut clips = Vec::with_capacity(b);
+        // step-major (all frames of step 1, then of step 2, ...). A broken model (a
+        // diverged or damaged export) can give NaN or infinity, which no pixel
+        // format can show: refuse it rather than draw black.
         for (row, values) in rows.iter().zip(data.chunks_exact(per_clip)) {
-            let clip = values.to_vec();
-            // A broken model (a diverged or damaged export) can give NaN or
-            // infinity, which no pixel format can show: refuse it rather than draw
-            // black.
-            if let Some(i) = first_non_finite(&clip) {
+            if let Some(i) = first_non_finite(values) {
                 return Err(format!(
                     "output {name:?} holds {} (clip {}, value {i} of {per_clip}): the model is broken; export it again from a checkpoint whose loss was finite",
-                    clip[i], row.index
+                    values[i], row.index
                 ));
             }
-            clips.push(clip);
         }
-        Ok(clips)
+        let values = Arc::new(Values::Output(value));
+        Ok((0..b)
+            .map(|i| ClipData {
+                values: Arc::clone(&values),
+                range: i * per_clip..(i + 1) * per_clip,
+            })
+            .collect())
     }
 }
 

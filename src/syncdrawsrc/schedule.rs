@@ -178,6 +178,7 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syncdrawsrc::inference::ClipData;
 
     fn params(version: u64) -> Params {
         Params {
@@ -196,7 +197,7 @@ mod tests {
                 params_version: req.params_version,
                 caption: req.caption.clone(),
                 frames: 2,
-                data: vec![0.0; 2],
+                data: ClipData::from_vec(vec![0.0; 2]),
             })
             .collect()
     }
