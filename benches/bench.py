@@ -227,9 +227,14 @@ def save(results, path):
     """Writes results (ratios recomputed) to path; called after every stage."""
     g = {(r["impl"], r["batch"]): r["frames_per_s"] for r in results["generation"]}
     ratios = {}
+    excl = {r["batch"]: r["frames_per_s_excl_startup"] for r in results["generation"]
+            if r["impl"] == "element" and "frames_per_s_excl_startup" in r}
     for b in sorted({k[1] for k in g}):
         ratios[f"element/ort@{b}"] = g[("element", b)] / g[("ort", b)]
         ratios[f"element/pytorch@{b}"] = g[("element", b)] / g[("pytorch", b)]
+        if b in excl:
+            # Start-up excluded (frames_per_s_excl_startup), against bare ORT.
+            ratios[f"element_excl_startup/ort@{b}"] = excl[b] / g[("ort", b)]
     tr = {r["impl"]: r["videos_per_s"] for r in results["training"]}
     if "tch" in tr and "pytorch" in tr:
         ratios["tch/pytorch training"] = tr["tch"] / tr["pytorch"]
