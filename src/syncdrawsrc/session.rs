@@ -75,9 +75,28 @@ fn cpu_sessions(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let count = if count == 0 { cores } else { count };
     let threads = (cores / count).max(1);
-    (0..count)
-        .map(|_| cpu_session(rt, info, model, threads))
-        .collect()
+    if count == 1 {
+        return Ok(vec![cpu_session(rt, info, model, threads)?]);
+    }
+    // Created side by side: a session's creation (graph optimisation, memory
+    // planning) runs on the calling thread, so n sessions one after another would
+    // hold the first buffer back n times as long.
+    std::thread::scope(|scope| {
+        let makers: Vec<_> = (0..count)
+            .map(|_| scope.spawn(|| cpu_session(rt, info, model, threads)))
+            .collect();
+        makers
+            .into_iter()
+            .map(|maker| {
+                maker.join().unwrap_or_else(|_| {
+                    Err(ModelError::Runtime {
+                        path: info.path.clone(),
+                        reason: "creating an ONNX Runtime session panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    })
 }
 
 fn cpu_session(
