@@ -19,8 +19,7 @@ use std::thread::JoinHandle;
 use gst::prelude::*;
 
 use crate::syncdrawsrc::convert::write_frame;
-use crate::syncdrawsrc::inference::ClipData;
-use crate::syncdrawsrc::inference::{Generator, Row};
+use crate::syncdrawsrc::inference::{ClipData, Generator, Row};
 use crate::syncdrawsrc::model::{CaptionError, ModelError, ModelInfo};
 use crate::syncdrawsrc::session::{self, Provider, SessionError};
 use crate::syncdrawsrc::{ortlib, ExecutionProvider, DEFAULT_FPS};

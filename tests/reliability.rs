@@ -38,7 +38,6 @@ fn rss_kib() -> u64 {
         .expect("VmRSS in /proc/self/status")
 }
 
-/// Threads of this process.
 /// Bytes the C allocator has handed out and not had back (arena and mmapped
 /// blocks): what the process holds, unlike resident memory, which also counts
 /// freed pages the allocator keeps for reuse.
@@ -48,9 +47,20 @@ fn heap_in_use() -> u64 {
     (m.uordblks + m.hblkhd) as u64
 }
 
+/// Threads of this process.
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
+        .count()
+}
+
+/// Inference threads of this process (named `syncdraw-infer-N`, which the kernel
+/// cuts to 15 characters).
+fn inference_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("syncdraw-infer"))
         .count()
 }
 
@@ -405,6 +415,31 @@ fn caption_changes_while_playing(parallel_batches: u32) {
         assert!(
             valid.contains(title),
             "title {title:?} was never a valid caption"
+        );
+    }
+}
+
+/// By default the element computes batches on one single-threaded session per
+/// core, each on an inference thread of its own; `parallel-batches=1` gives one.
+#[test]
+fn one_inference_thread_per_core_by_default() {
+    let _serial = serial();
+    init();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (setting, expected) in [("", cores), ("parallel-batches=1", 1)] {
+        let p = pipeline(&format!(
+            "syncdrawsrc model-location={} caption=\"{CAPTION}\" clips=0 {setting} \
+             execution-provider=cpu ! fakesink sync=false",
+            synth("synth1-caption.onnx").display()
+        ));
+        p.set_state(gst::State::Playing).expect("playing");
+        let (result, _, _) = p.state(gst::ClockTime::from_seconds(30));
+        result.expect("reached PLAYING");
+        let found = inference_threads();
+        p.set_state(gst::State::Null).expect("null");
+        assert_eq!(
+            found, expected,
+            "inference threads with {setting:?} on {cores} cores"
         );
     }
 }

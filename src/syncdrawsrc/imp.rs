@@ -42,7 +42,8 @@ const DEFAULT_TEMPERATURE: f64 = syncdraw_format::DEFAULT_TEMPERATURE;
 /// One clip, then EOS: a caption gives a video and `... ! mp4mux ! filesink` finishes.
 const DEFAULT_CLIPS: u64 = 1;
 const DEFAULT_BATCH_SIZE: u32 = 1;
-/// One single-threaded session per core (docs/benchmarks.md, "Parallel batches").
+/// One single-threaded session per core (docs/benchmarks.md, "Parallel batches by
+/// default, and clips without copies").
 const DEFAULT_PARALLEL_BATCHES: u32 = 0;
 const DEFAULT_SHOW_STEPS: bool = false;
 const DEFAULT_IS_LIVE: bool = false;

@@ -54,7 +54,8 @@ pub struct Clip {
 
 /// The values of one clip: its range of the output of the ONNX Runtime call that
 /// computed it, shared by every clip of that call, so no clip is copied out of the
-/// output (docs/benchmarks.md, "Parallel batches by default").
+/// output (docs/benchmarks.md, "Parallel batches by default, and clips without
+/// copies").
 #[derive(Clone)]
 pub struct ClipData {
     values: Arc<Values>,
@@ -64,11 +65,14 @@ pub struct ClipData {
 enum Values {
     /// An ONNX Runtime output, checked to be f32 values on the CPU when it was made.
     Output(DynValue),
+    /// Values made without a model (the scheduler's tests).
+    #[cfg(test)]
     Owned(Vec<f32>),
 }
 
 impl ClipData {
-    /// A clip's values held on their own.
+    /// A clip's values held on their own, for tests without a model.
+    #[cfg(test)]
     pub fn from_vec(values: Vec<f32>) -> ClipData {
         let range = 0..values.len();
         ClipData {
@@ -80,6 +84,7 @@ impl ClipData {
     /// The clip's values: its frames one after another.
     pub fn values(&self) -> Result<&[f32], String> {
         let all = match &*self.values {
+            #[cfg(test)]
             Values::Owned(v) => v.as_slice(),
             Values::Output(value) => {
                 value

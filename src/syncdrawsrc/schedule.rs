@@ -8,9 +8,10 @@
 //! same noise (inference::prior_noise), so a clip asked for again after a caption
 //! change keeps its number. With L inference threads (worker.rs: one on CUDA; on
 //! the CPU as many as `parallel-batches` asks for, one per core by default), at
-//! most L + 1 batches are held besides the clip being pushed (waiting or being computed), and the next batch is asked for as soon
-//! as at most L are: every thread then has its next request queued when it
-//! finishes one and never waits for the streaming thread to hand it over.
+//! most L + 1 batches are held besides the clip being pushed (waiting or being
+//! computed), and the next batch is asked for as soon as at most L are: every
+//! thread then has its next request queued when it finishes one and never waits
+//! for the streaming thread to hand it over.
 
 use std::collections::VecDeque;
 

@@ -7,7 +7,7 @@
 //! core), which share the cores out (session.rs). Two single-threaded sessions on
 //! two cores, each computing a batch, give more frames per second than one session
 //! whose thread pool is woken and parked for every operator (docs/benchmarks.md,
-//! "Parallel batches").
+//! "Parallel batches by default, and clips without copies").
 
 use std::cell::Cell;
 use std::sync::mpsc;
