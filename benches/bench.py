@@ -46,7 +46,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from reference import SyncDrawRef, Trainer  # noqa: E402
+from reference import SyncDrawRef, Trainer, load_checkpoint  # noqa: E402
 import plot  # noqa: E402
 
 
@@ -367,24 +367,16 @@ def bench_batch_render(model, grammar, count, provider):
                        f"--execution-provider {provider}"}
 
 
-def bench_tch_training(train_bin, meta, batch, steps, log_every, threads, workdir, seconds):
-    c = meta["model"]
-    ds = meta["dataset"]
+def bench_tch_training(train_bin, batch, steps, log_every, threads, workdir, seconds):
+    """`syncdraw-train train` of the default one-digit captioned model (the
+    training defaults, as `syncdraw-train train --digits 1` trains it); the run's
+    checkpoint, with that model's configuration, is what reference.py then trains."""
     run_dir = os.path.join(workdir, "tch-run")
     cmd = [train_bin, "train", "--run-dir", run_dir, "--device", "cpu", "--threads", str(threads),
            "--batch", str(batch), "--steps", str(steps), "--log-every", str(log_every),
            "--eval-every", "0", "--checkpoint-every", str(steps + 1), "--max-minutes", f"{seconds / 60:.3f}",
            "--train-size", str(max(10 * batch, 640)), "--test-size", "64",
-           "--cache-dir", os.path.join(workdir, "data-cache"),
-           "--digits", str(ds["digits"]), "--frames", str(c["frames"]), "--size", str(c["height"]),
-           "--variant", c["variant"], "--captions", "true" if c.get("caption") else "false",
-           "--timesteps", str(c["timesteps"]), "--read-k", str(c["read_k"]), "--write-k", str(c["write_k"]),
-           "--enc-size", str(c["enc_size"]), "--dec-size", str(c["dec_size"]), "--z-dim", str(c["z_dim"]),
-           # The training-dynamics options as the model has them (reference.py has
-           # them at the paper's values: off).
-           "--stable-filterbank", "true" if c.get("stable_filterbank") else "false",
-           "--canvas-init", "data-mean" if c.get("canvas_init") is not None else "zero",
-           "--forget-bias", str(c.get("forget_bias", 0.0))]
+           "--cache-dir", os.path.join(workdir, "data-cache"), "--digits", "1"]
     log("tch: " + " ".join(cmd))
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -405,7 +397,7 @@ def bench_tch_training(train_bin, meta, batch, steps, log_every, threads, workdi
         v = (cur["step"] - prev["step"]) * batch
         videos += v
         secs += v / cur["videos_per_s"]
-    return videos / secs, [x["videos_per_s"] for x in lines], wall
+    return videos / secs, [x["videos_per_s"] for x in lines], wall, os.path.join(run_dir, "checkpoint.safetensors")
 
 
 def bench_pytorch_training(checkpoint, batch, steps, threads, seconds):
@@ -615,14 +607,28 @@ def main():
 
     if not args.skip_training:
         with tempfile.TemporaryDirectory(prefix="syncdraw-bench-") as work:
-            rate, windows, wall = bench_tch_training(args.train_bin, ref.meta, args.train_batch, args.tch_steps,
-                                                     args.tch_log_every, threads, work, args.train_seconds)
-        log(f"training tch      {rate:.2f} videos/s (log windows {windows}, {wall:.0f} s)")
-        results["training"].append({"impl": "tch", "device": "cpu", "batch": args.train_batch, "videos_per_s": rate,
-                                    "log_windows_videos_per_s": windows, "max_steps": args.tch_steps})
-        save(results, args.out)
-        prate, losses = bench_pytorch_training(args.checkpoint, args.train_batch, args.pytorch_train_steps, threads,
-                                               args.train_seconds)
+            rate, windows, wall, trained = bench_tch_training(args.train_bin, args.train_batch, args.tch_steps,
+                                                              args.tch_log_every, threads, work, args.train_seconds)
+            log(f"training tch      {rate:.2f} videos/s (log windows {windows}, {wall:.0f} s)")
+            model = load_checkpoint(trained)[0]["model"]
+            results["training"].append({"impl": "tch", "device": "cpu", "batch": args.train_batch,
+                                        "videos_per_s": rate, "log_windows_videos_per_s": windows,
+                                        "max_steps": args.tch_steps,
+                                        "model": "syncdraw-train train defaults, --digits 1", "config": model})
+            save(results, args.out)
+            # The same model (the tch run's checkpoint) in eager PyTorch; checked like
+            # the generation rows' model: its video against the run's ONNX export.
+            exported = os.path.join(work, "trained.onnx")
+            subprocess.run([args.train_bin, "export", "--checkpoint", trained, "--out", exported],
+                           check=True, capture_output=True)
+            ref_train = SyncDrawRef(trained)
+            cap = ref_train.cap
+            train_ids = ([1] * (cap["objects"] * len(cap["slots"]) if "slots" in cap else cap["length"])
+                         if cap else None)
+            results["training_reference_max_diff"] = verify(
+                ref_train, ort.InferenceSession(exported, providers=["CPUExecutionProvider"]), train_ids, 1e-4)
+            prate, losses = bench_pytorch_training(trained, args.train_batch, args.pytorch_train_steps, threads,
+                                                   args.train_seconds)
         log(f"training pytorch  {prate:.2f} videos/s (losses {[round(x, 1) for x in losses]})")
         results["training"].append({"impl": "pytorch", "device": "cpu", "batch": args.train_batch,
                                     "videos_per_s": prate, "steps": len(losses)})

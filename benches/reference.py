@@ -23,9 +23,11 @@ Layout it follows (training/src/model/):
     log d~, log gamma), each raw value r squashed to b tanh(r / b) when the model
     has bounded windows (b = 1.2, 1.2, 3, 1.5, 4); g = (size+1)/2 (g~+1);
     delta = (max(A,B)-1)/(K-1) exp(d~);
-    F[u, a] = exp(max((a - mu_u)^2 / (-2 s^2), -80)) / max(sum_a, 1e-8).
-  * write.rs: write = F_p^T (w / gamma) F_q per frame; decoder.rs: canvas += write,
-    video = sigmoid(canvas).
+    F[u, a] = exp(max((a - mu_u)^2 / (-2 s^2), -80)) / max(sum_a, 1e-8), the
+    exponents of each row first shifted by their maximum when the model has a
+    stable filterbank (written out as a user would: amax, subtract, exp, sum).
+  * write.rs: write = F_p^T (w / gamma) F_q per frame; decoder.rs: canvas += write
+    from c^0 (zero, or the learned `decoder.canvas0` logit), video = sigmoid(canvas).
   * read.rs / encoder.rs / syncdraw.rs: read = gamma F_p x F_q^T; encoder input
     [read(x), read(x_hat), h_dec^{t-1}, S]; posterior (mu, log sigma); loss = BCE
     (from logits, summed over pixels) + KL summed over steps; Adam with global
@@ -82,10 +84,8 @@ class SyncDrawRef:
         c = meta["model"]
         if c["variant"] not in ("syncdraw", "global"):
             raise NotImplementedError(f"variant {c['variant']} is not in the reference")
-        if c.get("stable_filterbank") or c.get("canvas_init") is not None:
-            raise NotImplementedError(
-                "the reference has the paper's filterbank normaliser and c0 = 0; this model "
-                "uses a stable filterbank or a learned initial canvas")
+        if c.get("draw_order", "together") != "together":
+            raise NotImplementedError("objects drawn on layers are not in the reference")
         self.c = c
         self.N, self.A, self.B = c["frames"], c["height"], c["width"]
         self.T, self.z_dim = c["timesteps"], c["z_dim"]
@@ -93,6 +93,7 @@ class SyncDrawRef:
         self.cap = c["caption"]
         self.what_where = c.get("decoder", "joint") == "what-where"
         self.bounded = c.get("bounded_windows", False)
+        self.stable = c.get("stable_filterbank", False)
         self.p = {k: torch.tensor(v, device=device, requires_grad=requires_grad)
                   for k, v in weights.items()}
         self.device = device
@@ -173,8 +174,10 @@ class SyncDrawRef:
         mu = (g + offsets * delta).unsqueeze(3)  # [B, F, K, 1]
         a = self._const(("coords", size), [float(x) for x in range(1, size + 1)], (1, 1, 1, size))
         d = a - mu
-        e = ((d * d) * (1.0 / (sigma2.unsqueeze(3) * -2.0))).clamp_min(-80.0)
-        f = torch.exp(e)
+        e = (d * d) * (1.0 / (sigma2.unsqueeze(3) * -2.0))
+        if self.stable:  # each row's exponents shifted by their maximum
+            e = e - e.amax(dim=3, keepdim=True)
+        f = torch.exp(e.clamp_min(-80.0))
         z = f.sum(dim=3, keepdim=True).clamp_min(1e-8)
         return f * (1.0 / z)  # [B, F, K, size]
 
@@ -225,8 +228,13 @@ class SyncDrawRef:
         for t in range(self.T):
             state = self.dec_step(z[:, t], s, state)
             w = self.dec_write(state)
-            canvas = w if canvas is None else canvas + w
+            canvas = self.canvas0(w) + w if canvas is None else canvas + w
         return torch.sigmoid(canvas).reshape(-1, self.N, 1, self.A, self.B)
+
+    def canvas0(self, like):
+        """c^0: zeros, or the learned initial logit (canvas_init) everywhere."""
+        c0 = torch.zeros_like(like)
+        return c0 + self.p["decoder.canvas0"] if "decoder.canvas0" in self.p else c0
 
     # --- syncdraw.rs -----------------------------------------------------------
     def loss(self, x, caption, eps):
@@ -237,7 +245,7 @@ class SyncDrawRef:
         s = self.caption_embedding(caption)
         h_dec_prev = torch.zeros(batch, c["dec_size"], device=x.device)
         dec_state = enc_state = None
-        canvas = torch.zeros_like(x)
+        canvas = self.canvas0(x)
         kl = torch.zeros(batch, device=x.device)
         for t in range(self.T):
             x_hat = x - torch.sigmoid(canvas)

@@ -496,12 +496,13 @@ fn colour_read_and_write_are_the_grey_ones_per_channel() {
         let x = Tensor::randn([2, n, 3, h, w], (Kind::Float, Device::Cpu));
         let p = Tensor::randn([2, g, 3, k, k], (Kind::Float, Device::Cpu));
         let be = &mut TchBackend::new(Device::Cpu);
-        let r = read(be, &win, &x, colour);
+        let r = read(be, &win, &[&x], colour).remove(0);
         let wr = write(be, &win, &p, colour);
         assert_eq!(r.size(), [2, g, 3, k, k]);
         assert_eq!(wr.size(), [2, n, 3, h, w]);
         for c in 0..3 {
-            let r1 = read(be, &win, &x.select(2, c).contiguous(), grey);
+            let plane = x.select(2, c).contiguous();
+            let r1 = read(be, &win, &[&plane], grey).remove(0);
             let w1 = write(be, &win, &p.select(2, c).contiguous(), grey);
             let dr = (r.select(2, c) - r1).abs().max().double_value(&[]);
             let dw = (wr.select(2, c) - w1).abs().max().double_value(&[]);

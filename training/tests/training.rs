@@ -61,7 +61,7 @@ fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
     let rows: Vec<f32> = r0.iter().map(|&r| r as f32 + 2.5).collect();
     let cols: Vec<f32> = c0.iter().map(|&c| c as f32 + 2.5).collect();
     let mut be = TchBackend::new(Device::Cpu);
-    let glimpse = read(&mut be, &crop_window(&rows, &cols), &video, geo);
+    let glimpse = read(&mut be, &crop_window(&rows, &cols), &[&video], geo).remove(0);
     assert_eq!(glimpse.size(), [1, n, k, k]);
     for i in 0..n as usize {
         let expected = video
@@ -79,7 +79,7 @@ fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
     // gamma scales the read (eq. 5).
     let mut win = crop_window(&rows, &cols);
     win.gamma = col(&[2.0, 2.0, 2.0]);
-    let doubled = read(&mut be, &win, &video, geo);
+    let doubled = read(&mut be, &win, &[&video], geo).remove(0);
     assert!((&doubled - &glimpse * 2.0).abs().max().double_value(&[]) < 1e-5);
 }
 
@@ -113,6 +113,52 @@ fn filterbank_rows_are_normalised_gaussians_at_the_grid_points() {
                 assert!((got - want).abs() < 1e-6, "F[{u},{a}] = {got}, want {want}");
             }
         }
+    }
+}
+
+/// The training step with the stable filterbank (a softmax over each row's
+/// exponents, read.rs reading x and x_hat through one set of filterbanks) gives
+/// the loss and gradients of the paper's normaliser written out step by step,
+/// where the two are the same function: a tiny model whose windows keep every
+/// row well inside the frame (so no row sum nears the floor). The same weights,
+/// the same batch, the same noise; every gradient to float tolerance.
+#[test]
+fn the_softmax_filterbank_step_has_the_plain_steps_loss_and_gradients() {
+    use syncdraw_training::model::SyncDraw;
+    let mut config = tiny_options(Path::new("."), Path::new("."), 1).model;
+    let mut grads = |stable: bool| {
+        config.stable_filterbank = stable;
+        tch::manual_seed(21);
+        let model = SyncDraw::new(&config, Device::Cpu);
+        tch::manual_seed(22);
+        let x = Tensor::rand([6, 4, 32, 32], (Kind::Float, Device::Cpu));
+        let eps = Tensor::randn([6, 4, 8], (Kind::Float, Device::Cpu));
+        let loss = model.loss(&x, None, &eps);
+        let objective = loss.nll().mean(Kind::Float);
+        objective.backward();
+        let mut named: Vec<(String, Tensor)> = model
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(name, v)| (name, v.grad().copy()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        (objective.double_value(&[]), named)
+    };
+    let (plain_loss, plain) = grads(false);
+    let (fast_loss, fast) = grads(true);
+    assert!(
+        (plain_loss - fast_loss).abs() < 1e-5 * plain_loss.abs(),
+        "loss {fast_loss} against the plain step's {plain_loss}"
+    );
+    assert_eq!(plain.len(), fast.len());
+    for ((name, p), (_, f)) in plain.iter().zip(&fast) {
+        let scale = p.abs().max().double_value(&[]).max(1e-3);
+        let diff = (p - f).abs().max().double_value(&[]);
+        assert!(
+            diff <= 1e-4 * scale,
+            "{name}: gradients differ by {diff} (largest {scale})"
+        );
     }
 }
 
@@ -157,7 +203,7 @@ fn write_is_the_transpose_of_read() {
         let x = Tensor::randn([1, n, h, w], (Kind::Float, Device::Cpu));
         let p = Tensor::randn([1, g, k, k], (Kind::Float, Device::Cpu));
         let mut be = TchBackend::new(Device::Cpu);
-        let r = read(&mut be, &win, &x, geo);
+        let r = read(&mut be, &win, &[&x], geo).remove(0);
         let wr = write(&mut be, &win, &p, geo);
         assert_eq!(wr.size(), [1, n, h, w]);
         // read multiplies by gamma, write divides by it: scale write back by gamma^2.
@@ -1359,7 +1405,7 @@ fn stable_filterbank_rows_never_die() {
             ],
             2,
         );
-        let patch = read(&mut be, &w, &ones, geo); // [B, F, K, K]
+        let patch = read(&mut be, &w, &[&ones], geo).remove(0); // [B, F, K, K]
         (sums, patch / w.gamma.unsqueeze(3))
     };
     let (sums, per_gamma) = run(true);

@@ -43,8 +43,8 @@ pub trait Backend {
     fn clamp_min(&mut self, a: &Self::Tensor, floor: f32) -> Self::Tensor;
     /// Sum over one axis, keeping it with size 1.
     fn sum_keepdim(&mut self, a: &Self::Tensor, axis: i64) -> Self::Tensor;
-    /// Maximum over one axis, keeping it with size 1.
-    fn max_keepdim(&mut self, a: &Self::Tensor, axis: i64) -> Self::Tensor;
+    /// exp(a - max) / sum(exp(a - max)) over one axis.
+    fn softmax(&mut self, a: &Self::Tensor, axis: i64) -> Self::Tensor;
 
     fn reshape(&mut self, a: &Self::Tensor, shape: &[i64]) -> Self::Tensor;
     /// `len` entries of `axis` starting at `start`.

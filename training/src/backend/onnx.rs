@@ -14,7 +14,7 @@
 //! | `sigmoid`, `tanh`, `exp` | `Sigmoid`, `Tanh`, `Exp` |
 //! | `clamp_min(a, f)` | `Max(a, f)` |
 //! | `sum_keepdim` | `ReduceSum` (axes input, `keepdims = 1`) |
-//! | `max_keepdim` | `ReduceMax` (axes attribute, `keepdims = 1`) |
+//! | `softmax` | `Softmax` (axis attribute) |
 //! | `reshape` | `Reshape` (shape initializer, `-1` inferred) |
 //! | `narrow` | `Slice` (starts, ends, axes initializers) |
 //! | `concat`, `transpose`, `unsqueeze` | `Concat`, `Transpose`, `Unsqueeze` (axes input) |
@@ -395,13 +395,9 @@ impl Backend for OnnxRecorder {
         let axes = self.axes(&[axis]);
         self.node("ReduceSum", &[a, &axes], vec![attr_int("keepdims", 1)])
     }
-    fn max_keepdim(&mut self, a: &Value, axis: i64) -> Value {
-        // At opset 17 ReduceMax takes its axes as an attribute (an input from 18).
-        self.node(
-            "ReduceMax",
-            &[a],
-            vec![attr_ints("axes", &[axis]), attr_int("keepdims", 1)],
-        )
+    fn softmax(&mut self, a: &Value, axis: i64) -> Value {
+        // Softmax-13: over the one axis given (negative axes count from the end).
+        self.node("Softmax", &[a], vec![attr_int("axis", axis)])
     }
     fn reshape(&mut self, a: &Value, shape: &[i64]) -> Value {
         // ONNX reads 0 as "copy this dimension", libtorch as "size 0": refuse it.

@@ -58,8 +58,8 @@ impl Backend for TchBackend {
     fn sum_keepdim(&mut self, a: &Tensor, axis: i64) -> Tensor {
         a.sum_dim_intlist([axis].as_slice(), true, Kind::Float)
     }
-    fn max_keepdim(&mut self, a: &Tensor, axis: i64) -> Tensor {
-        a.amax([axis].as_slice(), true)
+    fn softmax(&mut self, a: &Tensor, axis: i64) -> Tensor {
+        a.softmax(axis, Kind::Float)
     }
     fn reshape(&mut self, a: &Tensor, shape: &[i64]) -> Tensor {
         a.reshape(shape)

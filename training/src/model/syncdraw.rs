@@ -115,8 +115,10 @@ impl SyncDraw {
             if let Some(stats) = stats.as_deref_mut() {
                 stats.read.add(&win, geo);
             }
-            let r_x = read(be, &win, x, geo).reshape([batch, -1]);
-            let r_hat = read(be, &win, &x_hat, geo).reshape([batch, -1]);
+            let [r_x, r_hat]: [Tensor; 2] = read(be, &win, &[x, &x_hat], geo)
+                .try_into()
+                .expect("one glimpse per video read");
+            let (r_x, r_hat) = (r_x.reshape([batch, -1]), r_hat.reshape([batch, -1]));
             // h_enc^t = LSTM_enc(h_enc^{t-1}, [R^t, h_dec^{t-1}, S])  (eq. 7, 12)
             let mut parts = vec![&r_x, &r_hat, &h_dec_prev];
             if let Some(s) = &s {
