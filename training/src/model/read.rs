@@ -5,8 +5,9 @@ use super::filterbank::{
 use crate::backend::Backend;
 
 /// read(x_i) = beta F_p x_i F_q^T for every frame (eq. 5): each video is
-/// [B, N, A, B], its glimpse [B, G, K, K] (G = N, or K_t temporal rows for the Baseline, which first
-/// reads K_t temporal slices through its temporal filterbank: F_z [K_t, N] x video).
+/// [B, N, A, B], its glimpse [B, G, K, K] (G = N, or K_t temporal rows for the
+/// Baseline, which first reads K_t temporal slices through its temporal
+/// filterbank: F_z [K_t, N] x video).
 ///
 /// Colour video, [B, N, C, A, B], is read as DRAW reads colour images: the same
 /// F_p, F_q and beta for each of the C planes, giving [B, G, C, K, K] (a K x K
