@@ -1,8 +1,9 @@
 """syncdraw benchmark: generation and training speed against eager PyTorch, in one run.
 
 Run through `bash scripts/bench.sh` (which builds the release binaries and sets the
-environment); see docs/benchmarks.md. Measures, on this machine, with one set of
-trained weights (a checkpoint and its ONNX export):
+environment); see docs/benchmarks.md. Measures, on this machine, the generation
+rows with one set of trained weights (--checkpoint and its ONNX export, --onnx),
+the training rows on the default one-digit captioned model, freshly made:
 
   * generation frames/s at several batch sizes for
       element  gst-launch-1.0 syncdrawsrc ... ! fakesink sync=false, whole process
@@ -17,7 +18,8 @@ trained weights (a checkpoint and its ONNX export):
     whose thread pool spans the cores; the default is one single-threaded session
     per core), bare ORT with both outputs, bare ORT on one thread
   * first_buffer_ms: NULL -> first buffer of syncdrawsrc (benches/first_buffer.py)
-  * training videos/s at batch 64: `syncdraw-train train` (tch) vs reference.py
+  * training videos/s at batch 64: `syncdraw-train train` (tch) of the training
+    defaults, then reference.py training that run's checkpoint
   * the decoder's analytic FLOPs per video, achieved GFLOP/s and the machine's peak
 
 and writes benches/results.json (again after each stage, so a late failure keeps
@@ -430,7 +432,9 @@ def bench_pytorch_training(checkpoint, batch, steps, threads, seconds):
 def main():
     ap = argparse.ArgumentParser(description="syncdraw benchmark (docs/benchmarks.md)")
     ap.add_argument("--onnx", default=os.path.join(ROOT, "models", "mnist1-captions.onnx"))
-    ap.add_argument("--checkpoint", default=os.path.join(ROOT, "models", "mnist1-captions.safetensors"))
+    ap.add_argument("--checkpoint", default=os.path.join(ROOT, "models", "mnist1-captions.safetensors"),
+                    help="the --onnx model's checkpoint, for reference.py's generation rows (the training "
+                         "rows train the default model)")
     ap.add_argument("--caption", default=None, help="default: the model's first example caption")
     ap.add_argument("--batches", default="1,16,256")
     ap.add_argument("--seconds", type=float, default=4.0, help="target time per generation measurement")

@@ -47,19 +47,23 @@ fn heap_in_use() -> u64 {
     (m.uordblks + m.hblkhd) as u64
 }
 
-/// Threads of this process.
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .count()
-}
-
-/// Inference threads of this process (named `syncdraw-infer-N`, which the kernel
-/// cuts to 15 characters).
-fn inference_threads() -> usize {
+/// Names of this process's threads (the kernel cuts them to 15 characters).
+fn thread_names() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .collect()
+}
+
+/// Threads of this process.
+fn threads() -> usize {
+    thread_names().len()
+}
+
+/// Inference threads of this process (named `syncdraw-infer-N`).
+fn inference_threads() -> usize {
+    thread_names()
+        .iter()
         .filter(|name| name.starts_with("syncdraw-infer"))
         .count()
 }

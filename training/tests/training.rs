@@ -180,7 +180,8 @@ fn random_window(f: i64, temporal: bool) -> Window<Tensor> {
 
 /// write (eq. 9) is the transpose of read (eq. 5): <read(x), p> = gamma^2 <x, write(p)>
 /// for per-frame windows, and for the Baseline's spatio-temporal cuboid (with a
-/// temporal grid as large as the spatial one, and smaller).
+/// temporal grid as large as the spatial one, and smaller); and two videos read
+/// through one window give what each gives read alone.
 #[test]
 fn write_is_the_transpose_of_read() {
     tch::manual_seed(1);
@@ -204,6 +205,16 @@ fn write_is_the_transpose_of_read() {
         let p = Tensor::randn([1, g, k, k], (Kind::Float, Device::Cpu));
         let mut be = TchBackend::new(Device::Cpu);
         let r = read(&mut be, &win, &[&x], geo).remove(0);
+        // Videos read together (the encoder's x and x_hat) share the window's
+        // filterbanks and give what each gives read alone.
+        let y = Tensor::randn([1, n, h, w], (Kind::Float, Device::Cpu));
+        let both = read(&mut be, &win, &[&x, &y], geo);
+        let alone = read(&mut be, &win, &[&y], geo).remove(0);
+        assert_eq!(both.len(), 2);
+        assert!(
+            both[0].equal(&r) && both[1].equal(&alone),
+            "reading two videos at once"
+        );
         let wr = write(&mut be, &win, &p, geo);
         assert_eq!(wr.size(), [1, n, h, w]);
         // read multiplies by gamma, write divides by it: scale write back by gamma^2.
