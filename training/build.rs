@@ -3,10 +3,17 @@
 //! * rpath to the venv's torch/lib (found the way torch-sys finds it, through the
 //!   python on PATH), so `syncdraw-train` runs without any variable set;
 //! * `--no-as-needed` around libtorch_cuda: otherwise the linker drops it (no symbol
-//!   is referenced directly) and `tch::Cuda::is_available()` is false on a GPU.
+//!   is referenced directly) and `tch::Cuda::is_available()` is false on a GPU;
+//! * `mkl_serv_intel_cpu_true` of `syncdraw-train` exported, so MKL inside
+//!   libtorch finds it (src/bin/syncdraw-train/mkl_dispatch.rs).
 use std::process::Command;
 
 fn main() {
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+        println!(
+            "cargo:rustc-link-arg-bin=syncdraw-train=-Wl,--export-dynamic-symbol=mkl_serv_intel_cpu_true"
+        );
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-env-changed=PATH");
     let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python3".into());

@@ -153,3 +153,63 @@ fn eval_reports_the_pixels_and_the_entropy_floor_of_grey_data() {
     assert!(nll > floor, "NLL {nll} below the floor {floor}");
     assert!((excess - (nll - floor)).abs() < 1e-6);
 }
+
+/// `syncdraw-train` answers MKL's vendor question itself so MKL runs its AVX2
+/// kernels on AMD CPUs (src/bin/syncdraw-train/mkl_dispatch.rs). Training with
+/// that answer and with MKL's own (`SYNCDRAW_MKL_VENDOR_CHECK=1`) gives the same
+/// losses to float rounding: the fast kernels compute the same products.
+#[test]
+fn training_losses_do_not_depend_on_mkls_vendor_check() {
+    let cache = tempfile::tempdir().expect("tmp");
+    let losses = |vendor_check: Option<&str>| -> Vec<f64> {
+        let run = tempfile::tempdir().expect("tmp");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncdraw-train"));
+        cmd.args(["--threads", "1", "train", "--run-dir"])
+            .arg(run.path())
+            .args([
+                "--train-size",
+                "64",
+                "--test-size",
+                "16",
+                "--steps",
+                "3",
+                "--batch",
+                "16",
+                "--eval-every",
+                "0",
+                "--log-every",
+                "1",
+                "--device",
+                "cpu",
+                "--cache-dir",
+            ])
+            .arg(cache.path())
+            .env_remove("SYNCDRAW_MKL_VENDOR_CHECK");
+        if let Some(v) = vendor_check {
+            cmd.env("SYNCDRAW_MKL_VENDOR_CHECK", v);
+        }
+        let out = cmd.output().expect("runs syncdraw-train");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let metrics = std::fs::read_to_string(run.path().join("metrics.jsonl")).expect("metrics");
+        metrics
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+                v["loss"].as_f64().expect("loss")
+            })
+            .collect()
+    };
+    let fast = losses(None);
+    let checked = losses(Some("1"));
+    assert_eq!(fast.len(), 3, "{fast:?}");
+    for (a, b) in fast.iter().zip(&checked) {
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs(),
+            "losses differ: {fast:?} against {checked:?}"
+        );
+    }
+}

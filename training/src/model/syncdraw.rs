@@ -105,19 +105,23 @@ impl SyncDraw {
                 });
                 canvas = canvas_start();
             }
-            // x_hat^t = x - sigmoid(c^{t-1})  (eq. 6; the layers composed)
+            // sigmoid(c^{t-1}), the video drawn so far (the layers composed)
             let shown = match &done {
                 None => canvas.sigmoid(),
                 Some(d) => composed(be, d, &canvas),
             };
-            let x_hat = x - shown;
             let win = window(be, &read_window, &h_dec_prev, geo, temporal);
             if let Some(stats) = stats.as_deref_mut() {
                 stats.read.add(&win, geo);
             }
-            let [r_x, r_hat]: [Tensor; 2] = read(be, &win, &[x, &x_hat], geo)
+            // read(x_hat^t) with x_hat^t = x - sigmoid(c^{t-1})  (eq. 5, 6): read is
+            // linear in the video, so it is read(x) - read(sigmoid(c^{t-1})), and the
+            // error video x_hat, as large as the canvas, is never made (one pass over
+            // the canvas less forward and one less backward at every step).
+            let [r_x, r_shown]: [Tensor; 2] = read(be, &win, &[x, &shown], geo)
                 .try_into()
                 .expect("one glimpse per video read");
+            let r_hat = &r_x - r_shown;
             let (r_x, r_hat) = (r_x.reshape([batch, -1]), r_hat.reshape([batch, -1]));
             // h_enc^t = LSTM_enc(h_enc^{t-1}, [R^t, h_dec^{t-1}, S])  (eq. 7, 12)
             let mut parts = vec![&r_x, &r_hat, &h_dec_prev];

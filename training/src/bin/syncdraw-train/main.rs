@@ -5,6 +5,7 @@
 //! Commands that report print one JSON object (a typed report) on stdout.
 mod args;
 mod commands;
+mod mkl_dispatch;
 
 use anyhow::Result;
 use args::positive;
