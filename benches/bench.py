@@ -19,7 +19,9 @@ the training rows on the default one-digit captioned model, freshly made:
     per core), bare ORT with both outputs, bare ORT on one thread
   * first_buffer_ms: NULL -> first buffer of syncdrawsrc (benches/first_buffer.py)
   * training videos/s at batch 64: `syncdraw-train train` (tch) of the training
-    defaults, then reference.py training that run's checkpoint
+    defaults, then reference.py training that run's checkpoint, as eager PyTorch
+    runs it ("pytorch") and with MKL's vendor check answered as syncdraw-train
+    answers it ("pytorch_mkl_avx2": the same MKL kernels; docs/benchmarks.md)
   * the decoder's analytic FLOPs per video, achieved GFLOP/s and the machine's peak
 
 and writes benches/results.json (again after each stage, so a late failure keeps
@@ -240,6 +242,8 @@ def save(results, path):
     tr = {r["impl"]: r["videos_per_s"] for r in results["training"]}
     if "tch" in tr and "pytorch" in tr:
         ratios["tch/pytorch training"] = tr["tch"] / tr["pytorch"]
+    if "tch" in tr and "pytorch_mkl_avx2" in tr:
+        ratios["tch/pytorch_mkl_avx2 training"] = tr["tch"] / tr["pytorch_mkl_avx2"]
     results["ratios"] = ratios
     results["ratios_paired"] = paired_ratios(results.get("generation_rounds", []))
     with open(path + ".tmp", "w") as f:
@@ -427,6 +431,35 @@ def bench_pytorch_training(checkpoint, batch, steps, threads, seconds):
             break
     dt = time.perf_counter() - t0
     return len(losses) * batch / dt, losses
+
+
+# MKL's vendor question answered as syncdraw-train answers it
+# (training/src/bin/syncdraw-train/mkl_dispatch.rs), for eager PyTorch through LD_PRELOAD.
+MKL_SHIM_C = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
+
+
+def bench_pytorch_training_mkl_avx2(checkpoint, batch, steps, threads, seconds, work):
+    """bench_pytorch_training in a child process whose MKL is told what
+    syncdraw-train tells it, so its kernels are the ones syncdraw-train runs: the
+    like-for-like row. None (and a log line) when no C compiler is there to build
+    the one-line shim."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        log("training pytorch (MKL AVX2 path): skipped, no C compiler for the shim")
+        return None
+    src, lib = os.path.join(work, "mkl_shim.c"), os.path.join(work, "mkl_shim.so")
+    with open(src, "w") as f:
+        f.write(MKL_SHIM_C)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", lib, src], check=True)
+    code = ("import json, sys; sys.path.insert(0, %r); import bench; "
+            "r, l = bench.bench_pytorch_training(%r, %d, %d, %d, %f); print(json.dumps([r, l]))"
+            % (HERE, checkpoint, batch, steps, threads, seconds))
+    env = dict(os.environ, LD_PRELOAD=lib)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise SystemExit(f"eager PyTorch training with the MKL shim failed: {p.stderr[-2000:]}")
+    rate, losses = json.loads(p.stdout.strip().splitlines()[-1])
+    return rate, losses
 
 
 def main():
@@ -633,9 +666,18 @@ def main():
                 ref_train, ort.InferenceSession(exported, providers=["CPUExecutionProvider"]), train_ids, 1e-4)
             prate, losses = bench_pytorch_training(trained, args.train_batch, args.pytorch_train_steps, threads,
                                                    args.train_seconds)
-        log(f"training pytorch  {prate:.2f} videos/s (losses {[round(x, 1) for x in losses]})")
-        results["training"].append({"impl": "pytorch", "device": "cpu", "batch": args.train_batch,
-                                    "videos_per_s": prate, "steps": len(losses)})
+            log(f"training pytorch  {prate:.2f} videos/s (losses {[round(x, 1) for x in losses]})")
+            results["training"].append({"impl": "pytorch", "device": "cpu", "batch": args.train_batch,
+                                        "videos_per_s": prate, "steps": len(losses)})
+            save(results, args.out)
+            shimmed = bench_pytorch_training_mkl_avx2(trained, args.train_batch, args.pytorch_train_steps,
+                                                      threads, args.train_seconds, work)
+            if shimmed is not None:
+                srate, slosses = shimmed
+                log(f"training pytorch (MKL AVX2 path) {srate:.2f} videos/s")
+                results["training"].append({"impl": "pytorch_mkl_avx2", "device": "cpu",
+                                            "batch": args.train_batch, "videos_per_s": srate,
+                                            "steps": len(slosses)})
 
     results["loadavg_end"] = loadavg()
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
