@@ -180,8 +180,9 @@ fn random_window(f: i64, temporal: bool) -> Window<Tensor> {
 
 /// write (eq. 9) is the transpose of read (eq. 5): <read(x), p> = gamma^2 <x, write(p)>
 /// for per-frame windows, and for the Baseline's spatio-temporal cuboid (with a
-/// temporal grid as large as the spatial one, and smaller); and two videos read
-/// through one window give what each gives read alone.
+/// temporal grid as large as the spatial one, and smaller); two videos read
+/// through one window give what each gives read alone; and read is linear in the
+/// video.
 #[test]
 fn write_is_the_transpose_of_read() {
     tch::manual_seed(1);
@@ -214,6 +215,15 @@ fn write_is_the_transpose_of_read() {
         assert!(
             both[0].equal(&r) && both[1].equal(&alone),
             "reading two videos at once"
+        );
+        // read is linear in the video: the encoder reads x_hat = x - sigmoid(c) as
+        // read(x) - read(sigmoid(c)) (syncdraw.rs).
+        let diff = read(&mut be, &win, &[&(&x - &y)], geo).remove(0);
+        let err = (&diff - (&r - &alone)).abs().max().double_value(&[]);
+        let scale = diff.abs().max().double_value(&[]).max(1.0);
+        assert!(
+            err < 1e-5 * scale,
+            "temporal={temporal} groups={groups}: read(x - y) differs from read(x) - read(y) by {err}"
         );
         let wr = write(&mut be, &win, &p, geo);
         assert_eq!(wr.size(), [1, n, h, w]);
