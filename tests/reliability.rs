@@ -211,7 +211,8 @@ fn state_cycles_leak_nothing() {
     let (mut base, mut mid) = (Held::default(), Held::default());
     let mut untrimmed_base = 0;
     let mut slowest_stop = Duration::ZERO;
-    for i in 0..cycles {
+    // One cycle; returns how long the stop took.
+    let cycle = |i: u64| {
         p.set_state(gst::State::Playing).unwrap();
         // Wait until the sink has a buffer (PLAYING reached).
         let (res, state, _) = p.state(gst::ClockTime::from_seconds(30));
@@ -221,7 +222,10 @@ fn state_cycles_leak_nothing() {
         );
         let t = Instant::now();
         p.set_state(gst::State::Null).unwrap();
-        slowest_stop = slowest_stop.max(t.elapsed());
+        t.elapsed()
+    };
+    for i in 0..cycles {
+        slowest_stop = slowest_stop.max(cycle(i));
         if i == 9 {
             untrimmed_base = rss_kib();
             base = held();
@@ -260,12 +264,33 @@ fn state_cycles_leak_nothing() {
         end.threads
     );
     // Over the second half the process must hold no more than it did half-way:
-    // a leak of L bytes per cycle would add L x cycles / 2.
+    // a leak of L bytes per cycle would add L x cycles / 2. Resident memory can
+    // also step up once without a leak (on a loaded machine, a pool thread's
+    // stack or a malloc arena first touched late, outside the heap in use, which
+    // stays flat): where it grew by more than 5 %, the second half is run again,
+    // and a leak must grow it again by as much.
+    let (mut rss_from, mut rss_to) = (mid.rss_kib, end.rss_kib);
+    if rss_to as f64 > rss_from as f64 * 1.05 {
+        for i in cycles..cycles + (cycles - (cycles + 10) / 2) {
+            slowest_stop = slowest_stop.max(cycle(i));
+        }
+        let again = held();
+        println!(
+            "RSS grew {:+.2} % over the second half; over the same number of cycles \
+             again: {} -> {} KiB ({:+.2} %), heap in use {} KiB",
+            100.0 * (rss_to as f64 / rss_from as f64 - 1.0),
+            end.rss_kib,
+            again.rss_kib,
+            100.0 * (again.rss_kib as f64 / end.rss_kib as f64 - 1.0),
+            again.heap_kib
+        );
+        (rss_from, rss_to) = (end.rss_kib, again.rss_kib);
+    }
     assert!(
-        end.rss_kib as f64 <= mid.rss_kib as f64 * 1.05,
-        "resident memory grew from {} to {} KiB over the second half",
-        mid.rss_kib,
-        end.rss_kib
+        rss_to as f64 <= rss_from as f64 * 1.05,
+        "resident memory grew from {} to {} KiB over the second half, and again",
+        rss_from,
+        rss_to
     );
     assert!(
         end.heap_kib as f64 <= mid.heap_kib as f64 * 1.05,
