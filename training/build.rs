@@ -4,8 +4,11 @@
 //!   python on PATH), so `syncdraw-train` runs without any variable set;
 //! * `--no-as-needed` around libtorch_cuda: otherwise the linker drops it (no symbol
 //!   is referenced directly) and `tch::Cuda::is_available()` is false on a GPU;
-//! * `mkl_serv_intel_cpu_true` of `syncdraw-train` exported, so MKL inside
-//!   libtorch finds it (src/bin/syncdraw-train/mkl_dispatch.rs).
+//! * `mkl_serv_intel_cpu_true` of `syncdraw-train` in its dynamic symbol table,
+//!   so MKL inside libtorch finds it (src/bin/syncdraw-train/mkl_dispatch.rs).
+//!   rustc 1.9x puts a `#[no_mangle]` function of an executable there by itself
+//!   (checked with `nm -D`), but says nothing of it: the flag states the need. A
+//!   test fails if MKL stops hearing the answer (tests/cli.rs).
 use std::process::Command;
 
 fn main() {

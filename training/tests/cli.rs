@@ -157,7 +157,10 @@ fn eval_reports_the_pixels_and_the_entropy_floor_of_grey_data() {
 /// `syncdraw-train` answers MKL's vendor question itself so MKL runs its AVX2
 /// kernels on AMD CPUs (src/bin/syncdraw-train/mkl_dispatch.rs). Training with
 /// that answer and with MKL's own (`SYNCDRAW_MKL_VENDOR_CHECK=1`) gives the same
-/// losses to float rounding: the fast kernels compute the same products.
+/// losses to float rounding: the fast kernels compute the same products. On an
+/// x86-64 CPU not made by Intel the two must also differ in their last bits:
+/// otherwise MKL never heard the answer (the symbol not exported, or renamed in
+/// a later MKL) and both runs took the generic kernels.
 #[test]
 fn training_losses_do_not_depend_on_mkls_vendor_check() {
     let cache = tempfile::tempdir().expect("tmp");
@@ -210,6 +213,18 @@ fn training_losses_do_not_depend_on_mkls_vendor_check() {
         assert!(
             (a - b).abs() <= 1e-4 * b.abs(),
             "losses differ: {fast:?} against {checked:?}"
+        );
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let vendor = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("vendor_id"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim);
+    if cfg!(target_arch = "x86_64") && vendor.is_some_and(|v| v != "GenuineIntel") {
+        assert_ne!(
+            fast, checked,
+            "on a {vendor:?} CPU the answer should change MKL's kernels, and so the last bits"
         );
     }
 }
