@@ -2,6 +2,7 @@
 //! JSON description (`meta.json`, stored as a u8 tensor), so a checkpoint alone is
 //! enough to resume, evaluate, sample or export. Written atomically: a temporary
 //! file in the same directory, fsync, then rename.
+use crate::adam::AdamConfig;
 use crate::model::{ModelConfig, SyncDraw};
 use crate::source::DataSource;
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,16 @@ pub struct Meta {
     /// training videos. Evaluation always uses the ELBO. A resumed run keeps it.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub kl_weight: f64,
+    /// Adam's learning rate (`train --lr`). A resumed run, and a run started from
+    /// these weights with `--init-from`, keep it unless `--lr` gives another (a
+    /// lower rate where the test NLL has flattened). Checkpoints written before
+    /// it was recorded read as the paper's 1e-3.
+    #[serde(default = "paper_lr")]
+    pub lr: f64,
+}
+
+fn paper_lr() -> f64 {
+    AdamConfig::default().lr
 }
 
 fn one() -> f64 {

@@ -114,10 +114,8 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         log_every: 2,
         resume: false,
         device: Device::Cpu,
-        adam: AdamConfig {
-            lr: 3e-3,
-            ..AdamConfig::default()
-        },
+        adam: AdamConfig::default(),
+        lr: Some(3e-3),
         cache_dir: run_dir.join("cache"),
         time_limit: None,
         init_from: None,

@@ -175,6 +175,7 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
         initialised_from: None,
         frozen: Vec::new(),
         kl_weight: 1.0,
+        lr: 1e-3,
     };
     (model, meta)
 }
@@ -429,6 +430,7 @@ fn in_turn_matches_tch(order: DrawOrder) {
         initialised_from: None,
         frozen: Vec::new(),
         kl_weight: 1.0,
+        lr: 1e-3,
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("in-turn.onnx");

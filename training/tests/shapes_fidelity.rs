@@ -260,10 +260,8 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         log_every: steps,
         resume: false,
         device: Device::Cpu,
-        adam: AdamConfig {
-            lr: 3e-3,
-            ..AdamConfig::default()
-        },
+        adam: AdamConfig::default(),
+        lr: Some(3e-3),
         cache_dir: run_dir.join("cache"),
         time_limit: None,
         init_from: None,

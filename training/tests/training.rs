@@ -616,6 +616,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         resume: false,
         device: Device::Cpu,
         adam: AdamConfig::default(),
+        lr: None,
         cache_dir: cache.to_path_buf(),
         time_limit: None,
         init_from: None,
@@ -750,6 +751,67 @@ fn resume_is_exact(pixels: Pixels) {
     }
 }
 
+/// A run trained at a rate other than the default keeps it when resumed (the
+/// resumed half trains as the uninterrupted run did) and when continued with
+/// init_from; an explicit rate replaces it and is recorded.
+#[test]
+fn a_continued_run_keeps_its_learning_rate() {
+    let _serial = training_lock();
+    let cache = tempfile::tempdir().expect("tmp");
+    let (a, b, c) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let options = |dir: &Path, steps| TrainOptions {
+        lr: Some(3e-3),
+        ..tiny_options(dir, cache.path(), steps)
+    };
+    let ckpt = |d: &tempfile::TempDir| {
+        checkpoint::load(&d.path().join("checkpoint.safetensors"), Device::Cpu).expect("load")
+    };
+    train(&options(a.path(), 20)).expect("uninterrupted");
+    train(&options(b.path(), 10)).expect("first half");
+    let resumed = TrainOptions {
+        resume: true,
+        lr: None,
+        ..options(b.path(), 20)
+    };
+    train(&resumed).expect("second half, no rate given");
+    let (ca, cb) = (ckpt(&a), ckpt(&b));
+    assert_eq!((ca.meta.lr, cb.meta.lr), (3e-3, 3e-3));
+    let (va, vb) = (ca.model.vs.variables(), cb.model.vs.variables());
+    for (name, t) in &va {
+        assert!(
+            t.equal(&vb[name]),
+            "{name}: the resumed half did not train at the run's own rate"
+        );
+    }
+    // init_from: a new run from these weights keeps their rate...
+    let from = b.path().join("checkpoint.safetensors");
+    let continued = TrainOptions {
+        init_from: Some(from.clone()),
+        lr: None,
+        ..tiny_options(c.path(), cache.path(), 2)
+    };
+    train(&continued).expect("continued with init_from");
+    assert_eq!(ckpt(&c).meta.lr, 3e-3);
+    // ...and an explicit rate on resume replaces it and is recorded.
+    let lowered = TrainOptions {
+        resume: true,
+        lr: Some(1e-4),
+        ..tiny_options(c.path(), cache.path(), 4)
+    };
+    train(&lowered).expect("resumed at a lower rate");
+    let cc = ckpt(&c);
+    assert_eq!((cc.meta.step, cc.meta.lr), (4, 1e-4));
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.path().join("config.json")).expect("config.json"),
+    )
+    .expect("json");
+    assert_eq!(config["lr"].as_f64(), Some(1e-4));
+}
+
 #[test]
 fn nan_stops_training_and_keeps_the_last_good_checkpoint() {
     let _serial = training_lock();
@@ -762,7 +824,7 @@ fn nan_stops_training_and_keeps_the_last_good_checkpoint() {
     let before = std::fs::read(&ckpt).expect("checkpoint");
     let mut opts = tiny_options(run.path(), cache.path(), 30);
     opts.resume = true;
-    opts.adam.lr = f64::NAN;
+    opts.lr = Some(f64::NAN);
     let err = train(&opts).expect_err("a NaN learning rate must stop training");
     assert!(matches!(err, TrainError::NonFinite { .. }), "{err}");
     let msg = err.to_string();

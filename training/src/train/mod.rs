@@ -82,7 +82,12 @@ pub struct TrainOptions {
     pub log_every: u64,
     pub resume: bool,
     pub device: Device,
+    /// Adam's betas, epsilon and clipping; its `lr` is the learning rate of a new
+    /// run (fresh or `warm_start`) when `lr` is None.
     pub adam: AdamConfig,
+    /// The learning rate to train with. None: a new run's `adam.lr`; a resumed run,
+    /// or one started with `init_from`, keeps the rate its checkpoint records.
+    pub lr: Option<f64>,
     pub cache_dir: PathBuf,
     /// Stop (with a checkpoint) after this much wall time.
     pub time_limit: Option<Duration>,
@@ -178,7 +183,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             let _ = var.set_requires_grad(false);
         }
     }
-    let mut adam = Adam::new(&model.vs, opts.adam, adam);
+    let adam_config = AdamConfig {
+        lr: meta.lr,
+        ..opts.adam
+    };
+    let mut adam = Adam::new(&model.vs, adam_config, adam);
 
     let c = meta.model.clone();
     let start_step = meta.step;

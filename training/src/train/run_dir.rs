@@ -56,7 +56,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         ));
     }
     // On resume every setting that shapes the run comes from the checkpoint.
-    let (model, adam, meta, train) = if existing {
+    let (model, adam, mut meta, train) = if existing {
         let ck = checkpoint::load(&checkpoint_path, opts.device)?;
         (ck.model, ck.adam, ck.meta, None)
     } else if let Some(init) = &opts.init_from {
@@ -172,9 +172,14 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             initialised_from,
             frozen: frozen(opts),
             kl_weight: opts.kl_weight,
+            lr: opts.adam.lr,
         };
         (model, None, meta, Some(train))
     };
+    // An explicit learning rate replaces the run's own (and is recorded with it).
+    if let Some(lr) = opts.lr {
+        meta.lr = lr;
+    }
     write_json(&dir.join("config.json"), &meta)?;
     Ok(Start {
         model,

@@ -89,8 +89,11 @@ pub struct TrainArgs {
     dec_size: i64,
     #[arg(long, value_parser = positive::<i64>, default_value_t = 100)]
     z_dim: i64,
-    #[arg(long, value_parser = positive_f64, default_value_t = 1e-3)]
-    lr: f64,
+    /// Adam's learning rate [default: 1e-3, the paper's, for a new run]. A run
+    /// continued with --resume or --init-from keeps the rate its checkpoint
+    /// records unless this gives another, which is then recorded.
+    #[arg(long, value_parser = positive_f64)]
+    lr: Option<f64>,
     #[arg(long, value_parser = positive::<u64>, default_value_t = 500)]
     checkpoint_every: u64,
     /// Evaluate on test videos every N steps (0: only at the end).
@@ -187,10 +190,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         log_every: a.log_every,
         resume: a.resume,
         device,
-        adam: AdamConfig {
-            lr: a.lr,
-            ..AdamConfig::default()
-        },
+        adam: AdamConfig::default(),
+        lr: a.lr,
         cache_dir: a.data.cache(),
         time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
         init_from: a.init_from,

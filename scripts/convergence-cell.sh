@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Trains one convergence cell of docs/results.md in chunks of 500 steps, each
+# ending with an evaluation on all 2,000 test videos, until the cell's CPU-time
+# cap or a STOP file. Continues on any machine from what the repository holds.
+#
+#   bash scripts/convergence-cell.sh RUN_DIR START [train options of a fresh run]
+#
+# START is where the run begins when RUN_DIR has no checkpoint yet:
+#   fresh        a new run set up by the options that follow (e.g. --digits 2 --binarize)
+#   WEIGHTS      committed weights (docs/runs/*/weights-step-N.safetensors):
+#                `train --init-from` with a fresh optimizer and seed 2, so its
+#                batches are not those the weights were trained on first
+# When RUN_DIR holds a checkpoint the run is resumed from it and START is ignored.
+#
+# Environment: CAP_HOURS (default 6: the training issue's cap per cell, counted in
+# the checkpoint's train_seconds, which --init-from carries over), CHUNK (500),
+# MAX_STEP (stop once the run's own step count reaches it; none by default),
+# THREADS (libtorch threads, default 1), SYNCDRAW_TRAIN (the binary, default
+# target/release/syncdraw-train). `touch RUN_DIR/STOP` ends it after the chunk.
+# The weights to commit when it stops:
+#   syncdraw-train weights --checkpoint RUN_DIR/checkpoint.safetensors --out W
+set -euo pipefail
+run=${1:?usage: convergence-cell.sh RUN_DIR fresh|WEIGHTS [train options]}
+start=${2:?usage: convergence-cell.sh RUN_DIR fresh|WEIGHTS [train options]}
+shift 2
+bin=${SYNCDRAW_TRAIN:-target/release/syncdraw-train}
+cap_s=$(python3 -c "print(int(float('${CAP_HOURS:-6}') * 3600))")
+chunk=${CHUNK:-500}
+threads=${THREADS:-1}
+common=(--log-every 50 --eval-every "$chunk" --eval-videos 200 --checkpoint-every 100)
+
+# step and train_seconds of a checkpoint (its meta.json tensor holds them)
+meta() {
+    python3 - "$1" <<'PY'
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    header = json.loads(f.read(n))
+    start, end = header["meta.json"]["data_offsets"]
+    f.seek(8 + n + start)
+    m = json.loads(f.read(end - start))
+print(m["step"], int(m.get("train_seconds", 0)), m.get("steps_before", 0))
+PY
+}
+
+while [ ! -e "$run/STOP" ]; do
+    if [ ! -e "$run/checkpoint.safetensors" ]; then
+        if [ "$start" = fresh ]; then
+            echo "[cell] $(date -u +%H:%M) fresh run: $*"
+            "$bin" --threads "$threads" train --run-dir "$run" --steps "$chunk" "${common[@]}" "$@"
+        else
+            echo "[cell] $(date -u +%H:%M) from $start (fresh optimizer, seed 2)"
+            "$bin" --threads "$threads" train --run-dir "$run" --init-from "$start" --seed 2 \
+                --steps "$chunk" "${common[@]}" "$@"
+        fi
+        continue
+    fi
+    read -r step secs before < <(meta "$run/checkpoint.safetensors")
+    echo "[cell] $(date -u +%H:%M) step $step (+$before before), ${secs} s of training"
+    if [ "$secs" -ge "$cap_s" ]; then
+        echo "[cell] the cap of $cap_s s is reached: stopped"
+        exit 0
+    fi
+    if [ -n "${MAX_STEP:-}" ] && [ "$step" -ge "$MAX_STEP" ]; then
+        echo "[cell] step $MAX_STEP reached: stopped"
+        exit 0
+    fi
+    next=$(( (step / chunk + 1) * chunk ))
+    # the last chunk stops at the cap (a checkpoint and a full evaluation at the stop)
+    minutes=$(python3 -c "print(max(1.0, ($cap_s - $secs) / 60))")
+    "$bin" --threads "$threads" train --run-dir "$run" --resume --steps "$next" \
+        --max-minutes "$minutes" "${common[@]}"
+done
+echo "[cell] $run/STOP found: stopped"
