@@ -29,19 +29,7 @@ chunk=${CHUNK:-500}
 threads=${THREADS:-1}
 common=(--log-every 50 --eval-every "$chunk" --eval-videos 200 --checkpoint-every 100)
 
-# step and train_seconds of a checkpoint (its meta.json tensor holds them)
-meta() {
-    python3 - "$1" <<'PY'
-import json, struct, sys
-with open(sys.argv[1], "rb") as f:
-    n = struct.unpack("<Q", f.read(8))[0]
-    header = json.loads(f.read(n))
-    start, end = header["meta.json"]["data_offsets"]
-    f.seek(8 + n + start)
-    m = json.loads(f.read(end - start))
-print(m["step"], int(m.get("train_seconds", 0)), m.get("steps_before", 0))
-PY
-}
+meta=$(cd "$(dirname "$0")" && pwd)/checkpoint-meta.py
 
 while [ ! -e "$run/STOP" ]; do
     if [ ! -e "$run/checkpoint.safetensors" ]; then
@@ -55,7 +43,8 @@ while [ ! -e "$run/STOP" ]; do
         fi
         continue
     fi
-    read -r step secs before < <(meta "$run/checkpoint.safetensors")
+    read -r step secs before < <(python3 "$meta" "$run/checkpoint.safetensors" step train_seconds steps_before)
+    secs=${secs%.*}
     echo "[cell] $(date -u +%H:%M) step $step (+$before before), ${secs} s of training"
     if [ "$secs" -ge "$cap_s" ]; then
         echo "[cell] the cap of $cap_s s is reached: stopped"

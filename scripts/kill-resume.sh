@@ -26,14 +26,7 @@ echo "[kill-resume] uninterrupted run of $steps steps"
 "$bin" "${args[@]}" --run-dir "$work/whole" > /dev/null 2> "$work/whole.log"
 
 step_of() { # the step recorded in a checkpoint's metadata
-    python3 - "$1" <<'PY'
-import json, struct, sys
-data = open(sys.argv[1], "rb").read()
-n = struct.unpack("<Q", data[:8])[0]
-h = json.loads(data[8:8 + n])
-o = h["meta.json"]["data_offsets"]
-print(json.loads(bytes(data[8 + n + o[0]:8 + n + o[1]]).decode())["step"])
-PY
+    python3 scripts/checkpoint-meta.py "$1" step
 }
 
 run="$work/killed"

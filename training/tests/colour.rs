@@ -19,7 +19,6 @@ use syncdraw_data::folder::{import, FolderDataset, ImportOptions};
 use syncdraw_data::shapes;
 use syncdraw_data::video_io::{FrameRule, FrameSpec};
 use syncdraw_data::Pixels;
-use syncdraw_training::adam::AdamConfig;
 use syncdraw_training::backend::TchBackend;
 use syncdraw_training::checkpoint::{self, Meta};
 use syncdraw_training::export::{export, export_model};
@@ -114,7 +113,6 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         log_every: 2,
         resume: false,
         device: Device::Cpu,
-        adam: AdamConfig::default(),
         lr: Some(3e-3),
         cache_dir: run_dir.join("cache"),
         time_limit: None,

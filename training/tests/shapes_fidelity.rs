@@ -24,7 +24,6 @@ use syncdraw_data::shapes;
 use syncdraw_data::video_io::{FrameRule, FrameSpec};
 use syncdraw_data::Pixels;
 use syncdraw_format::{Grammar, Role, Slot};
-use syncdraw_training::adam::AdamConfig;
 use syncdraw_training::checkpoint::{self, Checkpoint};
 use syncdraw_training::fidelity::{
     score_shape_videos, shapes_fidelity, FidelityError, Reader, ShapeScore, ShapesFidelityReport,
@@ -260,7 +259,6 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         log_every: steps,
         resume: false,
         device: Device::Cpu,
-        adam: AdamConfig::default(),
         lr: Some(3e-3),
         cache_dir: run_dir.join("cache"),
         time_limit: None,

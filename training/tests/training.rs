@@ -7,7 +7,6 @@ use std::path::Path;
 use syncdraw_data::bouncing::{contents, grammar, image_pools, render, Motion, VideoSpec};
 use syncdraw_data::mnist::DIGIT_SIZE;
 use syncdraw_data::{Dataset, DatasetConfig, DigitSource, Digits, Pixels, Split};
-use syncdraw_training::adam::AdamConfig;
 use syncdraw_training::backend::tch_backend::TchBackend;
 use syncdraw_training::checkpoint;
 use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
@@ -615,7 +614,6 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         log_every: 10,
         resume: false,
         device: Device::Cpu,
-        adam: AdamConfig::default(),
         lr: None,
         cache_dir: cache.to_path_buf(),
         time_limit: None,

@@ -82,11 +82,9 @@ pub struct TrainOptions {
     pub log_every: u64,
     pub resume: bool,
     pub device: Device,
-    /// Adam's betas, epsilon and clipping; its `lr` is the learning rate of a new
-    /// run (fresh or `warm_start`) when `lr` is None.
-    pub adam: AdamConfig,
-    /// The learning rate to train with. None: a new run's `adam.lr`; a resumed run,
-    /// or one started with `init_from`, keeps the rate its checkpoint records.
+    /// Adam's learning rate (its other settings are the paper's, `AdamConfig`).
+    /// None: 1e-3 for a new run (fresh or `warm_start`); a resumed run, or one
+    /// started with `init_from`, keeps the rate its checkpoint records.
     pub lr: Option<f64>,
     pub cache_dir: PathBuf,
     /// Stop (with a checkpoint) after this much wall time.
@@ -185,7 +183,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     }
     let adam_config = AdamConfig {
         lr: meta.lr,
-        ..opts.adam
+        ..AdamConfig::default()
     };
     let mut adam = Adam::new(&model.vs, adam_config, adam);
 

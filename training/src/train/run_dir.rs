@@ -8,6 +8,7 @@
 //! again), initialised from another checkpoint's weights with a fresh optimizer,
 //! warm-started from a model of fewer objects per caption, or fresh.
 use super::{CanvasInit, CaptionEncoderKind, TrainError, TrainOptions};
+use crate::adam::AdamConfig;
 use crate::checkpoint::{self, AdamState, Meta};
 use crate::model::config::{DecoderKind, DrawOrder, SlotKind, SlotsConfig, WordsConfig};
 use crate::model::{CaptionConfig, SyncDraw};
@@ -55,7 +56,8 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             "start from --init-from or from --warm-start, not both".into(),
         ));
     }
-    // On resume every setting that shapes the run comes from the checkpoint.
+    // On resume every setting that shapes the run comes from the checkpoint (the
+    // learning rate too, unless opts.lr replaces it, below).
     let (model, adam, mut meta, train) = if existing {
         let ck = checkpoint::load(&checkpoint_path, opts.device)?;
         (ck.model, ck.adam, ck.meta, None)
@@ -172,7 +174,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             initialised_from,
             frozen: frozen(opts),
             kl_weight: opts.kl_weight,
-            lr: opts.adam.lr,
+            lr: AdamConfig::default().lr,
         };
         (model, None, meta, Some(train))
     };

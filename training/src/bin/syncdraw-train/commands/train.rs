@@ -6,7 +6,6 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 use syncdraw_data::Pixels;
-use syncdraw_training::adam::AdamConfig;
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, Variant};
 use syncdraw_training::source::{DataSource, FolderSource};
 use syncdraw_training::train::{train, CanvasInit, CaptionEncoderKind, TrainOptions};
@@ -190,7 +189,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
         log_every: a.log_every,
         resume: a.resume,
         device,
-        adam: AdamConfig::default(),
         lr: a.lr,
         cache_dir: a.data.cache(),
         time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
