@@ -17,6 +17,11 @@
 # MAX_STEP (stop once the run's own step count reaches it; none by default),
 # THREADS (libtorch threads, default 1), SYNCDRAW_TRAIN (the binary, default
 # target/release/syncdraw-train). `touch RUN_DIR/STOP` ends it after the chunk.
+# LR_LADDER (e.g. "1e-3 3e-4 1e-4"; off by default): lower the learning rate on
+# a plateau. When the test NLL of the chunks trained at the present rate gained
+# less than PLATEAU_PCT (default 2) % over the last two chunks (1,000 steps), the
+# next chunk resumes at the next rate of the ladder (`train --resume --lr`; the
+# checkpoint records it, so later chunks keep it). Changes go to RUN_DIR/lr.log.
 # The weights to commit when it stops:
 #   syncdraw-train weights --checkpoint RUN_DIR/checkpoint.safetensors --out W
 set -euo pipefail
@@ -30,6 +35,7 @@ threads=${THREADS:-1}
 common=(--log-every 50 --eval-every "$chunk" --eval-videos 200 --checkpoint-every 100)
 
 meta=$(cd "$(dirname "$0")" && pwd)/checkpoint-meta.py
+plateau=$(cd "$(dirname "$0")" && pwd)/lr-plateau.py
 
 while [ ! -e "$run/STOP" ]; do
     if [ ! -e "$run/checkpoint.safetensors" ]; then
@@ -57,7 +63,16 @@ while [ ! -e "$run/STOP" ]; do
     next=$(( (step / chunk + 1) * chunk ))
     # the last chunk stops at the cap (a checkpoint and a full evaluation at the stop)
     minutes=$(python3 -c "print(max(1.0, ($cap_s - $secs) / 60))")
+    lr=()
+    if [ -n "${LR_LADDER:-}" ]; then
+        new=$(python3 "$plateau" "$run" "${PLATEAU_PCT:-2}" $LR_LADDER)
+        if [ -n "$new" ]; then
+            echo "[cell] $(date -u +%H:%M) plateau: learning rate $new from step $step"
+            echo "$step $new" >> "$run/lr.log"
+            lr=(--lr "$new")
+        fi
+    fi
     "$bin" --threads "$threads" train --run-dir "$run" --resume --steps "$next" \
-        --max-minutes "$minutes" "${common[@]}"
+        --max-minutes "$minutes" "${common[@]}" "${lr[@]}"
 done
 echo "[cell] $run/STOP found: stopped"
