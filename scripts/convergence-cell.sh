@@ -19,9 +19,10 @@
 # target/release/syncdraw-train). `touch RUN_DIR/STOP` ends it after the chunk.
 # LR_LADDER (e.g. "1e-3 3e-4 1e-4"; off by default): lower the learning rate on
 # a plateau. When the test NLL of the chunks trained at the present rate gained
-# less than PLATEAU_PCT (default 2) % over the last two chunks (1,000 steps), the
-# next chunk resumes at the next rate of the ladder (`train --resume --lr`; the
-# checkpoint records it, so later chunks keep it). Changes go to RUN_DIR/lr.log.
+# less than PLATEAU_PCT (default 2) % over the last two chunks (1,000 steps with
+# the default CHUNK), the next chunk resumes at the next rate of the ladder
+# (`train --resume --lr`; the checkpoint records it, so later chunks keep it).
+# Each change goes to RUN_DIR/lr.log as "STEP RATE" (the run's own step count).
 # The weights to commit when it stops:
 #   syncdraw-train weights --checkpoint RUN_DIR/checkpoint.safetensors --out W
 set -euo pipefail
