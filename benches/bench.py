@@ -19,9 +19,12 @@ the training rows on the default one-digit captioned model, freshly made:
     per core), bare ORT with both outputs, bare ORT on one thread
   * first_buffer_ms: NULL -> first buffer of syncdrawsrc (benches/first_buffer.py)
   * training videos/s at batch 64: `syncdraw-train train` (tch) of the training
-    defaults, then reference.py training that run's checkpoint, as eager PyTorch
-    runs it ("pytorch") and with MKL's vendor check answered as syncdraw-train
-    answers it ("pytorch_mkl_avx2": the same MKL kernels; docs/benchmarks.md)
+    defaults ("tch": --products auto, bf16 matrix products on a CPU with AVX-512
+    BF16; "tch_f32": --products f32), then reference.py training that run's
+    checkpoint, as eager PyTorch runs it ("pytorch", f32), under PyTorch's CPU
+    autocast to bf16 ("pytorch_bf16"), and with MKL's vendor check answered as
+    syncdraw-train answers it ("pytorch_mkl_avx2": the same MKL kernels;
+    docs/benchmarks.md)
   * the decoder's analytic FLOPs per video, achieved GFLOP/s and the machine's peak
 
 and writes benches/results.json (again after each stage, so a late failure keeps
@@ -244,6 +247,10 @@ def save(results, path):
         ratios["tch/pytorch training"] = tr["tch"] / tr["pytorch"]
     if "tch" in tr and "pytorch_mkl_avx2" in tr:
         ratios["tch/pytorch_mkl_avx2 training"] = tr["tch"] / tr["pytorch_mkl_avx2"]
+    if "tch_f32" in tr and "pytorch" in tr:
+        ratios["tch_f32/pytorch training"] = tr["tch_f32"] / tr["pytorch"]
+    if "tch" in tr and "pytorch_bf16" in tr:
+        ratios["tch/pytorch_bf16 training"] = tr["tch"] / tr["pytorch_bf16"]
     results["ratios"] = ratios
     results["ratios_paired"] = paired_ratios(results.get("generation_rounds", []))
     with open(path + ".tmp", "w") as f:
@@ -373,16 +380,17 @@ def bench_batch_render(model, grammar, count, provider):
                        f"--execution-provider {provider}"}
 
 
-def bench_tch_training(train_bin, batch, steps, log_every, threads, workdir, seconds):
+def bench_tch_training(train_bin, batch, steps, log_every, threads, workdir, seconds, products="auto"):
     """`syncdraw-train train` of the default one-digit captioned model (the
-    training defaults, as `syncdraw-train train --digits 1` trains it); the run's
-    checkpoint, with that model's configuration, is what reference.py then trains."""
-    run_dir = os.path.join(workdir, "tch-run")
+    training defaults, as `syncdraw-train train --digits 1` trains it, with
+    `--products PRODUCTS`); the run's checkpoint, with that model's
+    configuration, is what reference.py then trains."""
+    run_dir = os.path.join(workdir, f"tch-run-{products}")
     cmd = [train_bin, "train", "--run-dir", run_dir, "--device", "cpu", "--threads", str(threads),
            "--batch", str(batch), "--steps", str(steps), "--log-every", str(log_every),
            "--eval-every", "0", "--checkpoint-every", str(steps + 1), "--max-minutes", f"{seconds / 60:.3f}",
            "--train-size", str(max(10 * batch, 640)), "--test-size", "64",
-           "--cache-dir", os.path.join(workdir, "data-cache"), "--digits", "1"]
+           "--cache-dir", os.path.join(workdir, "data-cache"), "--digits", "1", "--products", products]
     log("tch: " + " ".join(cmd))
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -406,10 +414,10 @@ def bench_tch_training(train_bin, batch, steps, log_every, threads, workdir, sec
     return videos / secs, [x["videos_per_s"] for x in lines], wall, os.path.join(run_dir, "checkpoint.safetensors")
 
 
-def bench_pytorch_training(checkpoint, batch, steps, threads, seconds):
+def bench_pytorch_training(checkpoint, batch, steps, threads, seconds, bf16=False):
     torch.set_num_threads(threads)
     ref = SyncDrawRef(checkpoint, requires_grad=True)
-    tr = Trainer(ref)
+    tr = Trainer(ref, bf16=bf16)
     g = torch.Generator().manual_seed(0)
     # Sparse binary videos the size of the data set's (the timing does not depend on
     # the pixel values), random caption ids, fresh noise per step.
@@ -644,15 +652,24 @@ def main():
 
     if not args.skip_training:
         with tempfile.TemporaryDirectory(prefix="syncdraw-bench-") as work:
-            rate, windows, wall, trained = bench_tch_training(args.train_bin, args.train_batch, args.tch_steps,
-                                                              args.tch_log_every, threads, work, args.train_seconds)
-            log(f"training tch      {rate:.2f} videos/s (log windows {windows}, {wall:.0f} s)")
-            model = load_checkpoint(trained)[0]["model"]
-            results["training"].append({"impl": "tch", "device": "cpu", "batch": args.train_batch,
-                                        "videos_per_s": rate, "log_windows_videos_per_s": windows,
-                                        "max_steps": args.tch_steps,
-                                        "model": "syncdraw-train train defaults, --digits 1", "config": model})
-            save(results, args.out)
+            # "tch": the training defaults (--products auto: bf16 products on a CPU
+            # with AVX-512 BF16); "tch_f32": the same run with f32 products.
+            for impl, products in (("tch", "auto"), ("tch_f32", "f32")):
+                rate, windows, wall, ck = bench_tch_training(args.train_bin, args.train_batch, args.tch_steps,
+                                                             args.tch_log_every, threads, work, args.train_seconds,
+                                                             products)
+                meta = load_checkpoint(ck)[0]
+                used = meta.get("products", "f32")
+                log(f"training {impl:8s} {rate:.2f} videos/s ({used} products; log windows {windows}, "
+                    f"{wall:.0f} s)")
+                results["training"].append({"impl": impl, "device": "cpu", "batch": args.train_batch,
+                                            "videos_per_s": rate, "log_windows_videos_per_s": windows,
+                                            "max_steps": args.tch_steps, "products": used,
+                                            "model": "syncdraw-train train defaults, --digits 1",
+                                            "config": meta["model"]})
+                if impl == "tch":
+                    trained = ck
+                save(results, args.out)
             # The same model (the tch run's checkpoint) in eager PyTorch; checked like
             # the generation rows' model: its video against the run's ONNX export.
             exported = os.path.join(work, "trained.onnx")
@@ -669,6 +686,13 @@ def main():
             log(f"training pytorch  {prate:.2f} videos/s (losses {[round(x, 1) for x in losses]})")
             results["training"].append({"impl": "pytorch", "device": "cpu", "batch": args.train_batch,
                                         "videos_per_s": prate, "steps": len(losses)})
+            save(results, args.out)
+            # PyTorch's own bf16 mixed precision (CPU autocast), beside syncdraw-train's bf16 products.
+            brate, blosses = bench_pytorch_training(trained, args.train_batch, args.pytorch_train_steps, threads,
+                                                    args.train_seconds, bf16=True)
+            log(f"training pytorch (autocast bf16) {brate:.2f} videos/s")
+            results["training"].append({"impl": "pytorch_bf16", "device": "cpu", "batch": args.train_batch,
+                                        "videos_per_s": brate, "steps": len(blosses)})
             save(results, args.out)
             shimmed = bench_pytorch_training_mkl_avx2(trained, args.train_batch, args.pytorch_train_steps,
                                                       threads, args.train_seconds, work)

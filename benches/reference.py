@@ -267,17 +267,21 @@ class SyncDrawRef:
 
 
 class Trainer:
-    """One optimizer step as eager PyTorch does it: loss, backward, clip, Adam."""
+    """One optimizer step as eager PyTorch does it: loss, backward, clip, Adam.
+    bf16=True runs the loss under CPU autocast to bfloat16 (PyTorch's own mixed
+    precision: matrix products in bf16, parameters and optimizer in f32)."""
 
-    def __init__(self, model, lr=1e-3, betas=(0.5, 0.999), clip=10.0):
+    def __init__(self, model, lr=1e-3, betas=(0.5, 0.999), clip=10.0, bf16=False):
         self.model = model
+        self.bf16 = bf16
         self.params = [model.p[k] for k in sorted(model.p)]
         self.opt = torch.optim.Adam(self.params, lr=lr, betas=betas, eps=1e-8)
         self.clip = clip
 
     def step(self, x, caption, eps):
         self.opt.zero_grad(set_to_none=True)
-        loss = self.model.loss(x, caption, eps)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.model.loss(x, caption, eps)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         self.opt.step()

@@ -93,9 +93,13 @@ def markdown(r):
         out.append(f"| training, batch {', '.join(str(b) for b in tb)} | videos/s |")
         out.append("|---|---:|")
         for t in r["training"]:
-            out.append(f"| {t['impl']} ({t['device']}) | {num(t.get('videos_per_s'), '.2f')} |")
-        if "tch/pytorch training" in r.get("ratios", {}):
-            out.append(f"| tch / PyTorch | {r['ratios']['tch/pytorch training']:.2f}x |")
+            products = f", {t['products']} products" if t.get("products") else ""
+            out.append(f"| {t['impl']} ({t['device']}{products}) | {num(t.get('videos_per_s'), '.2f')} |")
+        for key, label in (("tch/pytorch training", "tch / PyTorch"),
+                           ("tch_f32/pytorch training", "tch f32 / PyTorch"),
+                           ("tch/pytorch_bf16 training", "tch / PyTorch autocast bf16")):
+            if key in r.get("ratios", {}):
+                out.append(f"| {label} | {r['ratios'][key]:.2f}x |")
     if r.get("finished") is None:
         out.append("")
         out.append("(This results.json is incomplete: the run did not finish.)")

@@ -3,6 +3,7 @@
 //! enough to resume, evaluate, sample or export. Written atomically: a temporary
 //! file in the same directory, fsync, then rename.
 use crate::adam::AdamConfig;
+use crate::backend::tch_backend::Products;
 use crate::model::{ModelConfig, SyncDraw};
 use crate::source::DataSource;
 use serde::{Deserialize, Serialize};
@@ -84,6 +85,11 @@ pub struct Meta {
     /// it was recorded read as the paper's 1e-3.
     #[serde(default = "paper_lr")]
     pub lr: f64,
+    /// The number format of the matrix products of the latest training run
+    /// on these weights (`train --products`). Checkpoints written before it was
+    /// recorded were trained in f32 and read as f32.
+    #[serde(default)]
+    pub products: Products,
 }
 
 fn paper_lr() -> f64 {

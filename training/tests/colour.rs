@@ -19,6 +19,7 @@ use syncdraw_data::folder::{import, FolderDataset, ImportOptions};
 use syncdraw_data::shapes;
 use syncdraw_data::video_io::{FrameRule, FrameSpec};
 use syncdraw_data::Pixels;
+use syncdraw_training::backend::tch_backend::Products;
 use syncdraw_training::backend::TchBackend;
 use syncdraw_training::checkpoint::{self, Meta};
 use syncdraw_training::export::{export, export_model};
@@ -120,6 +121,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         warm_start: None,
         freeze_decoder: false,
         kl_weight: 1.0,
+        products: Products::F32,
         progress: false,
     }
 }

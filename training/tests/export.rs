@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use syncdraw_data::bouncing::{contents, grammar, VideoSpec};
 use syncdraw_data::{Dataset, DatasetConfig, DigitSource, Digits, Split};
 use syncdraw_format::{CaptionCodec, Grammar, Vocabulary};
+use syncdraw_training::backend::tch_backend::Products;
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
 use syncdraw_training::export::{export, export_model, ExportError};
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, SyncDraw, Variant};
@@ -176,6 +177,7 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
         frozen: Vec::new(),
         kl_weight: 1.0,
         lr: 1e-3,
+        products: Products::F32,
     };
     (model, meta)
 }
@@ -431,6 +433,7 @@ fn in_turn_matches_tch(order: DrawOrder) {
         frozen: Vec::new(),
         kl_weight: 1.0,
         lr: 1e-3,
+        products: Products::F32,
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("in-turn.onnx");

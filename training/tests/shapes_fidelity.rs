@@ -24,6 +24,7 @@ use syncdraw_data::shapes;
 use syncdraw_data::video_io::{FrameRule, FrameSpec};
 use syncdraw_data::Pixels;
 use syncdraw_format::{Grammar, Role, Slot};
+use syncdraw_training::backend::tch_backend::Products;
 use syncdraw_training::checkpoint::{self, Checkpoint};
 use syncdraw_training::fidelity::{
     score_shape_videos, shapes_fidelity, FidelityError, Reader, ShapeScore, ShapesFidelityReport,
@@ -266,6 +267,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         warm_start: None,
         freeze_decoder: false,
         kl_weight: 1.0,
+        products: Products::F32,
         progress: false,
     }
 }

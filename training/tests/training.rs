@@ -7,6 +7,7 @@ use std::path::Path;
 use syncdraw_data::bouncing::{contents, grammar, image_pools, render, Motion, VideoSpec};
 use syncdraw_data::mnist::DIGIT_SIZE;
 use syncdraw_data::{Dataset, DatasetConfig, DigitSource, Digits, Pixels, Split};
+use syncdraw_training::backend::tch_backend::Products;
 use syncdraw_training::backend::tch_backend::TchBackend;
 use syncdraw_training::checkpoint;
 use syncdraw_training::model::filterbank::{Geometry, TemporalWindow, Window};
@@ -157,6 +158,57 @@ fn the_softmax_filterbank_step_has_the_plain_steps_loss_and_gradients() {
         assert!(
             diff <= 1e-4 * scale,
             "{name}: gradients differ by {diff} (largest {scale})"
+        );
+    }
+}
+
+/// The bf16 products (`train --products bf16`) compute the f32 step's loss and
+/// gradients to bf16's precision: every parameter's gradient, including those of
+/// the weights whose bf16 copies are made once and used at every step t, points
+/// the same way as the f32 one; and the products really are rounded (the loss is
+/// not the f32 loss to the bit).
+#[test]
+fn the_bf16_products_step_has_the_f32_steps_loss_and_gradients() {
+    use syncdraw_training::model::SyncDraw;
+    let config = tiny_options(Path::new("."), Path::new("."), 1).model;
+    let grads = |products: Products| {
+        tch::manual_seed(21);
+        let model = SyncDraw::new(&config, Device::Cpu);
+        tch::manual_seed(22);
+        let x = Tensor::rand([6, 4, 32, 32], (Kind::Float, Device::Cpu)).round();
+        let eps = Tensor::randn([6, 4, 8], (Kind::Float, Device::Cpu));
+        let loss = model.loss_observed(&x, None, &eps, None, products);
+        let objective = loss.nll().mean(Kind::Float);
+        objective.backward();
+        let mut named: Vec<(String, Tensor)> = model
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(name, v)| (name, v.grad().copy()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        (objective.double_value(&[]), named)
+    };
+    let (f32_loss, f32_grads) = grads(Products::F32);
+    let (bf16_loss, bf16_grads) = grads(Products::Bf16);
+    assert!(
+        bf16_loss != f32_loss,
+        "the bf16 step gave the f32 loss to the bit: its products were not rounded"
+    );
+    assert!(
+        (f32_loss - bf16_loss).abs() < 5e-3 * f32_loss.abs(),
+        "loss {bf16_loss} against the f32 step's {f32_loss}"
+    );
+    assert_eq!(f32_grads.len(), bf16_grads.len());
+    for ((name, p), (_, b)) in f32_grads.iter().zip(&bf16_grads) {
+        let norm = p.norm().double_value(&[]);
+        if norm < 1e-6 {
+            continue;
+        }
+        let rel = (p - b).norm().double_value(&[]) / norm;
+        assert!(
+            rel < 0.05,
+            "{name}: the bf16 gradient is {rel:.4} of the f32 one's norm away from it"
         );
     }
 }
@@ -621,6 +673,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         warm_start: None,
         freeze_decoder: false,
         kl_weight: 1.0,
+        products: Products::F32,
         progress: false,
     }
 }

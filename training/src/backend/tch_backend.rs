@@ -1,16 +1,114 @@
 //! [`Backend`] on eager libtorch tensors: what training runs (with autograd).
 use super::Backend;
+use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
+/// The number format of the matrix products (every [`Backend::matmul`]: the
+/// attention's filterbank products and the linear and LSTM layers). Everything
+/// else (filterbanks, gates, canvas, loss) and the parameters stay f32.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Products {
+    /// f32 products: what evaluation, sampling and export always use.
+    #[default]
+    F32,
+    /// bfloat16 products: the operands of each product are rounded to bf16 (8
+    /// significant bits), the kernel (oneDNN) accumulates in f32 and rounds the
+    /// result to bf16, which is widened back to f32 for the rest of the step.
+    /// Faster than f32 on CPUs with AVX-512 BF16 (docs/benchmarks.md); slower
+    /// where the CPU has no bf16 instructions.
+    Bf16,
+}
+
+impl Products {
+    /// bf16 where the device computes it natively (a CPU with AVX-512 BF16),
+    /// else f32. On CUDA, f32: the GPU runs have not been compared.
+    pub fn fastest_for(device: Device) -> Self {
+        if device == Device::Cpu && cpu_has_bf16() {
+            Products::Bf16
+        } else {
+            Products::F32
+        }
+    }
+}
+
+/// Whether this CPU has bf16 dot-product instructions (AVX-512 BF16).
+pub fn cpu_has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Runs the generic model code on libtorch tensors on one device.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct TchBackend {
     pub device: Device,
+    pub products: Products,
+    /// bf16 copies of the product operands that stay the same for the backend's
+    /// life (parameters, the data), made once instead of at every step t. Keyed
+    /// by the data address; each entry also holds the tensor it copies, so that
+    /// address cannot be reused by another tensor while the entry exists.
+    bf16_copies: HashMap<usize, (Tensor, Tensor)>,
 }
 
 impl TchBackend {
+    /// f32 throughout.
     pub fn new(device: Device) -> Self {
-        Self { device }
+        Self::with_products(device, Products::F32)
+    }
+
+    pub fn with_products(device: Device, products: Products) -> Self {
+        Self {
+            device,
+            products,
+            bf16_copies: HashMap::new(),
+        }
+    }
+
+    /// `a` as bf16 for a product. A parameter (a leaf that takes gradients) or a
+    /// tensor outside autograd (the data) is copied once per backend: within one
+    /// training step neither changes (the optimizer updates parameters after the
+    /// step's backend is gone). The gradient of a cached parameter copy is
+    /// summed over the steps t in bf16 before it is cast back to f32, as
+    /// PyTorch's autocast does with its cache of weight casts.
+    fn bf16(&mut self, a: &Tensor) -> Tensor {
+        if a.kind() == Kind::BFloat16 {
+            return a.shallow_clone();
+        }
+        let constant = !a.requires_grad() || a.is_leaf();
+        if !constant {
+            return a.to_kind(Kind::BFloat16);
+        }
+        let key = a.data_ptr() as usize;
+        if let Some((orig, copy)) = self.bf16_copies.get(&key) {
+            // the same data seen the same way (a detached view of a parameter
+            // must not share the copy that carries the parameter's gradient)
+            if orig.size() == a.size()
+                && orig.stride() == a.stride()
+                && orig.requires_grad() == a.requires_grad()
+            {
+                return copy.shallow_clone();
+            }
+        }
+        let copy = a.to_kind(Kind::BFloat16);
+        self.bf16_copies
+            .insert(key, (a.shallow_clone(), copy.shallow_clone()));
+        copy
     }
 }
 
@@ -38,7 +136,14 @@ impl Backend for TchBackend {
         a / b
     }
     fn matmul(&mut self, a: &Tensor, b: &Tensor) -> Tensor {
-        a.matmul(b)
+        match self.products {
+            Products::F32 => a.matmul(b),
+            // The casts are differentiable: the gradients reach a and b as f32.
+            Products::Bf16 => {
+                let (a, b) = (self.bf16(a), self.bf16(b));
+                a.matmul(&b).to_kind(Kind::Float)
+            }
+        }
     }
     fn sigmoid(&mut self, a: &Tensor) -> Tensor {
         a.sigmoid()

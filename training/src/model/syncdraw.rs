@@ -8,7 +8,7 @@ use super::filterbank::{window, Geometry};
 use super::layers::LstmState;
 use super::read::read;
 use super::window_stats::WindowStats;
-use crate::backend::TchBackend;
+use crate::backend::tch_backend::{Products, TchBackend};
 use tch::{nn, Device, Kind, Tensor};
 
 pub struct SyncDraw {
@@ -60,19 +60,21 @@ impl SyncDraw {
     /// them) and caption ids [B, L], with `eps` [B, T, z_dim] the
     /// reparameterisation noise.
     pub fn loss(&self, x: &Tensor, caption: Option<&Tensor>, eps: &Tensor) -> Loss {
-        self.loss_observed(x, caption, eps, None)
+        self.loss_observed(x, caption, eps, None, Products::F32)
     }
 
-    /// [`Self::loss`], adding every step's read and write windows to `stats`.
+    /// [`Self::loss`] with the matrix products in `products`, adding every step's
+    /// read and write windows to `stats`.
     pub fn loss_observed(
         &self,
         x: &Tensor,
         caption: Option<&Tensor>,
         eps: &Tensor,
         mut stats: Option<&mut WindowStats>,
+        products: Products,
     ) -> Loss {
         let c = &self.config;
-        let be = &mut TchBackend::new(self.device());
+        let be = &mut TchBackend::with_products(self.device(), products);
         let dec = self.decoder.bind(be);
         let read_window = self.encoder.read_window.bind(be);
         let enc = self.encoder.lstm.bind(be);

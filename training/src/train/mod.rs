@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod run_dir;
 
 use crate::adam::{Adam, AdamConfig};
+pub use crate::backend::tch_backend::Products;
 use crate::batch::{batch_indices, Batcher};
 use crate::checkpoint::{self, CheckpointError};
 use crate::model::window_stats::WindowStats;
@@ -101,6 +102,8 @@ pub struct TrainOptions {
     pub freeze_decoder: bool,
     /// Weight of the KL term in the objective of a new run (see `Meta::kl_weight`).
     pub kl_weight: f64,
+    /// Number format of the training step's matrix products (evaluation is f32).
+    pub products: Products,
     pub progress: bool,
 }
 
@@ -225,7 +228,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         // Window statistics are gathered on the steps that log (a few small reductions).
         let mut windows =
             (step % opts.log_every.max(1) == 0 || step == opts.steps).then(WindowStats::default);
-        let loss = model.loss_observed(&x, ids.as_ref(), &eps, windows.as_mut());
+        let loss = model.loss_observed(&x, ids.as_ref(), &eps, windows.as_mut(), opts.products);
         let windows = windows.map(WindowStats::finish);
         let total = loss.nll().mean(Kind::Float);
         // The objective: the negative ELBO, with the KL weighted by kl_weight.

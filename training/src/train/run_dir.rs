@@ -175,6 +175,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             frozen: frozen(opts),
             kl_weight: opts.kl_weight,
             lr: AdamConfig::default().lr,
+            products: opts.products,
         };
         (model, None, meta, Some(train))
     };
@@ -182,6 +183,8 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
     if let Some(lr) = opts.lr {
         meta.lr = lr;
     }
+    // The arithmetic of this run's steps (a resumed run may change it).
+    meta.products = opts.products;
     write_json(&dir.join("config.json"), &meta)?;
     Ok(Start {
         model,
