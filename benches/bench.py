@@ -19,12 +19,11 @@ the training rows on the default one-digit captioned model, freshly made:
     per core), bare ORT with both outputs, bare ORT on one thread
   * first_buffer_ms: NULL -> first buffer of syncdrawsrc (benches/first_buffer.py)
   * training videos/s at batch 64: `syncdraw-train train` (tch) of the training
-    defaults ("tch": --products auto, bf16 matrix products on a CPU with AVX-512
-    BF16; "tch_f32": --products f32), then reference.py training that run's
-    checkpoint, as eager PyTorch runs it ("pytorch", f32), under PyTorch's CPU
-    autocast to bf16 ("pytorch_bf16"), and with MKL's vendor check answered as
-    syncdraw-train answers it ("pytorch_mkl_avx2": the same MKL kernels;
-    docs/benchmarks.md)
+    defaults ("tch", f32) and with bf16 matrix products ("tch_bf16": --products
+    bf16), then reference.py training the "tch" run's checkpoint, as eager
+    PyTorch runs it ("pytorch", f32), under PyTorch's CPU autocast to bf16
+    ("pytorch_bf16"), and with MKL's vendor check answered as syncdraw-train
+    answers it ("pytorch_mkl_avx2": the same MKL kernels; docs/benchmarks.md)
   * the decoder's analytic FLOPs per video, achieved GFLOP/s and the machine's peak
 
 and writes benches/results.json (again after each stage, so a late failure keeps
@@ -247,10 +246,10 @@ def save(results, path):
         ratios["tch/pytorch training"] = tr["tch"] / tr["pytorch"]
     if "tch" in tr and "pytorch_mkl_avx2" in tr:
         ratios["tch/pytorch_mkl_avx2 training"] = tr["tch"] / tr["pytorch_mkl_avx2"]
-    if "tch_f32" in tr and "pytorch" in tr:
-        ratios["tch_f32/pytorch training"] = tr["tch_f32"] / tr["pytorch"]
-    if "tch" in tr and "pytorch_bf16" in tr:
-        ratios["tch/pytorch_bf16 training"] = tr["tch"] / tr["pytorch_bf16"]
+    if "tch_bf16" in tr and "pytorch" in tr:
+        ratios["tch_bf16/pytorch training"] = tr["tch_bf16"] / tr["pytorch"]
+    if "tch_bf16" in tr and "pytorch_bf16" in tr:
+        ratios["tch_bf16/pytorch_bf16 training"] = tr["tch_bf16"] / tr["pytorch_bf16"]
     results["ratios"] = ratios
     results["ratios_paired"] = paired_ratios(results.get("generation_rounds", []))
     with open(path + ".tmp", "w") as f:
@@ -380,7 +379,7 @@ def bench_batch_render(model, grammar, count, provider):
                        f"--execution-provider {provider}"}
 
 
-def bench_tch_training(train_bin, batch, steps, log_every, threads, workdir, seconds, products="auto"):
+def bench_tch_training(train_bin, batch, steps, log_every, threads, workdir, seconds, products="f32"):
     """`syncdraw-train train` of the default one-digit captioned model (the
     training defaults, as `syncdraw-train train --digits 1` trains it, with
     `--products PRODUCTS`); the run's checkpoint, with that model's
@@ -652,9 +651,9 @@ def main():
 
     if not args.skip_training:
         with tempfile.TemporaryDirectory(prefix="syncdraw-bench-") as work:
-            # "tch": the training defaults (--products auto: bf16 products on a CPU
-            # with AVX-512 BF16); "tch_f32": the same run with f32 products.
-            for impl, products in (("tch", "auto"), ("tch_f32", "f32")):
+            # "tch": the training defaults (f32 products); "tch_bf16": the same
+            # run with --products bf16.
+            for impl, products in (("tch", "f32"), ("tch_bf16", "bf16")):
                 rate, windows, wall, ck = bench_tch_training(args.train_bin, args.train_batch, args.tch_steps,
                                                              args.tch_log_every, threads, work, args.train_seconds,
                                                              products)

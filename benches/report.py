@@ -96,8 +96,8 @@ def markdown(r):
             products = f", {t['products']} products" if t.get("products") else ""
             out.append(f"| {t['impl']} ({t['device']}{products}) | {num(t.get('videos_per_s'), '.2f')} |")
         for key, label in (("tch/pytorch training", "tch / PyTorch"),
-                           ("tch_f32/pytorch training", "tch f32 / PyTorch"),
-                           ("tch/pytorch_bf16 training", "tch / PyTorch autocast bf16")):
+                           ("tch_bf16/pytorch training", "tch bf16 / PyTorch"),
+                           ("tch_bf16/pytorch_bf16 training", "tch bf16 / PyTorch autocast bf16")):
             if key in r.get("ratios", {}):
                 out.append(f"| {label} | {r['ratios'][key]:.2f}x |")
     if r.get("finished") is None:

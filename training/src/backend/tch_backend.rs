@@ -19,27 +19,17 @@ use tch::{Device, Kind, Tensor};
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Products {
-    /// f32 products: what evaluation, sampling and export always use.
+    /// f32 products: the default, and what evaluation, sampling and export
+    /// always use.
     #[default]
     F32,
     /// bfloat16 products: the operands of each product are rounded to bf16 (8
     /// significant bits), the kernel (oneDNN) accumulates in f32 and rounds the
     /// result to bf16, which is widened back to f32 for the rest of the step.
-    /// Faster than f32 on CPUs with AVX-512 BF16 (docs/benchmarks.md); slower
-    /// where the CPU has no bf16 instructions.
+    /// Faster than f32 on CPUs with AVX-512 BF16, slower where the CPU has no
+    /// bf16 instructions; at equal steps it trained about 2 % worse than f32
+    /// (docs/benchmarks.md, "bf16 products"), so it is not the default.
     Bf16,
-}
-
-impl Products {
-    /// bf16 where the device computes it natively (a CPU with AVX-512 BF16),
-    /// else f32. On CUDA, f32: the GPU runs have not been compared.
-    pub fn fastest_for(device: Device) -> Self {
-        if device == Device::Cpu && cpu_has_bf16() {
-            Products::Bf16
-        } else {
-            Products::F32
-        }
-    }
 }
 
 /// Whether this CPU has bf16 dot-product instructions (AVX-512 BF16).

@@ -2,10 +2,11 @@
 use super::print_report;
 use crate::args::{non_negative_f64, positive, positive_f64, DataOpts, DeviceArg};
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 use syncdraw_data::Pixels;
+use syncdraw_training::backend::tch_backend::cpu_has_bf16;
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, Variant};
 use syncdraw_training::source::{DataSource, FolderSource};
 use syncdraw_training::train::{train, CanvasInit, CaptionEncoderKind, Products, TrainOptions};
@@ -126,26 +127,17 @@ pub struct TrainArgs {
     /// at some cost in the bound. Kept on --resume; eval reports the ELBO.
     #[arg(long, value_parser = positive_f64, conflicts_with = "resume", default_value_t = 1.0)]
     kl_weight: f64,
-    /// Number format of the training step's matrix products: bf16 operands
-    /// with f32 accumulation, or f32. auto: bf16 on a CPU with AVX-512 BF16
-    /// (where it is faster and trains as well: docs/benchmarks.md), else f32.
-    /// Parameters, the optimizer, evaluation and export are always f32.
-    #[arg(long, value_enum, default_value_t = ProductsArg::F32)]
-    products: ProductsArg,
+    /// Number format of the training step's matrix products. bf16: faster on a
+    /// CPU with AVX-512 BF16, but it trained about 2 % worse at equal steps
+    /// (docs/benchmarks.md). Parameters, the optimizer, evaluation and export
+    /// are always f32.
+    #[arg(long, value_enum, default_value_t = Products::F32)]
+    products: Products,
     /// Stop with a checkpoint after this many minutes.
     #[arg(long, value_parser = positive_f64)]
     max_minutes: Option<f64>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
-}
-
-/// `--products`: the number format of the training step's matrix products.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ProductsArg {
-    /// bf16 on a CPU with AVX-512 BF16, else f32.
-    Auto,
-    F32,
-    Bf16,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -180,11 +172,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
         canvas_init: None,
         draw_order: a.draw_order,
     };
-    let products = match a.products {
-        ProductsArg::Auto => Products::fastest_for(device),
-        ProductsArg::F32 => Products::F32,
-        ProductsArg::Bf16 => Products::Bf16,
-    };
+    let products = a.products;
+    if products == Products::Bf16 && device == tch::Device::Cpu && !cpu_has_bf16() {
+        eprintln!(
+            "warning: --products bf16 on a CPU without AVX-512 BF16: libtorch emulates \
+             the bf16 products, which is slower than f32"
+        );
+    }
     eprintln!(
         "training on {device:?} with {} libtorch threads, {products:?} matrix products",
         tch::get_num_threads()
