@@ -1,6 +1,5 @@
 //! [`Backend`] on eager libtorch tensors: what training runs (with autograd).
 use super::Backend;
-use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
 /// The number format of the matrix products (every [`Backend::matmul`]: the
@@ -46,15 +45,10 @@ pub fn cpu_has_bf16() -> bool {
 }
 
 /// Runs the generic model code on libtorch tensors on one device.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct TchBackend {
     pub device: Device,
     pub products: Products,
-    /// bf16 copies of the product operands that stay the same for the backend's
-    /// life (parameters, the data), made once instead of at every step t. Keyed
-    /// by the data address; each entry also holds the tensor it copies, so that
-    /// address cannot be reused by another tensor while the entry exists.
-    bf16_copies: HashMap<usize, (Tensor, Tensor)>,
 }
 
 impl TchBackend {
@@ -64,42 +58,7 @@ impl TchBackend {
     }
 
     pub fn with_products(device: Device, products: Products) -> Self {
-        Self {
-            device,
-            products,
-            bf16_copies: HashMap::new(),
-        }
-    }
-
-    /// `a` as bf16 for a product. A parameter (a leaf that takes gradients) or a
-    /// tensor outside autograd (the data) is copied once per backend: within one
-    /// training step neither changes (the optimizer updates parameters after the
-    /// step's backend is gone). The gradient of a cached parameter copy is
-    /// summed over the steps t in bf16 before it is cast back to f32, as
-    /// PyTorch's autocast does with its cache of weight casts.
-    fn bf16(&mut self, a: &Tensor) -> Tensor {
-        if a.kind() == Kind::BFloat16 {
-            return a.shallow_clone();
-        }
-        let constant = !a.requires_grad() || a.is_leaf();
-        if !constant {
-            return a.to_kind(Kind::BFloat16);
-        }
-        let key = a.data_ptr() as usize;
-        if let Some((orig, copy)) = self.bf16_copies.get(&key) {
-            // the same data seen the same way (a detached view of a parameter
-            // must not share the copy that carries the parameter's gradient)
-            if orig.size() == a.size()
-                && orig.stride() == a.stride()
-                && orig.requires_grad() == a.requires_grad()
-            {
-                return copy.shallow_clone();
-            }
-        }
-        let copy = a.to_kind(Kind::BFloat16);
-        self.bf16_copies
-            .insert(key, (a.shallow_clone(), copy.shallow_clone()));
-        copy
+        Self { device, products }
     }
 }
 
@@ -129,11 +88,12 @@ impl Backend for TchBackend {
     fn matmul(&mut self, a: &Tensor, b: &Tensor) -> Tensor {
         match self.products {
             Products::F32 => a.matmul(b),
-            // The casts are differentiable: the gradients reach a and b as f32.
-            Products::Bf16 => {
-                let (a, b) = (self.bf16(a), self.bf16(b));
-                a.matmul(&b).to_kind(Kind::Float)
-            }
+            // The casts are differentiable: each product's gradients reach a
+            // and b as f32, so a parameter's gradient is summed in f32.
+            Products::Bf16 => a
+                .to_kind(Kind::BFloat16)
+                .matmul(&b.to_kind(Kind::BFloat16))
+                .to_kind(Kind::Float),
         }
     }
     fn sigmoid(&mut self, a: &Tensor) -> Tensor {
