@@ -100,6 +100,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
             temporal_k: (variant == Variant::Baseline).then_some(3),
             canvas_init: None,
             draw_order: DrawOrder::Together,
+            objects: None,
         },
         data: DataSource::Folder(source),
         pixels: Pixels::Grey,

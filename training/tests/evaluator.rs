@@ -601,6 +601,7 @@ fn tiny_model(data: &DatasetConfig, captions: bool) -> (SyncDraw, Meta) {
         forget_bias: 0.0,
         canvas_init: None,
         draw_order: DrawOrder::Together,
+        objects: None,
         stable_filterbank: false,
         temporal_k: None,
     };

@@ -124,6 +124,7 @@ fn config(variant: Variant, cap: Cap) -> ModelConfig {
         // The Baseline's temporal grid smaller than its spatial ones (3 and 4).
         temporal_k: (variant == Variant::Baseline).then_some(2),
         draw_order: DrawOrder::Together,
+        objects: None,
     }
 }
 
@@ -397,16 +398,27 @@ fn syncdraw_captioned_matches_tch() {
 #[test]
 fn objects_drawn_in_turn_match_tch() {
     for order in [DrawOrder::InTurn, DrawOrder::Layers] {
-        in_turn_matches_tch(order);
+        for captioned in [true, false] {
+            in_turn_matches_tch(order, captioned);
+        }
     }
 }
 
-fn in_turn_matches_tch(order: DrawOrder) {
+/// With `captioned` false: an unconditional model with two objects of its own
+/// (`ModelConfig::objects`), whose blocks read z alone.
+fn in_turn_matches_tch(order: DrawOrder, captioned: bool) {
     tch::set_num_threads(1);
     tch::manual_seed(21);
-    let mut config = config(Variant::Syncdraw, Cap::Slots);
     let two = grammar(2);
-    config.caption = Some(slots_config(&two));
+    let mut config = if captioned {
+        let mut c = config(Variant::Syncdraw, Cap::Slots);
+        c.caption = Some(slots_config(&two));
+        c
+    } else {
+        let mut c = config(Variant::Syncdraw, Cap::None);
+        c.objects = Some(2);
+        c
+    };
     config.draw_order = order;
     assert_eq!(config.layered(), order == DrawOrder::Layers);
     assert_eq!(
@@ -420,7 +432,7 @@ fn in_turn_matches_tch(order: DrawOrder) {
         format: FORMAT.into(),
         model: config,
         vocabulary: None,
-        grammar: Some(two),
+        grammar: captioned.then_some(two),
         data: DataSource::Generated(dataset),
         pixels: Default::default(),
         step: 0,

@@ -246,6 +246,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
             temporal_k: None,
             canvas_init: None,
             draw_order: DrawOrder::Together,
+            objects: None,
         },
         data: DataSource::Folder(source),
         pixels: Pixels::Grey,

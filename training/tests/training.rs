@@ -652,6 +652,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
             forget_bias: 0.0,
             canvas_init: None,
             draw_order: DrawOrder::Together,
+            objects: None,
             stable_filterbank: false,
             temporal_k: None,
         },
@@ -1290,6 +1291,57 @@ fn two_digit_warm_start(
     (opts, source)
 }
 
+/// `--draw-order layers --captions false`: an unconditional two-digit run draws
+/// one block of steps per digit of the data (recorded in its checkpoint, kept on
+/// resume), and warm-started from an unconditional one-digit run it draws,
+/// before training, the union of the one-digit model's drawings from each
+/// block's latents, as the captioned layers do.
+#[test]
+fn unconditional_objects_on_layers_compose_one_digit_drawings() {
+    let _serial = training_lock();
+    let (one, two, cache) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let mut source_opts = tiny_options(one.path(), cache.path(), 3);
+    source_opts.captions = None;
+    train(&source_opts).expect("one-digit run");
+    let source = one.path().join("checkpoint.safetensors");
+    let mut opts = tiny_options(two.path(), cache.path(), 1);
+    opts.captions = None;
+    if let DataSource::Generated(d) = &mut opts.data {
+        d.digits = 2;
+    }
+    opts.model.draw_order = DrawOrder::Layers;
+    opts.model.timesteps *= 2;
+    opts.warm_start = Some(source.clone());
+    opts.lr = Some(1e-12);
+    train(&opts).expect("two-digit run on layers");
+    let ck = checkpoint::load(&two.path().join("checkpoint.safetensors"), Device::Cpu)
+        .expect("two-digit checkpoint");
+    assert_eq!(ck.model.config.objects, Some(2));
+    assert!(ck.model.config.layered());
+    let t1 = source_opts.model.timesteps;
+    assert_eq!(ck.model.config.step_blocks(), vec![(0, t1), (t1, t1)]);
+
+    let one = checkpoint::load(&source, Device::Cpu).expect("one-digit checkpoint");
+    let z = Tensor::randn([2, 2 * t1, 8], (Kind::Float, Device::Cpu));
+    let (first, _) = one.model.generate(&z.narrow(1, 0, t1), None);
+    let (second, _) = one.model.generate(&z.narrow(1, t1, t1), None);
+    let (video, _) = ck.model.generate(&z, None);
+    let union: Tensor = 1.0 - (1.0 - &first) * (1.0 - &second);
+    let diff = (&video - &union).abs().max().double_value(&[]);
+    assert!(diff < 1e-4, "layers differ from the union by {diff}");
+
+    opts.resume = true;
+    opts.warm_start = None;
+    opts.steps = 2;
+    let summary = train(&opts).expect("resumed");
+    let ck = checkpoint::load(&summary.checkpoint, Device::Cpu).expect("resumed checkpoint");
+    assert_eq!((summary.step, ck.model.config.objects), (2, Some(2)));
+}
+
 /// `train --freeze-decoder`: a two-digit run on layers warm-started from a
 /// one-digit checkpoint trains its encoder and leaves every decoder weight (and
 /// so what it draws) bit for bit as the one-digit model's, also after a resume.
@@ -1431,6 +1483,7 @@ fn initial_canvas_and_forget_bias() {
         &ModelConfig {
             canvas_init: Some(-3.0),
             draw_order: DrawOrder::Together,
+            objects: None,
             ..options(a.path(), 1).model
         },
         Device::Cpu,

@@ -80,6 +80,11 @@ pub struct ModelConfig {
     /// in older checkpoints: all of them at every step, as eq. 13).
     #[serde(default)]
     pub draw_order: DrawOrder,
+    /// Objects per video of an unconditional model drawn in turn or on layers
+    /// (a captioned model takes them from its caption encoder); absent in older
+    /// checkpoints and in models drawn `together`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<i64>,
 }
 
 fn one() -> i64 {
@@ -112,7 +117,9 @@ pub enum DrawOrder {
     /// decoder LSTMs start every block from the zero state and read only the
     /// slots of the block's object, so each object is drawn from its own digit,
     /// motion and latents, like the one object of a one-digit model, onto the
-    /// shared canvas. Needs the slots caption encoder.
+    /// shared canvas. Needs the slots caption encoder, or no captions: an
+    /// unconditional model has one block per object of the data (its digits),
+    /// each drawn from its own latents alone.
     InTurn,
     /// As `in-turn`, but every object's block draws on a canvas layer of its
     /// own (eq. 10 within the block), and the layers are composed as the data's
@@ -250,14 +257,15 @@ impl ModelConfig {
         }
     }
 
-    /// With [`DrawOrder::InTurn`] and a slot caption encoder: the number of
-    /// objects whose blocks of steps split the T steps; otherwise None.
+    /// With [`DrawOrder::InTurn`] or [`DrawOrder::Layers`]: the number of
+    /// objects whose blocks of steps split the T steps, from the slot caption
+    /// encoder, or [`Self::objects`] for an unconditional model; otherwise None.
     pub fn objects_in_turn(&self) -> Option<i64> {
         match (&self.caption, self.draw_order) {
-            (Some(CaptionConfig::Slots(s)), DrawOrder::InTurn | DrawOrder::Layers) => {
-                Some(s.objects)
-            }
-            _ => None,
+            (_, DrawOrder::Together) => None,
+            (Some(CaptionConfig::Slots(s)), _) => Some(s.objects),
+            (Some(CaptionConfig::Words(_)), _) => None,
+            (None, _) => self.objects,
         }
     }
 

@@ -102,21 +102,28 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             ));
         }
         if config.draw_order != DrawOrder::Together {
-            match &config.caption {
-                Some(CaptionConfig::Slots(s)) if s.objects <= config.timesteps => {}
-                Some(CaptionConfig::Slots(s)) => {
+            // An unconditional model draws one block per object of the data.
+            if config.caption.is_none() {
+                config.objects = Some(opts.data.grammar().max_objects as i64);
+            }
+            let objects = match &config.caption {
+                Some(CaptionConfig::Slots(s)) => Some(s.objects),
+                Some(CaptionConfig::Words(_)) => None,
+                None => config.objects,
+            };
+            match objects {
+                Some(n) if n <= config.timesteps => {}
+                Some(n) => {
                     return Err(TrainError::Invalid(format!(
-                        "--draw-order {} gives every object a block of steps: {} objects need at least {} steps, not {}",
+                        "--draw-order {} gives every object a block of steps: {n} objects need at least {n} steps, not {}",
                         config.draw_order.name(),
-                        s.objects,
-                        s.objects,
                         config.timesteps
                     )))
                 }
-                _ => {
+                None => {
                     return Err(TrainError::Invalid(
                         format!(
-                            "--draw-order {} needs captions read by the slots caption encoder",
+                            "--draw-order {} needs captions read by the slots caption encoder (--caption-encoder slots), or no captions (--captions false)",
                             config.draw_order.name()
                         ),
                     ))
@@ -146,11 +153,13 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             let source = checkpoint::load(path, opts.device)?;
             let same_slots = match (&source.meta.grammar, &grammar) {
                 (Some(a), Some(b)) => a.slots == b.slots,
+                // Unconditional models (more objects drawn on layers or in turn).
+                (None, None) => source.model.config.caption.is_none() && config.caption.is_none(),
                 _ => false,
             };
             if !same_slots {
                 return Err(TrainError::Invalid(format!(
-                    "--warm-start {}: both models must read captions with the slots encoder and the same slot values (digits, motions)",
+                    "--warm-start {}: both models must be unconditional, or read captions with the slots encoder and the same slot values (digits, motions)",
                     path.display()
                 )));
             }

@@ -58,7 +58,8 @@ pub struct TrainArgs {
     /// paper's eq. 13); in turn, one block of steps per object in caption order,
     /// each block reading only its object's slots from a fresh decoder state; or
     /// in turn on canvas layers of their own, composed as a union (needs the
-    /// slots caption encoder; give each object as many steps as a one-object
+    /// slots caption encoder or --captions false, which gives one block per
+    /// digit of the data; give each object as many steps as a one-object
     /// model has, e.g. --timesteps 20 for two digits).
     #[arg(long, value_enum, default_value_t = DrawOrder::Together)]
     draw_order: DrawOrder,
@@ -171,6 +172,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             .then(|| a.temporal_k.unwrap_or((shape.frames as i64 + 1) / 2)),
         canvas_init: None,
         draw_order: a.draw_order,
+        objects: None,
     };
     let products = a.products;
     if products == Products::Bf16 && device == tch::Device::Cpu && !cpu_has_bf16() {
