@@ -1314,9 +1314,25 @@ fn unconditional_objects_on_layers_compose_one_digit_drawings() {
         d.digits = 2;
     }
     opts.model.draw_order = DrawOrder::Layers;
-    opts.model.timesteps *= 2;
     opts.warm_start = Some(source.clone());
     opts.lr = Some(1e-12);
+    // Bad input first: fewer steps than objects, and a captioned run from an
+    // unconditional model, are refused with what is accepted.
+    opts.model.timesteps = 1;
+    let err = train(&opts).expect_err("one step for two digits");
+    assert!(
+        err.to_string().contains("2 objects need at least 2 steps"),
+        "{err}"
+    );
+    opts.model.timesteps = 2 * source_opts.model.timesteps;
+    opts.captions = Some(syncdraw_training::train::CaptionEncoderKind::Slots);
+    let err = train(&opts).expect_err("captioned from unconditional");
+    assert!(
+        err.to_string()
+            .contains("both models must be unconditional"),
+        "{err}"
+    );
+    opts.captions = None;
     train(&opts).expect("two-digit run on layers");
     let ck = checkpoint::load(&two.path().join("checkpoint.safetensors"), Device::Cpu)
         .expect("two-digit checkpoint");

@@ -106,12 +106,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             if config.caption.is_none() {
                 config.objects = Some(opts.data.grammar().max_objects as i64);
             }
-            let objects = match &config.caption {
-                Some(CaptionConfig::Slots(s)) => Some(s.objects),
-                Some(CaptionConfig::Words(_)) => None,
-                None => config.objects,
-            };
-            match objects {
+            match config.objects_in_turn() {
                 Some(n) if n <= config.timesteps => {}
                 Some(n) => {
                     return Err(TrainError::Invalid(format!(
