@@ -10,6 +10,9 @@
 //! its new rows to zero. At step 0 the new model ignores the added objects and
 //! draws exactly what the source model draws for the first object; training then
 //! has to learn only how the added objects enter, not how to draw.
+//! Unconditional models have no caption inputs: every variable is copied whole
+//! (a two-digit model drawn in turn or on layers then draws each digit as the
+//! one-digit model does).
 use crate::model::SyncDraw;
 use tch::Tensor;
 

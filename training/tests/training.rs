@@ -215,6 +215,32 @@ fn the_bf16_products_step_has_the_f32_steps_loss_and_gradients() {
     }
 }
 
+/// `train --products`: the checkpoint records the number format of the run
+/// that wrote it, and a resumed run that changes it records the new one.
+#[test]
+fn the_checkpoint_records_the_products_of_its_run() {
+    let _serial = training_lock();
+    let (run, cache) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let mut opts = tiny_options(run.path(), cache.path(), 1);
+    opts.products = Products::Bf16;
+    let summary = train(&opts).expect("bf16 run");
+    let meta = checkpoint::load(&summary.checkpoint, Device::Cpu)
+        .expect("checkpoint")
+        .meta;
+    assert_eq!(meta.products, Products::Bf16);
+    opts.products = Products::F32;
+    opts.resume = true;
+    opts.steps = 2;
+    let summary = train(&opts).expect("resumed in f32");
+    let meta = checkpoint::load(&summary.checkpoint, Device::Cpu)
+        .expect("checkpoint")
+        .meta;
+    assert_eq!((meta.step, meta.products), (2, Products::F32));
+}
+
 fn random_window(f: i64, temporal: bool) -> Window<Tensor> {
     let u = |lo: f64, hi: f64| Tensor::rand([1, f, 1], (Kind::Float, Device::Cpu)) * (hi - lo) + lo;
     Window {

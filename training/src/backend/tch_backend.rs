@@ -26,7 +26,7 @@ pub enum Products {
     /// significant bits), the kernel (oneDNN) accumulates in f32 and rounds the
     /// result to bf16, which is widened back to f32 for the rest of the step.
     /// Faster than f32 on CPUs with AVX-512 BF16, slower where the CPU has no
-    /// bf16 instructions; at equal steps it trained about 2 % worse than f32
+    /// bf16 instructions; at equal steps it trained 1.6 % worse than f32
     /// (docs/benchmarks.md, "bf16 products for training"), so it is not the
     /// default.
     Bf16,

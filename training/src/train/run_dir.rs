@@ -146,13 +146,13 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         let (mut steps_before, mut initialised_from) = (0, None);
         if let Some(path) = &opts.warm_start {
             let source = checkpoint::load(path, opts.device)?;
-            let same_slots = match (&source.meta.grammar, &grammar) {
+            let compatible = match (&source.meta.grammar, &grammar) {
                 (Some(a), Some(b)) => a.slots == b.slots,
                 // Unconditional models (more objects drawn on layers or in turn).
                 (None, None) => source.model.config.caption.is_none() && config.caption.is_none(),
                 _ => false,
             };
-            if !same_slots {
+            if !compatible {
                 return Err(TrainError::Invalid(format!(
                     "--warm-start {}: both models must be unconditional, or read captions with the slots encoder and the same slot values (digits, motions)",
                     path.display()

@@ -114,8 +114,8 @@ pub struct TrainArgs {
     init_from: Option<PathBuf>,
     /// Start a new run, set up by the other options, from the weights of a
     /// model trained on fewer objects per caption (a one-digit model for a
-    /// two-digit run): equal weights are copied, the caption inputs of the
-    /// added objects start at zero.
+    /// two-digit run, captioned or both unconditional): equal weights are
+    /// copied, the caption inputs of the added objects start at zero.
     #[arg(long, conflicts_with_all = ["resume", "init_from"])]
     warm_start: Option<PathBuf>,
     /// Train only the encoder; the decoder (what the model draws) stays as it
@@ -129,7 +129,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = positive_f64, conflicts_with = "resume", default_value_t = 1.0)]
     kl_weight: f64,
     /// Number format of the training step's matrix products. bf16: faster on a
-    /// CPU with AVX-512 BF16, but it trained about 2 % worse at equal steps
+    /// CPU with AVX-512 BF16, but it trained 1.6 % worse at equal steps
     /// (docs/benchmarks.md). Parameters, the optimizer, evaluation and export
     /// are always f32.
     #[arg(long, value_enum, default_value_t = Products::F32)]
