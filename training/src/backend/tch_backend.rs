@@ -44,6 +44,21 @@ pub fn cpu_has_bf16() -> bool {
     }
 }
 
+/// What `train` warns about before a run with `products` on `device`, given
+/// whether the CPU has AVX-512 BF16 (`cpu_has_bf16`): bf16 products on a CPU
+/// without it are emulated by libtorch and slower than f32. None when there is
+/// nothing to warn about (f32, a CUDA device, or a CPU with the instructions).
+pub fn products_warning(
+    products: Products,
+    device: Device,
+    cpu_bf16: bool,
+) -> Option<&'static str> {
+    (products == Products::Bf16 && device == Device::Cpu && !cpu_bf16).then_some(
+        "warning: --products bf16 on a CPU without AVX-512 BF16: libtorch emulates \
+         the bf16 products, which is slower than f32",
+    )
+}
+
 /// Runs the generic model code on libtorch tensors on one device.
 #[derive(Debug, Clone, Copy)]
 pub struct TchBackend {
@@ -140,5 +155,27 @@ impl Backend for TchBackend {
     }
     fn token_mask(&mut self, ids: &Tensor, pad_id: i64) -> Tensor {
         ids.ne(pad_id).to_kind(Kind::Float)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only bf16 products on a CPU that lacks AVX-512 BF16 get the warning, and
+    /// it names the option and why it is slower.
+    #[test]
+    fn bf16_products_without_the_instructions_are_warned_about() {
+        let w = products_warning(Products::Bf16, Device::Cpu, false).expect("a warning");
+        assert!(
+            w.contains("--products bf16") && w.contains("AVX-512 BF16") && w.contains("slower")
+        );
+        assert_eq!(products_warning(Products::Bf16, Device::Cpu, true), None);
+        assert_eq!(
+            products_warning(Products::Bf16, Device::Cuda(0), false),
+            None
+        );
+        assert_eq!(products_warning(Products::F32, Device::Cpu, false), None);
+        assert_eq!(products_warning(Products::F32, Device::Cpu, true), None);
     }
 }

@@ -1,12 +1,13 @@
-//! `eval`: the test-split NLL bound of a checkpoint (the paper's Table 1 quantity).
+//! `eval`: the test-split NLL bound of a checkpoint (the paper's Table 1
+//! quantity), or that of its training split (`--split train`).
 use super::print_report;
-use crate::args::{positive, DeviceArg};
+use crate::args::{positive, DeviceArg, SplitArg};
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 use syncdraw_data::dataset::default_cache_dir;
-use syncdraw_data::{Pixels, Split};
+use syncdraw_data::Pixels;
 use syncdraw_training::batch::Batcher;
 use syncdraw_training::checkpoint;
 use syncdraw_training::nll::evaluate;
@@ -18,7 +19,14 @@ pub struct EvalArgs {
     /// Also compute the importance-weighted bound with K samples per video.
     #[arg(long, value_parser = positive::<usize>)]
     iwae_k: Option<usize>,
-    /// Evaluate only the first N test videos.
+    /// Which split to evaluate: `test` (the paper's quantity: digit images and,
+    /// with captions, digit-motion combinations never seen in training) or
+    /// `train` (the videos the model was trained on; with `--limit`, the first
+    /// N of them), to measure how much of the test NLL is the gap between the
+    /// two.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    split: SplitArg,
+    /// Evaluate only the first N videos of the split.
     #[arg(long, value_parser = positive::<usize>)]
     limit: Option<usize>,
     #[arg(long, value_parser = positive::<usize>, default_value_t = 100)]
@@ -35,39 +43,40 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let device = a.device.device()?;
     let ck = checkpoint::load(&a.checkpoint, device)?;
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
-    let test = ck.meta.data.load(Split::Test, &cache)?;
-    let n = a.limit.unwrap_or(test.len()).min(test.len());
+    let split = ck.meta.data.load(a.split.split(), &cache)?;
+    let n = a.limit.unwrap_or(split.len()).min(split.len());
     // The floor of the NLL: grey (or colour) data, the entropy of the evaluated
     // pixels; binarised data, the entropy of the binarisation (one sample per
     // digit; generated digits only).
-    let (floor, test) = match ck.meta.pixels {
+    let (floor, videos) = match ck.meta.pixels {
         Pixels::Grey => (
             syncdraw_data::binarize::entropy_floor(
-                &test.pixels()[..n * test.video_len()],
-                test.video_len(),
+                &split.pixels()[..n * split.video_len()],
+                split.video_len(),
             ),
-            test,
+            split,
         ),
         Pixels::Binarized => {
             let digits = ck.meta.data.binarization_digits()?;
-            let generated = test.generated().context("binarised pixels need digits")?;
+            let generated = split.generated().context("binarised pixels need digits")?;
             let floor = syncdraw_data::binarize::sample_entropy(
                 &digits,
                 generated.videos[..n].iter().map(|v| v.tracks.as_slice()),
             );
-            let test = test
+            let binarized = split
                 .binarized(&digits)
                 .context("binarised pixels need digits")?;
-            (floor, test)
+            (floor, binarized)
         }
     };
-    let batcher = Batcher::new(&test, ck.meta.captions().as_ref(), device)?;
+    let batcher = Batcher::new(&videos, ck.meta.captions().as_ref(), device)?;
     let r = evaluate(&ck.model, &batcher, a.batch, a.seed, a.iwae_k, a.limit);
     print_report(&EvalReport {
         pixels: ck.meta.pixels.name(),
         entropy_floor: floor,
         excess_over_floor: r.nll - floor,
         checkpoint: a.checkpoint,
+        split: a.split.name(),
         dataset: ck.meta.data.name(),
         variant: ck.meta.model.variant.name(),
         captions: ck.meta.model.caption.is_some(),
@@ -94,10 +103,14 @@ struct EvalReport {
     entropy_floor: f64,
     excess_over_floor: f64,
     checkpoint: PathBuf,
+    /// The evaluated split ("test" unless `--split train`); `test_nll` is the
+    /// NLL of this split.
+    split: &'static str,
     dataset: String,
     variant: &'static str,
     captions: bool,
     step: u64,
+    /// The NLL of the evaluated split (named for the default, `--split test`).
     test_nll: f64,
     reconstruction: f64,
     kl: f64,

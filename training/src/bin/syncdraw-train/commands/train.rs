@@ -6,7 +6,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 use syncdraw_data::Pixels;
-use syncdraw_training::backend::tch_backend::cpu_has_bf16;
+use syncdraw_training::backend::tch_backend::{cpu_has_bf16, products_warning};
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, Variant};
 use syncdraw_training::source::{DataSource, FolderSource};
 use syncdraw_training::train::{train, CanvasInit, CaptionEncoderKind, Products, TrainOptions};
@@ -175,11 +175,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         objects: None,
     };
     let products = a.products;
-    if products == Products::Bf16 && device == tch::Device::Cpu && !cpu_has_bf16() {
-        eprintln!(
-            "warning: --products bf16 on a CPU without AVX-512 BF16: libtorch emulates \
-             the bf16 products, which is slower than f32"
-        );
+    if let Some(w) = products_warning(products, device, cpu_has_bf16()) {
+        eprintln!("{w}");
     }
     eprintln!(
         "training on {device:?} with {} libtorch threads, {products:?} matrix products",
