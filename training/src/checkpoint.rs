@@ -85,6 +85,16 @@ pub struct Meta {
     /// it was recorded read as the paper's 1e-3.
     #[serde(default = "paper_lr")]
     pub lr: f64,
+    /// Adam's beta1 (`train --beta1`), kept by a resumed or continued run like
+    /// the learning rate. Checkpoints written before it was recorded read as the
+    /// paper's 0.5.
+    #[serde(default = "paper_beta1")]
+    pub beta1: f64,
+    /// The global gradient-norm threshold (`train --clip`; 0: no clipping), kept
+    /// like the learning rate. Checkpoints written before it was recorded read
+    /// as the paper's 10.
+    #[serde(default = "paper_clip")]
+    pub clip: f64,
     /// The number format of the matrix products of the latest training run
     /// on these weights (`train --products`). Checkpoints written before it was
     /// recorded were trained in f32 and read as f32.
@@ -94,6 +104,14 @@ pub struct Meta {
 
 fn paper_lr() -> f64 {
     AdamConfig::default().lr
+}
+
+fn paper_beta1() -> f64 {
+    AdamConfig::default().beta1
+}
+
+fn paper_clip() -> f64 {
+    AdamConfig::default().clip
 }
 
 fn one() -> f64 {

@@ -45,6 +45,16 @@ fn bad_numeric_flags_are_refused_with_what_is_accepted() {
             "finite number above 0",
         ),
         (
+            &["train", "--run-dir", "r", "--beta1", "1"],
+            "--beta1",
+            "from 0 to below 1",
+        ),
+        (
+            &["train", "--run-dir", "r", "--clip=-1"],
+            "--clip",
+            "at least 0",
+        ),
+        (
             &["train", "--run-dir", "r", "--batch", "0"],
             "--batch",
             "at least 1",

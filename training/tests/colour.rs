@@ -116,6 +116,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         resume: false,
         device: Device::Cpu,
         lr: Some(3e-3),
+        optimizer: Default::default(),
         cache_dir: run_dir.join("cache"),
         time_limit: None,
         init_from: None,

@@ -178,6 +178,8 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
         frozen: Vec::new(),
         kl_weight: 1.0,
         lr: 1e-3,
+        beta1: 0.5,
+        clip: 10.0,
         products: Products::F32,
     };
     (model, meta)
@@ -445,6 +447,8 @@ fn in_turn_matches_tch(order: DrawOrder, captioned: bool) {
         frozen: Vec::new(),
         kl_weight: 1.0,
         lr: 1e-3,
+        beta1: 0.5,
+        clip: 10.0,
         products: Products::F32,
     };
     let dir = tempfile::tempdir().unwrap();

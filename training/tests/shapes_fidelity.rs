@@ -262,6 +262,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         resume: false,
         device: Device::Cpu,
         lr: Some(3e-3),
+        optimizer: Default::default(),
         cache_dir: run_dir.join("cache"),
         time_limit: None,
         init_from: None,

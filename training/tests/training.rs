@@ -16,7 +16,7 @@ use syncdraw_training::model::write::write;
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, Variant};
 use syncdraw_training::source::DataSource;
 use syncdraw_training::train::{
-    mean_logit, train, CanvasInit, CaptionEncoderKind, TrainError, TrainOptions,
+    mean_logit, train, CanvasInit, CaptionEncoderKind, OptimizerOptions, TrainError, TrainOptions,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -696,6 +696,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         resume: false,
         device: Device::Cpu,
         lr: None,
+        optimizer: Default::default(),
         cache_dir: cache.to_path_buf(),
         time_limit: None,
         init_from: None,
@@ -831,11 +832,12 @@ fn resume_is_exact(pixels: Pixels) {
     }
 }
 
-/// A run trained at a rate other than the default keeps it when resumed (the
-/// resumed half trains as the uninterrupted run did) and when continued with
-/// init_from; an explicit rate replaces it and is recorded.
+/// A run's Adam settings (learning rate, beta1, clipping) are kept when it is
+/// resumed (so the resumed half trains as the uninterrupted run did: with the
+/// paper's beta1 and clip instead, its weights would differ) and when continued
+/// with init_from; an explicit value replaces the run's own and is recorded.
 #[test]
-fn a_continued_run_keeps_its_learning_rate() {
+fn a_continued_run_keeps_its_optimizer_settings() {
     let _serial = training_lock();
     let cache = tempfile::tempdir().expect("tmp");
     let (a, b, c) = (
@@ -843,31 +845,39 @@ fn a_continued_run_keeps_its_learning_rate() {
         tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
     );
+    let ours = OptimizerOptions {
+        beta1: Some(0.9),
+        clip: Some(0.0),
+    };
     let options = |dir: &Path, steps| TrainOptions {
         lr: Some(3e-3),
+        optimizer: ours,
         ..tiny_options(dir, cache.path(), steps)
     };
     let ckpt = |d: &tempfile::TempDir| {
         checkpoint::load(&d.path().join("checkpoint.safetensors"), Device::Cpu).expect("load")
     };
+    let settings = |m: &checkpoint::Meta| (m.lr, m.beta1, m.clip);
     train(&options(a.path(), 20)).expect("uninterrupted");
     train(&options(b.path(), 10)).expect("first half");
     let resumed = TrainOptions {
         resume: true,
         lr: None,
+        optimizer: OptimizerOptions::default(),
         ..options(b.path(), 20)
     };
-    train(&resumed).expect("second half, no rate given");
+    train(&resumed).expect("second half, no settings given");
     let (ca, cb) = (ckpt(&a), ckpt(&b));
-    assert_eq!((ca.meta.lr, cb.meta.lr), (3e-3, 3e-3));
+    assert_eq!(settings(&ca.meta), (3e-3, 0.9, 0.0));
+    assert_eq!(settings(&cb.meta), (3e-3, 0.9, 0.0));
     let (va, vb) = (ca.model.vs.variables(), cb.model.vs.variables());
     for (name, t) in &va {
         assert!(
             t.equal(&vb[name]),
-            "{name}: the resumed half did not train at the run's own rate"
+            "{name}: the resumed half did not train with the run's own Adam settings"
         );
     }
-    // init_from: a new run from these weights keeps their rate...
+    // init_from: a new run from these weights keeps their settings...
     let from = b.path().join("checkpoint.safetensors");
     let continued = TrainOptions {
         init_from: Some(from.clone()),
@@ -875,21 +885,64 @@ fn a_continued_run_keeps_its_learning_rate() {
         ..tiny_options(c.path(), cache.path(), 2)
     };
     train(&continued).expect("continued with init_from");
-    assert_eq!(ckpt(&c).meta.lr, 3e-3);
-    // ...and an explicit rate on resume replaces it and is recorded.
+    assert_eq!(settings(&ckpt(&c).meta), (3e-3, 0.9, 0.0));
+    // ...and explicit values on resume replace them and are recorded.
     let lowered = TrainOptions {
         resume: true,
         lr: Some(1e-4),
+        optimizer: OptimizerOptions {
+            beta1: Some(0.5),
+            clip: Some(5.0),
+        },
         ..tiny_options(c.path(), cache.path(), 4)
     };
-    train(&lowered).expect("resumed at a lower rate");
+    train(&lowered).expect("resumed with other settings");
     let cc = ckpt(&c);
-    assert_eq!((cc.meta.step, cc.meta.lr), (4, 1e-4));
+    assert_eq!(cc.meta.step, 4);
+    assert_eq!(settings(&cc.meta), (1e-4, 0.5, 5.0));
     let config: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(c.path().join("config.json")).expect("config.json"),
     )
     .expect("json");
     assert_eq!(config["lr"].as_f64(), Some(1e-4));
+    assert_eq!(config["beta1"].as_f64(), Some(0.5));
+    assert_eq!(config["clip"].as_f64(), Some(5.0));
+}
+
+/// Adam settings it cannot train with are refused before the run directory is
+/// made, with a message that says what is accepted.
+#[test]
+fn impossible_optimizer_settings_are_refused_before_anything_is_written() {
+    let cache = tempfile::tempdir().expect("tmp");
+    let root = tempfile::tempdir().expect("tmp");
+    let dir = root.path().join("run");
+    for (optimizer, words) in [
+        (
+            OptimizerOptions {
+                beta1: Some(1.0),
+                clip: None,
+            },
+            "beta1 must be at least 0 and below 1",
+        ),
+        (
+            OptimizerOptions {
+                beta1: None,
+                clip: Some(f64::NAN),
+            },
+            "0: no clipping",
+        ),
+    ] {
+        let opts = TrainOptions {
+            optimizer,
+            ..tiny_options(&dir, cache.path(), 2)
+        };
+        let err = train(&opts).expect_err("refused");
+        assert!(err.to_string().contains(words), "{err}");
+        assert!(
+            !dir.exists(),
+            "the run directory was made for a refused run"
+        );
+    }
 }
 
 #[test]

@@ -55,6 +55,17 @@ pub enum TrainError {
     Invalid(String),
 }
 
+/// Adam's settings besides the learning rate. None: a new run takes the
+/// paper's (beta1 0.5, clip 10, `AdamConfig`); a resumed or continued run keeps
+/// what its checkpoint records. A value given replaces it and is recorded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptimizerOptions {
+    /// Adam's beta1, in [0, 1).
+    pub beta1: Option<f64>,
+    /// The global gradient-norm threshold; 0: no clipping.
+    pub clip: Option<f64>,
+}
+
 /// Everything a training run needs.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -87,6 +98,9 @@ pub struct TrainOptions {
     /// None: 1e-3 for a new run (fresh or `warm_start`); a resumed run, or one
     /// started with `init_from`, keeps the rate its checkpoint records.
     pub lr: Option<f64>,
+    /// Adam's beta1 and gradient clipping, like `lr`: None keeps the run's own
+    /// (the paper's for a new run).
+    pub optimizer: OptimizerOptions,
     pub cache_dir: PathBuf,
     /// Stop (with a checkpoint) after this much wall time.
     pub time_limit: Option<Duration>,
@@ -186,6 +200,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     }
     let adam_config = AdamConfig {
         lr: meta.lr,
+        beta1: meta.beta1,
+        clip: meta.clip,
         ..AdamConfig::default()
     };
     let mut adam = Adam::new(&model.vs, adam_config, adam);

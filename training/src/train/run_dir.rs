@@ -23,6 +23,25 @@ use syncdraw_format::{Grammar, Vocabulary};
 /// The checkpoint's file name in a run directory.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 
+/// Refuses Adam settings it cannot train with, before anything is written.
+fn check_optimizer(opts: &TrainOptions) -> Result<(), TrainError> {
+    if let Some(beta1) = opts.optimizer.beta1 {
+        if !(0.0..1.0).contains(&beta1) {
+            return Err(TrainError::Invalid(format!(
+                "beta1 must be at least 0 and below 1, got {beta1}"
+            )));
+        }
+    }
+    if let Some(clip) = opts.optimizer.clip {
+        if !(clip.is_finite() && clip >= 0.0) {
+            return Err(TrainError::Invalid(format!(
+                "the gradient clip must be a finite number of at least 0 (0: no clipping), got {clip}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A run ready to train.
 pub struct Start {
     pub model: SyncDraw,
@@ -36,6 +55,7 @@ pub struct Start {
 
 /// Opens the run directory and starts the run as `opts` ask; writes config.json.
 pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
+    check_optimizer(opts)?;
     let dir = &opts.run_dir;
     let checkpoint_path = dir.join(CHECKPOINT);
     let existing = checkpoint_path.exists();
@@ -179,6 +199,8 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             frozen: frozen(opts),
             kl_weight: opts.kl_weight,
             lr: AdamConfig::default().lr,
+            beta1: AdamConfig::default().beta1,
+            clip: AdamConfig::default().clip,
             products: opts.products,
         };
         (model, None, meta, Some(train))
@@ -186,6 +208,12 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
     // An explicit learning rate replaces the run's own (and is recorded with it).
     if let Some(lr) = opts.lr {
         meta.lr = lr;
+    }
+    if let Some(beta1) = opts.optimizer.beta1 {
+        meta.beta1 = beta1;
+    }
+    if let Some(clip) = opts.optimizer.clip {
+        meta.clip = clip;
     }
     // The arithmetic of this run's steps (a resumed run may change it).
     meta.products = opts.products;

@@ -1,6 +1,6 @@
 //! `train`: train a model, or continue one.
 use super::print_report;
-use crate::args::{non_negative_f64, positive, positive_f64, DataOpts, DeviceArg};
+use crate::args::{beta1, non_negative_f64, positive, positive_f64, DataOpts, DeviceArg};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -9,7 +9,9 @@ use syncdraw_data::Pixels;
 use syncdraw_training::backend::tch_backend::{cpu_has_bf16, products_warning};
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, Variant};
 use syncdraw_training::source::{DataSource, FolderSource};
-use syncdraw_training::train::{train, CanvasInit, CaptionEncoderKind, Products, TrainOptions};
+use syncdraw_training::train::{
+    train, CanvasInit, CaptionEncoderKind, OptimizerOptions, Products, TrainOptions,
+};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -95,6 +97,14 @@ pub struct TrainArgs {
     /// records unless this gives another, which is then recorded.
     #[arg(long, value_parser = positive_f64)]
     lr: Option<f64>,
+    /// Adam's beta1, from 0 to below 1 [default: 0.5, the paper's, for a new
+    /// run]. Kept by a continued run like --lr.
+    #[arg(long, value_parser = beta1)]
+    beta1: Option<f64>,
+    /// Clip the gradients' global norm to this (0: no clipping) [default: 10,
+    /// the paper's, for a new run]. Kept by a continued run like --lr.
+    #[arg(long, value_parser = non_negative_f64)]
+    clip: Option<f64>,
     #[arg(long, value_parser = positive::<u64>, default_value_t = 500)]
     checkpoint_every: u64,
     /// Evaluate on test videos every N steps (0: only at the end).
@@ -203,6 +213,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         device,
         lr: a.lr,
+        optimizer: OptimizerOptions {
+            beta1: a.beta1,
+            clip: a.clip,
+        },
         cache_dir: a.data.cache(),
         time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
         init_from: a.init_from,
