@@ -21,7 +21,9 @@
 # CPU cores 400 steps of one data set take about 20-50 minutes in all, with the
 # machine at full speed or not. The train reports (JSON) and metrics go to
 # OUT_DIR (default docs/runs/dynamics/DATASET, or docs/runs/optimizer/DATASET-PIXELS).
-# Not part of the tests.
+# ARMS and SEEDS (default: every arm of the comparison, seeds 1 and 2) pick a
+# subset, e.g. ARMS="paper lr2e-3" SEEDS=3 for a third seed of two arms. Not part
+# of the tests.
 #   COMPARISON=... DATASET=... PARALLEL=... bash scripts/compare-dynamics.sh [STEPS [RUNS_DIR [OUT_DIR]]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,8 +84,12 @@ run() { # NAME SEED
     > "$out/$1-seed$2.json" 2> "$dir.log"
   cp "$dir/metrics.jsonl" "$out/$1-seed$2.metrics.jsonl"
 }
+read -r -a names <<< "${ARMS:-${names[*]}}"
 for name in "${names[@]}"; do
-  for seed in 1 2; do
+  [ -n "${args[$name]:-}" ] || { echo "no arm '$name' in the $comparison comparison" >&2; exit 2; }
+done
+for name in "${names[@]}"; do
+  for seed in ${SEEDS:-1 2}; do
     run "$name" "$seed" &
     while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n; done
   done

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The table of docs/results.md ("Training dynamics at a fixed budget") for one
-data set, from the files scripts/compare-dynamics.sh wrote:
+"""The tables of docs/results.md ("Training dynamics at a fixed budget", "Adam's
+settings at a fixed budget") for one data set, from the files
+scripts/compare-dynamics.sh wrote (the comparison is told by the files there):
 
     python3 scripts/dynamics-table.py docs/runs/dynamics/DATASET
+    python3 scripts/dynamics-table.py docs/runs/optimizer/DATASET-PIXELS
 """
 import json
 import os
@@ -13,6 +15,13 @@ STARTS = [
     ("stable", "stable filterbank rows"),
     ("canvas", "stable, and c⁰ learned from the data's mean"),
     ("forget", "stable, and forget-gate bias 1"),
+]
+
+OPTIMIZERS = [
+    ("paper", "the paper's code: lr 1e-3, beta1 0.5, clip 10"),
+    ("beta09", "beta1 0.9"),
+    ("noclip", "no clipping"),
+    ("lr2e-3", "lr 2e-3"),
 ]
 
 
@@ -26,16 +35,27 @@ def seed(out, name, s):
     return report["test"]["nll"], report["test"]["kl"], at200, dead
 
 
+def seeds_of(out, name):
+    """The seeds run for an arm: 1 and 2, and any more the directory holds."""
+    found = [s for s in range(1, 10) if os.path.exists(os.path.join(out, f"{name}-seed{s}.json"))]
+    return found
+
+
 def main(out):
-    print("| start | test NLL at the last step, seed 1 / 2 (all 2,000 test videos) | mean "
-          "| KL (1 / 2) | training loss at step 200 (1 / 2) "
-          "| dead read rows at the last step (worst frame, 1 / 2) |")
+    arms = OPTIMIZERS if os.path.exists(os.path.join(out, "paper-seed1.json")) else STARTS
+    most = max(len(seeds_of(out, name)) for name, _ in arms)
+    which = " / ".join(str(s) for s in range(1, most + 1)) + (" (where run)" if most > 2 else "")
+    print(f"| {'Adam' if arms is OPTIMIZERS else 'start'} | test NLL at the last step, seed {which} "
+          "(all 2,000 test videos) | mean "
+          "| KL | training loss at step 200 "
+          "| dead read rows at the last step (worst frame) |")
     print("|---|---|---|---|---|---|")
-    for name, label in STARTS:
-        a, b = seed(out, name, 1), seed(out, name, 2)
-        print(f"| {label} | {a[0]:,.1f} / {b[0]:,.1f} | {(a[0] + b[0]) / 2:,.1f} "
-              f"| {a[1]:.1f} / {b[1]:.1f} | {a[2]:,.0f} / {b[2]:,.0f} "
-              f"| {a[3]:.2f} / {b[3]:.2f} |")
+    for name, label in arms:
+        rows = [seed(out, name, s) for s in seeds_of(out, name)]
+        col = lambda i, fmt: " / ".join(format(r[i], fmt) for r in rows)
+        mean = sum(r[0] for r in rows) / len(rows)
+        print(f"| {label} | {col(0, ',.1f')} | {mean:,.1f} | {col(1, '.1f')} | {col(2, ',.0f')} "
+              f"| {col(3, '.2f')} |")
 
 
 if __name__ == "__main__":
