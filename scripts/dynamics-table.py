@@ -52,6 +52,8 @@ def main(out):
     print("|---|---|---|---|---|---|")
     for name, label in arms:
         rows = [seed(out, name, s) for s in seeds_of(out, name)]
+        if not rows:  # an arm not run on this data set
+            continue
         col = lambda i, fmt: " / ".join(format(r[i], fmt) for r in rows)
         mean = sum(r[0] for r in rows) / len(rows)
         print(f"| {label} | {col(0, ',.1f')} | {mean:,.1f} | {col(1, '.1f')} | {col(2, ',.0f')} "
