@@ -87,14 +87,13 @@ impl Adam {
     /// norm is at most `clip` (computed as `grad_norm`), unless `clip` is 0.
     pub fn step(&mut self, step: u64, grad_norm: &Tensor) {
         let c = self.config;
-        let scale = if c.clip > 0.0 {
+        // None: no clipping, and the gradients are used as they are.
+        let scale = (c.clip > 0.0).then(|| {
             (grad_norm + 1e-6)
                 .reciprocal()
                 .g_mul_scalar(c.clip)
                 .clamp_max(1.0)
-        } else {
-            grad_norm.ones_like()
-        };
+        });
         let bc1 = 1.0 - c.beta1.powi(step as i32);
         let bc2 = 1.0 - c.beta2.powi(step as i32);
         tch::no_grad(|| {
@@ -103,7 +102,10 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                let g = g * &scale;
+                let g = match &scale {
+                    Some(scale) => g * scale,
+                    None => g,
+                };
                 let (m, v) = self.state.get_mut(name).expect("state for every parameter");
                 let _ = m.g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
                 let _ = v

@@ -29,7 +29,7 @@ use syncdraw_training::model::write::write;
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, SyncDraw, Variant};
 use syncdraw_training::source::{DataSource, FolderSource, SourceError};
 use syncdraw_training::train::{
-    train, CanvasInit, CaptionEncoderKind, TrainError, TrainOptions, CHECKPOINT,
+    train, CanvasInit, CaptionEncoderKind, OptimizerOptions, TrainError, TrainOptions, CHECKPOINT,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -115,8 +115,10 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         log_every: 2,
         resume: false,
         device: Device::Cpu,
-        lr: Some(3e-3),
-        optimizer: Default::default(),
+        optimizer: OptimizerOptions {
+            lr: Some(3e-3),
+            ..Default::default()
+        },
         cache_dir: run_dir.join("cache"),
         time_limit: None,
         init_from: None,

@@ -32,7 +32,9 @@ use syncdraw_training::fidelity::{
 };
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, Variant};
 use syncdraw_training::source::{DataSource, FolderSource};
-use syncdraw_training::train::{train, CanvasInit, CaptionEncoderKind, TrainOptions, CHECKPOINT};
+use syncdraw_training::train::{
+    train, CanvasInit, CaptionEncoderKind, OptimizerOptions, TrainOptions, CHECKPOINT,
+};
 use tch::{Device, Kind, Tensor};
 
 const FRAMES: usize = 6;
@@ -261,8 +263,10 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         log_every: steps,
         resume: false,
         device: Device::Cpu,
-        lr: Some(3e-3),
-        optimizer: Default::default(),
+        optimizer: OptimizerOptions {
+            lr: Some(3e-3),
+            ..Default::default()
+        },
         cache_dir: run_dir.join("cache"),
         time_limit: None,
         init_from: None,

@@ -695,7 +695,6 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         log_every: 10,
         resume: false,
         device: Device::Cpu,
-        lr: None,
         optimizer: Default::default(),
         cache_dir: cache.to_path_buf(),
         time_limit: None,
@@ -832,25 +831,27 @@ fn resume_is_exact(pixels: Pixels) {
     }
 }
 
-/// A run's Adam settings (learning rate, beta1, clipping) are kept when it is
-/// resumed (so the resumed half trains as the uninterrupted run did: with the
-/// paper's beta1 and clip instead, its weights would differ) and when continued
-/// with init_from; an explicit value replaces the run's own and is recorded.
+/// A run's Adam settings (learning rate, beta1, clipping) reach the optimizer (a
+/// run with the paper's beta1 and clip ends elsewhere), are kept when it is
+/// resumed (so the resumed half trains as the uninterrupted run did) and when
+/// continued with init_from; an explicit value replaces the run's own and is
+/// recorded.
 #[test]
 fn a_continued_run_keeps_its_optimizer_settings() {
     let _serial = training_lock();
     let cache = tempfile::tempdir().expect("tmp");
-    let (a, b, c) = (
+    let (a, b, c, d) = (
+        tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
     );
     let ours = OptimizerOptions {
+        lr: Some(3e-3),
         beta1: Some(0.9),
         clip: Some(0.0),
     };
     let options = |dir: &Path, steps| TrainOptions {
-        lr: Some(3e-3),
         optimizer: ours,
         ..tiny_options(dir, cache.path(), steps)
     };
@@ -862,26 +863,41 @@ fn a_continued_run_keeps_its_optimizer_settings() {
     train(&options(b.path(), 10)).expect("first half");
     let resumed = TrainOptions {
         resume: true,
-        lr: None,
         optimizer: OptimizerOptions::default(),
         ..options(b.path(), 20)
     };
     train(&resumed).expect("second half, no settings given");
-    let (ca, cb) = (ckpt(&a), ckpt(&b));
+    let paper = TrainOptions {
+        optimizer: OptimizerOptions {
+            lr: Some(3e-3),
+            ..Default::default()
+        },
+        ..tiny_options(d.path(), cache.path(), 20)
+    };
+    train(&paper).expect("the paper's beta1 and clip");
+    let (ca, cb, cd) = (ckpt(&a), ckpt(&b), ckpt(&d));
     assert_eq!(settings(&ca.meta), (3e-3, 0.9, 0.0));
     assert_eq!(settings(&cb.meta), (3e-3, 0.9, 0.0));
-    let (va, vb) = (ca.model.vs.variables(), cb.model.vs.variables());
+    assert_eq!(settings(&cd.meta), (3e-3, 0.5, 10.0));
+    let (va, vb, vd) = (
+        ca.model.vs.variables(),
+        cb.model.vs.variables(),
+        cd.model.vs.variables(),
+    );
     for (name, t) in &va {
         assert!(
             t.equal(&vb[name]),
             "{name}: the resumed half did not train with the run's own Adam settings"
         );
     }
+    assert!(
+        va.iter().any(|(name, t)| !t.equal(&vd[name])),
+        "beta1 0.9 without clipping trained exactly as beta1 0.5 with clip 10"
+    );
     // init_from: a new run from these weights keeps their settings...
     let from = b.path().join("checkpoint.safetensors");
     let continued = TrainOptions {
         init_from: Some(from.clone()),
-        lr: None,
         ..tiny_options(c.path(), cache.path(), 2)
     };
     train(&continued).expect("continued with init_from");
@@ -889,8 +905,8 @@ fn a_continued_run_keeps_its_optimizer_settings() {
     // ...and explicit values on resume replace them and are recorded.
     let lowered = TrainOptions {
         resume: true,
-        lr: Some(1e-4),
         optimizer: OptimizerOptions {
+            lr: Some(1e-4),
             beta1: Some(0.5),
             clip: Some(5.0),
         },
@@ -920,14 +936,14 @@ fn impossible_optimizer_settings_are_refused_before_anything_is_written() {
         (
             OptimizerOptions {
                 beta1: Some(1.0),
-                clip: None,
+                ..Default::default()
             },
             "beta1 must be at least 0 and below 1",
         ),
         (
             OptimizerOptions {
-                beta1: None,
                 clip: Some(f64::NAN),
+                ..Default::default()
             },
             "0: no clipping",
         ),
@@ -957,7 +973,7 @@ fn nan_stops_training_and_keeps_the_last_good_checkpoint() {
     let before = std::fs::read(&ckpt).expect("checkpoint");
     let mut opts = tiny_options(run.path(), cache.path(), 30);
     opts.resume = true;
-    opts.lr = Some(f64::NAN);
+    opts.optimizer.lr = Some(f64::NAN);
     let err = train(&opts).expect_err("a NaN learning rate must stop training");
     assert!(matches!(err, TrainError::NonFinite { .. }), "{err}");
     let msg = err.to_string();
@@ -1394,7 +1410,7 @@ fn unconditional_objects_on_layers_compose_one_digit_drawings() {
     }
     opts.model.draw_order = DrawOrder::Layers;
     opts.warm_start = Some(source.clone());
-    opts.lr = Some(1e-12);
+    opts.optimizer.lr = Some(1e-12);
     // Bad input first: fewer steps than objects, and a captioned run from an
     // unconditional model, are refused with what is accepted.
     opts.model.timesteps = 1;

@@ -55,11 +55,14 @@ pub enum TrainError {
     Invalid(String),
 }
 
-/// Adam's settings besides the learning rate. None: a new run takes the
-/// paper's (beta1 0.5, clip 10, `AdamConfig`); a resumed or continued run keeps
-/// what its checkpoint records. A value given replaces it and is recorded.
+/// Adam's settings. None: a new run (fresh or `warm_start`) takes the paper's
+/// (lr 1e-3, beta1 0.5, clip 10, `AdamConfig`); a resumed run, or one started
+/// with `init_from`, keeps what its checkpoint records. A value given replaces
+/// it and is recorded.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OptimizerOptions {
+    /// Adam's learning rate.
+    pub lr: Option<f64>,
     /// Adam's beta1, in [0, 1).
     pub beta1: Option<f64>,
     /// The global gradient-norm threshold; 0: no clipping.
@@ -94,12 +97,7 @@ pub struct TrainOptions {
     pub log_every: u64,
     pub resume: bool,
     pub device: Device,
-    /// Adam's learning rate (its other settings are the paper's, `AdamConfig`).
-    /// None: 1e-3 for a new run (fresh or `warm_start`); a resumed run, or one
-    /// started with `init_from`, keeps the rate its checkpoint records.
-    pub lr: Option<f64>,
-    /// Adam's beta1 and gradient clipping, like `lr`: None keeps the run's own
-    /// (the paper's for a new run).
+    /// Adam's learning rate, beta1 and gradient clipping.
     pub optimizer: OptimizerOptions,
     pub cache_dir: PathBuf,
     /// Stop (with a checkpoint) after this much wall time.

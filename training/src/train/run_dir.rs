@@ -77,7 +77,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         ));
     }
     // On resume every setting that shapes the run comes from the checkpoint (the
-    // learning rate too, unless opts.lr replaces it, below).
+    // Adam settings too, unless opts.optimizer replaces them, below).
     let (model, adam, mut meta, train) = if existing {
         let ck = checkpoint::load(&checkpoint_path, opts.device)?;
         (ck.model, ck.adam, ck.meta, None)
@@ -206,7 +206,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         (model, None, meta, Some(train))
     };
     // An explicit learning rate replaces the run's own (and is recorded with it).
-    if let Some(lr) = opts.lr {
+    if let Some(lr) = opts.optimizer.lr {
         meta.lr = lr;
     }
     if let Some(beta1) = opts.optimizer.beta1 {

@@ -212,8 +212,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         log_every: a.log_every,
         resume: a.resume,
         device,
-        lr: a.lr,
         optimizer: OptimizerOptions {
+            lr: a.lr,
             beta1: a.beta1,
             clip: a.clip,
         },
