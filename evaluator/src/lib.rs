@@ -35,7 +35,7 @@ pub use net::EvaluatorConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use syncdraw_data::dataset::DataError;
-use syncdraw_data::{Content, Dataset, DatasetConfig};
+use syncdraw_data::{Content, Dataset, DatasetConfig, Digits, Pixels};
 use tch::{nn, Device, Kind, Tensor};
 
 /// Version 2: the per-frame digit detector (version 1, a whole-video count
@@ -352,11 +352,14 @@ impl Evaluator {
     }
 }
 
-/// The real test split of `digits` digits for an evaluator's data config.
+/// The real test split of `digits` digits for an evaluator's data config, with
+/// grey pixels or binarised ones (the fixed sample a `--binarize` model's test
+/// NLL is measured on).
 pub fn real_test_split(
     data: &DatasetConfig,
     digits: usize,
     test_size: Option<usize>,
+    pixels: Pixels,
     cache_dir: &Path,
 ) -> Result<Dataset, EvaluatorError> {
     let mut c = data.clone();
@@ -364,9 +367,9 @@ pub fn real_test_split(
     if let Some(n) = test_size {
         c.test_size = n;
     }
-    Ok(Dataset::load_or_generate(
-        &c,
-        syncdraw_data::Split::Test,
-        cache_dir,
-    )?)
+    let test = Dataset::load_or_generate(&c, syncdraw_data::Split::Test, cache_dir)?;
+    Ok(match pixels {
+        Pixels::Grey => test,
+        Pixels::Binarized => test.binarized(&Digits::load(&c.source).map_err(DataError::from)?),
+    })
 }

@@ -7,14 +7,15 @@ use rand::SeedableRng;
 use std::process::Command;
 use syncdraw_data::bouncing::image_pools;
 use syncdraw_data::bouncing::{contents, grammar, split_of};
-use syncdraw_data::{Content, Dataset, DatasetConfig, DigitSource, Digits, Motion, Split};
+use syncdraw_data::{Content, Dataset, DatasetConfig, DigitSource, Digits, Motion, Pixels, Split};
 use syncdraw_evaluator::labels::{self, canonical, compare};
 use syncdraw_evaluator::net::parse_layers;
 use syncdraw_evaluator::reading::{self, read, Grid, CLASSES};
 use syncdraw_evaluator::render::render_frame;
 use syncdraw_evaluator::train::{train, training_pools, Recipe, TrainOptions};
 use syncdraw_evaluator::{
-    Evaluator, EvaluatorConfig, EvaluatorError, EvaluatorMeta, TrainingInfo, FORMAT as EV_FORMAT,
+    real_test_split, Evaluator, EvaluatorConfig, EvaluatorError, EvaluatorMeta, TrainingInfo,
+    FORMAT as EV_FORMAT,
 };
 use syncdraw_training::checkpoint::{self, Meta, FORMAT};
 use syncdraw_training::fidelity::{draw, fidelity, FidelityError};
@@ -507,6 +508,39 @@ fn briefly_trained_evaluator_reads_held_out_real_videos_and_survives_save_load()
         assert_eq!(listed[0]["index"], first.index);
         assert_eq!(listed[0]["read"], first.read.as_str());
     }
+}
+
+/// The evaluator reads the real test split grey, or binarised as a `--binarize`
+/// model's test NLL sees it (`evaluator accuracy --binarize`): the same videos,
+/// every pixel 0 or 255, black and white where the grey video is, and a sample
+/// of the grey edges in between.
+#[test]
+fn the_real_test_split_is_read_grey_or_binarised() {
+    let data = tiny_data(1);
+    let cache = tempfile::tempdir().unwrap();
+    let grey = real_test_split(&data, 1, Some(40), Pixels::Grey, cache.path()).unwrap();
+    let bin = real_test_split(&data, 1, Some(40), Pixels::Binarized, cache.path()).unwrap();
+    assert_eq!((grey.len(), bin.len()), (40, 40));
+    for (g, b) in grey.videos.iter().zip(&bin.videos) {
+        assert_eq!(g.tracks, b.tracks);
+    }
+    assert_eq!(grey.pixels.len(), bin.pixels.len());
+    let (mut edges, mut edges_on) = (0usize, 0usize);
+    for (&g, &b) in grey.pixels.iter().zip(&bin.pixels) {
+        assert!(b == 0 || b == 255, "binarised pixel {b}");
+        match g {
+            0 | 255 => assert_eq!(b, g),
+            _ => {
+                edges += 1;
+                edges_on += usize::from(b == 255);
+            }
+        }
+    }
+    assert!(edges > 1000, "{edges} grey edge pixels");
+    assert!(
+        0 < edges_on && edges_on < edges,
+        "{edges_on} of {edges} edges on"
+    );
 }
 
 #[test]

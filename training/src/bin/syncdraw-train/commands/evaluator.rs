@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
 use syncdraw_data::dataset::default_cache_dir;
-use syncdraw_data::DigitSource;
+use syncdraw_data::{DigitSource, Pixels};
 use syncdraw_evaluator::train::Recipe;
 
 #[derive(Subcommand)]
@@ -83,6 +83,11 @@ pub struct EvaluatorAccuracyArgs {
     /// stands clear (how it was read) to this JSON file.
     #[arg(long)]
     misread: Option<PathBuf>,
+    /// Read the binarised test videos instead (the fixed sample that `eval` of a
+    /// `train --binarize` model scores against): how well the evaluator reads
+    /// speckled digits, the ceiling of a binarised model's fidelity.
+    #[arg(long)]
+    binarize: bool,
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
@@ -116,6 +121,7 @@ fn evaluator_accuracy(
     ev: &syncdraw_evaluator::Evaluator,
     splits: &[usize],
     limit: Option<usize>,
+    pixels: Pixels,
     cache: &std::path::Path,
 ) -> Result<AccuracyReport> {
     let mut r = AccuracyReport {
@@ -124,7 +130,7 @@ fn evaluator_accuracy(
         misread: Default::default(),
     };
     for &d in splits {
-        let test = syncdraw_evaluator::real_test_split(&ev.meta.data, d, None, cache)?;
+        let test = syncdraw_evaluator::real_test_split(&ev.meta.data, d, None, pixels, cache)?;
         let a = ev.assess(&test, limit)?;
         let name = format!("{d}_digit_test");
         r.scores.insert(name.clone(), a.all);
@@ -184,7 +190,7 @@ fn run_train(a: EvaluatorTrainArgs) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
     })?;
-    let report = evaluator_accuracy(&ev, &[1, 2], None, &a.data.cache())?;
+    let report = evaluator_accuracy(&ev, &[1, 2], None, Pixels::Grey, &a.data.cache())?;
     ev.meta.accuracy = report.scores.clone();
     ev.save(&a.out)?;
     print_report(&TrainReport {
@@ -204,13 +210,19 @@ fn run_accuracy(a: EvaluatorAccuracyArgs) -> Result<()> {
         Some(d) => bail!("--digits must be 1 or 2, got {d}"),
     };
     let cache = a.cache_dir.unwrap_or_else(default_cache_dir);
-    let report = evaluator_accuracy(&ev, &splits, a.limit, &cache)?;
+    let pixels = if a.binarize {
+        Pixels::Binarized
+    } else {
+        Pixels::Grey
+    };
+    let report = evaluator_accuracy(&ev, &splits, a.limit, pixels, &cache)?;
     if let Some(path) = &a.misread {
         std::fs::write(path, serde_json::to_string_pretty(&report.misread)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     print_report(&AccuracyPrint {
         evaluator: a.evaluator,
+        pixels: pixels.name(),
         accuracy: report.accuracy_json()?,
     })
 }
@@ -237,6 +249,8 @@ struct TrainReport {
 #[derive(Serialize)]
 struct AccuracyPrint {
     evaluator: PathBuf,
+    /// "grey" or "binarized": which test pixels were read.
+    pixels: &'static str,
     /// Scores and image summaries by split name ("1_digit_test", ...).
     accuracy: serde_json::Value,
 }
