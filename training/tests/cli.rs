@@ -11,6 +11,17 @@ fn cli(args: &[&str]) -> Output {
         .expect("runs syncdraw-train")
 }
 
+/// Runs a command that must succeed and parses the JSON report it prints.
+fn json_report(args: &[&str]) -> serde_json::Value {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
 #[test]
 fn bad_numeric_flags_are_refused_with_what_is_accepted() {
     let cases: &[(&[&str], &str, &str)] = &[
@@ -134,7 +145,7 @@ fn bad_numeric_flags_are_refused_with_what_is_accepted() {
 fn eval_reports_the_pixels_and_the_entropy_floor_of_grey_data() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist1-captions.safetensors");
     let cache = tempfile::tempdir().expect("tmp");
-    let out = cli(&[
+    let r = json_report(&[
         "--threads",
         "1",
         "eval",
@@ -147,12 +158,6 @@ fn eval_reports_the_pixels_and_the_entropy_floor_of_grey_data() {
         "--cache-dir",
         cache.path().to_str().expect("utf-8 path"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["pixels"], "grey");
     let (floor, nll, excess) = (
         r["entropy_floor"].as_f64().expect("floor"),
@@ -173,7 +178,7 @@ fn eval_reports_the_pixels_and_the_entropy_floor_of_grey_data() {
 fn the_evaluator_reads_real_binarised_videos() {
     let evaluator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/evaluator.safetensors");
     let cache = tempfile::tempdir().expect("tmp");
-    let out = cli(&[
+    let r = json_report(&[
         "--threads",
         "1",
         "evaluator",
@@ -188,12 +193,6 @@ fn the_evaluator_reads_real_binarised_videos() {
         "--cache-dir",
         cache.path().to_str().expect("utf-8 path"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["pixels"], "binarized");
     let score = &r["accuracy"]["1_digit_test"];
     assert_eq!(score["videos"], 100);
@@ -213,7 +212,7 @@ fn eval_measures_the_training_split_on_request() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist1-captions.safetensors");
     let cache = tempfile::tempdir().expect("tmp");
     let report = |split: &str| -> serde_json::Value {
-        let out = cli(&[
+        json_report(&[
             "--threads",
             "1",
             "eval",
@@ -227,13 +226,7 @@ fn eval_measures_the_training_split_on_request() {
             "50",
             "--cache-dir",
             cache.path().to_str().expect("utf-8 path"),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON report")
+        ])
     };
     let (train, test) = (report("train"), report("test"));
     assert_eq!(train["split"], "train");

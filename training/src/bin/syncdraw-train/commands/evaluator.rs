@@ -85,7 +85,7 @@ pub struct EvaluatorAccuracyArgs {
     misread: Option<PathBuf>,
     /// Read the binarised test videos instead (the fixed sample that `eval` of a
     /// `train --binarize` model scores against): how well the evaluator reads
-    /// speckled digits, the ceiling of a binarised model's fidelity.
+    /// speckled digits, so a binarised model's fidelity can be read against it.
     #[arg(long)]
     binarize: bool,
     #[arg(long)]
