@@ -8,6 +8,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod export;
 pub mod fidelity;
+pub mod fused;
 pub mod model;
 pub mod nll;
 pub mod sample;

@@ -1,0 +1,358 @@
+//! The products and the sigmoid of one frame, on fixed sizes: a frame is
+//! A x A = 64 x 64 pixels, a filterbank K x A = 10 x 64 (eq. 3-4's F_p or F_q,
+//! one row per grid point). Each product exists twice: an AVX2 + FMA form,
+//! blocked so that its accumulators stay in registers, and a portable form that
+//! runs where the CPU lacks those instructions. [`Kernels::detect`] picks one
+//! per process; tests run both against each other.
+
+/// Pixels along each side of a frame.
+pub const A: usize = 64;
+/// Grid points along each side of a window.
+pub const K: usize = 10;
+
+pub type Row = [f32; A];
+/// One frame, row-major: `frame[a][b]`.
+pub type Frame = [Row; A];
+/// One filterbank, `bank[u][a]`, or any K rows of A values.
+pub type Bank = [Row; K];
+
+/// The frame products the fused canvas step is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// AVX2 and FMA, checked at run time.
+    Avx2,
+    /// Plain loops, for any CPU.
+    Portable,
+}
+
+impl Kernels {
+    /// The fastest form this CPU runs.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Kernels::Avx2;
+        }
+        Kernels::Portable
+    }
+
+    /// out[u] = sum_a f[u][a] img[a]: a filterbank times a frame, F img.
+    pub fn bank_frame(self, f: &Bank, img: &Frame, out: &mut Bank) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: Avx2 is only chosen where the CPU has AVX2 and FMA.
+            return unsafe { avx2::bank_frame(f, img, out) };
+        }
+        portable::bank_frame(f, img, out)
+    }
+
+    /// out[a] += sum_u f[u][a] m[u]: a frame plus a filterbank's transpose
+    /// times K rows, F^T m.
+    pub fn frame_add_banks(self, out: &mut Frame, f: &Bank, m: &Bank) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: as in `bank_frame`.
+            return unsafe { avx2::frame_add_banks(out, f, m) };
+        }
+        portable::frame_add_banks(out, f, m)
+    }
+
+    /// out[u][a] += scale sum_b p[u][b] img[a][b]: K rows times a frame's
+    /// transpose, p img^T.
+    pub fn bank_frame_t(self, p: &Bank, img: &Frame, scale: f32, out: &mut Bank) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: as in `bank_frame`.
+            return unsafe { avx2::bank_frame_t(p, img, scale, out) };
+        }
+        portable::bank_frame_t(p, img, scale, out)
+    }
+
+    /// s = sigmoid(c), pixel by pixel.
+    pub fn sigmoid(self, c: &Frame, s: &mut Frame) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: as in `bank_frame`.
+            return unsafe { avx2::sigmoid(c, s) };
+        }
+        portable::sigmoid(c, s)
+    }
+}
+
+/// y += a x over a row.
+pub fn axpy(y: &mut Row, a: f32, x: &Row) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = a.mul_add(*x, *y);
+    }
+}
+
+/// The dot product of two rows.
+pub fn dot(x: &Row, y: &Row) -> f32 {
+    let mut acc = [0f32; 8];
+    for (xs, ys) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] = xs[l].mul_add(ys[l], acc[l]);
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// Small products of K x K by K x A, m[u] = sum_v p[u][v] f[v]: a patch times a
+/// filterbank, P F.
+pub fn patch_bank(p: &[f32], f: &Bank) -> Bank {
+    let mut m = [[0f32; A]; K];
+    for (u, row) in m.iter_mut().enumerate() {
+        for (v, fv) in f.iter().enumerate() {
+            axpy(row, p[u * K + v], fv);
+        }
+    }
+    m
+}
+
+mod portable {
+    use super::{axpy, dot, Bank, Frame, Row, A, K};
+
+    pub fn bank_frame(f: &Bank, img: &Frame, out: &mut Bank) {
+        for (fu, o) in f.iter().zip(out.iter_mut()) {
+            let mut acc: Row = [0.0; A];
+            for (w, row) in fu.iter().zip(img) {
+                axpy(&mut acc, *w, row);
+            }
+            *o = acc;
+        }
+    }
+
+    pub fn frame_add_banks(out: &mut Frame, f: &Bank, m: &Bank) {
+        for (a, row) in out.iter_mut().enumerate() {
+            for u in 0..K {
+                axpy(row, f[u][a], &m[u]);
+            }
+        }
+    }
+
+    pub fn bank_frame_t(p: &Bank, img: &Frame, scale: f32, out: &mut Bank) {
+        for (pu, o) in p.iter().zip(out.iter_mut()) {
+            for (oa, row) in o.iter_mut().zip(img) {
+                *oa += scale * dot(pu, row);
+            }
+        }
+    }
+
+    pub fn sigmoid(c: &Frame, s: &mut Frame) {
+        for (cr, sr) in c.iter().zip(s.iter_mut()) {
+            for (c, s) in cr.iter().zip(sr.iter_mut()) {
+                *s = 1.0 / (1.0 + (-c).exp());
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! Register-blocked forms. Every function needs AVX2 and FMA: callers
+    //! check the CPU first ([`super::Kernels::detect`]).
+    use super::{Bank, Frame, Row, A};
+    use std::arch::x86_64::*;
+
+    /// F img, five filter rows by sixteen columns at a time (ten accumulators).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn bank_frame(f: &Bank, img: &Frame, out: &mut Bank) {
+        for u0 in [0, 5] {
+            for j in (0..A).step_by(16) {
+                let mut acc = [_mm256_setzero_ps(); 10];
+                for (a, row) in img.iter().enumerate() {
+                    let v0 = _mm256_loadu_ps(row.as_ptr().add(j));
+                    let v1 = _mm256_loadu_ps(row.as_ptr().add(j + 8));
+                    for i in 0..5 {
+                        let w = _mm256_broadcast_ss(&f[u0 + i][a]);
+                        acc[2 * i] = _mm256_fmadd_ps(w, v0, acc[2 * i]);
+                        acc[2 * i + 1] = _mm256_fmadd_ps(w, v1, acc[2 * i + 1]);
+                    }
+                }
+                for i in 0..5 {
+                    _mm256_storeu_ps(out[u0 + i].as_mut_ptr().add(j), acc[2 * i]);
+                    _mm256_storeu_ps(out[u0 + i].as_mut_ptr().add(j + 8), acc[2 * i + 1]);
+                }
+            }
+        }
+    }
+
+    /// out += F^T m, two frame rows by thirty-two columns at a time.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn frame_add_banks(out: &mut Frame, f: &Bank, m: &Bank) {
+        for a in (0..A).step_by(2) {
+            for o in [0, 32] {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for i in 0..4 {
+                    acc[i] = _mm256_loadu_ps(out[a].as_ptr().add(o + i * 8));
+                    acc[4 + i] = _mm256_loadu_ps(out[a + 1].as_ptr().add(o + i * 8));
+                }
+                for (fu, mu) in f.iter().zip(m) {
+                    let f0 = _mm256_broadcast_ss(&fu[a]);
+                    let f1 = _mm256_broadcast_ss(&fu[a + 1]);
+                    for i in 0..4 {
+                        let v = _mm256_loadu_ps(mu.as_ptr().add(o + i * 8));
+                        acc[i] = _mm256_fmadd_ps(f0, v, acc[i]);
+                        acc[4 + i] = _mm256_fmadd_ps(f1, v, acc[4 + i]);
+                    }
+                }
+                for i in 0..4 {
+                    _mm256_storeu_ps(out[a].as_mut_ptr().add(o + i * 8), acc[i]);
+                    _mm256_storeu_ps(out[a + 1].as_mut_ptr().add(o + i * 8), acc[4 + i]);
+                }
+            }
+        }
+    }
+
+    /// The eight lane sums of eight vectors, as one vector.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sums8(v: [__m256; 8]) -> __m256 {
+        let t0 = _mm256_hadd_ps(v[0], v[1]);
+        let t1 = _mm256_hadd_ps(v[2], v[3]);
+        let t2 = _mm256_hadd_ps(v[4], v[5]);
+        let t3 = _mm256_hadd_ps(v[6], v[7]);
+        let t0 = _mm256_hadd_ps(t0, t1);
+        let t2 = _mm256_hadd_ps(t2, t3);
+        let lo = _mm256_permute2f128_ps(t0, t2, 0x20);
+        let hi = _mm256_permute2f128_ps(t0, t2, 0x31);
+        _mm256_add_ps(lo, hi)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sum1(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// out += scale p img^T, five rows of p by two frame rows at a time.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn bank_frame_t(p: &Bank, img: &Frame, scale: f32, out: &mut Bank) {
+        for u0 in [0, 5] {
+            for a in (0..A).step_by(2) {
+                let mut acc = [_mm256_setzero_ps(); 10];
+                for j in (0..A).step_by(8) {
+                    let v0 = _mm256_loadu_ps(img[a].as_ptr().add(j));
+                    let v1 = _mm256_loadu_ps(img[a + 1].as_ptr().add(j));
+                    for i in 0..5 {
+                        let w = _mm256_loadu_ps(p[u0 + i].as_ptr().add(j));
+                        acc[i] = _mm256_fmadd_ps(w, v0, acc[i]);
+                        acc[5 + i] = _mm256_fmadd_ps(w, v1, acc[5 + i]);
+                    }
+                }
+                let s = sums8([
+                    acc[0], acc[1], acc[2], acc[3], acc[5], acc[6], acc[7], acc[8],
+                ]);
+                let mut lanes = [0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), s);
+                for i in 0..4 {
+                    out[u0 + i][a] += scale * lanes[i];
+                    out[u0 + i][a + 1] += scale * lanes[4 + i];
+                }
+                out[u0 + 4][a] += scale * sum1(acc[4]);
+                out[u0 + 4][a + 1] += scale * sum1(acc[9]);
+            }
+        }
+    }
+
+    /// 1 / (1 + e^-c), with e^-c = 2^n 2^f (n the nearest integer, f in
+    /// [-1/2, 1/2], 2^f by its degree-6 Taylor polynomial: relative error under
+    /// 2e-7) and the input held in [-87, 87], where e^-c stays a normal float.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn sigmoid(c: &Frame, s: &mut Frame) {
+        let (lo, hi) = (_mm256_set1_ps(-87.0), _mm256_set1_ps(87.0));
+        let log2e = _mm256_set1_ps(std::f32::consts::LOG2_E);
+        let one = _mm256_set1_ps(1.0);
+        // 2^f = e^(f ln 2), Taylor coefficients (ln 2)^k / k!.
+        const P: [f32; 6] = [
+            1.540_353e-4,
+            1.333_355_8e-3,
+            9.618_129e-3,
+            5.550_411e-2,
+            2.402_265e-1,
+            6.931_472e-1,
+        ];
+        for (cr, sr) in c.iter().zip(s.iter_mut()) {
+            let cr: &Row = cr;
+            for j in (0..A).step_by(8) {
+                let x = _mm256_loadu_ps(cr.as_ptr().add(j));
+                let x = _mm256_sub_ps(_mm256_setzero_ps(), x);
+                let x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+                let y = _mm256_mul_ps(x, log2e);
+                let n = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                let f = _mm256_sub_ps(y, n);
+                let mut p = _mm256_set1_ps(P[0]);
+                for k in &P[1..] {
+                    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(*k));
+                }
+                p = _mm256_fmadd_ps(p, f, one);
+                let bias = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+                let two_n = _mm256_castsi256_ps(_mm256_slli_epi32(bias, 23));
+                let e = _mm256_mul_ps(two_n, p);
+                let r = _mm256_div_ps(one, _mm256_add_ps(one, e));
+                _mm256_storeu_ps(sr.as_mut_ptr().add(j), r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled<const R: usize>(seed: u64) -> [Row; R] {
+        let mut state = seed;
+        let mut out = [[0f32; A]; R];
+        for row in out.iter_mut() {
+            for v in row.iter_mut() {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                *v = ((state >> 40) as f32 / (1u64 << 24) as f32) * 8.0 - 4.0;
+            }
+        }
+        out
+    }
+
+    fn close<const R: usize>(a: &[Row; R], b: &[Row; R], tol: f32) {
+        for (ra, rb) in a.iter().zip(b) {
+            for (x, y) in ra.iter().zip(rb) {
+                assert!((x - y).abs() <= tol * (1.0 + x.abs()), "{x} against {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_products_match_the_portable_ones() {
+        let fast = Kernels::detect();
+        if fast == Kernels::Portable {
+            eprintln!("this CPU has no AVX2 + FMA: the portable kernels are the only ones");
+            return;
+        }
+        let (f, m, img) = (filled::<K>(1), filled::<K>(2), filled::<A>(3));
+        let (mut a, mut b) = ([[0f32; A]; K], [[0f32; A]; K]);
+        fast.bank_frame(&f, &img, &mut a);
+        Kernels::Portable.bank_frame(&f, &img, &mut b);
+        close(&a, &b, 1e-5);
+        let (mut fa, mut fb) = (img, img);
+        fast.frame_add_banks(&mut fa, &f, &m);
+        Kernels::Portable.frame_add_banks(&mut fb, &f, &m);
+        close(&fa, &fb, 1e-5);
+        let (mut a, mut b) = (m, m);
+        fast.bank_frame_t(&f, &img, 0.5, &mut a);
+        Kernels::Portable.bank_frame_t(&f, &img, 0.5, &mut b);
+        close(&a, &b, 1e-5);
+        let mut c = img;
+        for (a, row) in c.iter_mut().enumerate() {
+            for (b, v) in row.iter_mut().enumerate() {
+                // logits from -100 to 100, past both ends of the clamp
+                *v = (a * A + b) as f32 / (A * A) as f32 * 200.0 - 100.0;
+            }
+        }
+        let (mut sa, mut sb) = ([[0f32; A]; A], [[0f32; A]; A]);
+        fast.sigmoid(&c, &mut sa);
+        Kernels::Portable.sigmoid(&c, &mut sb);
+        close(&sa, &sb, 1e-6);
+    }
+}
