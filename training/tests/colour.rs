@@ -126,6 +126,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         freeze_decoder: false,
         kl_weight: 1.0,
         products: Products::F32,
+        canvas_step: Default::default(),
         progress: false,
     }
 }

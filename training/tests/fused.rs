@@ -1,13 +1,21 @@
 //! The fused canvas step (training/src/fused) against the model's own read and
 //! write math run by libtorch with autograd: the same canvas and glimpses, and
 //! the same gradients of every window parameter, patch and canvas value, for
-//! both forms of the kernels. CPU only, real tch.
+//! both forms of the kernels; and the fused training step against the plain
+//! one: the same loss and the same gradient of every parameter. CPU only, real
+//! tch.
 use syncdraw_training::backend::tch_backend::TchBackend;
 use syncdraw_training::fused::frame::Kernels;
-use syncdraw_training::fused::{FusedCanvas, Read, Write};
+use syncdraw_training::fused::{step, FusedCanvas, Read, Write};
 use syncdraw_training::model::filterbank::{spatial_filterbanks, Geometry, Window};
 use syncdraw_training::model::read::read;
+use syncdraw_training::model::window_stats::WindowStats;
 use syncdraw_training::model::write::write;
+use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, SyncDraw, Variant};
+use syncdraw_training::source::DataSource;
+use syncdraw_training::train::{
+    slots_config, train, uses_fused_step, CanvasInit, CanvasStep, CaptionEncoderKind, TrainOptions,
+};
 use tch::{Device, Kind, Tensor};
 
 const B: i64 = 2;
@@ -196,4 +204,229 @@ fn the_fused_step_matches_libtorch_with_the_fast_kernels() {
 #[test]
 fn the_fused_step_matches_libtorch_with_the_portable_kernels() {
     compare(Kernels::Portable);
+}
+
+/// A small model of the sizes the kernels take (64 x 64 frames, grids of 10).
+fn small_model(variant: Variant, captions: bool, decoder: DecoderKind) -> ModelConfig {
+    ModelConfig {
+        variant,
+        frames: N,
+        channels: 1,
+        height: S,
+        width: S,
+        timesteps: 3,
+        read_k: K,
+        write_k: K,
+        enc_size: 32,
+        dec_size: 32,
+        z_dim: 4,
+        caption: captions.then(|| slots_config(&syncdraw_data::bouncing::grammar(1))),
+        decoder,
+        bounded_windows: true,
+        forget_bias: 1.0,
+        canvas_init: Some(-3.0),
+        draw_order: DrawOrder::Together,
+        objects: None,
+        stable_filterbank: true,
+        temporal_k: None,
+    }
+}
+
+/// Every parameter's gradient, by name.
+fn gradients(model: &SyncDraw) -> Vec<(String, Vec<f32>)> {
+    let mut v: Vec<(String, Vec<f32>)> = model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, grad(&t)))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn zero_grads(model: &SyncDraw) {
+    for (_, t) in model.vs.variables() {
+        let mut g = t.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
+}
+
+fn compare_steps(config: ModelConfig, kernels: Kernels) {
+    assert!(step::supported(&config));
+    tch::manual_seed(11);
+    let model = SyncDraw::new(&config, Device::Cpu);
+    let x = Tensor::rand([B, N, S, S], (Kind::Float, Device::Cpu)).round();
+    let eps = Tensor::randn(
+        [B, config.timesteps, config.z_dim],
+        (Kind::Float, Device::Cpu),
+    );
+    let ids = config
+        .caption
+        .as_ref()
+        .map(|_| Tensor::from_slice(&[4i64, 1, 8, 2]).reshape([2, 2]));
+    let kl_weight = 1.5;
+
+    let mut plain_stats = WindowStats::default();
+    let plain = model.loss_observed(
+        &x,
+        ids.as_ref(),
+        &eps,
+        Some(&mut plain_stats),
+        syncdraw_training::backend::tch_backend::Products::F32,
+    );
+    (&plain.reconstruction + &plain.kl * kl_weight)
+        .mean(Kind::Float)
+        .backward();
+    let plain_grads = gradients(&model);
+    zero_grads(&model);
+
+    let mut canvas = FusedCanvas::with_kernels((B * N) as usize, 2, kernels);
+    let mut fused_stats = WindowStats::default();
+    let fused = step::loss_and_backward(
+        &model,
+        &mut canvas,
+        &x,
+        ids.as_ref(),
+        &eps,
+        kl_weight,
+        Some(&mut fused_stats),
+    );
+    let fused_grads = gradients(&model);
+
+    for (what, a, b) in [
+        (
+            "reconstruction",
+            &plain.reconstruction,
+            &fused.reconstruction,
+        ),
+        ("kl", &plain.kl, &fused.kl),
+        ("log q/p", &plain.log_q_over_p, &fused.log_q_over_p),
+    ] {
+        let d = rel_diff(&values(a), &values(b));
+        assert!(
+            d < 1e-5,
+            "{:?} {kernels:?}: {what} differs by {d:e}",
+            config.variant
+        );
+    }
+    assert_eq!(plain_grads.len(), fused_grads.len());
+    for ((name, a), (_, b)) in plain_grads.iter().zip(&fused_grads) {
+        let d = rel_diff(a, b);
+        assert!(
+            d < 1e-4,
+            "{:?} {kernels:?}: gradient of {name} differs by {d:e}",
+            config.variant
+        );
+    }
+    let (p, f) = (
+        numbers(&plain_stats.finish()),
+        numbers(&fused_stats.finish()),
+    );
+    assert!(!p.is_empty() && p.len() == f.len(), "window statistics");
+    assert!(rel_diff(&p, &f) < 1e-4, "window statistics differ");
+}
+
+/// Every number of a value's JSON form, in order.
+fn numbers(v: &impl serde::Serialize) -> Vec<f32> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<f32>) {
+        match v {
+            serde_json::Value::Number(n) => out.push(n.as_f64().unwrap_or(f64::NAN) as f32),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&serde_json::to_value(v).expect("json"), &mut out);
+    out
+}
+
+#[test]
+fn the_fused_training_step_has_the_plain_steps_loss_and_gradients() {
+    for kernels in [Kernels::detect(), Kernels::Portable] {
+        compare_steps(
+            small_model(Variant::Syncdraw, true, DecoderKind::WhatWhere),
+            kernels,
+        );
+        compare_steps(
+            small_model(Variant::Global, false, DecoderKind::Joint),
+            kernels,
+        );
+    }
+}
+
+/// A few steps of `train` with each canvas step, from the same seed: the same
+/// losses and, after three Adam updates, the same weights.
+#[test]
+fn training_runs_alike_with_either_canvas_step() {
+    let cache = tempfile::tempdir().expect("tmp");
+    let run = |canvas_step: CanvasStep| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut dataset = syncdraw_data::DatasetConfig::new(1);
+        dataset.train_size = 16;
+        dataset.test_size = 8;
+        dataset.video.frames = N as usize;
+        let opts = TrainOptions {
+            run_dir: dir.path().to_path_buf(),
+            model: small_model(Variant::Syncdraw, true, DecoderKind::WhatWhere),
+            data: DataSource::Generated(dataset),
+            pixels: syncdraw_data::Pixels::Grey,
+            captions: Some(CaptionEncoderKind::Slots),
+            canvas_init: CanvasInit::DataMean,
+            batch: 4,
+            steps: 3,
+            seed: 5,
+            checkpoint_every: 10,
+            eval_every: 0,
+            eval_videos: 8,
+            log_every: 1,
+            resume: false,
+            device: Device::Cpu,
+            optimizer: Default::default(),
+            cache_dir: cache.path().to_path_buf(),
+            time_limit: None,
+            init_from: None,
+            warm_start: None,
+            freeze_decoder: false,
+            kl_weight: 1.0,
+            products: syncdraw_training::backend::tch_backend::Products::F32,
+            canvas_step,
+            progress: false,
+        };
+        assert_eq!(
+            uses_fused_step(&opts, &opts.model),
+            canvas_step == CanvasStep::Fused
+        );
+        train(&opts).expect("training runs");
+        let losses: Vec<f32> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))
+            .expect("metrics")
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("json")["loss"]
+                    .as_f64()
+                    .expect("loss") as f32
+            })
+            .collect();
+        let mut weights = Tensor::read_safetensors(dir.path().join("checkpoint.safetensors"))
+            .expect("checkpoint");
+        // The weights and the optimizer's moments (the run's metadata, with its
+        // clock times, is left out).
+        weights.retain(|(_, t)| t.kind() == Kind::Float);
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        (losses, weights)
+    };
+    let (fused_losses, fused_weights) = run(CanvasStep::Fused);
+    let (plain_losses, plain_weights) = run(CanvasStep::Plain);
+    assert_eq!(fused_losses.len(), 3);
+    assert!(
+        rel_diff(&fused_losses, &plain_losses) < 1e-5,
+        "{fused_losses:?} against {plain_losses:?}"
+    );
+    assert_eq!(fused_weights.len(), plain_weights.len());
+    for ((name, a), (_, b)) in fused_weights.iter().zip(&plain_weights) {
+        let d = rel_diff(&values(a), &values(b));
+        assert!(d < 1e-3, "{name} differs by {d:e} after three steps");
+    }
 }

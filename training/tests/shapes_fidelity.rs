@@ -274,6 +274,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         freeze_decoder: false,
         kl_weight: 1.0,
         products: Products::F32,
+        canvas_step: Default::default(),
         progress: false,
     }
 }

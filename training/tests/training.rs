@@ -703,6 +703,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         freeze_decoder: false,
         kl_weight: 1.0,
         products: Products::F32,
+        canvas_step: Default::default(),
         progress: false,
     }
 }

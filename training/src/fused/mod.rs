@@ -21,8 +21,33 @@
 //! read together. Sizes are fixed: grey 64 x 64 frames, grids of 10 (every
 //! Bouncing MNIST model); [`FusedCanvas::supports`] says which models qualify.
 pub mod frame;
+pub mod step;
 
 use frame::{dot, patch_bank, Bank, Frame, Kernels, A, K};
+
+/// How a training step runs its canvas half.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CanvasStep {
+    /// The fused kernels with their own backward ([`step`]), where the model
+    /// qualifies ([`step::supported`]) and the step runs on the CPU with f32
+    /// products; libtorch's operations otherwise.
+    #[default]
+    Fused,
+    /// libtorch's operations and autograd throughout, as before the kernels
+    /// (the same numbers to float rounding: training/tests/fused.rs).
+    Plain,
+}
 
 /// Values of one frame, one filterbank, one K x K patch or glimpse.
 const PIXELS: usize = A * A;
@@ -106,6 +131,14 @@ impl FusedCanvas {
 
     pub fn kernels(&self) -> Kernels {
         self.kernels
+    }
+
+    /// Steps over `frames` frames from now on (the kept buffers are reused).
+    pub fn resize(&mut self, frames: usize) {
+        if frames != self.frames {
+            self.threads = self.threads.clamp(1, frames.max(1));
+            self.frames = frames;
+        }
     }
 
     fn check(&self, what: &str, v: &[f32], per_frame: usize) {

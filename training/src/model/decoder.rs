@@ -50,6 +50,15 @@ impl<T> DecoderState<T> {
     pub fn h(&self) -> &T {
         self.joined.as_ref().unwrap_or(&self.lstms[0].h)
     }
+
+    /// The state of the decoder LSTMs `lstms`, as in [`DecoderParams::lstms`].
+    pub fn from_lstms<B: Backend<Tensor = T>>(be: &mut B, lstms: Vec<LstmState<T>>) -> Self {
+        let joined = (lstms.len() > 1).then(|| {
+            let hs: Vec<&T> = lstms.iter().map(|l| &l.h).collect();
+            be.concat(&hs, 1)
+        });
+        DecoderState { lstms, joined }
+    }
 }
 
 /// What the decoder produces for a batch of z draws.
@@ -198,11 +207,7 @@ impl<T> Decoder<T> {
                 lstm.step(be, &input, prev)
             })
             .collect();
-        let joined = (lstms.len() > 1).then(|| {
-            let hs: Vec<&T> = lstms.iter().map(|l| &l.h).collect();
-            be.concat(&hs, 1)
-        });
-        DecoderState { lstms, joined }
+        DecoderState::from_lstms(be, lstms)
     }
 
     /// write(h_dec^t) for every frame (eq. 9): [B, N, A, B] ([B, N, C, A, B] in
@@ -242,7 +247,7 @@ impl<T> Decoder<T> {
     /// w^t, the patch written at this step, from the last decoder LSTM (what):
     /// [B, G, K, K] (G = N frames, or K_t temporal rows for the Baseline); in
     /// colour [B, G, C, K, K], a patch per channel.
-    fn write_patch<B: Backend<Tensor = T>>(&self, be: &mut B, state: &DecoderState<T>) -> T {
+    pub fn write_patch<B: Backend<Tensor = T>>(&self, be: &mut B, state: &DecoderState<T>) -> T {
         self.patch_of(be, &state.lstms[state.lstms.len() - 1].h)
     }
 

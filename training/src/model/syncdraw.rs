@@ -1,11 +1,12 @@
 //! The full Sync-DRAW model and its loss (§3.1.5).
 use super::canvas::{composed, layer_mass, layered_bce};
+use super::caption::CaptionFeatures;
 use super::config::{ModelConfig, Variant};
 use super::decoder::DecoderParams;
 use super::decoder::DecoderState;
 use super::encoder::EncoderParams;
 use super::filterbank::{window, Geometry};
-use super::layers::LstmState;
+use super::layers::{Linear, Lstm, LstmState};
 use super::read::read;
 use super::window_stats::WindowStats;
 use crate::backend::tch_backend::{Products, TchBackend};
@@ -34,6 +35,58 @@ impl Loss {
     /// Negative ELBO per video, [B].
     pub fn nll(&self) -> Tensor {
         &self.reconstruction + &self.kl
+    }
+}
+
+/// One step of inference, t counting from 0: the encoder LSTM on the glimpses
+/// (eq. 7, 12), Q(Z^t | h_enc^t), the reparameterised draw z^t = mu + sigma eps^t,
+/// and the step's terms of the loss.
+pub struct Inferred {
+    /// h_enc^t and its cell.
+    pub enc: LstmState<Tensor>,
+    pub z: Tensor,
+    /// KL_t = 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1), [B].
+    pub kl: Tensor,
+    /// log N(z; mu, sigma) - log N(z; 0, 1) of the drawn z, [B].
+    pub log_q_over_p: Tensor,
+}
+
+/// [`Inferred`] from the glimpses [r_x, r_hat] (read(x) and read(x_hat), [B, G, K, K]
+/// each), h_dec^{t-1}, the caption features and the previous encoder state.
+pub fn infer(
+    be: &mut TchBackend,
+    (enc, posterior): (&Lstm<Tensor>, &Linear<Tensor>),
+    [r_x, r_hat]: [&Tensor; 2],
+    h_dec_prev: &Tensor,
+    s: Option<&CaptionFeatures<Tensor>>,
+    enc_state: Option<&LstmState<Tensor>>,
+    eps_t: &Tensor,
+) -> Inferred {
+    let batch = r_x.size()[0];
+    let (r_x, r_hat) = (r_x.reshape([batch, -1]), r_hat.reshape([batch, -1]));
+    // h_enc^t = LSTM_enc(h_enc^{t-1}, [R^t, h_dec^{t-1}, S])  (eq. 7, 12)
+    let mut parts = vec![&r_x, &r_hat, h_dec_prev];
+    if let Some(s) = s {
+        parts.push(&s.all);
+    }
+    let enc_in = Tensor::cat(&parts, 1);
+    let next_enc = enc.step(be, &enc_in, enc_state);
+    let q = posterior.forward(be, &next_enc.h);
+    let z_dim = eps_t.size()[1];
+    let mu = q.narrow(1, 0, z_dim);
+    let log_sigma = q.narrow(1, z_dim, z_dim);
+    let sigma = log_sigma.exp();
+    let z = &mu + &sigma * eps_t;
+    let sum = |t: Tensor| t.sum_dim_intlist([1].as_slice(), false, Kind::Float);
+    // KL_t = 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1)
+    let kl = sum(mu.square() + sigma.square() - &log_sigma * 2.0 - 1.0) * 0.5;
+    // log N(z; mu, sigma) - log N(z; 0, 1) = sum(-eps^2/2 - log sigma + z^2/2)
+    let log_q_over_p = sum(z.square() * 0.5 - eps_t.square() * 0.5 - &log_sigma);
+    Inferred {
+        enc: next_enc,
+        z,
+        kl,
+        log_q_over_p,
     }
 }
 
@@ -124,33 +177,18 @@ impl SyncDraw {
                 .try_into()
                 .expect("one glimpse per video read");
             let r_hat = &r_x - r_shown;
-            let (r_x, r_hat) = (r_x.reshape([batch, -1]), r_hat.reshape([batch, -1]));
-            // h_enc^t = LSTM_enc(h_enc^{t-1}, [R^t, h_dec^{t-1}, S])  (eq. 7, 12)
-            let mut parts = vec![&r_x, &r_hat, &h_dec_prev];
-            if let Some(s) = &s {
-                parts.push(&s.all);
-            }
-            let enc_in = Tensor::cat(&parts, 1);
-            let next_enc = enc.step(be, &enc_in, enc_state.as_ref());
-            let q = posterior.forward(be, &next_enc.h);
-            let mu = q.narrow(1, 0, c.z_dim);
-            let log_sigma = q.narrow(1, c.z_dim, c.z_dim);
-            let sigma = log_sigma.exp();
-            let z = &mu + &sigma * eps.select(1, t);
-            // KL_t = 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1)
-            let kl_t = (mu.square() + sigma.square() - &log_sigma * 2.0 - 1.0).sum_dim_intlist(
-                [1].as_slice(),
-                false,
-                Kind::Float,
-            ) * 0.5;
-            kl += kl_t;
-            // log N(z; mu, sigma) - log N(z; 0, 1) = sum(-eps^2/2 - log sigma + z^2/2)
-            let e_t = eps.select(1, t);
-            log_q_over_p += (z.square() * 0.5 - e_t.square() * 0.5 - &log_sigma).sum_dim_intlist(
-                [1].as_slice(),
-                false,
-                Kind::Float,
+            let step = infer(
+                be,
+                (&enc, &posterior),
+                [&r_x, &r_hat],
+                &h_dec_prev,
+                s.as_ref(),
+                enc_state.as_ref(),
+                &eps.select(1, t),
             );
+            kl += &step.kl;
+            log_q_over_p += &step.log_q_over_p;
+            let (z, next_enc) = (step.z, step.enc);
             let next_dec = dec.step(be, &z, s.as_ref(), dec_state.as_ref(), t);
             let write_win = dec.write_window(be, &next_dec);
             if let Some(stats) = stats.as_deref_mut() {

@@ -8,6 +8,8 @@ use crate::adam::{Adam, AdamConfig};
 pub use crate::backend::tch_backend::Products;
 use crate::batch::{batch_indices, Batcher};
 use crate::checkpoint::{self, CheckpointError};
+pub use crate::fused::CanvasStep;
+use crate::fused::{self, FusedCanvas};
 use crate::model::window_stats::WindowStats;
 use crate::model::{ModelConfig, SyncDraw};
 use crate::nll::{evaluate, EvalResult};
@@ -116,6 +118,8 @@ pub struct TrainOptions {
     pub kl_weight: f64,
     /// Number format of the training step's matrix products (evaluation is f32).
     pub products: Products,
+    /// How the step runs its canvas half (the fused kernels by default).
+    pub canvas_step: CanvasStep,
     pub progress: bool,
 }
 
@@ -223,6 +227,21 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let (mut sum_loss, mut sum_kl, mut sum_n) = (0.0, 0.0, 0u64);
     let (mut last_loss, mut rate) = (f64::NAN, 0.0);
     let mut test = None;
+    let mut fused = uses_fused_step(opts, &c).then(|| {
+        FusedCanvas::new(
+            opts.batch * c.frames as usize,
+            tch::get_num_threads().max(1) as usize,
+        )
+    });
+    if opts.progress {
+        eprintln!(
+            "canvas half of the step: {}",
+            match &fused {
+                Some(k) => format!("fused kernels ({:?})", k.kernels()),
+                None => "libtorch operations".into(),
+            }
+        );
+    }
     let mut step = start_step;
     while step < opts.steps {
         step += 1;
@@ -242,13 +261,30 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         // Window statistics are gathered on the steps that log (a few small reductions).
         let mut windows =
             (step % opts.log_every.max(1) == 0 || step == opts.steps).then(WindowStats::default);
-        let loss = model.loss_observed(&x, ids.as_ref(), &eps, windows.as_mut(), opts.products);
+        adam.zero_grad();
+        // The objective: the negative ELBO, with the KL weighted by kl_weight;
+        // its gradient from the fused step's own backward, or from autograd.
+        let loss = match &mut fused {
+            Some(kernels) => fused::step::loss_and_backward(
+                &model,
+                kernels,
+                &x,
+                ids.as_ref(),
+                &eps,
+                meta.kl_weight,
+                windows.as_mut(),
+            ),
+            None => {
+                let loss =
+                    model.loss_observed(&x, ids.as_ref(), &eps, windows.as_mut(), opts.products);
+                (&loss.reconstruction + &loss.kl * meta.kl_weight)
+                    .mean(Kind::Float)
+                    .backward();
+                loss
+            }
+        };
         let windows = windows.map(WindowStats::finish);
         let total = loss.nll().mean(Kind::Float);
-        // The objective: the negative ELBO, with the KL weighted by kl_weight.
-        let objective = (&loss.reconstruction + &loss.kl * meta.kl_weight).mean(Kind::Float);
-        adam.zero_grad();
-        objective.backward();
         let norm = adam.grad_norm();
         let not_finite = |t: &Tensor| t.isfinite().logical_not().to_kind(Kind::Double);
         win_bad += not_finite(&total) + not_finite(&norm);
@@ -341,4 +377,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         test,
         checkpoint: ckpt_path,
     })
+}
+
+/// Whether a run with these options trains with the fused canvas step:
+/// asked for, on the CPU with f32 products, and a model the kernels take.
+pub fn uses_fused_step(opts: &TrainOptions, model: &ModelConfig) -> bool {
+    opts.canvas_step == CanvasStep::Fused
+        && opts.device == Device::Cpu
+        && opts.products == Products::F32
+        && fused::step::supported(model)
 }

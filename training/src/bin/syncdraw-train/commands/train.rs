@@ -10,7 +10,7 @@ use syncdraw_training::backend::tch_backend::{cpu_has_bf16, products_warning};
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, Variant};
 use syncdraw_training::source::{DataSource, FolderSource};
 use syncdraw_training::train::{
-    train, CanvasInit, CaptionEncoderKind, OptimizerOptions, Products, TrainOptions,
+    train, CanvasInit, CanvasStep, CaptionEncoderKind, OptimizerOptions, Products, TrainOptions,
 };
 
 #[derive(Args)]
@@ -144,6 +144,14 @@ pub struct TrainArgs {
     /// are always f32.
     #[arg(long, value_enum, default_value_t = Products::F32)]
     products: Products,
+    /// How the step computes its canvas half (each step's write, the canvas's
+    /// sigmoid and the reads of it and of the video). fused: kernels of our own
+    /// with their own backward, one pass per frame (Sync-DRAW and Global models
+    /// on grey 64 x 64 frames with grids of 10, on the CPU with f32 products;
+    /// other runs use libtorch); plain: libtorch's operations and autograd. The
+    /// same numbers to float rounding.
+    #[arg(long, value_enum, default_value_t = CanvasStep::Fused)]
+    canvas_step: CanvasStep,
     /// Stop with a checkpoint after this many minutes.
     #[arg(long, value_parser = positive_f64)]
     max_minutes: Option<f64>,
@@ -224,6 +232,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         freeze_decoder: a.freeze_decoder,
         kl_weight: a.kl_weight,
         products,
+        canvas_step: a.canvas_step,
         progress: true,
     };
     print_report(&train(&opts)?)

@@ -1,0 +1,384 @@
+//! A training step whose canvas half runs in the fused kernels, with a
+//! backward through the T steps of its own.
+//!
+//! libtorch's autograd cannot call a backward written in Rust (tch has no custom
+//! autograd functions), so the step is cut where the canvas half meets the
+//! recurrent half. The recurrent part of each step t (the encoder LSTM,
+//! Q(Z^t | h_enc^t), the decoder LSTMs, the write window and patch, the next
+//! read window) is one libtorch graph, a *segment*, whose inputs are leaves: the
+//! glimpses of step t and the LSTM states of step t - 1. The kernels take the
+//! segment's filterbanks and patches as values. The backward then runs in
+//! reverse order of steps, each segment's autograd backward handing its leaves'
+//! gradients to the kernels' backward of the step before, and the kernels'
+//! gradients of the filterbanks and patches to the segment before that; every
+//! parameter's gradient accumulates in the variable store as with one backward.
+//! The numbers are those of [`SyncDraw::loss_observed`] and its backward
+//! (training/tests/fused.rs checks the loss and every gradient).
+use super::{FusedCanvas, Read, ReadGrads, Write, WriteGrads};
+use crate::backend::tch_backend::TchBackend;
+use crate::model::caption::CaptionFeatures;
+use crate::model::decoder::DecoderState;
+use crate::model::filterbank::{spatial_filterbanks, window, Geometry, Window};
+use crate::model::layers::LstmState;
+use crate::model::syncdraw::{infer, Loss, SyncDraw};
+use crate::model::window_stats::WindowStats;
+use crate::model::{ModelConfig, Variant};
+use tch::{Device, Kind, Tensor};
+
+/// Whether the fused step runs this model: Sync-DRAW or Global windows on
+/// grey 64 x 64 frames with grids of 10, drawn together on one canvas (the
+/// Baseline's temporal windows, colour, other sizes and objects drawn in turn
+/// train on the plain step).
+pub fn supported(c: &ModelConfig) -> bool {
+    c.variant != Variant::Baseline
+        && c.channels == 1
+        && c.objects_in_turn().is_none()
+        && FusedCanvas::supports(c.height, c.width, c.read_k, c.write_k)
+}
+
+/// The inputs of a write or read window to the kernels: libtorch tensors
+/// ([B, N, K, A] filterbanks; the patch w / gamma [B, N, K, K], or the read's
+/// gamma [B, N, 1]) and their values.
+struct WindowIn {
+    tensors: [Tensor; 3],
+    values: [Vec<f32>; 3],
+}
+
+impl WindowIn {
+    fn new(tensors: [Tensor; 3]) -> Self {
+        let values = tensors.each_ref().map(values);
+        Self { tensors, values }
+    }
+
+    fn write(&self) -> Write<'_> {
+        let [f_row, f_col, patch] = &self.values;
+        Write {
+            f_row,
+            f_col,
+            patch,
+        }
+    }
+
+    fn read(&self) -> Read<'_> {
+        let [f_row, f_col, gamma] = &self.values;
+        Read {
+            f_row,
+            f_col,
+            gamma,
+        }
+    }
+
+    /// sum(tensor * gradient) over the three inputs: its backward hands the
+    /// kernels' gradients to the graph that made them.
+    fn pushed(&self, grads: [&[f32]; 3]) -> Tensor {
+        let mut total = Tensor::zeros([], (Kind::Float, Device::Cpu));
+        for (t, g) in self.tensors.iter().zip(grads) {
+            total += (t * Tensor::from_slice(g).view(t.size().as_slice())).sum(Kind::Float);
+        }
+        total
+    }
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    let flat = t.detach().contiguous().view([-1]).to_kind(Kind::Float);
+    Vec::<f32>::try_from(&flat).expect("a float tensor on the CPU")
+}
+
+fn leaf(t: &Tensor) -> Tensor {
+    t.detach().set_requires_grad(true)
+}
+
+/// The gradient a leaf received, zeros if none reached it.
+fn grad_of(t: &Tensor) -> Tensor {
+    let g = t.grad();
+    if g.defined() {
+        g
+    } else {
+        t.zeros_like()
+    }
+}
+
+/// A window's filterbanks [B, F, K, A] made one per frame, [B, N, K, A]
+/// (Global's single window is shared by the N frames).
+fn per_frame(t: Tensor, frames: i64) -> Tensor {
+    let mut size = t.size();
+    size[1] = frames;
+    t.expand(size.as_slice(), false)
+}
+
+/// The read window of h_dec^{t-1} as kernel inputs (eq. 1-4 for its filterbanks).
+fn read_window(
+    be: &mut TchBackend,
+    layer: &crate::model::layers::Linear<Tensor>,
+    h: &Tensor,
+    geo: Geometry,
+    stats: Option<&mut WindowStats>,
+) -> WindowIn {
+    let win = window(be, layer, h, geo, false);
+    if let Some(stats) = stats {
+        stats.read.add(&win, geo);
+    }
+    let (f_row, f_col) = spatial_filterbanks(be, &win, geo);
+    WindowIn::new([
+        per_frame(f_row, geo.frames),
+        per_frame(f_col, geo.frames),
+        per_frame(win.gamma, geo.frames),
+    ])
+}
+
+/// The write window and patch of h_dec^t as kernel inputs (eq. 9: the patch
+/// divided by gamma, the filterbanks of eq. 1-4).
+fn write_window(
+    win: &Window<Tensor>,
+    patch: &Tensor,
+    geo: Geometry,
+    be: &mut TchBackend,
+) -> WindowIn {
+    let (f_row, f_col) = spatial_filterbanks(be, win, geo);
+    let p = patch / win.gamma.unsqueeze(3);
+    WindowIn::new([
+        per_frame(f_row, geo.frames),
+        per_frame(f_col, geo.frames),
+        p,
+    ])
+}
+
+/// One step's recurrent graph: its leaves and the outputs the later steps and
+/// the kernels take gradients of.
+struct Segment {
+    glimpses: [Tensor; 2],
+    /// Encoder (h, c), then each decoder LSTM's (h, c): leaves of the step
+    /// before's states (empty at t = 0).
+    states_in: Vec<Tensor>,
+    states_out: Vec<Tensor>,
+    kl: Tensor,
+    write: WindowIn,
+    /// The read window of the next step (none after the last).
+    next_read: Option<WindowIn>,
+}
+
+fn states(enc: &LstmState<Tensor>, dec: &DecoderState<Tensor>) -> Vec<Tensor> {
+    let mut v = vec![enc.h.shallow_clone(), enc.c.shallow_clone()];
+    for l in &dec.lstms {
+        v.push(l.h.shallow_clone());
+        v.push(l.c.shallow_clone());
+    }
+    v
+}
+
+fn leaf_features(s: &CaptionFeatures<Tensor>) -> CaptionFeatures<Tensor> {
+    CaptionFeatures {
+        all: leaf(&s.all),
+        by_role: s.by_role.as_ref().map(|r| r.each_ref().map(leaf)),
+        per_object: None,
+    }
+}
+
+fn feature_tensors(s: &CaptionFeatures<Tensor>) -> Vec<&Tensor> {
+    let mut v = vec![&s.all];
+    if let Some(r) = &s.by_role {
+        v.extend(r.iter());
+    }
+    v
+}
+
+/// The loss of a batch as [`SyncDraw::loss_observed`] gives it, with the
+/// gradient of the objective mean(L_X + kl_weight L_Z) over the batch added to
+/// every parameter's gradient (zero them first). `x` [B, N, A, B] in [0, 1],
+/// `eps` [B, T, z_dim]; the model must be [`supported`] and on the CPU.
+#[allow(clippy::too_many_arguments)]
+pub fn loss_and_backward(
+    model: &SyncDraw,
+    kernels: &mut FusedCanvas,
+    x: &Tensor,
+    caption: Option<&Tensor>,
+    eps: &Tensor,
+    kl_weight: f64,
+    mut stats: Option<&mut WindowStats>,
+) -> Loss {
+    let c = &model.config;
+    assert!(supported(c), "the fused step does not run this model");
+    let be = &mut TchBackend::new(Device::Cpu);
+    let dec = model.decoder.bind(be);
+    let read_layer = model.encoder.read_window.bind(be);
+    let enc = model.encoder.lstm.bind(be);
+    let posterior = model.encoder.posterior.bind(be);
+    let (rgeo, wgeo) = (Geometry::of(c, c.read_k), Geometry::of(c, c.write_k));
+    let batch = x.size()[0];
+    let (n, k) = (c.frames, c.read_k);
+    let steps = c.timesteps as usize;
+    let per_step = (batch * n * k * k) as usize;
+    kernels.resize((batch * n) as usize);
+    let x = x.to_kind(Kind::Float).contiguous();
+    let x_values = values(&x);
+
+    // Caption features enter every segment as leaves; their graph runs back once.
+    let s_full = dec.caption_embedding(be, caption);
+    let s = s_full.as_ref().map(leaf_features);
+    // c^0: zero as in the paper, or the learned initial logit.
+    let c0 = dec_canvas0(model);
+    let mut canvas = vec![c0.as_ref().map_or(0.0, |t| t.double_value(&[0]) as f32); x_values.len()];
+
+    // Forward: the read of step 0 from h_dec = 0, then each step's segment and
+    // the kernels of its write and of the next step's read.
+    let h0 = Tensor::zeros([batch, c.dec_size], (Kind::Float, Device::Cpu));
+    let first_read = read_window(be, &read_layer, &h0, rgeo, stats.as_deref_mut());
+    let mut glimpse = [vec![0f32; per_step], vec![0f32; per_step]];
+    let [gx, gs] = &mut glimpse;
+    kernels.forward(
+        0,
+        &mut canvas,
+        &x_values,
+        None,
+        Some(first_read.read()),
+        gx,
+        gs,
+    );
+    let mut segments: Vec<Segment> = Vec::with_capacity(steps);
+    let mut carried: Option<(LstmState<Tensor>, DecoderState<Tensor>)> = None;
+    let zeros = || Tensor::zeros([batch], (Kind::Float, Device::Cpu));
+    let (mut kl, mut log_q_over_p) = (zeros(), zeros());
+    for t in 0..steps {
+        let glimpses = glimpse
+            .each_ref()
+            .map(|g| leaf(&Tensor::from_slice(g).view([batch, n, k, k])));
+        let (enc_prev, dec_prev, states_in) = match &carried {
+            None => (None, None, Vec::new()),
+            Some((e, d)) => {
+                let e = LstmState {
+                    h: leaf(&e.h),
+                    c: leaf(&e.c),
+                };
+                let lstms = d
+                    .lstms
+                    .iter()
+                    .map(|l| LstmState {
+                        h: leaf(&l.h),
+                        c: leaf(&l.c),
+                    })
+                    .collect();
+                let d = DecoderState::from_lstms(be, lstms);
+                let ins = states(&e, &d);
+                (Some(e), Some(d), ins)
+            }
+        };
+        let h_dec_prev = dec_prev.as_ref().map_or(&h0, |d| d.h());
+        let r_hat = &glimpses[0] - &glimpses[1];
+        let inferred = infer(
+            be,
+            (&enc, &posterior),
+            [&glimpses[0], &r_hat],
+            h_dec_prev,
+            s.as_ref(),
+            enc_prev.as_ref(),
+            &eps.select(1, t as i64),
+        );
+        kl += inferred.kl.detach();
+        log_q_over_p += inferred.log_q_over_p.detach();
+        let next_dec = dec.step(be, &inferred.z, s.as_ref(), dec_prev.as_ref(), t as i64);
+        let win = dec.write_window(be, &next_dec);
+        if let Some(stats) = stats.as_deref_mut() {
+            stats.write.add(&win, wgeo);
+        }
+        let patch = dec.write_patch(be, &next_dec);
+        let write = write_window(&win, &patch, wgeo, be);
+        let next_read = (t + 1 < steps)
+            .then(|| read_window(be, &read_layer, next_dec.h(), rgeo, stats.as_deref_mut()));
+        let [gx, gs] = &mut glimpse;
+        kernels.forward(
+            t + 1,
+            &mut canvas,
+            &x_values,
+            Some(write.write()),
+            next_read.as_ref().map(WindowIn::read),
+            gx,
+            gs,
+        );
+        segments.push(Segment {
+            glimpses,
+            states_in,
+            states_out: states(&inferred.enc, &next_dec),
+            kl: inferred.kl,
+            write,
+            next_read,
+        });
+        carried = Some((inferred.enc, next_dec));
+    }
+
+    // L_X = BCE(x, sigmoid(c^T)) summed over each video's pixels; the objective's
+    // gradient in c^T is (sigmoid(c^T) - x) / B.
+    let logits = Tensor::from_slice(&canvas).view(x.size().as_slice());
+    let reconstruction = logits
+        .binary_cross_entropy_with_logits::<Tensor>(&x, None, None, tch::Reduction::None)
+        .view([batch, -1])
+        .sum_dim_intlist([1].as_slice(), false, Kind::Float);
+    let mut dcanvas = values(&((logits.sigmoid() - &x) / batch as f64));
+
+    // Backward, last step first.
+    let mut after: Option<ReadGrads> = None;
+    let (mut write_grads, _) = kernels.backward(
+        steps,
+        &mut dcanvas,
+        &x_values,
+        Some(segments[steps - 1].write.write()),
+        None,
+        &[],
+        &[],
+    );
+    let mut states_grad: Option<Vec<Tensor>> = None;
+    for t in (0..steps).rev() {
+        let seg = &segments[t];
+        let wg: WriteGrads = write_grads.take().expect("the write's gradients");
+        let mut objective = seg.kl.mean(Kind::Float) * kl_weight
+            + seg.write.pushed([&wg.f_row, &wg.f_col, &wg.patch]);
+        if let (Some(r), Some(g)) = (&seg.next_read, after.take()) {
+            objective += r.pushed([&g.f_row, &g.f_col, &g.gamma]);
+        }
+        if let Some(g) = states_grad.take() {
+            for (out, g) in seg.states_out.iter().zip(&g) {
+                objective += (out * g).sum(Kind::Float);
+            }
+        }
+        objective.backward();
+        states_grad = Some(seg.states_in.iter().map(grad_of).collect());
+        let [dgx, dgs] = seg.glimpses.each_ref().map(|g| values(&grad_of(g)));
+        let write = (t > 0).then(|| segments[t - 1].write.write());
+        let read = if t > 0 {
+            segments[t - 1].next_read.as_ref().map(WindowIn::read)
+        } else {
+            Some(first_read.read())
+        };
+        let (wg, rg) = kernels.backward(t, &mut dcanvas, &x_values, write, read, &dgx, &dgs);
+        write_grads = wg;
+        after = rg;
+    }
+    // The first read's window, the caption features' graph and c^0.
+    let mut rest = Tensor::zeros([], (Kind::Float, Device::Cpu));
+    if let Some(g) = after.take() {
+        rest += first_read.pushed([&g.f_row, &g.f_col, &g.gamma]);
+    }
+    if let (Some(full), Some(leaves)) = (&s_full, &s) {
+        for (f, l) in feature_tensors(full)
+            .into_iter()
+            .zip(feature_tensors(leaves))
+        {
+            rest += (f * grad_of(l)).sum(Kind::Float);
+        }
+    }
+    if let Some(c0) = &c0 {
+        let total: f64 = dcanvas.iter().map(|&v| v as f64).sum();
+        rest += (c0 * total).sum(Kind::Float);
+    }
+    if rest.requires_grad() {
+        rest.backward();
+    }
+    Loss {
+        reconstruction,
+        kl,
+        log_q_over_p,
+    }
+}
+
+fn dec_canvas0(model: &SyncDraw) -> Option<Tensor> {
+    model.decoder.canvas0.as_ref().map(Tensor::shallow_clone)
+}
