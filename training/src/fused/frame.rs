@@ -15,6 +15,8 @@ pub type Row = [f32; A];
 pub type Frame = [Row; A];
 /// One filterbank, `bank[u][a]`, or any K rows of A values.
 pub type Bank = [Row; K];
+/// A K x K patch or glimpse, row-major.
+pub type Patch = [f32; K * K];
 
 /// The frame products the fused canvas step is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,37 @@ impl Kernels {
         portable::bank_frame_t(p, img, scale, out)
     }
 
+    /// out[u] = sum_v p[u][v] f[v]: a K x K patch times K rows, P F.
+    pub fn patch_bank(self, p: &Patch, f: &Bank, out: &mut Bank) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: as in `bank_frame`.
+            return unsafe { avx2::patch_bank(p, f, out) };
+        }
+        portable::patch_bank(p, f, out)
+    }
+
+    /// out[u][v] = scale sum_b r[u][b] f[v][b]: K rows times K rows
+    /// transposed, R F^T (a glimpse from the rows F_p img).
+    pub fn bank_bank_t(self, r: &Bank, f: &Bank, scale: f32, out: &mut Patch) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: as in `bank_frame`.
+            return unsafe { avx2::bank_bank_t(r, f, scale, out) };
+        }
+        portable::bank_bank_t(r, f, scale, out)
+    }
+
+    /// d += g s (1 - s), pixel by pixel: the gradient of c through s = sigmoid(c).
+    pub fn add_sigmoid_grad(self, d: &mut Frame, g: &Frame, s: &Frame) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: as in `bank_frame`.
+            return unsafe { avx2::add_sigmoid_grad(d, g, s) };
+        }
+        portable::add_sigmoid_grad(d, g, s)
+    }
+
     /// s = sigmoid(c), pixel by pixel.
     pub fn sigmoid(self, c: &Frame, s: &mut Frame) {
         #[cfg(target_arch = "x86_64")]
@@ -79,38 +112,54 @@ impl Kernels {
     }
 }
 
-/// y += a x over a row.
+/// y += a x over a row (a multiply and an add, never a library call for fused
+/// multiply-add on CPUs without it).
+#[inline(always)]
 pub fn axpy(y: &mut Row, a: f32, x: &Row) {
     for (y, x) in y.iter_mut().zip(x) {
-        *y = a.mul_add(*x, *y);
+        *y += a * x;
     }
 }
 
 /// The dot product of two rows.
+#[inline(always)]
 pub fn dot(x: &Row, y: &Row) -> f32 {
     let mut acc = [0f32; 8];
     for (xs, ys) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
         for l in 0..8 {
-            acc[l] = xs[l].mul_add(ys[l], acc[l]);
+            acc[l] += xs[l] * ys[l];
         }
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
-/// Small products of K x K by K x A, m[u] = sum_v p[u][v] f[v]: a patch times a
-/// filterbank, P F.
-pub fn patch_bank(p: &[f32], f: &Bank) -> Bank {
-    let mut m = [[0f32; A]; K];
-    for (u, row) in m.iter_mut().enumerate() {
-        for (v, fv) in f.iter().enumerate() {
-            axpy(row, p[u * K + v], fv);
+mod portable {
+    use super::{axpy, dot, Bank, Frame, Patch, Row, A, K};
+
+    pub fn patch_bank(p: &Patch, f: &Bank, out: &mut Bank) {
+        for (u, o) in out.iter_mut().enumerate() {
+            *o = [0.0; A];
+            for (v, fv) in f.iter().enumerate() {
+                axpy(o, p[u * K + v], fv);
+            }
         }
     }
-    m
-}
 
-mod portable {
-    use super::{axpy, dot, Bank, Frame, Row, A, K};
+    pub fn bank_bank_t(r: &Bank, f: &Bank, scale: f32, out: &mut Patch) {
+        for (u, ru) in r.iter().enumerate() {
+            for (v, fv) in f.iter().enumerate() {
+                out[u * K + v] = scale * dot(ru, fv);
+            }
+        }
+    }
+
+    pub fn add_sigmoid_grad(d: &mut Frame, g: &Frame, s: &Frame) {
+        for ((dr, gr), sr) in d.iter_mut().zip(g).zip(s) {
+            for ((d, g), s) in dr.iter_mut().zip(gr).zip(sr) {
+                *d += g * (s * (1.0 - s));
+            }
+        }
+    }
 
     pub fn bank_frame(f: &Bank, img: &Frame, out: &mut Bank) {
         for (fu, o) in f.iter().zip(out.iter_mut()) {
@@ -151,8 +200,68 @@ mod portable {
 mod avx2 {
     //! Register-blocked forms. Every function needs AVX2 and FMA: callers
     //! check the CPU first ([`super::Kernels::detect`]).
-    use super::{Bank, Frame, Row, A};
+    use super::{Bank, Frame, Patch, Row, A, K};
     use std::arch::x86_64::*;
+
+    /// P F, five rows of P by sixteen columns at a time.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn patch_bank(p: &Patch, f: &Bank, out: &mut Bank) {
+        for u0 in [0, 5] {
+            for j in (0..A).step_by(16) {
+                let mut acc = [_mm256_setzero_ps(); 10];
+                for (v, row) in f.iter().enumerate() {
+                    let v0 = _mm256_loadu_ps(row.as_ptr().add(j));
+                    let v1 = _mm256_loadu_ps(row.as_ptr().add(j + 8));
+                    for i in 0..5 {
+                        let w = _mm256_broadcast_ss(&p[(u0 + i) * K + v]);
+                        acc[2 * i] = _mm256_fmadd_ps(w, v0, acc[2 * i]);
+                        acc[2 * i + 1] = _mm256_fmadd_ps(w, v1, acc[2 * i + 1]);
+                    }
+                }
+                for i in 0..5 {
+                    _mm256_storeu_ps(out[u0 + i].as_mut_ptr().add(j), acc[2 * i]);
+                    _mm256_storeu_ps(out[u0 + i].as_mut_ptr().add(j + 8), acc[2 * i + 1]);
+                }
+            }
+        }
+    }
+
+    /// scale R F^T, one row of R against every row of F at a time.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn bank_bank_t(r: &Bank, f: &Bank, scale: f32, out: &mut Patch) {
+        for (u, ru) in r.iter().enumerate() {
+            let mut acc = [_mm256_setzero_ps(); K];
+            for j in (0..A).step_by(8) {
+                let x = _mm256_loadu_ps(ru.as_ptr().add(j));
+                for v in 0..K {
+                    let w = _mm256_loadu_ps(f[v].as_ptr().add(j));
+                    acc[v] = _mm256_fmadd_ps(x, w, acc[v]);
+                }
+            }
+            let s = sums8([
+                acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7],
+            ]);
+            let s = _mm256_mul_ps(s, _mm256_set1_ps(scale));
+            _mm256_storeu_ps(out.as_mut_ptr().add(u * K), s);
+            out[u * K + 8] = scale * sum1(acc[8]);
+            out[u * K + 9] = scale * sum1(acc[9]);
+        }
+    }
+
+    /// d += g s (1 - s).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn add_sigmoid_grad(d: &mut Frame, g: &Frame, s: &Frame) {
+        let one = _mm256_set1_ps(1.0);
+        for ((dr, gr), sr) in d.iter_mut().zip(g).zip(s) {
+            for j in (0..A).step_by(8) {
+                let sv = _mm256_loadu_ps(sr.as_ptr().add(j));
+                let slope = _mm256_mul_ps(sv, _mm256_sub_ps(one, sv));
+                let gv = _mm256_loadu_ps(gr.as_ptr().add(j));
+                let dv = _mm256_loadu_ps(dr.as_ptr().add(j));
+                _mm256_storeu_ps(dr.as_mut_ptr().add(j), _mm256_fmadd_ps(gv, slope, dv));
+            }
+        }
+    }
 
     /// F img, five filter rows by sixteen columns at a time (ten accumulators).
     #[target_feature(enable = "avx2,fma")]
@@ -323,6 +432,15 @@ mod tests {
         }
     }
 
+    /// A frame made of K rows repeated.
+    fn m_frame(m: &Bank) -> Frame {
+        let mut f = [[0f32; A]; A];
+        for (a, row) in f.iter_mut().enumerate() {
+            *row = m[a % K];
+        }
+        f
+    }
+
     #[test]
     fn the_fast_products_match_the_portable_ones() {
         let fast = Kernels::detect();
@@ -343,6 +461,25 @@ mod tests {
         fast.bank_frame_t(&f, &img, 0.5, &mut a);
         Kernels::Portable.bank_frame_t(&f, &img, 0.5, &mut b);
         close(&a, &b, 1e-5);
+        let mut p = [0f32; K * K];
+        for (i, v) in p.iter_mut().enumerate() {
+            *v = (i as f32 * 0.37).sin();
+        }
+        let (mut a, mut b) = ([[0f32; A]; K], [[0f32; A]; K]);
+        fast.patch_bank(&p, &f, &mut a);
+        Kernels::Portable.patch_bank(&p, &f, &mut b);
+        close(&a, &b, 1e-5);
+        let (mut pa, mut pb) = ([0f32; K * K], [0f32; K * K]);
+        fast.bank_bank_t(&f, &m, 0.7, &mut pa);
+        Kernels::Portable.bank_bank_t(&f, &m, 0.7, &mut pb);
+        for (x, y) in pa.iter().zip(&pb) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{x} against {y}");
+        }
+        let s01 = img.map(|r| r.map(|v| (v + 4.0) / 8.0));
+        let (mut da, mut db) = (img, img);
+        fast.add_sigmoid_grad(&mut da, &m_frame(&m), &s01);
+        Kernels::Portable.add_sigmoid_grad(&mut db, &m_frame(&m), &s01);
+        close(&da, &db, 1e-6);
         let mut c = img;
         for (a, row) in c.iter_mut().enumerate() {
             for (b, v) in row.iter_mut().enumerate() {

@@ -22,8 +22,9 @@
 //! Bouncing MNIST model); [`FusedCanvas::supports`] says which models qualify.
 pub mod frame;
 pub mod step;
+pub mod threads;
 
-use frame::{dot, patch_bank, Bank, Frame, Kernels, A, K};
+use frame::{dot, Bank, Frame, Kernels, Patch, A, K};
 
 /// How a training step runs its canvas half.
 #[derive(
@@ -133,6 +134,12 @@ impl FusedCanvas {
         self.kernels
     }
 
+    /// Frames per chunk of work: four chunks per thread, so that a thread that
+    /// finishes early takes over work of a slower one.
+    fn frames_per_chunk(&self) -> usize {
+        self.frames.div_ceil(4 * self.threads).max(1)
+    }
+
     /// Steps over `frames` frames from now on (the kept buffers are reused).
     pub fn resize(&mut self, frames: usize) {
         if frames != self.frames {
@@ -182,61 +189,67 @@ impl FusedCanvas {
             self.check("glimpse", glimpse_x, PATCH);
             self.check("glimpse", glimpse_shown, PATCH);
         }
+        let (per, threads) = (self.frames_per_chunk(), self.threads);
         let saved = &mut self.saved[t];
         if read.is_some() {
             saved.shown.resize(n * PIXELS, 0.0);
             saved.rows.resize(n * 2 * BANK, 0.0);
         }
         let kernels = self.kernels;
-        let per = n.div_ceil(self.threads);
-        std::thread::scope(|scope| {
+        let mut chunks = Vec::new();
+        {
             let mut canvas = canvas.chunks_mut(per * PIXELS);
             let mut shown = saved.shown.chunks_mut(per * PIXELS);
             let mut rows = saved.rows.chunks_mut(per * 2 * BANK);
             let mut gx = glimpse_x.chunks_mut(per * PATCH);
             let mut gs = glimpse_shown.chunks_mut(per * PATCH);
             for first in (0..n).step_by(per) {
-                let canvas = canvas.next().expect("one chunk per thread");
-                let (mut shown, mut rows, mut gx, mut gs) =
-                    (shown.next(), rows.next(), gx.next(), gs.next());
-                let (write, read) = (write, read);
-                scope.spawn(move || {
-                    for i in 0..canvas.len() / PIXELS {
-                        let f = first + i;
-                        let c = frame_mut(&mut canvas[i * PIXELS..(i + 1) * PIXELS]);
-                        if let Some(w) = &write {
-                            let m =
-                                patch_bank(&w.patch[f * PATCH..(f + 1) * PATCH], bank(w.f_col, f));
-                            kernels.frame_add_banks(c, bank(w.f_row, f), &m);
-                        }
-                        if let (Some(r), Some(shown), Some(rows), Some(gx), Some(gs)) = (
-                            &read,
-                            shown.as_deref_mut(),
-                            rows.as_deref_mut(),
-                            gx.as_deref_mut(),
-                            gs.as_deref_mut(),
-                        ) {
-                            let s = frame_mut(&mut shown[i * PIXELS..(i + 1) * PIXELS]);
-                            kernels.sigmoid(c, s);
-                            let (rx, rs) =
-                                rows[i * 2 * BANK..(i + 1) * 2 * BANK].split_at_mut(BANK);
-                            let (rx, rs) = (bank_mut(rx), bank_mut(rs));
-                            kernels.bank_frame(bank(r.f_row, f), frame(x, f), rx);
-                            kernels.bank_frame(bank(r.f_row, f), s, rs);
-                            let f_col = bank(r.f_col, f);
-                            let gamma = r.gamma[f];
-                            let g = i * PATCH;
-                            for u in 0..K {
-                                for v in 0..K {
-                                    gx[g + u * K + v] = gamma * dot(&rx[u], &f_col[v]);
-                                    gs[g + u * K + v] = gamma * dot(&rs[u], &f_col[v]);
-                                }
-                            }
-                        }
-                    }
-                });
+                let canvas = canvas.next().expect("a chunk of every buffer");
+                chunks.push((
+                    first,
+                    canvas,
+                    shown.next(),
+                    rows.next(),
+                    gx.next(),
+                    gs.next(),
+                ));
             }
-        });
+        }
+        threads::for_each_chunk(
+            threads,
+            chunks,
+            |(first, canvas, mut shown, mut rows, mut gx, mut gs)| {
+                for i in 0..canvas.len() / PIXELS {
+                    let f = first + i;
+                    let c = frame_mut(&mut canvas[i * PIXELS..(i + 1) * PIXELS]);
+                    if let Some(w) = &write {
+                        // c + F_p^T (P F_q)  (eq. 9, 10)
+                        let mut m = [[0f32; A]; K];
+                        kernels.patch_bank(patch(w.patch, f), bank(w.f_col, f), &mut m);
+                        kernels.frame_add_banks(c, bank(w.f_row, f), &m);
+                    }
+                    if let (Some(r), Some(shown), Some(rows), Some(gx), Some(gs)) = (
+                        &read,
+                        shown.as_deref_mut(),
+                        rows.as_deref_mut(),
+                        gx.as_deref_mut(),
+                        gs.as_deref_mut(),
+                    ) {
+                        // s = sigmoid(c); G = gamma (F_p img) F_q^T  (eq. 5, 6)
+                        let s = frame_mut(&mut shown[i * PIXELS..(i + 1) * PIXELS]);
+                        kernels.sigmoid(c, s);
+                        let (rx, rs) = rows[i * 2 * BANK..(i + 1) * 2 * BANK].split_at_mut(BANK);
+                        let (rx, rs) = (bank_mut(rx), bank_mut(rs));
+                        let (f_row, f_col, gamma) =
+                            (bank(r.f_row, f), bank(r.f_col, f), r.gamma[f]);
+                        kernels.bank_frame(f_row, frame(x, f), rx);
+                        kernels.bank_frame(f_row, s, rs);
+                        kernels.bank_bank_t(rx, f_col, gamma, patch_mut(gx, i));
+                        kernels.bank_bank_t(rs, f_col, gamma, patch_mut(gs, i));
+                    }
+                }
+            },
+        );
     }
 
     fn check_read(&self, r: &Read) {
@@ -284,8 +297,9 @@ impl FusedCanvas {
             .filter(|s| read.is_none() || !s.shown.is_empty());
         let saved = saved.expect("the backward of a step that ran forward");
         let kernels = self.kernels;
-        let per = n.div_ceil(self.threads);
-        std::thread::scope(|scope| {
+        let per = self.frames_per_chunk();
+        let mut chunks = Vec::new();
+        {
             let mut dc = dcanvas.chunks_mut(per * PIXELS);
             let (mut w_row, mut w_col, mut w_patch) = match &mut wg {
                 Some(g) => (
@@ -304,89 +318,76 @@ impl FusedCanvas {
                 None => (None, None, None),
             };
             for first in (0..n).step_by(per) {
-                let dc = dc.next().expect("one chunk per thread");
-                let mut wgc = match (&mut w_row, &mut w_col, &mut w_patch) {
+                let dc = dc.next().expect("a chunk of every buffer");
+                let wgc = match (&mut w_row, &mut w_col, &mut w_patch) {
                     (Some(a), Some(b), Some(c)) => {
                         Some((a.next().unwrap(), b.next().unwrap(), c.next().unwrap()))
                     }
                     _ => None,
                 };
-                let mut rgc = match (&mut r_row, &mut r_col, &mut r_gamma) {
+                let rgc = match (&mut r_row, &mut r_col, &mut r_gamma) {
                     (Some(a), Some(b), Some(c)) => {
                         Some((a.next().unwrap(), b.next().unwrap(), c.next().unwrap()))
                     }
                     _ => None,
                 };
-                let (write, read) = (write, read);
-                scope.spawn(move || {
-                    for i in 0..dc.len() / PIXELS {
-                        let f = first + i;
-                        let d = frame_mut(&mut dc[i * PIXELS..(i + 1) * PIXELS]);
-                        if let (Some(r), Some((g_row, g_col, g_gamma))) = (&read, &mut rgc) {
-                            let s = frame(&saved.shown, f);
-                            let rows = &saved.rows[f * 2 * BANK..(f + 1) * 2 * BANK];
-                            let (rx, rs) = rows.split_at(BANK);
-                            let (rx, rs) = (bank_ref(rx), bank_ref(rs));
-                            let (f_row, f_col, gamma) =
-                                (bank(r.f_row, f), bank(r.f_col, f), r.gamma[f]);
-                            let dgx = &dglimpse_x[f * PATCH..(f + 1) * PATCH];
-                            let dgs = &dglimpse_shown[f * PATCH..(f + 1) * PATCH];
-                            // G = gamma R F_q^T with R = F_p img:
-                            //   dR = gamma dG F_q, dF_q = gamma dG^T R, dgamma = <dG, R F_q^T>
-                            let mut drx = [[0f32; A]; K];
-                            let mut drs = [[0f32; A]; K];
-                            let g_col = bank_mut(&mut g_col[i * BANK..(i + 1) * BANK]);
-                            let mut dgamma = 0.0;
-                            for u in 0..K {
-                                for v in 0..K {
-                                    let (ex, es) = (dgx[u * K + v], dgs[u * K + v]);
-                                    frame::axpy(&mut drx[u], gamma * ex, &f_col[v]);
-                                    frame::axpy(&mut drs[u], gamma * es, &f_col[v]);
-                                    frame::axpy(&mut g_col[v], gamma * ex, &rx[u]);
-                                    frame::axpy(&mut g_col[v], gamma * es, &rs[u]);
-                                    dgamma +=
-                                        ex * dot(&rx[u], &f_col[v]) + es * dot(&rs[u], &f_col[v]);
-                                }
-                            }
-                            g_gamma[i] = dgamma;
-                            //   R = F_p img: dF_p = dR img^T, dimg = F_p^T dR
-                            let g_row = bank_mut(&mut g_row[i * BANK..(i + 1) * BANK]);
-                            kernels.bank_frame_t(&drx, frame(x, f), 1.0, g_row);
-                            kernels.bank_frame_t(&drs, s, 1.0, g_row);
-                            let mut ds = [[0f32; A]; A];
-                            kernels.frame_add_banks(&mut ds, f_row, &drs);
-                            //   s = sigmoid(c): dc += ds s (1 - s)
-                            for ((dr, sr), dsr) in d.iter_mut().zip(s).zip(&ds) {
-                                for ((d, s), g) in dr.iter_mut().zip(sr).zip(dsr) {
-                                    *d = g.mul_add(s * (1.0 - s), *d);
-                                }
-                            }
-                        }
-                        if let (Some(w), Some((g_row, g_col, g_patch))) = (&write, &mut wgc) {
-                            // c + F_p^T P F_q: with M = P F_q and T = F_p dc,
-                            //   dF_p = M dc^T, dP = T F_q^T, dF_q = P^T T; dc passes on.
-                            let (f_row, f_col) = (bank(w.f_row, f), bank(w.f_col, f));
-                            let p = &w.patch[f * PATCH..(f + 1) * PATCH];
-                            let m = patch_bank(p, f_col);
-                            kernels.bank_frame_t(
-                                &m,
-                                d,
-                                1.0,
-                                bank_mut(&mut g_row[i * BANK..(i + 1) * BANK]),
-                            );
-                            let mut t_rows = [[0f32; A]; K];
-                            kernels.bank_frame(f_row, d, &mut t_rows);
-                            let g_col = bank_mut(&mut g_col[i * BANK..(i + 1) * BANK]);
-                            let g_patch = &mut g_patch[i * PATCH..(i + 1) * PATCH];
-                            for u in 0..K {
-                                for v in 0..K {
-                                    g_patch[u * K + v] = dot(&t_rows[u], &f_col[v]);
-                                    frame::axpy(&mut g_col[v], p[u * K + v], &t_rows[u]);
-                                }
-                            }
-                        }
+                chunks.push((first, dc, wgc, rgc));
+            }
+        }
+        threads::for_each_chunk(self.threads, chunks, |(first, dc, mut wgc, mut rgc)| {
+            for i in 0..dc.len() / PIXELS {
+                let f = first + i;
+                let d = frame_mut(&mut dc[i * PIXELS..(i + 1) * PIXELS]);
+                if let (Some(r), Some((g_row, g_col, g_gamma))) = (&read, &mut rgc) {
+                    let s = frame(&saved.shown, f);
+                    let rows = &saved.rows[f * 2 * BANK..(f + 1) * 2 * BANK];
+                    let (rx, rs) = rows.split_at(BANK);
+                    let (rx, rs) = (bank_ref(rx), bank_ref(rs));
+                    let (f_row, f_col, gamma) = (bank(r.f_row, f), bank(r.f_col, f), r.gamma[f]);
+                    // G = gamma R F_q^T with R = F_p img:
+                    //   dR = gamma dG F_q, dF_q = gamma dG^T R,
+                    //   dgamma = <dG, R F_q^T> = <dG F_q, R>
+                    let (dgx, dgs) = (patch(dglimpse_x, f), patch(dglimpse_shown, f));
+                    let (mut drx, mut drs) = ([[0f32; A]; K], [[0f32; A]; K]);
+                    kernels.patch_bank(dgx, f_col, &mut drx);
+                    kernels.patch_bank(dgs, f_col, &mut drs);
+                    g_gamma[i] = (0..K)
+                        .map(|u| dot(&drx[u], &rx[u]) + dot(&drs[u], &rs[u]))
+                        .sum();
+                    for row in drx.iter_mut().chain(drs.iter_mut()) {
+                        row.iter_mut().for_each(|v| *v *= gamma);
                     }
-                });
+                    let g_col = bank_mut(&mut g_col[i * BANK..(i + 1) * BANK]);
+                    let mut part = [[0f32; A]; K];
+                    kernels.patch_bank(&transposed(dgx, gamma), rx, g_col);
+                    kernels.patch_bank(&transposed(dgs, gamma), rs, &mut part);
+                    for (g, p) in g_col.iter_mut().zip(&part) {
+                        frame::axpy(g, 1.0, p);
+                    }
+                    //   R = F_p img: dF_p = dR img^T, dimg = F_p^T dR
+                    let g_row = bank_mut(&mut g_row[i * BANK..(i + 1) * BANK]);
+                    kernels.bank_frame_t(&drx, frame(x, f), 1.0, g_row);
+                    kernels.bank_frame_t(&drs, s, 1.0, g_row);
+                    let mut ds = [[0f32; A]; A];
+                    kernels.frame_add_banks(&mut ds, f_row, &drs);
+                    //   s = sigmoid(c): dc += ds s (1 - s)
+                    kernels.add_sigmoid_grad(d, &ds, s);
+                }
+                if let (Some(w), Some((g_row, g_col, g_patch))) = (&write, &mut wgc) {
+                    // c + F_p^T P F_q: with M = P F_q and T = F_p dc,
+                    //   dF_p = M dc^T, dP = T F_q^T, dF_q = P^T T; dc passes on.
+                    let (f_row, f_col) = (bank(w.f_row, f), bank(w.f_col, f));
+                    let p = patch(w.patch, f);
+                    let mut m = [[0f32; A]; K];
+                    kernels.patch_bank(p, f_col, &mut m);
+                    let g_row = bank_mut(&mut g_row[i * BANK..(i + 1) * BANK]);
+                    kernels.bank_frame_t(&m, d, 1.0, g_row);
+                    let mut t_rows = [[0f32; A]; K];
+                    kernels.bank_frame(f_row, d, &mut t_rows);
+                    kernels.bank_bank_t(&t_rows, f_col, 1.0, patch_mut(g_patch, i));
+                    let g_col = bank_mut(&mut g_col[i * BANK..(i + 1) * BANK]);
+                    kernels.patch_bank(&transposed(p, 1.0), &t_rows, g_col);
+                }
             }
         });
         (wg, rg)
@@ -413,4 +414,23 @@ fn bank_ref(v: &[f32]) -> &Bank {
 
 fn bank_mut(v: &mut [f32]) -> &mut Bank {
     &mut v.as_chunks_mut::<A>().0.as_chunks_mut::<K>().0[0]
+}
+
+fn patch(v: &[f32], f: usize) -> &Patch {
+    &v[f * PATCH..(f + 1) * PATCH].as_chunks::<PATCH>().0[0]
+}
+
+fn patch_mut(v: &mut [f32], i: usize) -> &mut Patch {
+    &mut v[i * PATCH..(i + 1) * PATCH].as_chunks_mut::<PATCH>().0[0]
+}
+
+/// scale p^T of a K x K patch.
+fn transposed(p: &Patch, scale: f32) -> Patch {
+    let mut t = [0f32; PATCH];
+    for u in 0..K {
+        for v in 0..K {
+            t[v * K + u] = scale * p[u * K + v];
+        }
+    }
+    t
 }

@@ -380,10 +380,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
 }
 
 /// Whether a run with these options trains with the fused canvas step:
-/// asked for, on the CPU with f32 products, and a model the kernels take.
+/// asked for, on a CPU with AVX2 and FMA (elsewhere the portable kernels would
+/// not beat libtorch), with f32 products, and a model the kernels take.
 pub fn uses_fused_step(opts: &TrainOptions, model: &ModelConfig) -> bool {
     opts.canvas_step == CanvasStep::Fused
         && opts.device == Device::Cpu
+        && fused::frame::Kernels::detect() == fused::frame::Kernels::Avx2
         && opts.products == Products::F32
         && fused::step::supported(model)
 }
