@@ -6,8 +6,8 @@
 //! tch.
 use syncdraw_training::backend::tch_backend::TchBackend;
 use syncdraw_training::fused::frame::Kernels;
-use syncdraw_training::fused::{step, FusedCanvas, Read, Write};
-use syncdraw_training::model::filterbank::{spatial_filterbanks, Geometry, Window};
+use syncdraw_training::fused::{step, FusedCanvas, Grid, GridGrads, Read, Write};
+use syncdraw_training::model::filterbank::{Geometry, Window};
 use syncdraw_training::model::read::read;
 use syncdraw_training::model::window_stats::WindowStats;
 use syncdraw_training::model::write::write;
@@ -115,23 +115,21 @@ fn compare(kernels: Kernels) {
         let _ = t.grad().zero_();
     }
 
-    // Fused: the filterbanks and w / gamma from libtorch, the products here.
-    let (w_row, w_col) = spatial_filterbanks(be, &ww, geo);
+    // Fused: the window parameters and w / gamma from libtorch, the rest here.
     let p = &patch / ww.gamma.unsqueeze(3);
-    let (r_row, r_col) = spatial_filterbanks(be, &rw, geo);
     let frames = (B * N) as usize;
     let mut fused = FusedCanvas::with_kernels(frames, 2, kernels);
     assert_eq!(fused.kernels(), kernels);
-    let (w_row_v, w_col_v, p_v) = (values(&w_row), values(&w_col), values(&p));
-    let (r_row_v, r_col_v, r_gamma_v) = (values(&r_row), values(&r_col), values(&rw.gamma));
+    let grid_values = |w: &Window<Tensor>| [&w.g_row, &w.g_col, &w.delta, &w.sigma2].map(values);
+    let (wv, rv) = (grid_values(&ww), grid_values(&rw));
+
+    let (p_v, r_gamma_v) = (values(&p), values(&rw.gamma));
     let wr = Write {
-        f_row: &w_row_v,
-        f_col: &w_col_v,
+        grid: grid(&wv),
         patch: &p_v,
     };
     let rd = Read {
-        f_row: &r_row_v,
-        f_col: &r_col_v,
+        grid: grid(&rv),
         gamma: &r_gamma_v,
     };
     let mut canvas = values(&c0);
@@ -158,11 +156,20 @@ fn compare(kernels: Kernels) {
     );
     let (wg, rg) = (wg.expect("write gradients"), rg.expect("read gradients"));
     let shaped = |v: &[f32], like: &Tensor| Tensor::from_slice(v).view(like.size().as_slice());
-    let pushed = (&w_row * shaped(&wg.f_row, &w_row)).sum(Kind::Float)
-        + (&w_col * shaped(&wg.f_col, &w_col)).sum(Kind::Float)
+    let push_grid = |w: &Window<Tensor>, g: &GridGrads| {
+        [
+            (&w.g_row, &g.g_row),
+            (&w.g_col, &g.g_col),
+            (&w.delta, &g.delta),
+            (&w.sigma2, &g.sigma2),
+        ]
+        .into_iter()
+        .map(|(t, g)| (t * shaped(g, t)).sum(Kind::Float))
+        .fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b)
+    };
+    let pushed = push_grid(&ww, &wg.grid)
+        + push_grid(&rw, &rg.grid)
         + (&p * shaped(&wg.patch, &p)).sum(Kind::Float)
-        + (&r_row * shaped(&rg.f_row, &r_row)).sum(Kind::Float)
-        + (&r_col * shaped(&rg.f_col, &r_col)).sum(Kind::Float)
         + (&rw.gamma * shaped(&rg.gamma, &rw.gamma)).sum(Kind::Float);
     pushed.backward();
     let mut mine: Vec<Vec<f32>> = params(&ww)
@@ -428,5 +435,14 @@ fn training_runs_alike_with_either_canvas_step() {
     for ((name, a), (_, b)) in fused_weights.iter().zip(&plain_weights) {
         let d = rel_diff(&values(a), &values(b));
         assert!(d < 1e-3, "{name} differs by {d:e} after three steps");
+    }
+}
+
+fn grid(v: &[Vec<f32>; 4]) -> Grid<'_> {
+    Grid {
+        g_row: &v[0],
+        g_col: &v[1],
+        delta: &v[2],
+        sigma2: &v[3],
     }
 }

@@ -101,6 +101,35 @@ impl Kernels {
         portable::add_sigmoid_grad(d, g, s)
     }
 
+    /// The filterbank of eq. 3-4 for grid centres `mu` (eq. 1-2) and variance
+    /// sigma^2: F[u][a] = exp(-(a - mu_u)^2 / (2 sigma^2)) / Z_u, a = 1..A, each
+    /// row's exponents shifted by their largest (the same F; Z_u >= 1).
+    pub fn filterbank(self, mu: &[f32; K], sigma2: f32, out: &mut Bank) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: as in `bank_frame`.
+            return unsafe { avx2::filterbank(mu, sigma2, out) };
+        }
+        portable::filterbank(mu, sigma2, out)
+    }
+
+    /// Back through [`Self::filterbank`]: for the gradient `df` of its values
+    /// `f`, the gradient of each grid centre mu_u and of sigma^2.
+    pub fn filterbank_grad(
+        self,
+        f: &Bank,
+        df: &Bank,
+        mu: &[f32; K],
+        sigma2: f32,
+    ) -> ([f32; K], f32) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: as in `bank_frame`.
+            return unsafe { avx2::filterbank_grad(f, df, mu, sigma2) };
+        }
+        portable::filterbank_grad(f, df, mu, sigma2)
+    }
+
     /// s = sigmoid(c), pixel by pixel.
     pub fn sigmoid(self, c: &Frame, s: &mut Frame) {
         #[cfg(target_arch = "x86_64")]
@@ -151,6 +180,37 @@ mod portable {
                 out[u * K + v] = scale * dot(ru, fv);
             }
         }
+    }
+
+    pub fn filterbank(mu: &[f32; K], sigma2: f32, out: &mut Bank) {
+        for (m, row) in mu.iter().zip(out.iter_mut()) {
+            let e: Row = std::array::from_fn(|a| {
+                let d = (a + 1) as f32 - m;
+                -d * d / (2.0 * sigma2)
+            });
+            let top = e.iter().fold(f32::NEG_INFINITY, |t, v| t.max(*v));
+            let mut sum = 0.0;
+            for (r, e) in row.iter_mut().zip(&e) {
+                *r = (e - top).exp();
+                sum += *r;
+            }
+            row.iter_mut().for_each(|r| *r /= sum);
+        }
+    }
+
+    pub fn filterbank_grad(f: &Bank, df: &Bank, mu: &[f32; K], sigma2: f32) -> ([f32; K], f32) {
+        let mut dmu = [0f32; K];
+        let mut ds2 = 0.0;
+        for u in 0..K {
+            let dot = dot(&f[u], &df[u]);
+            for a in 0..A {
+                let de = f[u][a] * (df[u][a] - dot);
+                let d = (a + 1) as f32 - mu[u];
+                dmu[u] += de * d / sigma2;
+                ds2 += de * d * d / (2.0 * sigma2 * sigma2);
+            }
+        }
+        (dmu, ds2)
     }
 
     pub fn add_sigmoid_grad(d: &mut Frame, g: &Frame, s: &Frame) {
@@ -365,14 +425,12 @@ mod avx2 {
         }
     }
 
-    /// 1 / (1 + e^-c), with e^-c = 2^n 2^f (n the nearest integer, f in
-    /// [-1/2, 1/2], 2^f by its degree-6 Taylor polynomial: relative error under
-    /// 2e-7) and the input held in [-87, 87], where e^-c stays a normal float.
+    /// e^x for x held in [-87, 87] (where e^x stays a normal float): 2^n 2^f,
+    /// n the nearest integer to x log2(e), f in [-1/2, 1/2], 2^f by its degree-6
+    /// Taylor polynomial (relative error under 2e-7).
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn sigmoid(c: &Frame, s: &mut Frame) {
-        let (lo, hi) = (_mm256_set1_ps(-87.0), _mm256_set1_ps(87.0));
-        let log2e = _mm256_set1_ps(std::f32::consts::LOG2_E);
-        let one = _mm256_set1_ps(1.0);
+    unsafe fn exp8(x: __m256) -> __m256 {
         // 2^f = e^(f ln 2), Taylor coefficients (ln 2)^k / k!.
         const P: [f32; 6] = [
             1.540_353e-4,
@@ -382,27 +440,114 @@ mod avx2 {
             2.402_265e-1,
             6.931_472e-1,
         ];
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
+            _mm256_set1_ps(87.0),
+        );
+        let y = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E));
+        let n = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        let f = _mm256_sub_ps(y, n);
+        let mut p = _mm256_set1_ps(P[0]);
+        for k in &P[1..] {
+            p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(*k));
+        }
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0));
+        let bias = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+        _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(bias, 23)), p)
+    }
+
+    /// 1 / (1 + e^-c).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn sigmoid(c: &Frame, s: &mut Frame) {
+        let one = _mm256_set1_ps(1.0);
         for (cr, sr) in c.iter().zip(s.iter_mut()) {
             let cr: &Row = cr;
             for j in (0..A).step_by(8) {
                 let x = _mm256_loadu_ps(cr.as_ptr().add(j));
-                let x = _mm256_sub_ps(_mm256_setzero_ps(), x);
-                let x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-                let y = _mm256_mul_ps(x, log2e);
-                let n = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                let f = _mm256_sub_ps(y, n);
-                let mut p = _mm256_set1_ps(P[0]);
-                for k in &P[1..] {
-                    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(*k));
-                }
-                p = _mm256_fmadd_ps(p, f, one);
-                let bias = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-                let two_n = _mm256_castsi256_ps(_mm256_slli_epi32(bias, 23));
-                let e = _mm256_mul_ps(two_n, p);
+                let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
                 let r = _mm256_div_ps(one, _mm256_add_ps(one, e));
                 _mm256_storeu_ps(sr.as_mut_ptr().add(j), r);
             }
         }
+    }
+
+    /// The pixel coordinates 1..=A, eight at a time.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn coords(j: usize) -> __m256 {
+        let base = _mm256_setr_ps(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0);
+        _mm256_add_ps(base, _mm256_set1_ps(j as f32))
+    }
+
+    /// The filterbank of eq. 3-4 for grid centres `mu`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn filterbank(mu: &[f32; K], sigma2: f32, out: &mut Bank) {
+        let scale = _mm256_set1_ps(-0.5 / sigma2);
+        for (m, row) in mu.iter().zip(out.iter_mut()) {
+            let m = _mm256_set1_ps(*m);
+            let mut e = [_mm256_setzero_ps(); A / 8];
+            let mut top = _mm256_set1_ps(f32::NEG_INFINITY);
+            for (i, ei) in e.iter_mut().enumerate() {
+                let d = _mm256_sub_ps(coords(i * 8), m);
+                *ei = _mm256_mul_ps(_mm256_mul_ps(d, d), scale);
+                top = _mm256_max_ps(top, *ei);
+            }
+            let top = _mm256_set1_ps(max1(top));
+            let mut sum = _mm256_setzero_ps();
+            for ei in e.iter_mut() {
+                *ei = exp8(_mm256_sub_ps(*ei, top));
+                sum = _mm256_add_ps(sum, *ei);
+            }
+            let inv = _mm256_set1_ps(1.0 / sum1(sum));
+            for (i, ei) in e.iter().enumerate() {
+                _mm256_storeu_ps(row.as_mut_ptr().add(i * 8), _mm256_mul_ps(*ei, inv));
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn max1(v: __m256) -> f32 {
+        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        _mm_cvtss_f32(m)
+    }
+
+    /// For a filterbank `f` of grid centres `mu` and the gradient `df` of its
+    /// values: the gradient of each centre and of sigma^2.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn filterbank_grad(
+        f: &Bank,
+        df: &Bank,
+        mu: &[f32; K],
+        sigma2: f32,
+    ) -> ([f32; K], f32) {
+        let inv = 1.0 / sigma2;
+        let mut dmu = [0f32; K];
+        let mut ds2 = _mm256_setzero_ps();
+        for u in 0..K {
+            let mut dot = _mm256_setzero_ps();
+            for j in (0..A).step_by(8) {
+                let fv = _mm256_loadu_ps(f[u].as_ptr().add(j));
+                dot = _mm256_fmadd_ps(fv, _mm256_loadu_ps(df[u].as_ptr().add(j)), dot);
+            }
+            let dot = _mm256_set1_ps(sum1(dot));
+            let m = _mm256_set1_ps(mu[u]);
+            let mut acc = _mm256_setzero_ps();
+            for j in (0..A).step_by(8) {
+                let fv = _mm256_loadu_ps(f[u].as_ptr().add(j));
+                let de = _mm256_mul_ps(
+                    fv,
+                    _mm256_sub_ps(_mm256_loadu_ps(df[u].as_ptr().add(j)), dot),
+                );
+                let d = _mm256_sub_ps(coords(j), m);
+                let ded = _mm256_mul_ps(de, d);
+                acc = _mm256_add_ps(acc, ded);
+                ds2 = _mm256_fmadd_ps(ded, d, ds2);
+            }
+            dmu[u] = sum1(acc) * inv;
+        }
+        (dmu, sum1(ds2) * 0.5 * inv * inv)
     }
 }
 

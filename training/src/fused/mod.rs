@@ -10,12 +10,17 @@
 //! frame's products is one register-blocked kernel ([`frame`]) on 16 KB that
 //! stay in the cache between them.
 //!
-//! The filterbanks come in as matrices (computed by libtorch from the window
-//! parameters, eq. 1-4, so their gradients flow back through the usual
-//! autograd); this module sees only the products:
+//! The windows come in as their parameters per frame (centres, stride,
+//! variance; the read's intensity gamma, the write's patch already divided by
+//! its gamma), computed by libtorch from h_dec (eq. 1-2's scaling, so their
+//! gradients flow back through the usual autograd). Here, per frame:
+//!   filterbanks F_p, F_q from the parameters                      (eq. 1-4)
 //!   write:  c <- c + F_p^T P F_q,        P = w / gamma_w          (eq. 9, 10)
 //!   read:   s = sigmoid(c),  G_x = gamma F_p' x F_q'^T,  G_s = gamma F_p' s F_q'^T
 //!                                                                 (eq. 5, 6)
+//! The filterbanks are the ones `model::filterbank` builds with `stable` rows
+//! (each row's exponents shifted by their largest), built again in the
+//! backward rather than kept.
 //! where one step of the encoder reads with the window of h_dec^{t-1} the canvas
 //! its previous write left, so a call does a step's write and the next step's
 //! read together. Sizes are fixed: grey 64 x 64 frames, grids of 10 (every
@@ -55,37 +60,137 @@ const PIXELS: usize = A * A;
 const BANK: usize = K * A;
 const PATCH: usize = K * K;
 
-/// One step's write window for every frame: filterbanks F_p and F_q
-/// ([frames, K, A] each, row-major) and the patch divided by its intensity,
-/// w / gamma ([frames, K, K]).
+/// A window's spatial parameters for every frame ([frames] each), as
+/// `model::filterbank::Window` holds them after eq. 2's scaling: grid centres
+/// (1-based pixel coordinates), stride delta and variance sigma^2.
+#[derive(Clone, Copy)]
+pub struct Grid<'a> {
+    pub g_row: &'a [f32],
+    pub g_col: &'a [f32],
+    pub delta: &'a [f32],
+    pub sigma2: &'a [f32],
+}
+
+/// One step's write window for every frame: its grid and the patch divided by
+/// the window's intensity, w / gamma ([frames, K, K]).
 #[derive(Clone, Copy)]
 pub struct Write<'a> {
-    pub f_row: &'a [f32],
-    pub f_col: &'a [f32],
+    pub grid: Grid<'a>,
     pub patch: &'a [f32],
 }
 
-/// One step's read window for every frame: filterbanks ([frames, K, A] each)
-/// and intensity gamma ([frames]).
+/// One step's read window for every frame: its grid and intensity gamma ([frames]).
 #[derive(Clone, Copy)]
 pub struct Read<'a> {
-    pub f_row: &'a [f32],
-    pub f_col: &'a [f32],
+    pub grid: Grid<'a>,
     pub gamma: &'a [f32],
 }
 
-/// Gradients of a write window's inputs, shaped as [`Write`]'s.
+/// Gradients of a grid's parameters, shaped as [`Grid`]'s.
+pub struct GridGrads {
+    pub g_row: Vec<f32>,
+    pub g_col: Vec<f32>,
+    pub delta: Vec<f32>,
+    pub sigma2: Vec<f32>,
+}
+
+impl GridGrads {
+    fn zeros(n: usize) -> Self {
+        Self {
+            g_row: vec![0.0; n],
+            g_col: vec![0.0; n],
+            delta: vec![0.0; n],
+            sigma2: vec![0.0; n],
+        }
+    }
+}
+
+/// Gradients of a write window's inputs.
 pub struct WriteGrads {
-    pub f_row: Vec<f32>,
-    pub f_col: Vec<f32>,
+    pub grid: GridGrads,
     pub patch: Vec<f32>,
 }
 
-/// Gradients of a read window's inputs, shaped as [`Read`]'s.
+/// Gradients of a read window's inputs.
 pub struct ReadGrads {
-    pub f_row: Vec<f32>,
-    pub f_col: Vec<f32>,
+    pub grid: GridGrads,
     pub gamma: Vec<f32>,
+}
+
+/// mu_u = g + (u - K/2 - 0.5) delta, u = 1..K (eq. 1, 2), and each offset.
+fn centres(g: f32, delta: f32) -> [f32; K] {
+    std::array::from_fn(|u| g + offset(u) * delta)
+}
+
+fn offset(u: usize) -> f32 {
+    (u + 1) as f32 - K as f32 / 2.0 - 0.5
+}
+
+/// A frame's two filterbanks, F_p and F_q, and their grid centres.
+struct Banks {
+    rows: Bank,
+    cols: Bank,
+    mu_rows: [f32; K],
+    mu_cols: [f32; K],
+    sigma2: f32,
+}
+
+impl Banks {
+    fn of(kernels: Kernels, g: &Grid, f: usize) -> Self {
+        let (mu_rows, mu_cols) = (
+            centres(g.g_row[f], g.delta[f]),
+            centres(g.g_col[f], g.delta[f]),
+        );
+        let mut b = Self {
+            rows: [[0.0; A]; K],
+            cols: [[0.0; A]; K],
+            mu_rows,
+            mu_cols,
+            sigma2: g.sigma2[f],
+        };
+        kernels.filterbank(&b.mu_rows, b.sigma2, &mut b.rows);
+        kernels.filterbank(&b.mu_cols, b.sigma2, &mut b.cols);
+        b
+    }
+
+    /// Back from the gradients of F_p and F_q to the grid's parameters of frame `i`.
+    fn backward(
+        &self,
+        kernels: Kernels,
+        d_rows: &Bank,
+        d_cols: &Bank,
+        out: &mut GridSlices,
+        i: usize,
+    ) {
+        let (dmu_r, ds_r) = kernels.filterbank_grad(&self.rows, d_rows, &self.mu_rows, self.sigma2);
+        let (dmu_c, ds_c) = kernels.filterbank_grad(&self.cols, d_cols, &self.mu_cols, self.sigma2);
+        out.g_row[i] = dmu_r.iter().sum();
+        out.g_col[i] = dmu_c.iter().sum();
+        out.delta[i] = (0..K).map(|u| offset(u) * (dmu_r[u] + dmu_c[u])).sum();
+        out.sigma2[i] = ds_r + ds_c;
+    }
+}
+
+/// One chunk's part of a [`GridGrads`].
+struct GridSlices<'a> {
+    g_row: &'a mut [f32],
+    g_col: &'a mut [f32],
+    delta: &'a mut [f32],
+    sigma2: &'a mut [f32],
+}
+
+fn grid_chunks(g: &mut GridGrads, per: usize) -> impl Iterator<Item = GridSlices<'_>> {
+    g.g_row
+        .chunks_mut(per)
+        .zip(g.g_col.chunks_mut(per))
+        .zip(g.delta.chunks_mut(per))
+        .zip(g.sigma2.chunks_mut(per))
+        .map(|(((g_row, g_col), delta), sigma2)| GridSlices {
+            g_row,
+            g_col,
+            delta,
+            sigma2,
+        })
 }
 
 /// What a read keeps for its backward, per frame: sigmoid(c) as it was read,
@@ -111,12 +216,12 @@ impl FusedCanvas {
         height == A as i64 && width == A as i64 && read_k == K as i64 && write_k == K as i64
     }
 
-    /// Steps over `frames` frames (videos x frames per video), split among
+    /// Steps over `frames` frames (videos x frames per video), on up to
     /// `threads` threads.
     pub fn new(frames: usize, threads: usize) -> Self {
         Self {
             kernels: Kernels::detect(),
-            threads: threads.clamp(1, frames.max(1)),
+            threads: threads.max(1),
             frames,
             saved: Vec::new(),
         }
@@ -134,18 +239,15 @@ impl FusedCanvas {
         self.kernels
     }
 
+    /// Steps over `frames` frames from now on (the kept buffers are reused).
+    pub fn resize(&mut self, frames: usize) {
+        self.frames = frames;
+    }
+
     /// Frames per chunk of work: four chunks per thread, so that a thread that
     /// finishes early takes over work of a slower one.
     fn frames_per_chunk(&self) -> usize {
         self.frames.div_ceil(4 * self.threads).max(1)
-    }
-
-    /// Steps over `frames` frames from now on (the kept buffers are reused).
-    pub fn resize(&mut self, frames: usize) {
-        if frames != self.frames {
-            self.threads = self.threads.clamp(1, frames.max(1));
-            self.frames = frames;
-        }
     }
 
     fn check(&self, what: &str, v: &[f32], per_frame: usize) {
@@ -156,6 +258,23 @@ impl FusedCanvas {
             v.len(),
             self.frames
         );
+    }
+
+    fn check_grid(&self, what: &str, g: &Grid) {
+        for v in [g.g_row, g.g_col, g.delta, g.sigma2] {
+            self.check(what, v, 1);
+        }
+    }
+
+    fn check_inputs(&self, write: Option<&Write>, read: Option<&Read>) {
+        if let Some(w) = write {
+            self.check_grid("write window", &w.grid);
+            self.check("patch", w.patch, PATCH);
+        }
+        if let Some(r) = read {
+            self.check_grid("read window", &r.grid);
+            self.check("read gamma", r.gamma, 1);
+        }
     }
 
     /// Step `t`: adds `write` to `canvas` ([frames, A, A] logits), then, with
@@ -175,27 +294,21 @@ impl FusedCanvas {
     ) {
         self.check("canvas", canvas, PIXELS);
         self.check("video", x, PIXELS);
-        if let Some(w) = &write {
-            self.check("write F_p", w.f_row, BANK);
-            self.check("write F_q", w.f_col, BANK);
-            self.check("patch", w.patch, PATCH);
+        self.check_inputs(write.as_ref(), read.as_ref());
+        if read.is_some() {
+            self.check("glimpse", glimpse_x, PATCH);
+            self.check("glimpse", glimpse_shown, PATCH);
         }
         let n = self.frames;
         if self.saved.len() <= t {
             self.saved.resize_with(t + 1, Saved::default);
         }
-        if let Some(r) = &read {
-            self.check_read(r);
-            self.check("glimpse", glimpse_x, PATCH);
-            self.check("glimpse", glimpse_shown, PATCH);
-        }
-        let (per, threads) = (self.frames_per_chunk(), self.threads);
+        let (per, threads, kernels) = (self.frames_per_chunk(), self.threads, self.kernels);
         let saved = &mut self.saved[t];
         if read.is_some() {
             saved.shown.resize(n * PIXELS, 0.0);
             saved.rows.resize(n * 2 * BANK, 0.0);
         }
-        let kernels = self.kernels;
         let mut chunks = Vec::new();
         {
             let mut canvas = canvas.chunks_mut(per * PIXELS);
@@ -224,38 +337,33 @@ impl FusedCanvas {
                     let c = frame_mut(&mut canvas[i * PIXELS..(i + 1) * PIXELS]);
                     if let Some(w) = &write {
                         // c + F_p^T (P F_q)  (eq. 9, 10)
+                        let b = Banks::of(kernels, &w.grid, f);
                         let mut m = [[0f32; A]; K];
-                        kernels.patch_bank(patch(w.patch, f), bank(w.f_col, f), &mut m);
-                        kernels.frame_add_banks(c, bank(w.f_row, f), &m);
+                        kernels.patch_bank(patch(w.patch, f), &b.cols, &mut m);
+                        kernels.frame_add_banks(c, &b.rows, &m);
                     }
-                    if let (Some(r), Some(shown), Some(rows), Some(gx), Some(gs)) = (
+                    let (Some(r), Some(shown), Some(rows), Some(gx), Some(gs)) = (
                         &read,
                         shown.as_deref_mut(),
                         rows.as_deref_mut(),
                         gx.as_deref_mut(),
                         gs.as_deref_mut(),
-                    ) {
-                        // s = sigmoid(c); G = gamma (F_p img) F_q^T  (eq. 5, 6)
-                        let s = frame_mut(&mut shown[i * PIXELS..(i + 1) * PIXELS]);
-                        kernels.sigmoid(c, s);
-                        let (rx, rs) = rows[i * 2 * BANK..(i + 1) * 2 * BANK].split_at_mut(BANK);
-                        let (rx, rs) = (bank_mut(rx), bank_mut(rs));
-                        let (f_row, f_col, gamma) =
-                            (bank(r.f_row, f), bank(r.f_col, f), r.gamma[f]);
-                        kernels.bank_frame(f_row, frame(x, f), rx);
-                        kernels.bank_frame(f_row, s, rs);
-                        kernels.bank_bank_t(rx, f_col, gamma, patch_mut(gx, i));
-                        kernels.bank_bank_t(rs, f_col, gamma, patch_mut(gs, i));
-                    }
+                    ) else {
+                        continue;
+                    };
+                    // s = sigmoid(c); G = gamma (F_p img) F_q^T  (eq. 5, 6)
+                    let s = frame_mut(&mut shown[i * PIXELS..(i + 1) * PIXELS]);
+                    kernels.sigmoid(c, s);
+                    let (rx, rs) = rows[i * 2 * BANK..(i + 1) * 2 * BANK].split_at_mut(BANK);
+                    let (rx, rs) = (bank_mut(rx), bank_mut(rs));
+                    let b = Banks::of(kernels, &r.grid, f);
+                    kernels.bank_frame(&b.rows, frame(x, f), rx);
+                    kernels.bank_frame(&b.rows, s, rs);
+                    kernels.bank_bank_t(rx, &b.cols, r.gamma[f], patch_mut(gx, i));
+                    kernels.bank_bank_t(rs, &b.cols, r.gamma[f], patch_mut(gs, i));
                 }
             },
         );
-    }
-
-    fn check_read(&self, r: &Read) {
-        self.check("read F_p", r.f_row, BANK);
-        self.check("read F_q", r.f_col, BANK);
-        self.check("read gamma", r.gamma, 1);
     }
 
     /// The backward of [`Self::forward`]'s step `t`, with the same `x`, `write`
@@ -275,118 +383,111 @@ impl FusedCanvas {
         dglimpse_shown: &[f32],
     ) -> (Option<WriteGrads>, Option<ReadGrads>) {
         self.check("canvas gradient", dcanvas, PIXELS);
-        let n = self.frames;
-        let mut wg = write.map(|_| WriteGrads {
-            f_row: vec![0.0; n * BANK],
-            f_col: vec![0.0; n * BANK],
-            patch: vec![0.0; n * PATCH],
-        });
-        let mut rg = read.map(|r| {
-            self.check_read(&r);
+        self.check_inputs(write.as_ref(), read.as_ref());
+        if read.is_some() {
             self.check("glimpse gradient", dglimpse_x, PATCH);
             self.check("glimpse gradient", dglimpse_shown, PATCH);
-            ReadGrads {
-                f_row: vec![0.0; n * BANK],
-                f_col: vec![0.0; n * BANK],
-                gamma: vec![0.0; n],
-            }
-        });
+        }
+        let n = self.frames;
         let saved = self
             .saved
             .get(t)
-            .filter(|s| read.is_none() || !s.shown.is_empty());
+            .filter(|s| read.is_none() || s.shown.len() == n * PIXELS);
         let saved = saved.expect("the backward of a step that ran forward");
-        let kernels = self.kernels;
-        let per = self.frames_per_chunk();
+        let mut wg = write.map(|_| WriteGrads {
+            grid: GridGrads::zeros(n),
+            patch: vec![0.0; n * PATCH],
+        });
+        let mut rg = read.map(|_| ReadGrads {
+            grid: GridGrads::zeros(n),
+            gamma: vec![0.0; n],
+        });
+        let (per, kernels) = (self.frames_per_chunk(), self.kernels);
         let mut chunks = Vec::new();
         {
             let mut dc = dcanvas.chunks_mut(per * PIXELS);
-            let (mut w_row, mut w_col, mut w_patch) = match &mut wg {
+            let (mut w_grid, mut w_patch) = match wg.as_mut() {
                 Some(g) => (
-                    Some(g.f_row.chunks_mut(per * BANK)),
-                    Some(g.f_col.chunks_mut(per * BANK)),
+                    Some(grid_chunks(&mut g.grid, per)),
                     Some(g.patch.chunks_mut(per * PATCH)),
                 ),
-                None => (None, None, None),
+                None => (None, None),
             };
-            let (mut r_row, mut r_col, mut r_gamma) = match &mut rg {
+            let (mut r_grid, mut r_gamma) = match rg.as_mut() {
                 Some(g) => (
-                    Some(g.f_row.chunks_mut(per * BANK)),
-                    Some(g.f_col.chunks_mut(per * BANK)),
+                    Some(grid_chunks(&mut g.grid, per)),
                     Some(g.gamma.chunks_mut(per)),
                 ),
-                None => (None, None, None),
+                None => (None, None),
             };
             for first in (0..n).step_by(per) {
                 let dc = dc.next().expect("a chunk of every buffer");
-                let wgc = match (&mut w_row, &mut w_col, &mut w_patch) {
-                    (Some(a), Some(b), Some(c)) => {
-                        Some((a.next().unwrap(), b.next().unwrap(), c.next().unwrap()))
-                    }
-                    _ => None,
-                };
-                let rgc = match (&mut r_row, &mut r_col, &mut r_gamma) {
-                    (Some(a), Some(b), Some(c)) => {
-                        Some((a.next().unwrap(), b.next().unwrap(), c.next().unwrap()))
-                    }
-                    _ => None,
-                };
-                chunks.push((first, dc, wgc, rgc));
+                let w = w_grid
+                    .as_mut()
+                    .zip(w_patch.as_mut())
+                    .map(|(g, p)| (g.next().expect("a chunk"), p.next().expect("a chunk")));
+                let r = r_grid
+                    .as_mut()
+                    .zip(r_gamma.as_mut())
+                    .map(|(g, p)| (g.next().expect("a chunk"), p.next().expect("a chunk")));
+                chunks.push((first, dc, w, r));
             }
         }
         threads::for_each_chunk(self.threads, chunks, |(first, dc, mut wgc, mut rgc)| {
             for i in 0..dc.len() / PIXELS {
                 let f = first + i;
                 let d = frame_mut(&mut dc[i * PIXELS..(i + 1) * PIXELS]);
-                if let (Some(r), Some((g_row, g_col, g_gamma))) = (&read, &mut rgc) {
+                if let (Some(r), Some((g_grid, g_gamma))) = (&read, &mut rgc) {
                     let s = frame(&saved.shown, f);
                     let rows = &saved.rows[f * 2 * BANK..(f + 1) * 2 * BANK];
                     let (rx, rs) = rows.split_at(BANK);
                     let (rx, rs) = (bank_ref(rx), bank_ref(rs));
-                    let (f_row, f_col, gamma) = (bank(r.f_row, f), bank(r.f_col, f), r.gamma[f]);
+                    let b = Banks::of(kernels, &r.grid, f);
+                    let gamma = r.gamma[f];
                     // G = gamma R F_q^T with R = F_p img:
                     //   dR = gamma dG F_q, dF_q = gamma dG^T R,
                     //   dgamma = <dG, R F_q^T> = <dG F_q, R>
                     let (dgx, dgs) = (patch(dglimpse_x, f), patch(dglimpse_shown, f));
                     let (mut drx, mut drs) = ([[0f32; A]; K], [[0f32; A]; K]);
-                    kernels.patch_bank(dgx, f_col, &mut drx);
-                    kernels.patch_bank(dgs, f_col, &mut drs);
+                    kernels.patch_bank(dgx, &b.cols, &mut drx);
+                    kernels.patch_bank(dgs, &b.cols, &mut drs);
                     g_gamma[i] = (0..K)
                         .map(|u| dot(&drx[u], &rx[u]) + dot(&drs[u], &rs[u]))
                         .sum();
                     for row in drx.iter_mut().chain(drs.iter_mut()) {
                         row.iter_mut().for_each(|v| *v *= gamma);
                     }
-                    let g_col = bank_mut(&mut g_col[i * BANK..(i + 1) * BANK]);
-                    let mut part = [[0f32; A]; K];
-                    kernels.patch_bank(&transposed(dgx, gamma), rx, g_col);
+                    let (mut d_cols, mut part) = ([[0f32; A]; K], [[0f32; A]; K]);
+                    kernels.patch_bank(&transposed(dgx, gamma), rx, &mut d_cols);
                     kernels.patch_bank(&transposed(dgs, gamma), rs, &mut part);
-                    for (g, p) in g_col.iter_mut().zip(&part) {
+                    for (g, p) in d_cols.iter_mut().zip(&part) {
                         frame::axpy(g, 1.0, p);
                     }
                     //   R = F_p img: dF_p = dR img^T, dimg = F_p^T dR
-                    let g_row = bank_mut(&mut g_row[i * BANK..(i + 1) * BANK]);
-                    kernels.bank_frame_t(&drx, frame(x, f), 1.0, g_row);
-                    kernels.bank_frame_t(&drs, s, 1.0, g_row);
+                    let mut d_rows = [[0f32; A]; K];
+                    kernels.bank_frame_t(&drx, frame(x, f), 1.0, &mut d_rows);
+                    kernels.bank_frame_t(&drs, s, 1.0, &mut d_rows);
+                    b.backward(kernels, &d_rows, &d_cols, g_grid, i);
                     let mut ds = [[0f32; A]; A];
-                    kernels.frame_add_banks(&mut ds, f_row, &drs);
+                    kernels.frame_add_banks(&mut ds, &b.rows, &drs);
                     //   s = sigmoid(c): dc += ds s (1 - s)
                     kernels.add_sigmoid_grad(d, &ds, s);
                 }
-                if let (Some(w), Some((g_row, g_col, g_patch))) = (&write, &mut wgc) {
+                if let (Some(w), Some((g_grid, g_patch))) = (&write, &mut wgc) {
                     // c + F_p^T P F_q: with M = P F_q and T = F_p dc,
                     //   dF_p = M dc^T, dP = T F_q^T, dF_q = P^T T; dc passes on.
-                    let (f_row, f_col) = (bank(w.f_row, f), bank(w.f_col, f));
+                    let b = Banks::of(kernels, &w.grid, f);
                     let p = patch(w.patch, f);
                     let mut m = [[0f32; A]; K];
-                    kernels.patch_bank(p, f_col, &mut m);
-                    let g_row = bank_mut(&mut g_row[i * BANK..(i + 1) * BANK]);
-                    kernels.bank_frame_t(&m, d, 1.0, g_row);
+                    kernels.patch_bank(p, &b.cols, &mut m);
+                    let mut d_rows = [[0f32; A]; K];
+                    kernels.bank_frame_t(&m, d, 1.0, &mut d_rows);
                     let mut t_rows = [[0f32; A]; K];
-                    kernels.bank_frame(f_row, d, &mut t_rows);
-                    kernels.bank_bank_t(&t_rows, f_col, 1.0, patch_mut(g_patch, i));
-                    let g_col = bank_mut(&mut g_col[i * BANK..(i + 1) * BANK]);
-                    kernels.patch_bank(&transposed(p, 1.0), &t_rows, g_col);
+                    kernels.bank_frame(&b.rows, d, &mut t_rows);
+                    kernels.bank_bank_t(&t_rows, &b.cols, 1.0, patch_mut(g_patch, i));
+                    let mut d_cols = [[0f32; A]; K];
+                    kernels.patch_bank(&transposed(p, 1.0), &t_rows, &mut d_cols);
+                    b.backward(kernels, &d_rows, &d_cols, g_grid, i);
                 }
             }
         });
@@ -402,10 +503,6 @@ fn frame(v: &[f32], f: usize) -> &Frame {
 fn frame_mut(v: &mut [f32]) -> &mut Frame {
     let rows = v.as_chunks_mut::<A>().0;
     &mut rows.as_chunks_mut::<A>().0[0]
-}
-
-fn bank(v: &[f32], f: usize) -> &Bank {
-    bank_ref(&v[f * BANK..(f + 1) * BANK])
 }
 
 fn bank_ref(v: &[f32]) -> &Bank {

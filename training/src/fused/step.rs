@@ -14,65 +14,79 @@
 //! parameter's gradient accumulates in the variable store as with one backward.
 //! The numbers are those of [`SyncDraw::loss_observed`] and its backward
 //! (training/tests/fused.rs checks the loss and every gradient).
-use super::{FusedCanvas, Read, ReadGrads, Write, WriteGrads};
+use super::{FusedCanvas, Grid, GridGrads, Read, ReadGrads, Write, WriteGrads};
 use crate::backend::tch_backend::TchBackend;
 use crate::model::caption::CaptionFeatures;
 use crate::model::decoder::DecoderState;
-use crate::model::filterbank::{spatial_filterbanks, window, Geometry, Window};
+use crate::model::filterbank::{window, Geometry, Window};
 use crate::model::layers::LstmState;
 use crate::model::syncdraw::{infer, Loss, SyncDraw};
 use crate::model::window_stats::WindowStats;
 use crate::model::{ModelConfig, Variant};
 use tch::{Device, Kind, Tensor};
 
-/// Whether the fused step runs this model: Sync-DRAW or Global windows on
-/// grey 64 x 64 frames with grids of 10, drawn together on one canvas (the
-/// Baseline's temporal windows, colour, other sizes and objects drawn in turn
-/// train on the plain step).
+/// Whether the fused step runs this model: Sync-DRAW or Global windows with
+/// stable filterbank rows on grey 64 x 64 frames with grids of 10, drawn
+/// together on one canvas (the Baseline's temporal windows, the unstable rows
+/// of older models, colour, other sizes and objects drawn in turn train on the
+/// plain step).
 pub fn supported(c: &ModelConfig) -> bool {
     c.variant != Variant::Baseline
+        && c.stable_filterbank
         && c.channels == 1
         && c.objects_in_turn().is_none()
         && FusedCanvas::supports(c.height, c.width, c.read_k, c.write_k)
 }
 
 /// The inputs of a write or read window to the kernels: libtorch tensors
-/// ([B, N, K, A] filterbanks; the patch w / gamma [B, N, K, K], or the read's
-/// gamma [B, N, 1]) and their values.
+/// ([B, N, 1] each: grid centres, stride, variance; then the read's gamma, or
+/// the write's patch w / gamma, [B, N, K, K]) and their values.
 struct WindowIn {
-    tensors: [Tensor; 3],
-    values: [Vec<f32>; 3],
+    tensors: [Tensor; 5],
+    values: [Vec<f32>; 5],
 }
 
 impl WindowIn {
-    fn new(tensors: [Tensor; 3]) -> Self {
+    fn new(tensors: [Tensor; 5]) -> Self {
         let values = tensors.each_ref().map(values);
         Self { tensors, values }
     }
 
+    fn grid(&self) -> Grid<'_> {
+        let [g_row, g_col, delta, sigma2, _] = &self.values;
+        Grid {
+            g_row,
+            g_col,
+            delta,
+            sigma2,
+        }
+    }
+
     fn write(&self) -> Write<'_> {
-        let [f_row, f_col, patch] = &self.values;
         Write {
-            f_row,
-            f_col,
-            patch,
+            grid: self.grid(),
+            patch: &self.values[4],
         }
     }
 
     fn read(&self) -> Read<'_> {
-        let [f_row, f_col, gamma] = &self.values;
         Read {
-            f_row,
-            f_col,
-            gamma,
+            grid: self.grid(),
+            gamma: &self.values[4],
         }
     }
 
-    /// sum(tensor * gradient) over the three inputs: its backward hands the
-    /// kernels' gradients to the graph that made them.
-    fn pushed(&self, grads: [&[f32]; 3]) -> Tensor {
+    /// sum(tensor * gradient) over the inputs, for the grid's gradients and
+    /// those of the last input: its backward hands the kernels' gradients to
+    /// the graph that made the inputs.
+    fn pushed(&self, grid: &GridGrads, last: &[f32]) -> Tensor {
+        let grads = [&grid.g_row, &grid.g_col, &grid.delta, &grid.sigma2];
         let mut total = Tensor::zeros([], (Kind::Float, Device::Cpu));
-        for (t, g) in self.tensors.iter().zip(grads) {
+        for (t, g) in self
+            .tensors
+            .iter()
+            .zip(grads.into_iter().map(Vec::as_slice).chain([last]))
+        {
             total += (t * Tensor::from_slice(g).view(t.size().as_slice())).sum(Kind::Float);
         }
         total
@@ -98,15 +112,15 @@ fn grad_of(t: &Tensor) -> Tensor {
     }
 }
 
-/// A window's filterbanks [B, F, K, A] made one per frame, [B, N, K, A]
-/// (Global's single window is shared by the N frames).
+/// A window's parameters [B, F, 1] made one per frame, [B, N, 1] (Global's
+/// single window is shared by the N frames).
 fn per_frame(t: Tensor, frames: i64) -> Tensor {
     let mut size = t.size();
     size[1] = frames;
     t.expand(size.as_slice(), false)
 }
 
-/// The read window of h_dec^{t-1} as kernel inputs (eq. 1-4 for its filterbanks).
+/// The read window of h_dec^{t-1} as kernel inputs.
 fn read_window(
     be: &mut TchBackend,
     layer: &crate::model::layers::Linear<Tensor>,
@@ -118,27 +132,26 @@ fn read_window(
     if let Some(stats) = stats {
         stats.read.add(&win, geo);
     }
-    let (f_row, f_col) = spatial_filterbanks(be, &win, geo);
+    let n = geo.frames;
     WindowIn::new([
-        per_frame(f_row, geo.frames),
-        per_frame(f_col, geo.frames),
-        per_frame(win.gamma, geo.frames),
+        per_frame(win.g_row, n),
+        per_frame(win.g_col, n),
+        per_frame(win.delta, n),
+        per_frame(win.sigma2, n),
+        per_frame(win.gamma, n),
     ])
 }
 
 /// The write window and patch of h_dec^t as kernel inputs (eq. 9: the patch
-/// divided by gamma, the filterbanks of eq. 1-4).
-fn write_window(
-    win: &Window<Tensor>,
-    patch: &Tensor,
-    geo: Geometry,
-    be: &mut TchBackend,
-) -> WindowIn {
-    let (f_row, f_col) = spatial_filterbanks(be, win, geo);
+/// divided by gamma).
+fn write_window(win: Window<Tensor>, patch: &Tensor, geo: Geometry) -> WindowIn {
     let p = patch / win.gamma.unsqueeze(3);
+    let n = geo.frames;
     WindowIn::new([
-        per_frame(f_row, geo.frames),
-        per_frame(f_col, geo.frames),
+        per_frame(win.g_row, n),
+        per_frame(win.g_col, n),
+        per_frame(win.delta, n),
+        per_frame(win.sigma2, n),
         p,
     ])
 }
@@ -281,7 +294,7 @@ pub fn loss_and_backward(
             stats.write.add(&win, wgeo);
         }
         let patch = dec.write_patch(be, &next_dec);
-        let write = write_window(&win, &patch, wgeo, be);
+        let write = write_window(win, &patch, wgeo);
         let next_read = (t + 1 < steps)
             .then(|| read_window(be, &read_layer, next_dec.h(), rgeo, stats.as_deref_mut()));
         let [gx, gs] = &mut glimpse;
@@ -329,10 +342,10 @@ pub fn loss_and_backward(
     for t in (0..steps).rev() {
         let seg = &segments[t];
         let wg: WriteGrads = write_grads.take().expect("the write's gradients");
-        let mut objective = seg.kl.mean(Kind::Float) * kl_weight
-            + seg.write.pushed([&wg.f_row, &wg.f_col, &wg.patch]);
+        let mut objective =
+            seg.kl.mean(Kind::Float) * kl_weight + seg.write.pushed(&wg.grid, &wg.patch);
         if let (Some(r), Some(g)) = (&seg.next_read, after.take()) {
-            objective += r.pushed([&g.f_row, &g.f_col, &g.gamma]);
+            objective += r.pushed(&g.grid, &g.gamma);
         }
         if let Some(g) = states_grad.take() {
             for (out, g) in seg.states_out.iter().zip(&g) {
@@ -355,7 +368,7 @@ pub fn loss_and_backward(
     // The first read's window, the caption features' graph and c^0.
     let mut rest = Tensor::zeros([], (Kind::Float, Device::Cpu));
     if let Some(g) = after.take() {
-        rest += first_read.pushed([&g.f_row, &g.f_col, &g.gamma]);
+        rest += first_read.pushed(&g.grid, &g.gamma);
     }
     if let (Some(full), Some(leaves)) = (&s_full, &s) {
         for (f, l) in feature_tensors(full)
