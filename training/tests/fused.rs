@@ -364,6 +364,55 @@ fn the_fused_training_step_has_the_plain_steps_loss_and_gradients() {
     }
 }
 
+/// `steps` steps of the small captioned model on 16 generated videos.
+fn small_run(
+    dir: &std::path::Path,
+    cache: &std::path::Path,
+    steps: u64,
+    canvas_step: CanvasStep,
+) -> TrainOptions {
+    let mut dataset = syncdraw_data::DatasetConfig::new(1);
+    dataset.train_size = 16;
+    dataset.test_size = 8;
+    dataset.video.frames = N as usize;
+    TrainOptions {
+        run_dir: dir.to_path_buf(),
+        model: small_model(Variant::Syncdraw, true, DecoderKind::WhatWhere),
+        data: DataSource::Generated(dataset),
+        pixels: syncdraw_data::Pixels::Grey,
+        captions: Some(CaptionEncoderKind::Slots),
+        canvas_init: CanvasInit::DataMean,
+        batch: 4,
+        steps,
+        seed: 5,
+        checkpoint_every: 10,
+        eval_every: 0,
+        eval_videos: 8,
+        log_every: 1,
+        resume: false,
+        device: Device::Cpu,
+        optimizer: Default::default(),
+        cache_dir: cache.to_path_buf(),
+        time_limit: None,
+        init_from: None,
+        warm_start: None,
+        freeze_decoder: false,
+        kl_weight: 1.0,
+        products: syncdraw_training::backend::tch_backend::Products::F32,
+        canvas_step,
+        progress: false,
+    }
+}
+
+/// The weights and the optimizer's moments of a run's checkpoint, by name (the
+/// run's metadata, with its clock times, is left out).
+fn checkpoint_tensors(dir: &std::path::Path) -> Vec<(String, Tensor)> {
+    let mut t = Tensor::read_safetensors(dir.join("checkpoint.safetensors")).expect("checkpoint");
+    t.retain(|(_, t)| t.kind() == Kind::Float);
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
 /// A few steps of `train` with each canvas step, from the same seed: the same
 /// losses and, after three Adam updates, the same weights.
 #[test]
@@ -371,37 +420,7 @@ fn training_runs_alike_with_either_canvas_step() {
     let cache = tempfile::tempdir().expect("tmp");
     let run = |canvas_step: CanvasStep| {
         let dir = tempfile::tempdir().expect("tmp");
-        let mut dataset = syncdraw_data::DatasetConfig::new(1);
-        dataset.train_size = 16;
-        dataset.test_size = 8;
-        dataset.video.frames = N as usize;
-        let opts = TrainOptions {
-            run_dir: dir.path().to_path_buf(),
-            model: small_model(Variant::Syncdraw, true, DecoderKind::WhatWhere),
-            data: DataSource::Generated(dataset),
-            pixels: syncdraw_data::Pixels::Grey,
-            captions: Some(CaptionEncoderKind::Slots),
-            canvas_init: CanvasInit::DataMean,
-            batch: 4,
-            steps: 3,
-            seed: 5,
-            checkpoint_every: 10,
-            eval_every: 0,
-            eval_videos: 8,
-            log_every: 1,
-            resume: false,
-            device: Device::Cpu,
-            optimizer: Default::default(),
-            cache_dir: cache.path().to_path_buf(),
-            time_limit: None,
-            init_from: None,
-            warm_start: None,
-            freeze_decoder: false,
-            kl_weight: 1.0,
-            products: syncdraw_training::backend::tch_backend::Products::F32,
-            canvas_step,
-            progress: false,
-        };
+        let opts = small_run(dir.path(), cache.path(), 3, canvas_step);
         assert_eq!(
             uses_fused_step(&opts, &opts.model),
             canvas_step == CanvasStep::Fused
@@ -416,13 +435,7 @@ fn training_runs_alike_with_either_canvas_step() {
                     .expect("loss") as f32
             })
             .collect();
-        let mut weights = Tensor::read_safetensors(dir.path().join("checkpoint.safetensors"))
-            .expect("checkpoint");
-        // The weights and the optimizer's moments (the run's metadata, with its
-        // clock times, is left out).
-        weights.retain(|(_, t)| t.kind() == Kind::Float);
-        weights.sort_by(|a, b| a.0.cmp(&b.0));
-        (losses, weights)
+        (losses, checkpoint_tensors(dir.path()))
     };
     let (fused_losses, fused_weights) = run(CanvasStep::Fused);
     let (plain_losses, plain_weights) = run(CanvasStep::Plain);
@@ -435,6 +448,28 @@ fn training_runs_alike_with_either_canvas_step() {
     for ((name, a), (_, b)) in fused_weights.iter().zip(&plain_weights) {
         let d = rel_diff(&values(a), &values(b));
         assert!(d < 1e-3, "{name} differs by {d:e} after three steps");
+    }
+}
+
+/// A fused run stopped after two steps and resumed ends where an uninterrupted
+/// one does, bit for bit (each frame's kernels run alone, whatever thread takes
+/// it, so the step is deterministic).
+#[test]
+fn a_resumed_fused_run_matches_an_uninterrupted_one() {
+    let cache = tempfile::tempdir().expect("tmp");
+    let (a, b) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    train(&small_run(a.path(), cache.path(), 4, CanvasStep::Fused)).expect("uninterrupted");
+    train(&small_run(b.path(), cache.path(), 2, CanvasStep::Fused)).expect("first half");
+    let mut rest = small_run(b.path(), cache.path(), 4, CanvasStep::Fused);
+    rest.resume = true;
+    train(&rest).expect("second half");
+    let (ta, tb) = (checkpoint_tensors(a.path()), checkpoint_tensors(b.path()));
+    assert!(!ta.is_empty() && ta.len() == tb.len());
+    for ((name, x), (_, y)) in ta.iter().zip(&tb) {
+        assert!(x.equal(y), "{name} differs after resuming");
     }
 }
 
