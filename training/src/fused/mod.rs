@@ -465,8 +465,8 @@ impl FusedCanvas {
                     }
                     //   R = F_p img: dF_p = dR img^T, dimg = F_p^T dR
                     let mut d_rows = [[0f32; A]; K];
-                    kernels.bank_frame_t(&drx, frame(x, f), 1.0, &mut d_rows);
-                    kernels.bank_frame_t(&drs, s, 1.0, &mut d_rows);
+                    kernels.bank_frame_t(&drx, frame(x, f), 1.0, &b.rows, &mut d_rows);
+                    kernels.bank_frame_t(&drs, s, 1.0, &b.rows, &mut d_rows);
                     b.backward(kernels, &d_rows, &d_cols, g_grid, i);
                     let mut ds = [[0f32; A]; A];
                     kernels.frame_add_banks(&mut ds, &b.rows, &drs);
@@ -481,7 +481,7 @@ impl FusedCanvas {
                     let mut m = [[0f32; A]; K];
                     kernels.patch_bank(p, &b.cols, &mut m);
                     let mut d_rows = [[0f32; A]; K];
-                    kernels.bank_frame_t(&m, d, 1.0, &mut d_rows);
+                    kernels.bank_frame_t(&m, d, 1.0, &b.rows, &mut d_rows);
                     let mut t_rows = [[0f32; A]; K];
                     kernels.bank_frame(&b.rows, d, &mut t_rows);
                     kernels.bank_bank_t(&t_rows, &b.cols, 1.0, patch_mut(g_patch, i));
