@@ -94,14 +94,18 @@ impl Kernels {
         portable::bank_bank_t(r, f, scale, out)
     }
 
-    /// d += g s (1 - s), pixel by pixel: the gradient of c through s = sigmoid(c).
-    pub fn add_sigmoid_grad(self, d: &mut Frame, g: &Frame, s: &Frame) {
+    /// d += (F^T m) s (1 - s), pixel by pixel: the gradient of the canvas c
+    /// through s = sigmoid(c) of a read whose rows' gradient is m (F^T m the
+    /// gradient of s), without F^T m stored anywhere.
+    pub fn add_read_grad(self, d: &mut Frame, f: &Bank, m: &Bank, s: &Frame) {
         #[cfg(target_arch = "x86_64")]
         if self == Kernels::Avx2 {
             // SAFETY: as in `bank_frame`.
-            return unsafe { avx2::add_sigmoid_grad(d, g, s) };
+            return unsafe { avx2::add_read_grad(d, f, m, s) };
         }
-        portable::add_sigmoid_grad(d, g, s)
+        let mut g = [[0f32; A]; A];
+        portable::frame_add_banks(&mut g, f, m);
+        portable::add_sigmoid_grad(d, &g, s)
     }
 
     /// The filterbank of eq. 3-4 for grid centres `mu` (eq. 1-2) and variance
@@ -352,17 +356,37 @@ mod avx2 {
         }
     }
 
-    /// d += g s (1 - s).
+    /// d += (F^T m) s (1 - s): F^T m two frame rows by thirty-two columns at
+    /// a time in registers (the filter rows zero on both skipped), then
+    /// through the sigmoid's slope into d.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn add_sigmoid_grad(d: &mut Frame, g: &Frame, s: &Frame) {
+    pub unsafe fn add_read_grad(d: &mut Frame, f: &Bank, m: &Bank, s: &Frame) {
         let one = _mm256_set1_ps(1.0);
-        for ((dr, gr), sr) in d.iter_mut().zip(g).zip(s) {
-            for j in (0..A).step_by(8) {
-                let sv = _mm256_loadu_ps(sr.as_ptr().add(j));
-                let slope = _mm256_mul_ps(sv, _mm256_sub_ps(one, sv));
-                let gv = _mm256_loadu_ps(gr.as_ptr().add(j));
-                let dv = _mm256_loadu_ps(dr.as_ptr().add(j));
-                _mm256_storeu_ps(dr.as_mut_ptr().add(j), _mm256_fmadd_ps(gv, slope, dv));
+        for a in (0..A).step_by(2) {
+            for o in [0, 32] {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for (fu, mu) in f.iter().zip(m) {
+                    if fu[a] == 0.0 && fu[a + 1] == 0.0 {
+                        continue;
+                    }
+                    let f0 = _mm256_broadcast_ss(&fu[a]);
+                    let f1 = _mm256_broadcast_ss(&fu[a + 1]);
+                    for i in 0..4 {
+                        let v = _mm256_loadu_ps(mu.as_ptr().add(o + i * 8));
+                        acc[i] = _mm256_fmadd_ps(f0, v, acc[i]);
+                        acc[4 + i] = _mm256_fmadd_ps(f1, v, acc[4 + i]);
+                    }
+                }
+                for (r, row) in [a, a + 1].into_iter().enumerate() {
+                    for i in 0..4 {
+                        let at = o + i * 8;
+                        let sv = _mm256_loadu_ps(s[row].as_ptr().add(at));
+                        let slope = _mm256_mul_ps(sv, _mm256_sub_ps(one, sv));
+                        let dv = _mm256_loadu_ps(d[row].as_ptr().add(at));
+                        let out = _mm256_fmadd_ps(acc[4 * r + i], slope, dv);
+                        _mm256_storeu_ps(d[row].as_mut_ptr().add(at), out);
+                    }
+                }
             }
         }
     }
@@ -637,13 +661,14 @@ mod tests {
         }
     }
 
-    /// A frame made of K rows repeated.
-    fn m_frame(m: &Bank) -> Frame {
-        let mut f = [[0f32; A]; A];
-        for (a, row) in f.iter_mut().enumerate() {
-            *row = m[a % K];
-        }
-        f
+    /// Grid centres from outside the frame's top to its bottom half.
+    const MU: [f32; K] = [-3.0, 4.5, 12.0, 19.5, 27.0, 34.5, 42.0, 49.5, 57.0, 64.5];
+
+    /// A Gaussian filterbank (sigma^2 4), zero outside each row's support.
+    fn gaussian() -> Bank {
+        let mut g = [[0f32; A]; K];
+        Kernels::Portable.filterbank(&MU, 4.0, &mut g);
+        g
     }
 
     #[test]
@@ -665,9 +690,7 @@ mod tests {
         // Products with a Gaussian filterbank, zero outside each row's support:
         // the fast forms skip the zeros (and leave the gradient of a
         // filterbank alone there), the portable ones run every entry.
-        let mut g = [[0f32; A]; K];
-        let mu: [f32; K] = std::array::from_fn(|u| -3.0 + 7.5 * u as f32);
-        Kernels::Portable.filterbank(&mu, 4.0, &mut g);
+        let g = gaussian();
         assert!(g
             .iter()
             .all(|r| r.contains(&0.0) && r.iter().any(|v| *v > 0.0)));
@@ -690,8 +713,8 @@ mod tests {
             }
         }
         let (mut fa, mut fb) = ([[0f32; A]; K], [[0f32; A]; K]);
-        fast.filterbank(&mu, 4.0, &mut fa);
-        Kernels::Portable.filterbank(&mu, 4.0, &mut fb);
+        fast.filterbank(&MU, 4.0, &mut fa);
+        Kernels::Portable.filterbank(&MU, 4.0, &mut fb);
         close(&fa, &fb, 1e-6);
         let mut p = [0f32; K * K];
         for (i, v) in p.iter_mut().enumerate() {
@@ -708,10 +731,12 @@ mod tests {
             assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{x} against {y}");
         }
         let s01 = img.map(|r| r.map(|v| (v + 4.0) / 8.0));
-        let (mut da, mut db) = (img, img);
-        fast.add_sigmoid_grad(&mut da, &m_frame(&m), &s01);
-        Kernels::Portable.add_sigmoid_grad(&mut db, &m_frame(&m), &s01);
-        close(&da, &db, 1e-6);
+        for bank in [&f, &gaussian()] {
+            let (mut da, mut db) = (img, img);
+            fast.add_read_grad(&mut da, bank, &m, &s01);
+            Kernels::Portable.add_read_grad(&mut db, bank, &m, &s01);
+            close(&da, &db, 1e-5);
+        }
         let mut c = img;
         for (a, row) in c.iter_mut().enumerate() {
             for (b, v) in row.iter_mut().enumerate() {

@@ -277,6 +277,32 @@ impl FusedCanvas {
         }
     }
 
+    /// scale (sigmoid(c) - x) for every pixel of `canvas` and `x` into
+    /// `dcanvas`: the gradient of scale BCE(x, sigmoid(c)) in the logits c.
+    pub fn bce_grad(&self, canvas: &[f32], x: &[f32], scale: f32, dcanvas: &mut [f32]) {
+        self.check("canvas", canvas, PIXELS);
+        self.check("video", x, PIXELS);
+        self.check("canvas gradient", dcanvas, PIXELS);
+        let (per, kernels) = (self.frames_per_chunk(), self.kernels);
+        let chunks: Vec<(usize, &mut [f32])> = dcanvas
+            .chunks_mut(per * PIXELS)
+            .enumerate()
+            .map(|(i, c)| (i * per, c))
+            .collect();
+        threads::for_each_chunk(self.threads, chunks, |(first, out)| {
+            for i in 0..out.len() / PIXELS {
+                let f = first + i;
+                let o = frame_mut(&mut out[i * PIXELS..(i + 1) * PIXELS]);
+                kernels.sigmoid(frame(canvas, f), o);
+                for (or, xr) in o.iter_mut().zip(frame(x, f)) {
+                    for (o, x) in or.iter_mut().zip(xr) {
+                        *o = scale * (*o - x);
+                    }
+                }
+            }
+        });
+    }
+
     /// Step `t`: adds `write` to `canvas` ([frames, A, A] logits), then, with
     /// `read`, reads the real frames `x` and sigmoid(canvas) into `glimpse_x`
     /// and `glimpse_shown` ([frames, K, K] each), keeping what the backward of
@@ -468,10 +494,8 @@ impl FusedCanvas {
                     kernels.bank_frame_t(&drx, frame(x, f), 1.0, &b.rows, &mut d_rows);
                     kernels.bank_frame_t(&drs, s, 1.0, &b.rows, &mut d_rows);
                     b.backward(kernels, &d_rows, &d_cols, g_grid, i);
-                    let mut ds = [[0f32; A]; A];
-                    kernels.frame_add_banks(&mut ds, &b.rows, &drs);
-                    //   s = sigmoid(c): dc += ds s (1 - s)
-                    kernels.add_sigmoid_grad(d, &ds, s);
+                    //   s = sigmoid(c): dc += ds s (1 - s), ds = F_p^T dR_s
+                    kernels.add_read_grad(d, &b.rows, &drs, s);
                 }
                 if let (Some(w), Some((g_grid, g_patch))) = (&write, &mut wgc) {
                     // c + F_p^T P F_q: with M = P F_q and T = F_p dc,

@@ -325,7 +325,8 @@ pub fn loss_and_backward(
         .binary_cross_entropy_with_logits::<Tensor>(&x, None, None, tch::Reduction::None)
         .view([batch, -1])
         .sum_dim_intlist([1].as_slice(), false, Kind::Float);
-    let mut dcanvas = values(&((logits.sigmoid() - &x) / batch as f64));
+    let mut dcanvas = vec![0f32; canvas.len()];
+    kernels.bce_grad(&canvas, &x_values, 1.0 / batch as f32, &mut dcanvas);
 
     // Backward, last step first.
     let mut after: Option<ReadGrads> = None;
