@@ -19,8 +19,7 @@
 //!   read:   s = sigmoid(c),  G_x = gamma F_p' x F_q'^T,  G_s = gamma F_p' s F_q'^T
 //!                                                                 (eq. 5, 6)
 //! The filterbanks are the ones `model::filterbank` builds with `stable` rows
-//! (each row's exponents shifted by their largest), built again in the
-//! backward rather than kept.
+//! (each row's exponents shifted by their largest), kept for the backward.
 //! where one step of the encoder reads with the window of h_dec^{t-1} the canvas
 //! its previous write left, so a call does a step's write and the next step's
 //! read together. Sizes are fixed: grey 64 x 64 frames, grids of 10 (every
@@ -153,6 +152,26 @@ impl Banks {
         b
     }
 
+    /// The banks a forward pass kept (`kept`: F_p then F_q), with the grid's
+    /// centres computed again.
+    fn kept(g: &Grid, f: usize, kept: &[f32]) -> Self {
+        let (rows, cols) = kept.split_at(BANK);
+        Self {
+            rows: *bank_ref(rows),
+            cols: *bank_ref(cols),
+            mu_rows: centres(g.g_row[f], g.delta[f]),
+            mu_cols: centres(g.g_col[f], g.delta[f]),
+            sigma2: g.sigma2[f],
+        }
+    }
+
+    /// Keeps F_p and F_q in `out` for the backward.
+    fn keep(&self, out: &mut [f32]) {
+        let (rows, cols) = out.split_at_mut(BANK);
+        *bank_mut(rows) = self.rows;
+        *bank_mut(cols) = self.cols;
+    }
+
     /// Back from the gradients of F_p and F_q to the grid's parameters of frame `i`.
     fn backward(
         &self,
@@ -193,13 +212,18 @@ fn grid_chunks(g: &mut GridGrads, per: usize) -> impl Iterator<Item = GridSlices
         })
 }
 
-/// What a read keeps for its backward, per frame: sigmoid(c) as it was read,
-/// and the rows F_p' x and F_p' s.
+/// What a step keeps for its backward, per frame: sigmoid(c) as it was read,
+/// the rows F_p' x and F_p' s, and the filterbanks (the write's F_p and F_q,
+/// then the read's).
 #[derive(Default)]
 struct Saved {
     shown: Vec<f32>,
     rows: Vec<f32>,
+    banks: Vec<f32>,
 }
+
+/// Values kept per frame in [`Saved::banks`].
+const BANKS: usize = 4 * BANK;
 
 /// The fused canvas step over a batch of `frames` frames, with the buffers a
 /// run of T steps keeps for its backward (reused from batch to batch).
@@ -335,8 +359,10 @@ impl FusedCanvas {
             saved.shown.resize(n * PIXELS, 0.0);
             saved.rows.resize(n * 2 * BANK, 0.0);
         }
+        saved.banks.resize(n * BANKS, 0.0);
         let mut chunks = Vec::new();
         {
+            let mut banks = saved.banks.chunks_mut(per * BANKS);
             let mut canvas = canvas.chunks_mut(per * PIXELS);
             let mut shown = saved.shown.chunks_mut(per * PIXELS);
             let mut rows = saved.rows.chunks_mut(per * 2 * BANK);
@@ -347,6 +373,7 @@ impl FusedCanvas {
                 chunks.push((
                     first,
                     canvas,
+                    banks.next().expect("a chunk of every buffer"),
                     shown.next(),
                     rows.next(),
                     gx.next(),
@@ -357,13 +384,14 @@ impl FusedCanvas {
         threads::for_each_chunk(
             threads,
             chunks,
-            |(first, canvas, mut shown, mut rows, mut gx, mut gs)| {
+            |(first, canvas, banks, mut shown, mut rows, mut gx, mut gs)| {
                 for i in 0..canvas.len() / PIXELS {
                     let f = first + i;
                     let c = frame_mut(&mut canvas[i * PIXELS..(i + 1) * PIXELS]);
                     if let Some(w) = &write {
                         // c + F_p^T (P F_q)  (eq. 9, 10)
                         let b = Banks::of(kernels, &w.grid, f);
+                        b.keep(&mut banks[i * BANKS..i * BANKS + 2 * BANK]);
                         let mut m = [[0f32; A]; K];
                         kernels.patch_bank(patch(w.patch, f), &b.cols, &mut m);
                         kernels.frame_add_banks(c, &b.rows, &m);
@@ -383,6 +411,7 @@ impl FusedCanvas {
                     let (rx, rs) = rows[i * 2 * BANK..(i + 1) * 2 * BANK].split_at_mut(BANK);
                     let (rx, rs) = (bank_mut(rx), bank_mut(rs));
                     let b = Banks::of(kernels, &r.grid, f);
+                    b.keep(&mut banks[i * BANKS + 2 * BANK..(i + 1) * BANKS]);
                     kernels.bank_frame(&b.rows, frame(x, f), rx);
                     kernels.bank_frame(&b.rows, s, rs);
                     kernels.bank_bank_t(rx, &b.cols, r.gamma[f], patch_mut(gx, i));
@@ -415,10 +444,9 @@ impl FusedCanvas {
             self.check("glimpse gradient", dglimpse_shown, PATCH);
         }
         let n = self.frames;
-        let saved = self
-            .saved
-            .get(t)
-            .filter(|s| read.is_none() || s.shown.len() == n * PIXELS);
+        let saved = self.saved.get(t).filter(|s| {
+            s.banks.len() == n * BANKS && (read.is_none() || s.shown.len() == n * PIXELS)
+        });
         let saved = saved.expect("the backward of a step that ran forward");
         let mut wg = write.map(|_| WriteGrads {
             grid: GridGrads::zeros(n),
@@ -468,7 +496,11 @@ impl FusedCanvas {
                     let rows = &saved.rows[f * 2 * BANK..(f + 1) * 2 * BANK];
                     let (rx, rs) = rows.split_at(BANK);
                     let (rx, rs) = (bank_ref(rx), bank_ref(rs));
-                    let b = Banks::of(kernels, &r.grid, f);
+                    let b = Banks::kept(
+                        &r.grid,
+                        f,
+                        &saved.banks[f * BANKS + 2 * BANK..(f + 1) * BANKS],
+                    );
                     let gamma = r.gamma[f];
                     // G = gamma R F_q^T with R = F_p img:
                     //   dR = gamma dG F_q, dF_q = gamma dG^T R,
@@ -500,7 +532,7 @@ impl FusedCanvas {
                 if let (Some(w), Some((g_grid, g_patch))) = (&write, &mut wgc) {
                     // c + F_p^T P F_q: with M = P F_q and T = F_p dc,
                     //   dF_p = M dc^T, dP = T F_q^T, dF_q = P^T T; dc passes on.
-                    let b = Banks::of(kernels, &w.grid, f);
+                    let b = Banks::kept(&w.grid, f, &saved.banks[f * BANKS..f * BANKS + 2 * BANK]);
                     let p = patch(w.patch, f);
                     let mut m = [[0f32; A]; K];
                     kernels.patch_bank(p, &b.cols, &mut m);

@@ -222,8 +222,12 @@ pub fn loss_and_backward(
     let steps = c.timesteps as usize;
     let per_step = (batch * n * k * k) as usize;
     kernels.resize((batch * n) as usize);
+    assert_eq!(x.device(), Device::Cpu, "the fused step runs on the CPU");
     let x = x.to_kind(Kind::Float).contiguous();
-    let x_values = values(&x);
+    // SAFETY: `x` is a contiguous f32 tensor in CPU memory, of `numel` values,
+    // and outlives `x_values` (both end with this function); nothing writes it.
+    let x_values: &[f32] =
+        unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, x.numel()) };
 
     // Caption features enter every segment as leaves; their graph runs back once.
     let s_full = dec.caption_embedding(be, caption);
@@ -241,7 +245,7 @@ pub fn loss_and_backward(
     kernels.forward(
         0,
         &mut canvas,
-        &x_values,
+        x_values,
         None,
         Some(first_read.read()),
         gx,
@@ -301,7 +305,7 @@ pub fn loss_and_backward(
         kernels.forward(
             t + 1,
             &mut canvas,
-            &x_values,
+            x_values,
             Some(write.write()),
             next_read.as_ref().map(WindowIn::read),
             gx,
@@ -326,14 +330,14 @@ pub fn loss_and_backward(
         .view([batch, -1])
         .sum_dim_intlist([1].as_slice(), false, Kind::Float);
     let mut dcanvas = vec![0f32; canvas.len()];
-    kernels.bce_grad(&canvas, &x_values, 1.0 / batch as f32, &mut dcanvas);
+    kernels.bce_grad(&canvas, x_values, 1.0 / batch as f32, &mut dcanvas);
 
     // Backward, last step first.
     let mut after: Option<ReadGrads> = None;
     let (mut write_grads, _) = kernels.backward(
         steps,
         &mut dcanvas,
-        &x_values,
+        x_values,
         Some(segments[steps - 1].write.write()),
         None,
         &[],
@@ -362,7 +366,7 @@ pub fn loss_and_backward(
         } else {
             Some(first_read.read())
         };
-        let (wg, rg) = kernels.backward(t, &mut dcanvas, &x_values, write, read, &dgx, &dgs);
+        let (wg, rg) = kernels.backward(t, &mut dcanvas, x_values, write, read, &dgx, &dgs);
         write_grads = wg;
         after = rg;
     }
