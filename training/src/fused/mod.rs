@@ -301,30 +301,29 @@ impl FusedCanvas {
         }
     }
 
-    /// scale (sigmoid(c) - x) for every pixel of `canvas` and `x` into
-    /// `dcanvas`: the gradient of scale BCE(x, sigmoid(c)) in the logits c.
-    pub fn bce_grad(&self, canvas: &[f32], x: &[f32], scale: f32, dcanvas: &mut [f32]) {
+    /// The binary cross-entropy of the videos `x` under sigmoid(canvas),
+    /// summed over each frame ([frames]), and its gradient in the logits times
+    /// `scale` into `dcanvas`, scale (sigmoid(c) - x).
+    pub fn bce(&self, canvas: &[f32], x: &[f32], scale: f32, dcanvas: &mut [f32]) -> Vec<f32> {
         self.check("canvas", canvas, PIXELS);
         self.check("video", x, PIXELS);
         self.check("canvas gradient", dcanvas, PIXELS);
         let (per, kernels) = (self.frames_per_chunk(), self.kernels);
-        let chunks: Vec<(usize, &mut [f32])> = dcanvas
+        let mut sums = vec![0f32; self.frames];
+        let chunks: Vec<(usize, &mut [f32], &mut [f32])> = dcanvas
             .chunks_mut(per * PIXELS)
+            .zip(sums.chunks_mut(per))
             .enumerate()
-            .map(|(i, c)| (i * per, c))
+            .map(|(i, (d, s))| (i * per, d, s))
             .collect();
-        threads::for_each_chunk(self.threads, chunks, |(first, out)| {
-            for i in 0..out.len() / PIXELS {
+        threads::for_each_chunk(self.threads, chunks, |(first, out, sums)| {
+            for (i, sum) in sums.iter_mut().enumerate() {
                 let f = first + i;
-                let o = frame_mut(&mut out[i * PIXELS..(i + 1) * PIXELS]);
-                kernels.sigmoid(frame(canvas, f), o);
-                for (or, xr) in o.iter_mut().zip(frame(x, f)) {
-                    for (o, x) in or.iter_mut().zip(xr) {
-                        *o = scale * (*o - x);
-                    }
-                }
+                let d = frame_mut(&mut out[i * PIXELS..(i + 1) * PIXELS]);
+                *sum = kernels.bce(frame(canvas, f), frame(x, f), scale, d);
             }
         });
+        sums
     }
 
     /// Step `t`: adds `write` to `canvas` ([frames, A, A] logits), then, with

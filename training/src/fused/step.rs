@@ -324,13 +324,13 @@ pub fn loss_and_backward(
 
     // L_X = BCE(x, sigmoid(c^T)) summed over each video's pixels; the objective's
     // gradient in c^T is (sigmoid(c^T) - x) / B.
-    let logits = Tensor::from_slice(&canvas).view(x.size().as_slice());
-    let reconstruction = logits
-        .binary_cross_entropy_with_logits::<Tensor>(&x, None, None, tch::Reduction::None)
-        .view([batch, -1])
-        .sum_dim_intlist([1].as_slice(), false, Kind::Float);
     let mut dcanvas = vec![0f32; canvas.len()];
-    kernels.bce_grad(&canvas, x_values, 1.0 / batch as f32, &mut dcanvas);
+    let per_frame = kernels.bce(&canvas, x_values, 1.0 / batch as f32, &mut dcanvas);
+    let per_video: Vec<f32> = per_frame
+        .chunks(n as usize)
+        .map(|f| f.iter().map(|&v| v as f64).sum::<f64>() as f32)
+        .collect();
+    let reconstruction = Tensor::from_slice(&per_video);
 
     // Backward, last step first.
     let mut after: Option<ReadGrads> = None;
