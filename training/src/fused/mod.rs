@@ -125,51 +125,47 @@ fn offset(u: usize) -> f32 {
     (u + 1) as f32 - K as f32 / 2.0 - 0.5
 }
 
-/// A frame's two filterbanks, F_p and F_q, and their grid centres.
-struct Banks {
-    rows: Bank,
-    cols: Bank,
+/// A frame's two filterbanks, F_p and F_q (in the step's kept buffers), and
+/// their grid centres.
+struct Banks<'a> {
+    rows: &'a Bank,
+    cols: &'a Bank,
     mu_rows: [f32; K],
     mu_cols: [f32; K],
     sigma2: f32,
 }
 
-impl Banks {
-    fn of(kernels: Kernels, g: &Grid, f: usize) -> Self {
+impl<'a> Banks<'a> {
+    /// Builds frame `f`'s filterbanks into `out` (F_p then F_q), where the
+    /// backward finds them.
+    fn build(kernels: Kernels, g: &Grid, f: usize, out: &'a mut [f32]) -> Self {
+        let (rows, cols) = out.split_at_mut(BANK);
         let (mu_rows, mu_cols) = (
             centres(g.g_row[f], g.delta[f]),
             centres(g.g_col[f], g.delta[f]),
         );
-        let mut b = Self {
-            rows: [[0.0; A]; K],
-            cols: [[0.0; A]; K],
+        let sigma2 = g.sigma2[f];
+        kernels.filterbank(&mu_rows, sigma2, bank_mut(rows));
+        kernels.filterbank(&mu_cols, sigma2, bank_mut(cols));
+        Self {
+            rows: bank_ref(rows),
+            cols: bank_ref(cols),
             mu_rows,
             mu_cols,
-            sigma2: g.sigma2[f],
-        };
-        kernels.filterbank(&b.mu_rows, b.sigma2, &mut b.rows);
-        kernels.filterbank(&b.mu_cols, b.sigma2, &mut b.cols);
-        b
+            sigma2,
+        }
     }
 
-    /// The banks a forward pass kept (`kept`: F_p then F_q), with the grid's
-    /// centres computed again.
-    fn kept(g: &Grid, f: usize, kept: &[f32]) -> Self {
+    /// The filterbanks [`Self::build`] left in `kept`.
+    fn kept(g: &Grid, f: usize, kept: &'a [f32]) -> Self {
         let (rows, cols) = kept.split_at(BANK);
         Self {
-            rows: *bank_ref(rows),
-            cols: *bank_ref(cols),
+            rows: bank_ref(rows),
+            cols: bank_ref(cols),
             mu_rows: centres(g.g_row[f], g.delta[f]),
             mu_cols: centres(g.g_col[f], g.delta[f]),
             sigma2: g.sigma2[f],
         }
-    }
-
-    /// Keeps F_p and F_q in `out` for the backward.
-    fn keep(&self, out: &mut [f32]) {
-        let (rows, cols) = out.split_at_mut(BANK);
-        *bank_mut(rows) = self.rows;
-        *bank_mut(cols) = self.cols;
     }
 
     /// Back from the gradients of F_p and F_q to the grid's parameters of frame `i`.
@@ -181,8 +177,8 @@ impl Banks {
         out: &mut GridSlices,
         i: usize,
     ) {
-        let (dmu_r, ds_r) = kernels.filterbank_grad(&self.rows, d_rows, &self.mu_rows, self.sigma2);
-        let (dmu_c, ds_c) = kernels.filterbank_grad(&self.cols, d_cols, &self.mu_cols, self.sigma2);
+        let (dmu_r, ds_r) = kernels.filterbank_grad(self.rows, d_rows, &self.mu_rows, self.sigma2);
+        let (dmu_c, ds_c) = kernels.filterbank_grad(self.cols, d_cols, &self.mu_cols, self.sigma2);
         out.g_row[i] = dmu_r.iter().sum();
         out.g_col[i] = dmu_c.iter().sum();
         out.delta[i] = (0..K).map(|u| offset(u) * (dmu_r[u] + dmu_c[u])).sum();
@@ -389,11 +385,11 @@ impl FusedCanvas {
                     let c = frame_mut(&mut canvas[i * PIXELS..(i + 1) * PIXELS]);
                     if let Some(w) = &write {
                         // c + F_p^T (P F_q)  (eq. 9, 10)
-                        let b = Banks::of(kernels, &w.grid, f);
-                        b.keep(&mut banks[i * BANKS..i * BANKS + 2 * BANK]);
+                        let kept = &mut banks[i * BANKS..i * BANKS + 2 * BANK];
+                        let b = Banks::build(kernels, &w.grid, f, kept);
                         let mut m = [[0f32; A]; K];
-                        kernels.patch_bank(patch(w.patch, f), &b.cols, &mut m);
-                        kernels.frame_add_banks(c, &b.rows, &m);
+                        kernels.patch_bank(patch(w.patch, f), b.cols, &mut m);
+                        kernels.frame_add_banks(c, b.rows, &m);
                     }
                     let (Some(r), Some(shown), Some(rows), Some(gx), Some(gs)) = (
                         &read,
@@ -409,12 +405,12 @@ impl FusedCanvas {
                     kernels.sigmoid(c, s);
                     let (rx, rs) = rows[i * 2 * BANK..(i + 1) * 2 * BANK].split_at_mut(BANK);
                     let (rx, rs) = (bank_mut(rx), bank_mut(rs));
-                    let b = Banks::of(kernels, &r.grid, f);
-                    b.keep(&mut banks[i * BANKS + 2 * BANK..(i + 1) * BANKS]);
-                    kernels.bank_frame(&b.rows, frame(x, f), rx);
-                    kernels.bank_frame(&b.rows, s, rs);
-                    kernels.bank_bank_t(rx, &b.cols, r.gamma[f], patch_mut(gx, i));
-                    kernels.bank_bank_t(rs, &b.cols, r.gamma[f], patch_mut(gs, i));
+                    let kept = &mut banks[i * BANKS + 2 * BANK..(i + 1) * BANKS];
+                    let b = Banks::build(kernels, &r.grid, f, kept);
+                    kernels.bank_frame(b.rows, frame(x, f), rx);
+                    kernels.bank_frame(b.rows, s, rs);
+                    kernels.bank_bank_t(rx, b.cols, r.gamma[f], patch_mut(gx, i));
+                    kernels.bank_bank_t(rs, b.cols, r.gamma[f], patch_mut(gs, i));
                 }
             },
         );
@@ -506,8 +502,8 @@ impl FusedCanvas {
                     //   dgamma = <dG, R F_q^T> = <dG F_q, R>
                     let (dgx, dgs) = (patch(dglimpse_x, f), patch(dglimpse_shown, f));
                     let (mut drx, mut drs) = ([[0f32; A]; K], [[0f32; A]; K]);
-                    kernels.patch_bank(dgx, &b.cols, &mut drx);
-                    kernels.patch_bank(dgs, &b.cols, &mut drs);
+                    kernels.patch_bank(dgx, b.cols, &mut drx);
+                    kernels.patch_bank(dgs, b.cols, &mut drs);
                     g_gamma[i] = (0..K)
                         .map(|u| dot(&drx[u], &rx[u]) + dot(&drs[u], &rs[u]))
                         .sum();
@@ -522,11 +518,11 @@ impl FusedCanvas {
                     }
                     //   R = F_p img: dF_p = dR img^T, dimg = F_p^T dR
                     let mut d_rows = [[0f32; A]; K];
-                    kernels.bank_frame_t(&drx, frame(x, f), 1.0, &b.rows, &mut d_rows);
-                    kernels.bank_frame_t(&drs, s, 1.0, &b.rows, &mut d_rows);
+                    kernels.bank_frame_t(&drx, frame(x, f), 1.0, b.rows, &mut d_rows);
+                    kernels.bank_frame_t(&drs, s, 1.0, b.rows, &mut d_rows);
                     b.backward(kernels, &d_rows, &d_cols, g_grid, i);
                     //   s = sigmoid(c): dc += ds s (1 - s), ds = F_p^T dR_s
-                    kernels.add_read_grad(d, &b.rows, &drs, s);
+                    kernels.add_read_grad(d, b.rows, &drs, s);
                 }
                 if let (Some(w), Some((g_grid, g_patch))) = (&write, &mut wgc) {
                     // c + F_p^T P F_q: with M = P F_q and T = F_p dc,
@@ -534,12 +530,12 @@ impl FusedCanvas {
                     let b = Banks::kept(&w.grid, f, &saved.banks[f * BANKS..f * BANKS + 2 * BANK]);
                     let p = patch(w.patch, f);
                     let mut m = [[0f32; A]; K];
-                    kernels.patch_bank(p, &b.cols, &mut m);
+                    kernels.patch_bank(p, b.cols, &mut m);
                     let mut d_rows = [[0f32; A]; K];
-                    kernels.bank_frame_t(&m, d, 1.0, &b.rows, &mut d_rows);
+                    kernels.bank_frame_t(&m, d, 1.0, b.rows, &mut d_rows);
                     let mut t_rows = [[0f32; A]; K];
-                    kernels.bank_frame(&b.rows, d, &mut t_rows);
-                    kernels.bank_bank_t(&t_rows, &b.cols, 1.0, patch_mut(g_patch, i));
+                    kernels.bank_frame(b.rows, d, &mut t_rows);
+                    kernels.bank_bank_t(&t_rows, b.cols, 1.0, patch_mut(g_patch, i));
                     let mut d_cols = [[0f32; A]; K];
                     kernels.patch_bank(&transposed(p, 1.0), &t_rows, &mut d_cols);
                     b.backward(kernels, &d_rows, &d_cols, g_grid, i);
