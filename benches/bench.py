@@ -19,8 +19,9 @@ the training rows on the default one-digit captioned model, freshly made:
     per core), bare ORT with both outputs, bare ORT on one thread
   * first_buffer_ms: NULL -> first buffer of syncdrawsrc (benches/first_buffer.py)
   * training videos/s at batch 64: `syncdraw-train train` (tch) of the training
-    defaults ("tch", f32) and with bf16 matrix products ("tch_bf16": --products
-    bf16), then reference.py training the "tch" run's checkpoint, as eager
+    defaults ("tch": f32, the fused canvas step), with the canvas half in
+    libtorch's operations ("tch_plain": --canvas-step plain) and with bf16 matrix
+    products ("tch_bf16": --products bf16, which trains on the plain step), then reference.py training the "tch" run's checkpoint, as eager
     PyTorch runs it ("pytorch", f32), under PyTorch's CPU autocast to bf16
     ("pytorch_bf16"), and with MKL's vendor check answered as syncdraw-train
     answers it ("pytorch_mkl_avx2": the same MKL kernels; docs/benchmarks.md)
@@ -244,6 +245,10 @@ def save(results, path):
     tr = {r["impl"]: r["videos_per_s"] for r in results["training"]}
     if "tch" in tr and "pytorch" in tr:
         ratios["tch/pytorch training"] = tr["tch"] / tr["pytorch"]
+    if "tch_plain" in tr and "pytorch" in tr:
+        ratios["tch_plain/pytorch training"] = tr["tch_plain"] / tr["pytorch"]
+    if "tch" in tr and "tch_plain" in tr:
+        ratios["tch/tch_plain training"] = tr["tch"] / tr["tch_plain"]
     if "tch" in tr and "pytorch_mkl_avx2" in tr:
         ratios["tch/pytorch_mkl_avx2 training"] = tr["tch"] / tr["pytorch_mkl_avx2"]
     if "tch_bf16" in tr and "pytorch" in tr:
@@ -379,17 +384,19 @@ def bench_batch_render(model, grammar, count, provider):
                        f"--execution-provider {provider}"}
 
 
-def bench_tch_training(train_bin, batch, steps, log_every, threads, workdir, seconds, products="f32"):
+def bench_tch_training(train_bin, batch, steps, log_every, threads, workdir, seconds, products="f32",
+                       canvas_step="fused"):
     """`syncdraw-train train` of the default one-digit captioned model (the
     training defaults, as `syncdraw-train train --digits 1` trains it, with
-    `--products PRODUCTS`); the run's checkpoint, with that model's
-    configuration, is what reference.py then trains."""
-    run_dir = os.path.join(workdir, f"tch-run-{products}")
+    `--products PRODUCTS --canvas-step CANVAS_STEP`); the run's checkpoint, with
+    that model's configuration, is what reference.py then trains."""
+    run_dir = os.path.join(workdir, f"tch-run-{products}-{canvas_step}")
     cmd = [train_bin, "train", "--run-dir", run_dir, "--device", "cpu", "--threads", str(threads),
            "--batch", str(batch), "--steps", str(steps), "--log-every", str(log_every),
            "--eval-every", "0", "--checkpoint-every", str(steps + 1), "--max-minutes", f"{seconds / 60:.3f}",
            "--train-size", str(max(10 * batch, 640)), "--test-size", "64",
-           "--cache-dir", os.path.join(workdir, "data-cache"), "--digits", "1", "--products", products]
+           "--cache-dir", os.path.join(workdir, "data-cache"), "--digits", "1", "--products", products,
+           "--canvas-step", canvas_step]
     log("tch: " + " ".join(cmd))
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -651,12 +658,14 @@ def main():
 
     if not args.skip_training:
         with tempfile.TemporaryDirectory(prefix="syncdraw-bench-") as work:
-            # "tch": the training defaults (f32 products); "tch_bf16": the same
-            # run with --products bf16.
-            for impl, products in (("tch", "f32"), ("tch_bf16", "bf16")):
+            # "tch": the training defaults (f32 products, the fused canvas step);
+            # "tch_plain": the same run with --canvas-step plain; "tch_bf16": with
+            # --products bf16.
+            for impl, products, canvas_step in (("tch", "f32", "fused"), ("tch_plain", "f32", "plain"),
+                                                ("tch_bf16", "bf16", "fused")):
                 rate, windows, wall, ck = bench_tch_training(args.train_bin, args.train_batch, args.tch_steps,
                                                              args.tch_log_every, threads, work, args.train_seconds,
-                                                             products)
+                                                             products, canvas_step)
                 meta = load_checkpoint(ck)[0]
                 used = meta.get("products", "f32")
                 log(f"training {impl:8s} {rate:.2f} videos/s ({used} products; log windows {windows}, "
@@ -664,6 +673,7 @@ def main():
                 results["training"].append({"impl": impl, "device": "cpu", "batch": args.train_batch,
                                             "videos_per_s": rate, "log_windows_videos_per_s": windows,
                                             "max_steps": args.tch_steps, "products": used,
+                                            "canvas_step": canvas_step if products == "f32" else "plain",
                                             "model": "syncdraw-train train defaults, --digits 1",
                                             "config": meta["model"]})
                 if impl == "tch":

@@ -94,8 +94,12 @@ def markdown(r):
         out.append("|---|---:|")
         for t in r["training"]:
             products = f", {t['products']} products" if t.get("products") else ""
+            if t.get("canvas_step"):
+                products += f", {t['canvas_step']} canvas step"
             out.append(f"| {t['impl']} ({t['device']}{products}) | {num(t.get('videos_per_s'), '.2f')} |")
         for key, label in (("tch/pytorch training", "tch / PyTorch"),
+                           ("tch_plain/pytorch training", "tch plain step / PyTorch"),
+                           ("tch/tch_plain training", "tch fused / plain step"),
                            ("tch_bf16/pytorch training", "tch bf16 / PyTorch"),
                            ("tch_bf16/pytorch_bf16 training", "tch bf16 / PyTorch autocast bf16")):
             if key in r.get("ratios", {}):

@@ -8,7 +8,8 @@
 //! [B, N, 64, 64] canvas per step, each a pass through memory
 //! (docs/benchmarks.md, "The training step's two halves"). Here each of a
 //! frame's products is one register-blocked kernel ([`frame`]) on 16 KB that
-//! stay in the cache between them.
+//! stay in the cache between them, and the products skip the filterbanks'
+//! zero tails.
 //!
 //! The windows come in as their parameters per frame (centres, stride,
 //! variance; the read's intensity gamma, the write's patch already divided by
@@ -18,12 +19,14 @@
 //!   write:  c <- c + F_p^T P F_q,        P = w / gamma_w          (eq. 9, 10)
 //!   read:   s = sigmoid(c),  G_x = gamma F_p' x F_q'^T,  G_s = gamma F_p' s F_q'^T
 //!                                                                 (eq. 5, 6)
-//! The filterbanks are the ones `model::filterbank` builds with `stable` rows
-//! (each row's exponents shifted by their largest), kept for the backward.
 //! where one step of the encoder reads with the window of h_dec^{t-1} the canvas
 //! its previous write left, so a call does a step's write and the next step's
-//! read together. Sizes are fixed: grey 64 x 64 frames, grids of 10 (every
-//! Bouncing MNIST model); [`FusedCanvas::supports`] says which models qualify.
+//! read together. The filterbanks are the ones `model::filterbank` builds with
+//! `stable` rows (each row's exponents shifted by their largest), less the
+//! weights under e^-16 of their row's largest ([`frame::Kernels::filterbank`]),
+//! kept for the backward. Sizes are fixed: grey 64 x 64 frames, grids of 10
+//! (every Bouncing MNIST model); [`FusedCanvas::supports`] says which models
+//! qualify.
 pub mod frame;
 pub mod step;
 pub mod threads;

@@ -7,11 +7,12 @@
 //! Q(Z^t | h_enc^t), the decoder LSTMs, the write window and patch, the next
 //! read window) is one libtorch graph, a *segment*, whose inputs are leaves: the
 //! glimpses of step t and the LSTM states of step t - 1. The kernels take the
-//! segment's filterbanks and patches as values. The backward then runs in
-//! reverse order of steps, each segment's autograd backward handing its leaves'
-//! gradients to the kernels' backward of the step before, and the kernels'
-//! gradients of the filterbanks and patches to the segment before that; every
-//! parameter's gradient accumulates in the variable store as with one backward.
+//! segment's window parameters and patches as values. The backward then runs
+//! in reverse order of steps, each segment's autograd backward handing its
+//! leaves' gradients to the kernels' backward of the step before, and the
+//! kernels' gradients of the window parameters and patches to the segment
+//! before that; every parameter's gradient accumulates in the variable store
+//! as with one backward.
 //! The numbers are those of [`SyncDraw::loss_observed`] and its backward
 //! (training/tests/fused.rs checks the loss and every gradient).
 use super::{FusedCanvas, Grid, GridGrads, Read, ReadGrads, Write, WriteGrads};
