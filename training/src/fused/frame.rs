@@ -396,15 +396,8 @@ mod avx2 {
             for o in [0, 32] {
                 let mut acc = [_mm256_setzero_ps(); 8];
                 for (fu, mu) in f.iter().zip(m) {
-                    if fu[a] == 0.0 && fu[a + 1] == 0.0 {
-                        continue;
-                    }
-                    let f0 = _mm256_broadcast_ss(&fu[a]);
-                    let f1 = _mm256_broadcast_ss(&fu[a + 1]);
-                    for i in 0..4 {
-                        let v = _mm256_loadu_ps(mu.as_ptr().add(o + i * 8));
-                        acc[i] = _mm256_fmadd_ps(f0, v, acc[i]);
-                        acc[4 + i] = _mm256_fmadd_ps(f1, v, acc[4 + i]);
+                    if fu[a] != 0.0 || fu[a + 1] != 0.0 {
+                        fma_pair(&mut acc, &fu[a], &fu[a + 1], mu, o);
                     }
                 }
                 for (r, row) in [a, a + 1].into_iter().enumerate() {
@@ -421,6 +414,40 @@ mod avx2 {
         }
     }
 
+    /// Two rows of thirty-two columns from column `o`, as eight vectors.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_pair(r0: &Row, r1: &Row, o: usize) -> [__m256; 8] {
+        std::array::from_fn(|i| {
+            let row = if i < 4 { r0 } else { r1 };
+            _mm256_loadu_ps(row.as_ptr().add(o + (i % 4) * 8))
+        })
+    }
+
+    /// acc += (w0 v, w1 v) for the thirty-two columns of `v` from `o`: one
+    /// source row into two accumulated rows.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn fma_pair(acc: &mut [__m256; 8], w0: &f32, w1: &f32, v: &Row, o: usize) {
+        let (w0, w1) = (_mm256_broadcast_ss(w0), _mm256_broadcast_ss(w1));
+        for i in 0..4 {
+            let x = _mm256_loadu_ps(v.as_ptr().add(o + i * 8));
+            acc[i] = _mm256_fmadd_ps(w0, x, acc[i]);
+            acc[4 + i] = _mm256_fmadd_ps(w1, x, acc[4 + i]);
+        }
+    }
+
+    /// Stores [`load_pair`]'s eight vectors back into rows `i` and `i + 1`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store_pair(acc: &[__m256; 8], rows: &mut [Row], i: usize, o: usize) {
+        for (r, row) in rows[i..i + 2].iter_mut().enumerate() {
+            for j in 0..4 {
+                _mm256_storeu_ps(row.as_mut_ptr().add(o + j * 8), acc[4 * r + j]);
+            }
+        }
+    }
+
     /// F img, two filter rows by thirty-two columns at a time (eight
     /// accumulators), over the pixels where either row is non-zero.
     #[target_feature(enable = "avx2,fma")]
@@ -430,18 +457,9 @@ mod avx2 {
             for o in [0, 32] {
                 let mut acc = [_mm256_setzero_ps(); 8];
                 for a in lo..hi {
-                    let w0 = _mm256_broadcast_ss(&f[u0][a]);
-                    let w1 = _mm256_broadcast_ss(&f[u0 + 1][a]);
-                    for i in 0..4 {
-                        let v = _mm256_loadu_ps(img[a].as_ptr().add(o + i * 8));
-                        acc[i] = _mm256_fmadd_ps(w0, v, acc[i]);
-                        acc[4 + i] = _mm256_fmadd_ps(w1, v, acc[4 + i]);
-                    }
+                    fma_pair(&mut acc, &f[u0][a], &f[u0 + 1][a], &img[a], o);
                 }
-                for i in 0..4 {
-                    _mm256_storeu_ps(out[u0].as_mut_ptr().add(o + i * 8), acc[i]);
-                    _mm256_storeu_ps(out[u0 + 1].as_mut_ptr().add(o + i * 8), acc[4 + i]);
-                }
+                store_pair(&acc, out, u0, o);
             }
         }
     }
@@ -452,27 +470,13 @@ mod avx2 {
     pub unsafe fn frame_add_banks(out: &mut Frame, f: &Bank, m: &Bank) {
         for a in (0..A).step_by(2) {
             for o in [0, 32] {
-                let mut acc = [_mm256_setzero_ps(); 8];
-                for i in 0..4 {
-                    acc[i] = _mm256_loadu_ps(out[a].as_ptr().add(o + i * 8));
-                    acc[4 + i] = _mm256_loadu_ps(out[a + 1].as_ptr().add(o + i * 8));
-                }
+                let mut acc = load_pair(&out[a], &out[a + 1], o);
                 for (fu, mu) in f.iter().zip(m) {
-                    if fu[a] == 0.0 && fu[a + 1] == 0.0 {
-                        continue;
-                    }
-                    let f0 = _mm256_broadcast_ss(&fu[a]);
-                    let f1 = _mm256_broadcast_ss(&fu[a + 1]);
-                    for i in 0..4 {
-                        let v = _mm256_loadu_ps(mu.as_ptr().add(o + i * 8));
-                        acc[i] = _mm256_fmadd_ps(f0, v, acc[i]);
-                        acc[4 + i] = _mm256_fmadd_ps(f1, v, acc[4 + i]);
+                    if fu[a] != 0.0 || fu[a + 1] != 0.0 {
+                        fma_pair(&mut acc, &fu[a], &fu[a + 1], mu, o);
                     }
                 }
-                for i in 0..4 {
-                    _mm256_storeu_ps(out[a].as_mut_ptr().add(o + i * 8), acc[i]);
-                    _mm256_storeu_ps(out[a + 1].as_mut_ptr().add(o + i * 8), acc[4 + i]);
-                }
+                store_pair(&acc, out, a, o);
             }
         }
     }

@@ -48,7 +48,16 @@ struct WindowIn {
 }
 
 impl WindowIn {
-    fn new(tensors: [Tensor; 5]) -> Self {
+    /// A window's grid, one per frame, and its last input (`last`).
+    fn of(win: Window<Tensor>, last: Tensor, geo: Geometry) -> Self {
+        let n = geo.frames;
+        let tensors = [
+            per_frame(win.g_row, n),
+            per_frame(win.g_col, n),
+            per_frame(win.delta, n),
+            per_frame(win.sigma2, n),
+            last,
+        ];
         let values = tensors.each_ref().map(values);
         Self { tensors, values }
     }
@@ -133,28 +142,15 @@ fn read_window(
     if let Some(stats) = stats {
         stats.read.add(&win, geo);
     }
-    let n = geo.frames;
-    WindowIn::new([
-        per_frame(win.g_row, n),
-        per_frame(win.g_col, n),
-        per_frame(win.delta, n),
-        per_frame(win.sigma2, n),
-        per_frame(win.gamma, n),
-    ])
+    let gamma = per_frame(win.gamma.shallow_clone(), geo.frames);
+    WindowIn::of(win, gamma, geo)
 }
 
 /// The write window and patch of h_dec^t as kernel inputs (eq. 9: the patch
 /// divided by gamma).
 fn write_window(win: Window<Tensor>, patch: &Tensor, geo: Geometry) -> WindowIn {
     let p = patch / win.gamma.unsqueeze(3);
-    let n = geo.frames;
-    WindowIn::new([
-        per_frame(win.g_row, n),
-        per_frame(win.g_col, n),
-        per_frame(win.delta, n),
-        per_frame(win.sigma2, n),
-        p,
-    ])
+    WindowIn::of(win, p, geo)
 }
 
 /// One step's recurrent graph: its leaves and the outputs the later steps and
