@@ -1,9 +1,11 @@
-//! The products and the sigmoid of one frame, on fixed sizes: a frame is
+//! What the fused step does to one frame, on fixed sizes: a frame is
 //! A x A = 64 x 64 pixels, a filterbank K x A = 10 x 64 (eq. 3-4's F_p or F_q,
-//! one row per grid point). Each product exists twice: an AVX2 + FMA form,
-//! blocked so that its accumulators stay in registers, and a portable form that
-//! runs where the CPU lacks those instructions. [`Kernels::detect`] picks one
-//! per process; tests run both against each other.
+//! one row per grid point). The products of read and write, the filterbanks
+//! and their gradient, the sigmoid, the BCE. Each exists twice: an AVX2 + FMA
+//! form, blocked so that its accumulators stay in registers (with exp and log
+//! as polynomials), and a portable form that runs where the CPU lacks those
+//! instructions. [`Kernels::detect`] picks one per process; tests run both
+//! against each other.
 
 /// Pixels along each side of a frame.
 pub const A: usize = 64;

@@ -237,7 +237,15 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         eprintln!(
             "canvas half of the step: {}",
             match &fused {
-                Some(k) => format!("fused kernels ({:?})", k.kernels()),
+                Some(k) => format!(
+                    "fused kernels ({:?}{})",
+                    k.kernels(),
+                    if fused::threads::on_openmp_team() {
+                        ", on libtorch's OpenMP threads"
+                    } else {
+                        ""
+                    }
+                ),
                 None => "libtorch operations".into(),
             }
         );
