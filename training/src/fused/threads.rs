@@ -47,6 +47,17 @@ pub fn on_openmp_team() -> bool {
 /// Runs `work` on every chunk, on up to `threads` threads, each taking the
 /// next chunk left until none is. A panic in `work` is raised again here.
 pub fn for_each_chunk<C: Send>(threads: usize, chunks: Vec<C>, work: impl Fn(C) + Sync) {
+    run_chunks(gomp_parallel(), threads, chunks, work)
+}
+
+/// [`for_each_chunk`] on libgomp's team (`parallel`) or, without it, on
+/// threads of our own.
+fn run_chunks<C: Send>(
+    parallel: Option<GompParallel>,
+    threads: usize,
+    chunks: Vec<C>,
+    work: impl Fn(C) + Sync,
+) {
     let queue = Mutex::new(chunks);
     let panicked: Mutex<Option<Box<dyn std::any::Any + Send>>> = Mutex::new(None);
     let body = || loop {
@@ -61,7 +72,7 @@ pub fn for_each_chunk<C: Send>(threads: usize, chunks: Vec<C>, work: impl Fn(C) 
         }
     };
     let threads = threads.max(1);
-    match gomp_parallel() {
+    match parallel {
         Some(parallel) if threads > 1 => {
             unsafe extern "C" fn trampoline<F: Fn()>(data: *mut c_void) {
                 // SAFETY: `data` is the `&F` passed below, alive until
@@ -92,5 +103,53 @@ pub fn for_each_chunk<C: Send>(threads: usize, chunks: Vec<C>, work: impl Fn(C) 
     }
     if let Some(p) = panicked.into_inner().unwrap_or_else(|e| e.into_inner()) {
         resume_unwind(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Both ways of running: libtorch's team (found here: the test binary
+    /// loads libtorch, and with it libgomp) and threads of our own.
+    fn runners() -> [Option<GompParallel>; 2] {
+        assert!(on_openmp_team(), "libgomp is loaded with libtorch");
+        [gomp_parallel(), None]
+    }
+
+    #[test]
+    fn every_chunk_runs_once() {
+        for parallel in runners() {
+            let seen = Mutex::new(Vec::new());
+            let calls = AtomicUsize::new(0);
+            run_chunks(parallel, 2, (0..100).collect(), |c: usize| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                seen.lock().unwrap().push(c);
+            });
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort();
+            assert_eq!(seen, (0..100).collect::<Vec<_>>());
+            assert_eq!(calls.into_inner(), 100);
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_chunk_is_raised_again() {
+        for parallel in runners() {
+            let caught = std::panic::catch_unwind(|| {
+                run_chunks(parallel, 2, vec![1, 2, 3], |c: i32| {
+                    if c == 2 {
+                        panic!("chunk {c} failed");
+                    }
+                })
+            });
+            let payload = caught.expect_err("the panic comes back");
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(msg, "chunk 2 failed");
+        }
     }
 }
