@@ -4,6 +4,9 @@
 //! both forms of the kernels; and the fused training step against the plain
 //! one: the same loss and the same gradient of every parameter. CPU only, real
 //! tch.
+mod common;
+
+use common::training_lock;
 use syncdraw_training::backend::tch_backend::TchBackend;
 use syncdraw_training::fused::frame::Kernels;
 use syncdraw_training::fused::{step, FusedCanvas, Grid, GridGrads, Read, Write};
@@ -118,7 +121,7 @@ fn compare(kernels: Kernels) {
     // Fused: the window parameters and w / gamma from libtorch, the rest here.
     let p = &patch / ww.gamma.unsqueeze(3);
     let frames = (B * N) as usize;
-    let mut fused = FusedCanvas::with_kernels(frames, 2, kernels);
+    let mut fused = FusedCanvas::with_kernels(2, kernels);
     assert_eq!(fused.kernels(), kernels);
     let grid_values = |w: &Window<Tensor>| [&w.g_row, &w.g_col, &w.delta, &w.sigma2].map(values);
     let (wv, rv) = (grid_values(&ww), grid_values(&rw));
@@ -201,6 +204,8 @@ fn compare(kernels: Kernels) {
 
 #[test]
 fn the_fused_step_matches_libtorch_with_the_fast_kernels() {
+    // Seeds libtorch's global generator: not while another test trains.
+    let _serial = training_lock();
     let fast = Kernels::detect();
     if fast == Kernels::Portable {
         eprintln!("this CPU has no AVX2 + FMA: only the portable kernels run here");
@@ -210,6 +215,8 @@ fn the_fused_step_matches_libtorch_with_the_fast_kernels() {
 
 #[test]
 fn the_fused_step_matches_libtorch_with_the_portable_kernels() {
+    // Seeds libtorch's global generator: not while another test trains.
+    let _serial = training_lock();
     compare(Kernels::Portable);
 }
 
@@ -289,7 +296,7 @@ fn compare_steps(config: ModelConfig, kernels: Kernels) {
     let plain_grads = gradients(&model);
     zero_grads(&model);
 
-    let mut canvas = FusedCanvas::with_kernels((B * N) as usize, 2, kernels);
+    let mut canvas = FusedCanvas::with_kernels(2, kernels);
     let mut fused_stats = WindowStats::default();
     let fused = step::loss_and_backward(
         &model,
@@ -352,6 +359,8 @@ fn numbers(v: &impl serde::Serialize) -> Vec<f32> {
 
 #[test]
 fn the_fused_training_step_has_the_plain_steps_loss_and_gradients() {
+    // Seeds libtorch's global generator: not while another test trains.
+    let _serial = training_lock();
     for kernels in [Kernels::detect(), Kernels::Portable] {
         compare_steps(
             small_model(Variant::Syncdraw, true, DecoderKind::WhatWhere),
@@ -417,6 +426,7 @@ fn checkpoint_tensors(dir: &std::path::Path) -> Vec<(String, Tensor)> {
 /// losses and, after three Adam updates, the same weights.
 #[test]
 fn training_runs_alike_with_either_canvas_step() {
+    let _serial = training_lock();
     let cache = tempfile::tempdir().expect("tmp");
     let run = |canvas_step: CanvasStep| {
         let dir = tempfile::tempdir().expect("tmp");
@@ -456,6 +466,7 @@ fn training_runs_alike_with_either_canvas_step() {
 /// it, so the step is deterministic).
 #[test]
 fn a_resumed_fused_run_matches_an_uninterrupted_one() {
+    let _serial = training_lock();
     let cache = tempfile::tempdir().expect("tmp");
     let (a, b) = (
         tempfile::tempdir().expect("tmp"),

@@ -2,6 +2,9 @@
 //! Bouncing MNIST, the training-dynamics options, and tiny training runs (loss
 //! falls, resume is exact, NaN stops it, unknown caption words are refused). CPU
 //! only, real tch.
+mod common;
+
+use common::training_lock;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use syncdraw_data::bouncing::{contents, grammar, image_pools, render, Motion, VideoSpec};
@@ -638,15 +641,6 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-/// libtorch's random generator is global to the process and training seeds it per
-/// step, so two tests training at once on the test harness's threads would draw
-/// each other's noise: tests that train hold this lock.
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn training_lock() -> std::sync::MutexGuard<'static, ()> {
-    TRAINING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {

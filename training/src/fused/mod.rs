@@ -224,12 +224,12 @@ struct Saved {
 /// Values kept per frame in [`Saved::banks`].
 const BANKS: usize = 4 * BANK;
 
-/// The fused canvas step over a batch of `frames` frames, with the buffers a
-/// run of T steps keeps for its backward (reused from batch to batch).
+/// The fused canvas step over a batch of frames (as many as its canvas holds),
+/// with the buffers a run of T steps keeps for its backward (reused from batch
+/// to batch).
 pub struct FusedCanvas {
     kernels: Kernels,
     threads: usize,
-    frames: usize,
     saved: Vec<Saved>,
 }
 
@@ -239,22 +239,17 @@ impl FusedCanvas {
         height == A as i64 && width == A as i64 && read_k == K as i64 && write_k == K as i64
     }
 
-    /// Steps over `frames` frames (videos x frames per video), on up to
-    /// `threads` threads.
-    pub fn new(frames: usize, threads: usize) -> Self {
-        Self {
-            kernels: Kernels::detect(),
-            threads: threads.max(1),
-            frames,
-            saved: Vec::new(),
-        }
+    /// Steps on up to `threads` threads, with the fastest kernels this CPU runs.
+    pub fn new(threads: usize) -> Self {
+        Self::with_kernels(threads, Kernels::detect())
     }
 
     /// The same, with the given kernels (tests compare the two forms).
-    pub fn with_kernels(frames: usize, threads: usize, kernels: Kernels) -> Self {
+    pub fn with_kernels(threads: usize, kernels: Kernels) -> Self {
         Self {
             kernels,
-            ..Self::new(frames, threads)
+            threads: threads.max(1),
+            saved: Vec::new(),
         }
     }
 
@@ -262,53 +257,21 @@ impl FusedCanvas {
         self.kernels
     }
 
-    /// Steps over `frames` frames from now on (the kept buffers are reused).
-    pub fn resize(&mut self, frames: usize) {
-        self.frames = frames;
-    }
-
-    /// Frames per chunk of work: four chunks per thread, so that a thread that
-    /// finishes early takes over work of a slower one.
-    fn frames_per_chunk(&self) -> usize {
-        self.frames.div_ceil(4 * self.threads).max(1)
-    }
-
-    fn check(&self, what: &str, v: &[f32], per_frame: usize) {
-        assert_eq!(
-            v.len(),
-            self.frames * per_frame,
-            "{what}: {} values for {} frames of {per_frame}",
-            v.len(),
-            self.frames
-        );
-    }
-
-    fn check_grid(&self, what: &str, g: &Grid) {
-        for v in [g.g_row, g.g_col, g.delta, g.sigma2] {
-            self.check(what, v, 1);
-        }
-    }
-
-    fn check_inputs(&self, write: Option<&Write>, read: Option<&Read>) {
-        if let Some(w) = write {
-            self.check_grid("write window", &w.grid);
-            self.check("patch", w.patch, PATCH);
-        }
-        if let Some(r) = read {
-            self.check_grid("read window", &r.grid);
-            self.check("read gamma", r.gamma, 1);
-        }
+    /// Frames per chunk of work for `n` frames: four chunks per thread, so
+    /// that a thread that finishes early takes over work of a slower one.
+    fn frames_per_chunk(&self, n: usize) -> usize {
+        n.div_ceil(4 * self.threads).max(1)
     }
 
     /// The binary cross-entropy of the videos `x` under sigmoid(canvas),
     /// summed over each frame ([frames]), and its gradient in the logits times
     /// `scale` into `dcanvas`, scale (sigmoid(c) - x).
     pub fn bce(&self, canvas: &[f32], x: &[f32], scale: f32, dcanvas: &mut [f32]) -> Vec<f32> {
-        self.check("canvas", canvas, PIXELS);
-        self.check("video", x, PIXELS);
-        self.check("canvas gradient", dcanvas, PIXELS);
-        let (per, kernels) = (self.frames_per_chunk(), self.kernels);
-        let mut sums = vec![0f32; self.frames];
+        let n = frames_in("canvas", canvas);
+        check("video", x, n, PIXELS);
+        check("canvas gradient", dcanvas, n, PIXELS);
+        let (per, kernels) = (self.frames_per_chunk(n), self.kernels);
+        let mut sums = vec![0f32; n];
         let chunks: Vec<(usize, &mut [f32], &mut [f32])> = dcanvas
             .chunks_mut(per * PIXELS)
             .zip(sums.chunks_mut(per))
@@ -340,18 +303,17 @@ impl FusedCanvas {
         glimpse_x: &mut [f32],
         glimpse_shown: &mut [f32],
     ) {
-        self.check("canvas", canvas, PIXELS);
-        self.check("video", x, PIXELS);
-        self.check_inputs(write.as_ref(), read.as_ref());
+        let n = frames_in("canvas", canvas);
+        check("video", x, n, PIXELS);
+        check_inputs(n, write.as_ref(), read.as_ref());
         if read.is_some() {
-            self.check("glimpse", glimpse_x, PATCH);
-            self.check("glimpse", glimpse_shown, PATCH);
+            check("glimpse", glimpse_x, n, PATCH);
+            check("glimpse", glimpse_shown, n, PATCH);
         }
-        let n = self.frames;
         if self.saved.len() <= t {
             self.saved.resize_with(t + 1, Saved::default);
         }
-        let (per, threads, kernels) = (self.frames_per_chunk(), self.threads, self.kernels);
+        let (per, threads, kernels) = (self.frames_per_chunk(n), self.threads, self.kernels);
         let saved = &mut self.saved[t];
         if read.is_some() {
             saved.shown.resize(n * PIXELS, 0.0);
@@ -435,13 +397,13 @@ impl FusedCanvas {
         dglimpse_x: &[f32],
         dglimpse_shown: &[f32],
     ) -> (Option<WriteGrads>, Option<ReadGrads>) {
-        self.check("canvas gradient", dcanvas, PIXELS);
-        self.check_inputs(write.as_ref(), read.as_ref());
+        let n = frames_in("canvas gradient", dcanvas);
+        check("video", x, n, PIXELS);
+        check_inputs(n, write.as_ref(), read.as_ref());
         if read.is_some() {
-            self.check("glimpse gradient", dglimpse_x, PATCH);
-            self.check("glimpse gradient", dglimpse_shown, PATCH);
+            check("glimpse gradient", dglimpse_x, n, PATCH);
+            check("glimpse gradient", dglimpse_shown, n, PATCH);
         }
-        let n = self.frames;
         let saved = self.saved.get(t).filter(|s| {
             s.banks.len() == n * BANKS && (read.is_none() || s.shown.len() == n * PIXELS)
         });
@@ -454,7 +416,7 @@ impl FusedCanvas {
             grid: GridGrads::zeros(n),
             gamma: vec![0.0; n],
         });
-        let (per, kernels) = (self.frames_per_chunk(), self.kernels);
+        let (per, kernels) = (self.frames_per_chunk(n), self.kernels);
         let mut chunks = Vec::new();
         {
             let mut dc = dcanvas.chunks_mut(per * PIXELS);
@@ -546,6 +508,42 @@ impl FusedCanvas {
             }
         });
         (wg, rg)
+    }
+}
+
+/// The frames a buffer of whole A x A frames holds.
+fn frames_in(what: &str, v: &[f32]) -> usize {
+    assert!(
+        v.len() % PIXELS == 0,
+        "{what}: {} values, not whole frames of {PIXELS}",
+        v.len()
+    );
+    v.len() / PIXELS
+}
+
+/// `v` holds `per_frame` values for each of `n` frames.
+fn check(what: &str, v: &[f32], n: usize, per_frame: usize) {
+    assert_eq!(
+        v.len(),
+        n * per_frame,
+        "{what}: {} values for {n} frames of {per_frame}",
+        v.len()
+    );
+}
+
+fn check_inputs(n: usize, write: Option<&Write>, read: Option<&Read>) {
+    let grid = |what, g: &Grid| {
+        for v in [g.g_row, g.g_col, g.delta, g.sigma2] {
+            check(what, v, n, 1);
+        }
+    };
+    if let Some(w) = write {
+        grid("write window", &w.grid);
+        check("patch", w.patch, n, PATCH);
+    }
+    if let Some(r) = read {
+        grid("read window", &r.grid);
+        check("read gamma", r.gamma, n, 1);
     }
 }
 

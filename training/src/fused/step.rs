@@ -218,7 +218,6 @@ pub fn loss_and_backward(
     let (n, k) = (c.frames, c.read_k);
     let steps = c.timesteps as usize;
     let per_step = (batch * n * k * k) as usize;
-    kernels.resize((batch * n) as usize);
     assert_eq!(x.device(), Device::Cpu, "the fused step runs on the CPU");
     let x = x.to_kind(Kind::Float).contiguous();
     // SAFETY: `x` is a contiguous f32 tensor in CPU memory, of `numel` values,
