@@ -514,7 +514,7 @@ impl FusedCanvas {
 /// The frames a buffer of whole A x A frames holds.
 fn frames_in(what: &str, v: &[f32]) -> usize {
     assert!(
-        v.len() % PIXELS == 0,
+        v.len().is_multiple_of(PIXELS),
         "{what}: {} values, not whole frames of {PIXELS}",
         v.len()
     );
