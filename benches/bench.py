@@ -673,7 +673,7 @@ def main():
                 results["training"].append({"impl": impl, "device": "cpu", "batch": args.train_batch,
                                             "videos_per_s": rate, "log_windows_videos_per_s": windows,
                                             "max_steps": args.tch_steps, "products": used,
-                                            "canvas_step": canvas_step if products == "f32" else "plain",
+                                            "canvas_step": meta.get("canvas_step", "plain"),
                                             "model": "syncdraw-train train defaults, --digits 1",
                                             "config": meta["model"]})
                 if impl == "tch":

@@ -4,6 +4,7 @@
 //! file in the same directory, fsync, then rename.
 use crate::adam::AdamConfig;
 use crate::backend::tch_backend::Products;
+use crate::fused::CanvasStep;
 use crate::model::{ModelConfig, SyncDraw};
 use crate::source::DataSource;
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,16 @@ pub struct Meta {
     /// recorded were trained in f32 and read as f32.
     #[serde(default)]
     pub products: Products,
+    /// How the latest training run on these weights computed its steps'
+    /// canvas half: `fused` where `train --canvas-step fused` (the default)
+    /// applied to the model and machine (`train::uses_fused_step`), else
+    /// `plain`. Checkpoints written before it was recorded read as plain.
+    #[serde(default = "plain_step")]
+    pub canvas_step: CanvasStep,
+}
+
+fn plain_step() -> CanvasStep {
+    CanvasStep::Plain
 }
 
 fn paper_lr() -> f64 {

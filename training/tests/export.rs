@@ -181,6 +181,7 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
         beta1: 0.5,
         clip: 10.0,
         products: Products::F32,
+        canvas_step: syncdraw_training::train::CanvasStep::Plain,
     };
     (model, meta)
 }
@@ -450,6 +451,7 @@ fn in_turn_matches_tch(order: DrawOrder, captioned: bool) {
         beta1: 0.5,
         clip: 10.0,
         products: Products::F32,
+        canvas_step: syncdraw_training::train::CanvasStep::Plain,
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("in-turn.onnx");

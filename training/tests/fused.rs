@@ -8,6 +8,7 @@ mod common;
 
 use common::training_lock;
 use syncdraw_training::backend::tch_backend::TchBackend;
+use syncdraw_training::checkpoint;
 use syncdraw_training::fused::frame::Kernels;
 use syncdraw_training::fused::{step, FusedCanvas, Grid, GridGrads, Read, Write};
 use syncdraw_training::model::filterbank::{Geometry, Window};
@@ -17,7 +18,7 @@ use syncdraw_training::model::write::write;
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, SyncDraw, Variant};
 use syncdraw_training::source::DataSource;
 use syncdraw_training::train::{
-    slots_config, train, uses_fused_step, CanvasInit, CanvasStep, CaptionEncoderKind, TrainOptions,
+    slots_config, train, CanvasInit, CanvasStep, CaptionEncoderKind, TrainOptions,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -246,6 +247,50 @@ fn small_model(variant: Variant, captions: bool, decoder: DecoderKind) -> ModelC
     }
 }
 
+#[test]
+fn only_the_models_the_kernels_take_run_fused() {
+    let base = || small_model(Variant::Syncdraw, true, DecoderKind::WhatWhere);
+    assert!(step::supported(&base()));
+    assert!(step::supported(&small_model(
+        Variant::Global,
+        false,
+        DecoderKind::Joint
+    )));
+    let refused = [
+        ModelConfig {
+            variant: Variant::Baseline,
+            temporal_k: Some(5),
+            ..base()
+        },
+        ModelConfig {
+            channels: 3,
+            ..base()
+        },
+        ModelConfig {
+            stable_filterbank: false,
+            ..base()
+        },
+        ModelConfig {
+            height: 32,
+            width: 32,
+            ..base()
+        },
+        ModelConfig {
+            read_k: 5,
+            ..base()
+        },
+        ModelConfig {
+            caption: None,
+            draw_order: DrawOrder::Layers,
+            objects: Some(2),
+            ..base()
+        },
+    ];
+    for c in refused {
+        assert!(!step::supported(&c), "{c:?}");
+    }
+}
+
 /// Every parameter's gradient, by name.
 fn gradients(model: &SyncDraw) -> Vec<(String, Vec<f32>)> {
     let mut v: Vec<(String, Vec<f32>)> = model
@@ -431,11 +476,20 @@ fn training_runs_alike_with_either_canvas_step() {
     let run = |canvas_step: CanvasStep| {
         let dir = tempfile::tempdir().expect("tmp");
         let opts = small_run(dir.path(), cache.path(), 3, canvas_step);
-        assert_eq!(
-            uses_fused_step(&opts, &opts.model),
-            canvas_step == CanvasStep::Fused
-        );
         train(&opts).expect("training runs");
+        // The run records the step it trained with: fused where asked for and
+        // the CPU has AVX2 + FMA.
+        let ran = checkpoint::load(&dir.path().join("checkpoint.safetensors"), Device::Cpu)
+            .expect("checkpoint")
+            .meta
+            .canvas_step;
+        let fast = Kernels::detect() == Kernels::Avx2;
+        let expected = if canvas_step == CanvasStep::Fused && fast {
+            CanvasStep::Fused
+        } else {
+            CanvasStep::Plain
+        };
+        assert_eq!(ran, expected);
         let losses: Vec<f32> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))
             .expect("metrics")
             .lines()
@@ -455,6 +509,17 @@ fn training_runs_alike_with_either_canvas_step() {
         "{fused_losses:?} against {plain_losses:?}"
     );
     assert_eq!(fused_weights.len(), plain_weights.len());
+    if Kernels::detect() == Kernels::Avx2 {
+        // The plain step is deterministic: had the fused run taken it too, the
+        // two would agree to the bit.
+        assert!(
+            fused_weights
+                .iter()
+                .zip(&plain_weights)
+                .any(|((_, a), (_, b))| !a.equal(b)),
+            "the fused run ended with the plain run's weights to the bit"
+        );
+    }
     for ((name, a), (_, b)) in fused_weights.iter().zip(&plain_weights) {
         let d = rel_diff(&values(a), &values(b));
         assert!(d < 1e-3, "{name} differs by {d:e} after three steps");

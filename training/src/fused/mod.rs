@@ -48,8 +48,9 @@ use frame::{dot, Bank, Frame, Kernels, Patch, A, K};
 #[serde(rename_all = "lowercase")]
 pub enum CanvasStep {
     /// The fused kernels with their own backward ([`step`]), where the model
-    /// qualifies ([`step::supported`]) and the step runs on the CPU with f32
-    /// products; libtorch's operations otherwise.
+    /// qualifies ([`step::supported`]) and the step runs on a CPU with AVX2 and
+    /// FMA with f32 products (`train::uses_fused_step`); libtorch's operations
+    /// otherwise. The run records which it took (`Meta::canvas_step`).
     #[default]
     Fused,
     /// libtorch's operations and autograd throughout, as before the kernels

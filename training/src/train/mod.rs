@@ -227,8 +227,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let (mut sum_loss, mut sum_kl, mut sum_n) = (0.0, 0.0, 0u64);
     let (mut last_loss, mut rate) = (f64::NAN, 0.0);
     let mut test = None;
-    let mut fused =
-        uses_fused_step(opts, &c).then(|| FusedCanvas::new(tch::get_num_threads().max(1) as usize));
+    // The canvas step the run's start chose (run_dir.rs) and recorded in it.
+    let mut fused = (meta.canvas_step == CanvasStep::Fused)
+        .then(|| FusedCanvas::new(tch::get_num_threads().max(1) as usize));
     if opts.progress {
         eprintln!(
             "canvas half of the step: {}",

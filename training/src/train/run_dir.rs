@@ -10,6 +10,7 @@
 use super::{CanvasInit, CaptionEncoderKind, TrainError, TrainOptions};
 use crate::adam::AdamConfig;
 use crate::checkpoint::{self, AdamState, Meta};
+use crate::fused::CanvasStep;
 use crate::model::config::{DecoderKind, DrawOrder, SlotKind, SlotsConfig, WordsConfig};
 use crate::model::{CaptionConfig, SyncDraw};
 use crate::source::{DataSource, SourceError, Videos};
@@ -202,6 +203,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             beta1: AdamConfig::default().beta1,
             clip: AdamConfig::default().clip,
             products: opts.products,
+            canvas_step: CanvasStep::Plain,
         };
         (model, None, meta, Some(train))
     };
@@ -217,6 +219,11 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
     }
     // The arithmetic of this run's steps (a resumed run may change it).
     meta.products = opts.products;
+    meta.canvas_step = if super::uses_fused_step(opts, &meta.model) {
+        CanvasStep::Fused
+    } else {
+        CanvasStep::Plain
+    };
     write_json(&dir.join("config.json"), &meta)?;
     Ok(Start {
         model,
