@@ -31,6 +31,7 @@ pub struct Adam {
     pub state: AdamState,
     /// Parameters in a fixed (name) order.
     params: Vec<(String, Tensor)>,
+    in_place: bool,
 }
 
 impl Adam {
@@ -52,6 +53,7 @@ impl Adam {
             config,
             state,
             params,
+            in_place: true,
         }
     }
 
@@ -96,17 +98,49 @@ impl Adam {
         });
         let bc1 = 1.0 - c.beta1.powi(step as i32);
         let bc2 = 1.0 - c.beta2.powi(step as i32);
+        let update = Update {
+            scale: scale.as_ref().map_or(1.0, |s| s.double_value(&[]) as f32),
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            bc1: bc1 as f32,
+            bc2: bc2 as f32,
+            lr: c.lr as f32,
+            eps: c.eps as f32,
+        };
+        let mut chunks = Vec::new();
         tch::no_grad(|| {
             for (name, p) in &mut self.params {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
                 }
+                let (m, v) = self.state.get_mut(name).expect("state for every parameter");
+                if self.in_place && [&*p, &g, &*m, &*v].iter().all(|t| in_place(t)) {
+                    // SAFETY: four distinct contiguous f32 CPU tensors of the
+                    // parameter's size (the gradient and the moments have the
+                    // parameter's shape), alive until the update below is done
+                    // (`self` holds p, m and v; `g` is the parameter's gradient,
+                    // which nothing else touches meanwhile). No autograd graph
+                    // holds p now: its values change as `g_sub_` would change them.
+                    let [p, m, v] = [&*p, &*m, &*v].map(|t| unsafe {
+                        std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel())
+                    });
+                    let g = unsafe {
+                        std::slice::from_raw_parts(g.data_ptr() as *const f32, g.numel())
+                    };
+                    chunks.extend(
+                        p.chunks_mut(CHUNK)
+                            .zip(g.chunks(CHUNK))
+                            .zip(m.chunks_mut(CHUNK))
+                            .zip(v.chunks_mut(CHUNK))
+                            .map(|(((p, g), m), v)| (p, g, m, v)),
+                    );
+                    continue;
+                }
                 let g = match &scale {
                     Some(scale) => g * scale,
                     None => g,
                 };
-                let (m, v) = self.state.get_mut(name).expect("state for every parameter");
                 let _ = m.g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
                 let _ = v
                     .g_mul_scalar_(c.beta2)
@@ -115,6 +149,51 @@ impl Adam {
                 let _ = p.g_sub_(&update);
             }
         });
+        let threads = tch::get_num_threads().max(1) as usize;
+        crate::fused::threads::for_each_chunk(threads, chunks, |(p, g, m, v)| {
+            update.apply(p, g, m, v)
+        });
+    }
+
+    /// Whether parameters in CPU memory are updated in one pass of our own
+    /// (the default) rather than by libtorch's operations (tests compare).
+    pub fn update_in_place(&mut self, yes: bool) {
+        self.in_place = yes;
+    }
+}
+
+/// Values per piece of work of the in-place update.
+const CHUNK: usize = 1 << 15;
+
+fn in_place(t: &Tensor) -> bool {
+    t.device() == tch::Device::Cpu && t.kind() == tch::Kind::Float && t.is_contiguous()
+}
+
+/// One step's update of a parameter's values, in one pass: what the
+/// operations of [`Adam::step`] do to a parameter on the GPU, without their
+/// seven passes through memory and their temporaries.
+#[derive(Clone, Copy)]
+struct Update {
+    scale: f32,
+    beta1: f32,
+    beta2: f32,
+    bc1: f32,
+    bc2: f32,
+    lr: f32,
+    eps: f32,
+}
+
+impl Update {
+    /// g' = g scale;  m <- beta1 m + (1 - beta1) g';  v <- beta2 v + (1 - beta2) g'^2;
+    /// p <- p - lr (m / bc1) / (sqrt(v / bc2) + eps).
+    fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let u = *self;
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g * u.scale;
+            *m = *m * u.beta1 + g * (1.0 - u.beta1);
+            *v = *v * u.beta2 + g * g * (1.0 - u.beta2);
+            *p -= *m / u.bc1 / ((*v / u.bc2).sqrt() + u.eps) * u.lr;
+        }
     }
 }
 
@@ -155,7 +234,7 @@ mod tests {
             }
             p
         };
-        let trained = |clip: f64| {
+        let trained = |clip: f64, in_place: bool| {
             let vs = nn::VarStore::new(Device::Cpu);
             let w = vs
                 .root()
@@ -168,6 +247,7 @@ mod tests {
                 },
                 None,
             );
+            adam.update_in_place(in_place);
             for (t, g) in grads.iter().enumerate() {
                 adam.zero_grad();
                 let target = Tensor::from_slice(&[g[0] as f32, g[1] as f32]);
@@ -178,12 +258,12 @@ mod tests {
             }
             Vec::<f32>::try_from(&w.detach()).expect("two values")
         };
-        for clip in [10.0, 0.0] {
-            let (want, got) = (by_hand(clip), trained(clip));
+        for (clip, in_place) in [(10.0, true), (0.0, true), (10.0, false), (0.0, false)] {
+            let (want, got) = (by_hand(clip), trained(clip, in_place));
             for i in 0..2 {
                 assert!(
                     (want[i] - got[i] as f64).abs() < 1e-6,
-                    "clip {clip}: {want:?} by hand, {got:?} trained"
+                    "clip {clip}, in place {in_place}: {want:?} by hand, {got:?} trained"
                 );
             }
         }
