@@ -341,6 +341,9 @@ fn compare_steps(config: ModelConfig, kernels: Kernels) {
     let plain_grads = gradients(&model);
     zero_grads(&model);
 
+    // The fused step with every gradient defined (zeroed after the plain step),
+    // as at every training step but the first; the first, where none is defined
+    // yet (the encoder's W_x gets its gradient another way then), is below.
     let mut canvas = FusedCanvas::with_kernels(2, kernels);
     let mut fused_stats = WindowStats::default();
     let fused = step::loss_and_backward(
@@ -353,6 +356,21 @@ fn compare_steps(config: ModelConfig, kernels: Kernels) {
         Some(&mut fused_stats),
     );
     let fused_grads = gradients(&model);
+    let first = {
+        tch::manual_seed(11);
+        let fresh = SyncDraw::new(&config, Device::Cpu);
+        step::loss_and_backward(&fresh, &mut canvas, &x, ids.as_ref(), &eps, kl_weight, None);
+        gradients(&fresh)
+    };
+    assert_eq!(first.len(), fused_grads.len());
+    for ((name, a), (_, b)) in first.iter().zip(&fused_grads) {
+        let d = rel_diff(a, b);
+        assert!(
+            d < 1e-6,
+            "{:?} {kernels:?}: gradient of {name} differs by {d:e} at a first step",
+            config.variant
+        );
+    }
 
     for (what, a, b) in [
         (

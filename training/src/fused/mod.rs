@@ -28,6 +28,7 @@
 //! (every Bouncing MNIST model); [`FusedCanvas::supports`] says which models
 //! qualify.
 pub mod frame;
+pub mod gemm;
 pub mod step;
 pub mod threads;
 

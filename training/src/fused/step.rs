@@ -15,13 +15,14 @@
 //! as with one backward.
 //! The numbers are those of [`SyncDraw::loss_observed`] and its backward
 //! (training/tests/fused.rs checks the loss and every gradient).
+use super::gemm::PackedWeights;
 use super::{FusedCanvas, Grid, GridGrads, Read, ReadGrads, Write, WriteGrads};
 use crate::backend::tch_backend::TchBackend;
 use crate::model::caption::CaptionFeatures;
 use crate::model::decoder::DecoderState;
 use crate::model::filterbank::{window, Geometry, Window};
 use crate::model::layers::LstmState;
-use crate::model::syncdraw::{infer, Loss, SyncDraw};
+use crate::model::syncdraw::{encoder_input, infer, Loss, SyncDraw};
 use crate::model::window_stats::WindowStats;
 use crate::model::{ModelConfig, Variant};
 use tch::{Device, Kind, Tensor};
@@ -156,7 +157,12 @@ fn write_window(win: Window<Tensor>, patch: &Tensor, geo: Geometry) -> WindowIn 
 /// One step's recurrent graph: its leaves and the outputs the later steps and
 /// the kernels take gradients of.
 struct Segment {
-    glimpses: [Tensor; 2],
+    /// The encoder's input [R^t, h_dec^{t-1}, S] (eq. 7, 12), out of the graph.
+    enc_in: Tensor,
+    /// Its product with the encoder LSTM's W_x: a leaf, whose gradient gives
+    /// those of the glimpses, h_dec^{t-1} and S, and of W_x (one product over
+    /// all steps, after the last).
+    input_product: Tensor,
     /// Encoder (h, c), then each decoder LSTM's (h, c): leaves of the step
     /// before's states (empty at t = 0).
     states_in: Vec<Tensor>,
@@ -225,6 +231,9 @@ pub fn loss_and_backward(
     let x_values: &[f32] =
         unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, x.numel()) };
 
+    // x W_x and d(x W_x) W_x^T from W_x packed once for the T steps.
+    let times_wx = PackedWeights::new(&model.encoder.lstm.wx, batch, false);
+    let times_wx_t = PackedWeights::new(&model.encoder.lstm.wx, batch, true);
     // Caption features enter every segment as leaves; their graph runs back once.
     let s_full = dec.caption_embedding(be, caption);
     let s = s_full.as_ref().map(leaf_features);
@@ -252,9 +261,6 @@ pub fn loss_and_backward(
     let zeros = || Tensor::zeros([batch], (Kind::Float, Device::Cpu));
     let (mut kl, mut log_q_over_p) = (zeros(), zeros());
     for t in 0..steps {
-        let glimpses = glimpse
-            .each_ref()
-            .map(|g| leaf(&Tensor::from_slice(g).view([batch, n, k, k])));
         let (enc_prev, dec_prev, states_in) = match &carried {
             None => (None, None, Vec::new()),
             Some((e, d)) => {
@@ -276,13 +282,19 @@ pub fn loss_and_backward(
             }
         };
         let h_dec_prev = dec_prev.as_ref().map_or(&h0, |d| d.h());
-        let r_hat = &glimpses[0] - &glimpses[1];
+        // x W_x out of the graph (its gradients are taken by hand below).
+        let (enc_in, input_product) = tch::no_grad(|| {
+            let [r_x, r_shown] = glimpse
+                .each_ref()
+                .map(|g| Tensor::from_slice(g).view([batch, -1]));
+            let r_hat = &r_x - r_shown;
+            let enc_in = encoder_input([&r_x, &r_hat], h_dec_prev, s.as_ref());
+            (enc_in.shallow_clone(), leaf(&times_wx.times(&enc_in)))
+        });
         let inferred = infer(
             be,
             (&enc, &posterior),
-            [&glimpses[0], &r_hat],
-            h_dec_prev,
-            s.as_ref(),
+            &input_product,
             enc_prev.as_ref(),
             &eps.select(1, t as i64),
         );
@@ -308,7 +320,8 @@ pub fn loss_and_backward(
             gs,
         );
         segments.push(Segment {
-            glimpses,
+            enc_in,
+            input_product,
             states_in,
             states_out: states(&inferred.enc, &next_dec),
             kl: inferred.kl,
@@ -340,6 +353,10 @@ pub fn loss_and_backward(
         &[],
     );
     let mut states_grad: Option<Vec<Tensor>> = None;
+    let glimpse_size = per_step / batch as usize;
+    let dec_sizes = c.dec_sizes();
+    let mut d_caption: Option<Tensor> = None;
+    let mut d_products: Vec<Tensor> = Vec::with_capacity(steps);
     for t in (0..steps).rev() {
         let seg = &segments[t];
         let wg: WriteGrads = write_grads.take().expect("the write's gradients");
@@ -354,8 +371,42 @@ pub fn loss_and_backward(
             }
         }
         objective.backward();
-        states_grad = Some(seg.states_in.iter().map(grad_of).collect());
-        let [dgx, dgs] = seg.glimpses.each_ref().map(|g| values(&grad_of(g)));
+        // The encoder's input, by hand: d[R^t, h_dec^{t-1}, S] = d(x W_x) W_x^T.
+        let d_product = grad_of(&seg.input_product);
+        let d_in = times_wx_t.times(&d_product);
+        let mut d_states: Vec<Tensor> = seg.states_in.iter().map(grad_of).collect();
+        if !d_states.is_empty() {
+            // h_dec^{t-1} joins the decoder LSTMs' h: each its columns.
+            let mut at = 2 * glimpse_size as i64;
+            for (i, size) in dec_sizes.iter().enumerate() {
+                d_states[2 + 2 * i] += d_in.narrow(1, at, *size);
+                at += size;
+            }
+        }
+        if s.is_some() {
+            let at = 2 * glimpse_size as i64 + c.dec_size;
+            let d = d_in.narrow(1, at, d_in.size()[1] - at);
+            d_caption = Some(match d_caption.take() {
+                Some(sum) => sum + d,
+                None => d.copy(),
+            });
+        }
+        states_grad = Some(d_states);
+        d_products.push(d_product);
+        // R^t = [read(x), read(x) - read(sigmoid(c))]: the kernels' glimpse gradients.
+        let d_in = values(&d_in.narrow(1, 0, 2 * glimpse_size as i64));
+        let (mut dgx, mut dgs) = (vec![0f32; per_step], vec![0f32; per_step]);
+        for ((d, gx), gs) in d_in
+            .chunks(2 * glimpse_size)
+            .zip(dgx.chunks_mut(glimpse_size))
+            .zip(dgs.chunks_mut(glimpse_size))
+        {
+            let (d_rx, d_rhat) = d.split_at(glimpse_size);
+            for (((gx, gs), a), b) in gx.iter_mut().zip(gs.iter_mut()).zip(d_rx).zip(d_rhat) {
+                *gx = a + b;
+                *gs = -b;
+            }
+        }
         let write = (t > 0).then(|| segments[t - 1].write.write());
         let read = if t > 0 {
             segments[t - 1].next_read.as_ref().map(WindowIn::read)
@@ -372,12 +423,31 @@ pub fn loss_and_backward(
         rest += first_read.pushed(&g.grid, &g.gamma);
     }
     if let (Some(full), Some(leaves)) = (&s_full, &s) {
-        for (f, l) in feature_tensors(full)
+        for (i, (f, l)) in feature_tensors(full)
             .into_iter()
             .zip(feature_tensors(leaves))
+            .enumerate()
         {
-            rest += (f * grad_of(l)).sum(Kind::Float);
+            let mut g = grad_of(l);
+            if let (0, Some(d)) = (i, &d_caption) {
+                // S in the encoder's input (`all` comes first).
+                g += d;
+            }
+            rest += (f * g).sum(Kind::Float);
         }
+    }
+    // W_x's gradient over all steps in one product: sum_t (x^t)^T d(x^t W_x).
+    d_products.reverse();
+    let enc_in = Tensor::cat(&segments.iter().map(|s| &s.enc_in).collect::<Vec<_>>(), 0);
+    let d_product = Tensor::cat(&d_products, 0);
+    let mut wx_grad = model.encoder.lstm.wx.grad();
+    if wx_grad.defined() {
+        tch::no_grad(|| {
+            let _ = wx_grad.addmm_(&enc_in.tr(), &d_product);
+        });
+    } else {
+        // The first step: W_x has no gradient yet, so autograd makes it.
+        rest += (&model.encoder.lstm.wx * enc_in.tr().matmul(&d_product)).sum(Kind::Float);
     }
     if let Some(c0) = &c0 {
         let total: f64 = dcanvas.iter().map(|&v| v as f64).sum();

@@ -122,8 +122,25 @@ impl<T> Lstm<T> {
         x: &T,
         prev: Option<&LstmState<T>>,
     ) -> LstmState<T> {
-        let xw = be.matmul(x, &self.wx);
-        let mut gates = be.add(&xw, &self.b);
+        let xw = self.input_product(be, x);
+        self.step_from_product(be, &xw, prev)
+    }
+
+    /// The input's share of the gates, x W_x.
+    pub fn input_product<B: Backend<Tensor = T>>(&self, be: &mut B, x: &T) -> T {
+        be.matmul(x, &self.wx)
+    }
+
+    /// [`Lstm::step`] from x W_x ([`Lstm::input_product`]), made elsewhere: the
+    /// fused training step makes it outside the autograd graph and takes the
+    /// gradient of W_x over all steps in one product.
+    pub fn step_from_product<B: Backend<Tensor = T>>(
+        &self,
+        be: &mut B,
+        xw: &T,
+        prev: Option<&LstmState<T>>,
+    ) -> LstmState<T> {
+        let mut gates = be.add(xw, &self.b);
         if let Some(prev) = prev {
             let hw = be.matmul(&prev.h, &self.wh);
             gates = be.add(&gates, &hw);

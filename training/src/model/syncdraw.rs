@@ -51,26 +51,35 @@ pub struct Inferred {
     pub log_q_over_p: Tensor,
 }
 
-/// [`Inferred`] from the glimpses [r_x, r_hat] (read(x) and read(x_hat), [B, G, K, K]
-/// each), h_dec^{t-1}, the caption features and the previous encoder state.
-pub fn infer(
-    be: &mut TchBackend,
-    (enc, posterior): (&Lstm<Tensor>, &Linear<Tensor>),
+/// The encoder LSTM's input [R^t, h_dec^{t-1}, S] (eq. 7, 12), [B, I]: the
+/// glimpses [r_x, r_hat] (read(x) and read(x_hat), [B, G, K, K] each), h_dec^{t-1}
+/// and the caption features.
+pub fn encoder_input(
     [r_x, r_hat]: [&Tensor; 2],
     h_dec_prev: &Tensor,
     s: Option<&CaptionFeatures<Tensor>>,
-    enc_state: Option<&LstmState<Tensor>>,
-    eps_t: &Tensor,
-) -> Inferred {
+) -> Tensor {
     let batch = r_x.size()[0];
     let (r_x, r_hat) = (r_x.reshape([batch, -1]), r_hat.reshape([batch, -1]));
-    // h_enc^t = LSTM_enc(h_enc^{t-1}, [R^t, h_dec^{t-1}, S])  (eq. 7, 12)
     let mut parts = vec![&r_x, &r_hat, h_dec_prev];
     if let Some(s) = s {
         parts.push(&s.all);
     }
-    let enc_in = Tensor::cat(&parts, 1);
-    let next_enc = enc.step(be, &enc_in, enc_state);
+    Tensor::cat(&parts, 1)
+}
+
+/// [`Inferred`] from the encoder's input product x W_x ([`encoder_input`] times
+/// the encoder LSTM's input weights, [`Lstm::input_product`]) and the previous
+/// encoder state.
+pub fn infer(
+    be: &mut TchBackend,
+    (enc, posterior): (&Lstm<Tensor>, &Linear<Tensor>),
+    input_product: &Tensor,
+    enc_state: Option<&LstmState<Tensor>>,
+    eps_t: &Tensor,
+) -> Inferred {
+    // h_enc^t = LSTM_enc(h_enc^{t-1}, [R^t, h_dec^{t-1}, S])  (eq. 7, 12)
+    let next_enc = enc.step_from_product(be, input_product, enc_state);
     let q = posterior.forward(be, &next_enc.h);
     let z_dim = eps_t.size()[1];
     let mu = q.narrow(1, 0, z_dim);
@@ -177,12 +186,12 @@ impl SyncDraw {
                 .try_into()
                 .expect("one glimpse per video read");
             let r_hat = &r_x - r_shown;
+            let enc_in = encoder_input([&r_x, &r_hat], &h_dec_prev, s.as_ref());
+            let input_product = enc.input_product(be, &enc_in);
             let step = infer(
                 be,
                 (&enc, &posterior),
-                [&r_x, &r_hat],
-                &h_dec_prev,
-                s.as_ref(),
+                &input_product,
                 enc_state.as_ref(),
                 &eps.select(1, t),
             );
