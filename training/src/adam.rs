@@ -98,8 +98,14 @@ impl Adam {
         });
         let bc1 = 1.0 - c.beta1.powi(step as i32);
         let bc2 = 1.0 - c.beta2.powi(step as i32);
+        // The clipping scale is read only for parameters in CPU memory (reading
+        // it would stall a GPU).
+        let on_cpu = self.params.iter().any(|(_, p)| in_place(p));
         let update = Update {
-            scale: scale.as_ref().map_or(1.0, |s| s.double_value(&[]) as f32),
+            scale: match &scale {
+                Some(s) if self.in_place && on_cpu => s.double_value(&[]) as f32,
+                _ => 1.0,
+            },
             beta1: c.beta1 as f32,
             beta2: c.beta2 as f32,
             bc1: bc1 as f32,
@@ -169,9 +175,9 @@ fn in_place(t: &Tensor) -> bool {
     t.device() == tch::Device::Cpu && t.kind() == tch::Kind::Float && t.is_contiguous()
 }
 
-/// One step's update of a parameter's values, in one pass: what the
-/// operations of [`Adam::step`] do to a parameter on the GPU, without their
-/// seven passes through memory and their temporaries.
+/// One step's update of a parameter's values in CPU memory, in one pass: the
+/// update that libtorch's operations in [`Adam::step`] make elsewhere (on the
+/// GPU), without their seven passes through memory and their temporaries.
 #[derive(Clone, Copy)]
 struct Update {
     scale: f32,
