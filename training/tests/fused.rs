@@ -312,6 +312,17 @@ fn zero_grads(model: &SyncDraw) {
     }
 }
 
+/// Every parameter's gradient in `a` and `b` ([`gradients`]) agrees to `tol`
+/// (relative).
+fn assert_same_gradients(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: parameters");
+    for ((name, a), (other, b)) in a.iter().zip(b) {
+        assert_eq!(name, other);
+        let d = rel_diff(a, b);
+        assert!(d < tol, "{what}: gradient of {name} differs by {d:e}");
+    }
+}
+
 fn compare_steps(config: ModelConfig, kernels: Kernels) {
     assert!(step::supported(&config));
     tch::manual_seed(11);
@@ -362,15 +373,8 @@ fn compare_steps(config: ModelConfig, kernels: Kernels) {
         step::loss_and_backward(&fresh, &mut canvas, &x, ids.as_ref(), &eps, kl_weight, None);
         gradients(&fresh)
     };
-    assert_eq!(first.len(), fused_grads.len());
-    for ((name, a), (_, b)) in first.iter().zip(&fused_grads) {
-        let d = rel_diff(a, b);
-        assert!(
-            d < 1e-6,
-            "{:?} {kernels:?}: gradient of {name} differs by {d:e} at a first step",
-            config.variant
-        );
-    }
+    let what = format!("{:?} {kernels:?}", config.variant);
+    assert_same_gradients(&first, &fused_grads, 1e-6, &format!("{what}, a first step"));
 
     for (what, a, b) in [
         (
@@ -388,15 +392,7 @@ fn compare_steps(config: ModelConfig, kernels: Kernels) {
             config.variant
         );
     }
-    assert_eq!(plain_grads.len(), fused_grads.len());
-    for ((name, a), (_, b)) in plain_grads.iter().zip(&fused_grads) {
-        let d = rel_diff(a, b);
-        assert!(
-            d < 1e-4,
-            "{:?} {kernels:?}: gradient of {name} differs by {d:e}",
-            config.variant
-        );
-    }
+    assert_same_gradients(&plain_grads, &fused_grads, 1e-4, &what);
     let (p, f) = (
         numbers(&plain_stats.finish()),
         numbers(&fused_stats.finish()),

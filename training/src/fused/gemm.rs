@@ -3,7 +3,7 @@
 //! multiplied from it at every drawing step (`cblas_sgemm_compute`).
 //!
 //! An ordinary product packs its weights again at every call: for the
-//! encoder's W_x (2,320 x 1,024) and a batch of 32 or 64 rows that packing
+//! encoder's W_x (2,320 x 1,024) and a batch of 64 rows that packing
 //! costs about as much as the product itself on one core (docs/benchmarks.md,
 //! "The encoder's products from packed weights"). libtorch's MKL exports the
 //! packed API; where it is not there (a libtorch without MKL) the products are
@@ -86,11 +86,6 @@ fn api() -> Option<Api> {
             })
         }
     })
-}
-
-/// Whether products run from packed weights here.
-pub fn packed_products() -> bool {
-    api().is_some()
 }
 
 /// `a` [m, k] times a weight matrix W [k_w, n_w] or its transpose, for one m.
@@ -196,7 +191,7 @@ mod tests {
     fn packed_products_match_libtorch() {
         // The test binary links libtorch, and with it MKL on x86-64.
         if cfg!(target_arch = "x86_64") {
-            assert!(packed_products(), "libtorch's MKL exports the packed API");
+            assert!(api().is_some(), "libtorch's MKL exports the packed API");
         }
         tch::manual_seed(3);
         let w = Tensor::randn([37, 19], (Kind::Float, Device::Cpu));

@@ -6,7 +6,10 @@
 //! recurrent half. The recurrent part of each step t (the encoder LSTM,
 //! Q(Z^t | h_enc^t), the decoder LSTMs, the write window and patch, the next
 //! read window) is one libtorch graph, a *segment*, whose inputs are leaves: the
-//! glimpses of step t and the LSTM states of step t - 1. The kernels take the
+//! encoder's input product x W_x of step t (made outside the graph from the
+//! glimpses, with W_x packed once, [`super::gemm`]; its gradient goes back to
+//! the glimpses, h_dec^{t-1}, the caption features and W_x by hand) and the
+//! LSTM states of step t - 1. The kernels take the
 //! segment's window parameters and patches as values. The backward then runs
 //! in reverse order of steps, each segment's autograd backward handing its
 //! leaves' gradients to the kernels' backward of the step before, and the
@@ -289,7 +292,8 @@ pub fn loss_and_backward(
                 .map(|g| Tensor::from_slice(g).view([batch, -1]));
             let r_hat = &r_x - r_shown;
             let enc_in = encoder_input([&r_x, &r_hat], h_dec_prev, s.as_ref());
-            (enc_in.shallow_clone(), leaf(&times_wx.times(&enc_in)))
+            let product = leaf(&times_wx.times(&enc_in));
+            (enc_in, product)
         });
         let inferred = infer(
             be,
