@@ -96,6 +96,12 @@ pub struct Meta {
     /// as the paper's 10.
     #[serde(default = "paper_clip")]
     pub clip: f64,
+    /// Videos per optimizer step (`train --batch`), kept like the learning
+    /// rate. Checkpoints written before it was recorded read as 64, the
+    /// default then (every run of this repository before it took 64 unless
+    /// its command says otherwise).
+    #[serde(default = "earlier_batch")]
+    pub batch: usize,
     /// The number format of the matrix products of the latest training run
     /// on these weights (`train --products`). Checkpoints written before it was
     /// recorded were trained in f32 and read as f32.
@@ -123,6 +129,10 @@ fn paper_beta1() -> f64 {
 
 fn paper_clip() -> f64 {
     AdamConfig::default().clip
+}
+
+fn earlier_batch() -> usize {
+    64
 }
 
 fn one() -> f64 {

@@ -106,7 +106,6 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         pixels: Pixels::Grey,
         captions: Some(CaptionEncoderKind::Slots),
         canvas_init: CanvasInit::DataMean,
-        batch: 4,
         steps,
         seed: 5,
         checkpoint_every: 4,
@@ -117,6 +116,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         device: Device::Cpu,
         optimizer: OptimizerOptions {
             lr: Some(3e-3),
+            batch: Some(4),
             ..Default::default()
         },
         cache_dir: run_dir.join("cache"),

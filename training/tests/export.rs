@@ -180,6 +180,7 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
         lr: 1e-3,
         beta1: 0.5,
         clip: 10.0,
+        batch: 64,
         products: Products::F32,
         canvas_step: syncdraw_training::train::CanvasStep::Plain,
     };
@@ -450,6 +451,7 @@ fn in_turn_matches_tch(order: DrawOrder, captioned: bool) {
         lr: 1e-3,
         beta1: 0.5,
         clip: 10.0,
+        batch: 64,
         products: Products::F32,
         canvas_step: syncdraw_training::train::CanvasStep::Plain,
     };

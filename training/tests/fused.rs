@@ -18,7 +18,7 @@ use syncdraw_training::model::write::write;
 use syncdraw_training::model::{DecoderKind, DrawOrder, ModelConfig, SyncDraw, Variant};
 use syncdraw_training::source::DataSource;
 use syncdraw_training::train::{
-    slots_config, train, CanvasInit, CanvasStep, CaptionEncoderKind, TrainOptions,
+    slots_config, train, CanvasInit, CanvasStep, CaptionEncoderKind, OptimizerOptions, TrainOptions,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -450,7 +450,6 @@ fn small_run(
         pixels: syncdraw_data::Pixels::Grey,
         captions: Some(CaptionEncoderKind::Slots),
         canvas_init: CanvasInit::DataMean,
-        batch: 4,
         steps,
         seed: 5,
         checkpoint_every: 10,
@@ -459,7 +458,10 @@ fn small_run(
         log_every: 1,
         resume: false,
         device: Device::Cpu,
-        optimizer: Default::default(),
+        optimizer: OptimizerOptions {
+            batch: Some(4),
+            ..Default::default()
+        },
         cache_dir: cache.to_path_buf(),
         time_limit: None,
         init_from: None,

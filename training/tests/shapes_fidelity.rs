@@ -254,7 +254,6 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         pixels: Pixels::Grey,
         captions: Some(CaptionEncoderKind::Slots),
         canvas_init: CanvasInit::DataMean,
-        batch: 4,
         steps,
         seed: 3,
         checkpoint_every: steps,
@@ -265,6 +264,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         device: Device::Cpu,
         optimizer: OptimizerOptions {
             lr: Some(3e-3),
+            batch: Some(4),
             ..Default::default()
         },
         cache_dir: run_dir.join("cache"),

@@ -680,7 +680,6 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         pixels: Pixels::Grey,
         captions: Some(CaptionEncoderKind::Slots),
         canvas_init: CanvasInit::Zero,
-        batch: 16,
         steps,
         seed: 3,
         checkpoint_every: 10,
@@ -689,7 +688,10 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         log_every: 10,
         resume: false,
         device: Device::Cpu,
-        optimizer: Default::default(),
+        optimizer: OptimizerOptions {
+            batch: Some(16),
+            ..Default::default()
+        },
         cache_dir: cache.to_path_buf(),
         time_limit: None,
         init_from: None,
@@ -826,11 +828,11 @@ fn resume_is_exact(pixels: Pixels) {
     }
 }
 
-/// A run's Adam settings (learning rate, beta1, clipping) reach the optimizer (a
-/// run with the paper's beta1 and clip ends elsewhere), are kept when it is
-/// resumed (so the resumed half trains as the uninterrupted run did) and when
-/// continued with init_from; an explicit value replaces the run's own and is
-/// recorded.
+/// A run's Adam settings (learning rate, beta1, clipping) and batch size reach
+/// the optimizer (a run with the paper's beta1 and clip ends elsewhere), are
+/// kept when it is resumed (so the resumed half trains as the uninterrupted run
+/// did) and when continued with init_from; an explicit value replaces the
+/// run's own and is recorded.
 #[test]
 fn a_continued_run_keeps_its_optimizer_settings() {
     let _serial = training_lock();
@@ -845,6 +847,7 @@ fn a_continued_run_keeps_its_optimizer_settings() {
         lr: Some(3e-3),
         beta1: Some(0.9),
         clip: Some(0.0),
+        batch: Some(8),
     };
     let options = |dir: &Path, steps| TrainOptions {
         optimizer: ours,
@@ -853,7 +856,7 @@ fn a_continued_run_keeps_its_optimizer_settings() {
     let ckpt = |d: &tempfile::TempDir| {
         checkpoint::load(&d.path().join("checkpoint.safetensors"), Device::Cpu).expect("load")
     };
-    let settings = |m: &checkpoint::Meta| (m.lr, m.beta1, m.clip);
+    let settings = |m: &checkpoint::Meta| (m.lr, m.beta1, m.clip, m.batch);
     train(&options(a.path(), 20)).expect("uninterrupted");
     train(&options(b.path(), 10)).expect("first half");
     let resumed = TrainOptions {
@@ -865,15 +868,16 @@ fn a_continued_run_keeps_its_optimizer_settings() {
     let paper = TrainOptions {
         optimizer: OptimizerOptions {
             lr: Some(3e-3),
+            batch: Some(8),
             ..Default::default()
         },
         ..tiny_options(d.path(), cache.path(), 20)
     };
     train(&paper).expect("the paper's beta1 and clip");
     let (ca, cb, cd) = (ckpt(&a), ckpt(&b), ckpt(&d));
-    assert_eq!(settings(&ca.meta), (3e-3, 0.9, 0.0));
-    assert_eq!(settings(&cb.meta), (3e-3, 0.9, 0.0));
-    assert_eq!(settings(&cd.meta), (3e-3, 0.5, 10.0));
+    assert_eq!(settings(&ca.meta), (3e-3, 0.9, 0.0, 8));
+    assert_eq!(settings(&cb.meta), (3e-3, 0.9, 0.0, 8));
+    assert_eq!(settings(&cd.meta), (3e-3, 0.5, 10.0, 8));
     let (va, vb, vd) = (
         ca.model.vs.variables(),
         cb.model.vs.variables(),
@@ -882,7 +886,7 @@ fn a_continued_run_keeps_its_optimizer_settings() {
     for (name, t) in &va {
         assert!(
             t.equal(&vb[name]),
-            "{name}: the resumed half did not train with the run's own Adam settings"
+            "{name}: the resumed half did not train with the run's own Adam settings and batch"
         );
     }
     assert!(
@@ -893,10 +897,11 @@ fn a_continued_run_keeps_its_optimizer_settings() {
     let from = b.path().join("checkpoint.safetensors");
     let continued = TrainOptions {
         init_from: Some(from.clone()),
+        optimizer: OptimizerOptions::default(),
         ..tiny_options(c.path(), cache.path(), 2)
     };
     train(&continued).expect("continued with init_from");
-    assert_eq!(settings(&ckpt(&c).meta), (3e-3, 0.9, 0.0));
+    assert_eq!(settings(&ckpt(&c).meta), (3e-3, 0.9, 0.0, 8));
     // ...and explicit values on resume replace them and are recorded.
     let lowered = TrainOptions {
         resume: true,
@@ -904,13 +909,14 @@ fn a_continued_run_keeps_its_optimizer_settings() {
             lr: Some(1e-4),
             beta1: Some(0.5),
             clip: Some(5.0),
+            batch: Some(12),
         },
         ..tiny_options(c.path(), cache.path(), 4)
     };
     train(&lowered).expect("resumed with other settings");
     let cc = ckpt(&c);
     assert_eq!(cc.meta.step, 4);
-    assert_eq!(settings(&cc.meta), (1e-4, 0.5, 5.0));
+    assert_eq!(settings(&cc.meta), (1e-4, 0.5, 5.0, 12));
     let config: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(c.path().join("config.json")).expect("config.json"),
     )
@@ -918,6 +924,7 @@ fn a_continued_run_keeps_its_optimizer_settings() {
     assert_eq!(config["lr"].as_f64(), Some(1e-4));
     assert_eq!(config["beta1"].as_f64(), Some(0.5));
     assert_eq!(config["clip"].as_f64(), Some(5.0));
+    assert_eq!(config["batch"].as_u64(), Some(12));
 }
 
 /// Adam settings it cannot train with are refused before the run directory is

@@ -57,10 +57,12 @@ pub enum TrainError {
     Invalid(String),
 }
 
-/// Adam's settings. None: a new run (fresh or `warm_start`) takes the paper's
-/// (lr 1e-3, beta1 0.5, clip 10, `AdamConfig`); a resumed run, or one started
-/// with `init_from`, keeps what its checkpoint records. A value given replaces
-/// it and is recorded.
+/// Adam's settings and the batch size. None: a new run (fresh or
+/// `warm_start`) takes the paper's Adam (lr 1e-3, beta1 0.5, clip 10,
+/// `AdamConfig`) and [`DEFAULT_BATCH`]; a resumed run, or one started with
+/// `init_from`, keeps what its checkpoint records (so a resumed run draws the
+/// batches it would have drawn uninterrupted). A value given replaces it and
+/// is recorded.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OptimizerOptions {
     /// Adam's learning rate.
@@ -69,7 +71,12 @@ pub struct OptimizerOptions {
     pub beta1: Option<f64>,
     /// The global gradient-norm threshold; 0: no clipping.
     pub clip: Option<f64>,
+    /// Videos per optimizer step, at least 1.
+    pub batch: Option<usize>,
 }
+
+/// Videos per optimizer step of a new run that names none.
+pub const DEFAULT_BATCH: usize = 64;
 
 /// Everything a training run needs.
 #[derive(Debug, Clone)]
@@ -87,7 +94,6 @@ pub struct TrainOptions {
     /// How a fresh model's initial canvas is set (`model.canvas_init` is filled
     /// from it).
     pub canvas_init: CanvasInit,
-    pub batch: usize,
     /// Train until this many optimizer steps in total.
     pub steps: u64,
     pub seed: u64,
@@ -162,7 +168,7 @@ fn params_finite(model: &SyncDraw) -> bool {
 }
 
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
-    if opts.batch == 0 || opts.checkpoint_every == 0 {
+    if opts.optimizer.batch == Some(0) || opts.checkpoint_every == 0 {
         return Err(TrainError::Invalid(
             "batch and checkpoint interval must be positive".into(),
         ));
@@ -250,7 +256,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let mut step = start_step;
     while step < opts.steps {
         step += 1;
-        let idx = batch_indices(train_data.len(), opts.batch, meta.seed, step);
+        let idx = batch_indices(train_data.len(), meta.batch, meta.seed, step);
         // Dynamic binarisation: a fresh sample of the batch's digits every step.
         let (x, ids) = match &digits {
             None => train_b.batch(&idx),
@@ -325,11 +331,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         if log_now || eval_now {
             let secs = win_start.elapsed().as_secs_f64().max(1e-9);
             let done = sum_n;
-            rate = (done as f64 * opts.batch as f64) / secs;
+            rate = (done as f64 * meta.batch as f64) / secs;
             let (l, k) = (sum_loss / done.max(1) as f64, sum_kl / done.max(1) as f64);
             if eval_now {
                 let limit = (!at_end).then_some(opts.eval_videos);
-                let r = evaluate(&model, &test_b, opts.batch.max(64), meta.seed, None, limit);
+                let r = evaluate(&model, &test_b, meta.batch.max(64), meta.seed, None, limit);
                 meta.test_nll = Some(r.nll);
                 test = Some(r);
             }

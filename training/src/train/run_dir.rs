@@ -202,6 +202,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             lr: AdamConfig::default().lr,
             beta1: AdamConfig::default().beta1,
             clip: AdamConfig::default().clip,
+            batch: super::DEFAULT_BATCH,
             products: opts.products,
             canvas_step: CanvasStep::Plain,
         };
@@ -216,6 +217,9 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
     }
     if let Some(clip) = opts.optimizer.clip {
         meta.clip = clip;
+    }
+    if let Some(batch) = opts.optimizer.batch {
+        meta.batch = batch;
     }
     // The arithmetic of this run's steps (a resumed run may change it).
     meta.products = opts.products;

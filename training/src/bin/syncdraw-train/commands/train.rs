@@ -75,8 +75,11 @@ pub struct TrainArgs {
     /// Total optimizer steps.
     #[arg(long, default_value_t = 20_000)]
     steps: u64,
-    #[arg(long, value_parser = positive::<usize>, default_value_t = 64)]
-    batch: usize,
+    /// Videos per optimizer step [default: 64 for a new run]. Kept by a
+    /// continued run like --lr, so a resumed run draws the batches it would
+    /// have drawn uninterrupted.
+    #[arg(long, value_parser = positive::<usize>)]
+    batch: Option<usize>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Drawing steps T.
@@ -212,7 +215,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
         },
         captions: a.captions.then_some(a.caption_encoder),
         canvas_init: a.canvas_init,
-        batch: a.batch,
         steps: a.steps,
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
@@ -225,6 +227,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             lr: a.lr,
             beta1: a.beta1,
             clip: a.clip,
+            batch: a.batch,
         },
         cache_dir: a.data.cache(),
         time_limit: a.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
