@@ -233,6 +233,15 @@ pub struct FusedCanvas {
     kernels: Kernels,
     threads: usize,
     saved: Vec<Saved>,
+    /// The canvas and its gradient, lent to a step ([`Self::take_canvases`])
+    /// and kept between steps, so that no step allocates or zeroes them.
+    canvases: Option<Canvases>,
+}
+
+/// A batch's canvas c of logits and its gradient dL/dc ([frames, A, A] each).
+pub struct Canvases {
+    pub canvas: Vec<f32>,
+    pub dcanvas: Vec<f32>,
 }
 
 impl FusedCanvas {
@@ -252,7 +261,57 @@ impl FusedCanvas {
             kernels,
             threads: threads.max(1),
             saved: Vec::new(),
+            canvases: None,
         }
+    }
+
+    /// A canvas of `frames` frames with every logit at `c0`, and a gradient
+    /// buffer of the same size (its values left as they are: [`Self::bce`]
+    /// writes every one), from the buffers of the previous step where they fit.
+    /// Give them back with [`Self::return_canvases`].
+    pub fn take_canvases(&mut self, frames: usize, c0: f32) -> Canvases {
+        let len = frames * PIXELS;
+        let mut c = self.canvases.take().unwrap_or(Canvases {
+            canvas: Vec::new(),
+            dcanvas: Vec::new(),
+        });
+        c.canvas.resize(len, 0.0);
+        c.dcanvas.resize(len, 0.0);
+        let per = self.frames_per_chunk(frames) * PIXELS;
+        threads::for_each_chunk(self.threads, c.canvas.chunks_mut(per).collect(), |chunk| {
+            chunk.fill(c0)
+        });
+        c
+    }
+
+    /// Keeps a step's canvases for the next.
+    pub fn return_canvases(&mut self, canvases: Canvases) {
+        self.canvases = Some(canvases);
+    }
+
+    /// The sum of `values` (whole frames), on the kernels' threads.
+    pub fn sum(&self, values: &[f32]) -> f64 {
+        let n = frames_in("values", values);
+        let per = self.frames_per_chunk(n) * PIXELS;
+        let chunks: Vec<&[f32]> = values.chunks(per).collect();
+        let mut sums = vec![0f64; chunks.len()];
+        let work: Vec<(&[f32], &mut f64)> = chunks.into_iter().zip(sums.iter_mut()).collect();
+        threads::for_each_chunk(self.threads, work, |(values, sum)| {
+            // Eight running sums in f32 per frame row, added up in f64.
+            *sum = values
+                .chunks(A)
+                .map(|row| {
+                    let mut lanes = [0f32; 8];
+                    for eight in row.chunks_exact(8) {
+                        for (l, v) in lanes.iter_mut().zip(eight) {
+                            *l += v;
+                        }
+                    }
+                    lanes.iter().map(|&l| l as f64).sum::<f64>()
+                })
+                .sum();
+        });
+        sums.iter().sum()
     }
 
     pub fn kernels(&self) -> Kernels {

@@ -19,7 +19,7 @@
 //! The numbers are those of [`SyncDraw::loss_observed`] and its backward
 //! (training/tests/fused.rs checks the loss and every gradient).
 use super::gemm::PackedWeights;
-use super::{FusedCanvas, Grid, GridGrads, Read, ReadGrads, Write, WriteGrads};
+use super::{Canvases, FusedCanvas, Grid, GridGrads, Read, ReadGrads, Write, WriteGrads};
 use crate::backend::tch_backend::TchBackend;
 use crate::model::caption::CaptionFeatures;
 use crate::model::decoder::DecoderState;
@@ -242,7 +242,9 @@ pub fn loss_and_backward(
     let s = s_full.as_ref().map(leaf_features);
     // c^0: zero as in the paper, or the learned initial logit.
     let c0 = dec_canvas0(model);
-    let mut canvas = vec![c0.as_ref().map_or(0.0, |t| t.double_value(&[0]) as f32); x_values.len()];
+    let c0_value = c0.as_ref().map_or(0.0, |t| t.double_value(&[0]) as f32);
+    let mut canvases = kernels.take_canvases((batch * n) as usize, c0_value);
+    let Canvases { canvas, dcanvas } = &mut canvases;
 
     // Forward: the read of step 0 from h_dec = 0, then each step's segment and
     // the kernels of its write and of the next step's read.
@@ -250,15 +252,7 @@ pub fn loss_and_backward(
     let first_read = read_window(be, &read_layer, &h0, rgeo, stats.as_deref_mut());
     let mut glimpse = [vec![0f32; per_step], vec![0f32; per_step]];
     let [gx, gs] = &mut glimpse;
-    kernels.forward(
-        0,
-        &mut canvas,
-        x_values,
-        None,
-        Some(first_read.read()),
-        gx,
-        gs,
-    );
+    kernels.forward(0, canvas, x_values, None, Some(first_read.read()), gx, gs);
     let mut segments: Vec<Segment> = Vec::with_capacity(steps);
     let mut carried: Option<(LstmState<Tensor>, DecoderState<Tensor>)> = None;
     let zeros = || Tensor::zeros([batch], (Kind::Float, Device::Cpu));
@@ -316,7 +310,7 @@ pub fn loss_and_backward(
         let [gx, gs] = &mut glimpse;
         kernels.forward(
             t + 1,
-            &mut canvas,
+            canvas,
             x_values,
             Some(write.write()),
             next_read.as_ref().map(WindowIn::read),
@@ -337,8 +331,7 @@ pub fn loss_and_backward(
 
     // L_X = BCE(x, sigmoid(c^T)) summed over each video's pixels; the objective's
     // gradient in c^T is (sigmoid(c^T) - x) / B.
-    let mut dcanvas = vec![0f32; canvas.len()];
-    let per_frame = kernels.bce(&canvas, x_values, 1.0 / batch as f32, &mut dcanvas);
+    let per_frame = kernels.bce(canvas, x_values, 1.0 / batch as f32, dcanvas);
     let per_video: Vec<f32> = per_frame
         .chunks(n as usize)
         .map(|f| f.iter().map(|&v| v as f64).sum::<f64>() as f32)
@@ -349,7 +342,7 @@ pub fn loss_and_backward(
     let mut after: Option<ReadGrads> = None;
     let (mut write_grads, _) = kernels.backward(
         steps,
-        &mut dcanvas,
+        dcanvas,
         x_values,
         Some(segments[steps - 1].write.write()),
         None,
@@ -417,7 +410,7 @@ pub fn loss_and_backward(
         } else {
             Some(first_read.read())
         };
-        let (wg, rg) = kernels.backward(t, &mut dcanvas, x_values, write, read, &dgx, &dgs);
+        let (wg, rg) = kernels.backward(t, dcanvas, x_values, write, read, &dgx, &dgs);
         write_grads = wg;
         after = rg;
     }
@@ -454,9 +447,9 @@ pub fn loss_and_backward(
         rest += (&model.encoder.lstm.wx * enc_in.tr().matmul(&d_product)).sum(Kind::Float);
     }
     if let Some(c0) = &c0 {
-        let total: f64 = dcanvas.iter().map(|&v| v as f64).sum();
-        rest += (c0 * total).sum(Kind::Float);
+        rest += (c0 * kernels.sum(dcanvas)).sum(Kind::Float);
     }
+    kernels.return_canvases(canvases);
     if rest.requires_grad() {
         rest.backward();
     }
