@@ -15,6 +15,12 @@
 #   beta09: beta1 0.9 (the usual Adam)
 #   noclip: no gradient clipping
 #   lr2e-3: learning rate 2e-3
+# COMPARISON=batch ("Batch size at a fixed number of videos"), on binarised
+# digits unless PIXELS=grey, the training defaults otherwise; STEPS are the
+# batch-64 arm's, the others take as many steps as see the same videos:
+#   b64:      batch 64, learning rate 1e-3
+#   b128:     batch 128, learning rate 1e-3, STEPS / 2 steps
+#   b128-lr:  batch 128, learning rate 1.41e-3 (sqrt 2 x), STEPS / 2 steps
 # DATASET picks the data set: 1digit-captions (the default), 1digit,
 # 2digits-captions or 2digits. PARALLEL runs at a time (default 2), one libtorch
 # thread each; the final evaluation of each run uses all 2,000 test videos. On 2
@@ -33,7 +39,8 @@ comparison=${COMPARISON:-start}
 case $comparison in
   start) pixels=${PIXELS:-grey}; where=dynamics/$dataset ;;
   optimizer) pixels=${PIXELS:-binarized}; where=optimizer/$dataset-$pixels ;;
-  *) echo "COMPARISON must be start or optimizer, not '$comparison'" >&2; exit 2 ;;
+  batch) pixels=${PIXELS:-binarized}; where=batch/$dataset-$pixels ;;
+  *) echo "COMPARISON must be start, optimizer or batch, not '$comparison'" >&2; exit 2 ;;
 esac
 case $pixels in
   grey) pix=() ;;
@@ -67,6 +74,13 @@ if [ "$comparison" = start ]; then
     [canvas]="--stable-filterbank true --canvas-init data-mean"
     [forget]="--stable-filterbank true --canvas-init zero --forget-bias 1"
   )
+elif [ "$comparison" = batch ]; then
+  names=(b64 b128 b128-lr)
+  args=(
+    [b64]="--batch 64 --lr 1e-3"
+    [b128]="--batch 128 --lr 1e-3"
+    [b128-lr]="--batch 128 --lr 1.41e-3"
+  )
 else
   names=(paper beta09 noclip lr2e-3)
   args=(
@@ -77,9 +91,11 @@ else
   )
 fi
 run() { # NAME SEED
-  local dir="$runs/$1-seed$2"
+  local dir="$runs/$1-seed$2" arm_steps=$steps
+  # The batch comparison: every arm sees as many videos as STEPS of batch 64.
+  [[ " ${args[$1]} " =~ " --batch "([0-9]+)" " ]] && arm_steps=$((steps * 64 / BASH_REMATCH[1]))
   # shellcheck disable=SC2086
-  "$bin" --threads 1 train --run-dir "$dir" "${data[@]}" "${pix[@]}" --steps "$steps" --seed "$2" \
+  "$bin" --threads 1 train --run-dir "$dir" "${data[@]}" "${pix[@]}" --steps "$arm_steps" --seed "$2" \
     --log-every 50 --eval-every 0 --checkpoint-every 100 --resume ${args[$1]} \
     > "$out/$1-seed$2.json" 2> "$dir.log"
   cp "$dir/metrics.jsonl" "$out/$1-seed$2.metrics.jsonl"

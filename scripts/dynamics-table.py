@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The tables of docs/results.md ("Training dynamics at a fixed budget", "Adam's
-settings at a fixed budget") for one data set, from the files
-scripts/compare-dynamics.sh wrote (the comparison is told by the files there):
+settings at a fixed budget", "Batch size at a fixed number of videos") for one
+data set, from the files scripts/compare-dynamics.sh wrote (the comparison is
+told by the files there):
 
     python3 scripts/dynamics-table.py docs/runs/dynamics/DATASET
     python3 scripts/dynamics-table.py docs/runs/optimizer/DATASET-PIXELS
+    python3 scripts/dynamics-table.py docs/runs/batch/DATASET-PIXELS
 """
 import json
 import os
@@ -24,13 +26,25 @@ OPTIMIZERS = [
     ("lr2e-3", "lr 2e-3"),
 ]
 
+BATCHES = [
+    ("b64", "batch 64, lr 1e-3"),
+    ("b128", "batch 128, lr 1e-3"),
+    ("b128-lr", "batch 128, lr 1.41e-3"),
+]
+
+
+def batch_of(name):
+    """The batch size of an arm of the batch comparison; 64 for the others."""
+    return int(name[1:].split("-")[0]) if name.startswith("b") and name[1:2].isdigit() else 64
+
 
 def seed(out, name, s):
     with open(os.path.join(out, f"{name}-seed{s}.json")) as f:
         report = json.load(f)
     with open(os.path.join(out, f"{name}-seed{s}.metrics.jsonl")) as f:
         metrics = [json.loads(line) for line in f if line.strip()]
-    at200 = next(m["loss"] for m in metrics if m["step"] == 200)
+    # The training loss after 12,800 videos (step 200 at batch 64).
+    at200 = next(m["loss"] for m in metrics if m["step"] == 200 * 64 // batch_of(name))
     dead = max(metrics[-1]["windows"]["read"]["dead_rows"])
     return report["test"]["nll"], report["test"]["kl"], at200, dead
 
@@ -42,12 +56,17 @@ def seeds_of(out, name):
 
 
 def main(out):
-    arms = OPTIMIZERS if os.path.exists(os.path.join(out, "paper-seed1.json")) else STARTS
+    if os.path.exists(os.path.join(out, "b64-seed1.json")):
+        arms, kind = BATCHES, "batch"
+    elif os.path.exists(os.path.join(out, "paper-seed1.json")):
+        arms, kind = OPTIMIZERS, "Adam"
+    else:
+        arms, kind = STARTS, "start"
     most = max(len(seeds_of(out, name)) for name, _ in arms)
     which = " / ".join(str(s) for s in range(1, most + 1)) + (" (where run)" if most > 2 else "")
-    print(f"| {'Adam' if arms is OPTIMIZERS else 'start'} | test NLL at the last step, seed {which} "
+    print(f"| {kind} | test NLL at the last step, seed {which} "
           "(all 2,000 test videos) | mean "
-          "| KL | training loss at step 200 "
+          "| KL | training loss after 12,800 videos (step 200 at batch 64) "
           "| dead read rows at the last step (worst frame) |")
     print("|---|---|---|---|---|---|")
     for name, label in arms:
