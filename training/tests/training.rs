@@ -44,6 +44,8 @@ fn crop_window(rows: &[f32], cols: &[f32]) -> Window<Tensor> {
 
 #[test]
 fn read_with_unit_stride_and_tiny_sigma_is_the_crop_of_every_frame() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
     let (n, h, w, k) = (3i64, 16i64, 20i64, 4i64);
     let geo = Geometry {
         height: h,
@@ -127,18 +129,15 @@ fn filterbank_rows_are_normalised_gaussians_at_the_grid_points() {
 type StepResult = (f64, Vec<(String, Tensor)>);
 fn two_steps(a: (&ModelConfig, Products), b: (&ModelConfig, Products)) -> (StepResult, StepResult) {
     use syncdraw_training::model::SyncDraw;
-    static DRAWS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let (first, second, x, eps) = {
-        let _draws = DRAWS.lock().unwrap_or_else(|e| e.into_inner());
-        tch::manual_seed(21);
-        let first = SyncDraw::new(a.0, Device::Cpu);
-        tch::manual_seed(21);
-        let second = SyncDraw::new(b.0, Device::Cpu);
-        tch::manual_seed(22);
-        let x = Tensor::rand([6, 4, 32, 32], (Kind::Float, Device::Cpu));
-        let eps = Tensor::randn([6, 4, 8], (Kind::Float, Device::Cpu));
-        (first, second, x, eps)
-    };
+    // The second model gets the first's weights by copy, whatever the
+    // generator's state after the first (the caller holds `training_lock`).
+    tch::manual_seed(21);
+    let first = SyncDraw::new(a.0, Device::Cpu);
+    let mut second = SyncDraw::new(b.0, Device::Cpu);
+    tch::no_grad(|| second.vs.copy(&first.vs)).expect("the two models have the same variables");
+    tch::manual_seed(22);
+    let x = Tensor::rand([6, 4, 32, 32], (Kind::Float, Device::Cpu));
+    let eps = Tensor::randn([6, 4, 8], (Kind::Float, Device::Cpu));
     let step = |model: &SyncDraw, products: Products| {
         let loss = model.loss_observed(&x, None, &eps, None, products);
         let objective = loss.nll().mean(Kind::Float);
@@ -163,6 +162,8 @@ fn two_steps(a: (&ModelConfig, Products), b: (&ModelConfig, Products)) -> (StepR
 /// the same batch, the same noise; every gradient to float tolerance.
 #[test]
 fn the_softmax_filterbank_step_has_the_plain_steps_loss_and_gradients() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
     let mut config = tiny_options(Path::new("."), Path::new("."), 1).model;
     config.stable_filterbank = false;
     let mut fast_config = config.clone();
@@ -190,6 +191,8 @@ fn the_softmax_filterbank_step_has_the_plain_steps_loss_and_gradients() {
 /// products really are rounded (the gradients are not the f32 ones to the bit).
 #[test]
 fn the_bf16_products_step_has_the_f32_steps_loss_and_gradients() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
     let config = tiny_options(Path::new("."), Path::new("."), 1).model;
     let ((f32_loss, f32_grads), (bf16_loss, bf16_grads)) =
         two_steps((&config, Products::F32), (&config, Products::Bf16));
@@ -267,6 +270,8 @@ fn random_window(f: i64, temporal: bool) -> Window<Tensor> {
 /// video.
 #[test]
 fn write_is_the_transpose_of_read() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
     tch::manual_seed(1);
     let (n, h, w, k) = (4i64, 16i64, 18i64, 3i64);
     // The cuboid with as many temporal points as spatial ones, and with fewer.
@@ -326,6 +331,8 @@ fn write_is_the_transpose_of_read() {
 /// the patch and every window parameter, for windows inside and far outside the frame.
 #[test]
 fn computed_write_equals_the_plain_formula_with_gradients() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
     tch::manual_seed(5);
     let (n, h, w, k) = (3i64, 16i64, 18i64, 4i64);
     let geo = Geometry {
@@ -1047,6 +1054,8 @@ fn extreme_window_layer(
 /// state, and leave small raw values almost unchanged; unbounded ones do not.
 #[test]
 fn bounded_windows_keep_centres_near_the_frame() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
     use syncdraw_training::model::filterbank::window;
     let (frames, size) = (4i64, 64i64);
     let (layer, h) = extreme_window_layer(11, frames, 32);
@@ -1164,6 +1173,8 @@ fn tiny_captioned_config(digits: usize) -> ModelConfig {
 /// enter every LSTM.
 #[test]
 fn a_warm_started_two_digit_model_starts_as_the_one_digit_model() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
     use syncdraw_training::model::SyncDraw;
     use syncdraw_training::warm_start::warm_start;
     tch::manual_seed(11);
@@ -1209,6 +1220,8 @@ fn a_warm_started_two_digit_model_starts_as_the_one_digit_model() {
 /// word-encoder model is refused.
 #[test]
 fn objects_drawn_in_turn_read_only_their_own_slots() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
     use syncdraw_training::model::SyncDraw;
     use syncdraw_training::warm_start::warm_start;
     let mut config = tiny_captioned_config(2);
@@ -1276,7 +1289,6 @@ fn objects_drawn_in_turn_read_only_their_own_slots() {
     assert_eq!(done.grown.len(), 1, "grown: {:?}", done.grown);
     assert!(done.grown[0].starts_with("encoder"), "{:?}", done.grown);
 
-    let _serial = training_lock();
     let (run, cache) = (
         tempfile::tempdir().expect("tmp"),
         tempfile::tempdir().expect("tmp"),
@@ -1296,6 +1308,8 @@ fn objects_drawn_in_turn_read_only_their_own_slots() {
 /// the training loop's layers are the generation graph's.
 #[test]
 fn objects_on_layers_compose_one_object_drawings() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
     use syncdraw_training::model::SyncDraw;
     use syncdraw_training::warm_start::warm_start;
     tch::manual_seed(41);
@@ -1680,6 +1694,8 @@ fn initial_canvas_and_forget_bias() {
 /// 0). (Unbounded, such raw values overflow exp() whatever the normaliser.)
 #[test]
 fn stable_filterbank_rows_never_die() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
     use syncdraw_training::model::filterbank::{spatial_filterbanks, window};
     let (frames, size, k) = (4i64, 64i64, 10i64);
     let (layer, h) = extreme_window_layer(12, frames, 64);

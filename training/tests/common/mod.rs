@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 /// libtorch's random generator is global to the process and training seeds it per
 /// step, so two tests training at once on the test harness's threads would draw
-/// each other's noise: tests that train hold this lock.
+/// each other's noise: tests that train, and tests that seed the generator and
+/// depend on what it then draws, hold this lock.
 static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub fn training_lock() -> std::sync::MutexGuard<'static, ()> {
