@@ -66,6 +66,7 @@ bin=${SYNCDRAW_TRAIN:-target/release/syncdraw-train}
 [ -n "${SYNCDRAW_TRAIN:-}" ] || cargo build --release -p syncdraw-training
 mkdir -p "$runs" "$out"
 declare -A args
+declare -A batch=() # an arm's batch size where it is not 64
 if [ "$comparison" = start ]; then
   names=(base stable canvas forget)
   args=(
@@ -81,6 +82,7 @@ elif [ "$comparison" = batch ]; then
     [b128]="--batch 128 --lr 1e-3"
     [b128-lr]="--batch 128 --lr 1.41e-3"
   )
+  batch=([b128]=128 [b128-lr]=128)
 else
   names=(paper beta09 noclip lr2e-3)
   args=(
@@ -91,9 +93,8 @@ else
   )
 fi
 run() { # NAME SEED
-  local dir="$runs/$1-seed$2" arm_steps=$steps
-  # The batch comparison: every arm sees as many videos as STEPS of batch 64.
-  [[ " ${args[$1]} " =~ " --batch "([0-9]+)" " ]] && arm_steps=$((steps * 64 / BASH_REMATCH[1]))
+  # Every arm sees as many videos as STEPS at batch 64.
+  local dir="$runs/$1-seed$2" arm_steps=$((steps * 64 / ${batch[$1]:-64}))
   # shellcheck disable=SC2086
   "$bin" --threads 1 train --run-dir "$dir" "${data[@]}" "${pix[@]}" --steps "$arm_steps" --seed "$2" \
     --log-every 50 --eval-every 0 --checkpoint-every 100 --resume ${args[$1]} \

@@ -32,10 +32,8 @@ BATCHES = [
     ("b128-lr", "batch 128, lr 1.41e-3"),
 ]
 
-
-def batch_of(name):
-    """The batch size of an arm of the batch comparison; 64 for the others."""
-    return int(name[1:].split("-")[0]) if name.startswith("b") and name[1:2].isdigit() else 64
+# An arm's batch size where it is not 64 (compare-dynamics.sh's `batch`).
+BATCH = {"b128": 128, "b128-lr": 128}
 
 
 def seed(out, name, s):
@@ -44,7 +42,7 @@ def seed(out, name, s):
     with open(os.path.join(out, f"{name}-seed{s}.metrics.jsonl")) as f:
         metrics = [json.loads(line) for line in f if line.strip()]
     # The training loss after 12,800 videos (step 200 at batch 64).
-    at200 = next(m["loss"] for m in metrics if m["step"] == 200 * 64 // batch_of(name))
+    at200 = next(m["loss"] for m in metrics if m["step"] == 200 * 64 // BATCH.get(name, 64))
     dead = max(metrics[-1]["windows"]["read"]["dead_rows"])
     return report["test"]["nll"], report["test"]["kl"], at200, dead
 

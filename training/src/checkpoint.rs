@@ -97,9 +97,10 @@ pub struct Meta {
     #[serde(default = "paper_clip")]
     pub clip: f64,
     /// Videos per optimizer step (`train --batch`), kept like the learning
-    /// rate. Checkpoints written before it was recorded read as 64, the
-    /// default then (every run of this repository before it took 64 unless
-    /// its command says otherwise).
+    /// rate. Checkpoints written before it was recorded read as 64, the batch
+    /// a continued run of them took then (the default); that is not always
+    /// the batch they were trained at (the unconditional models' GPU runs took
+    /// 256, their model cards say so).
     #[serde(default = "earlier_batch")]
     pub batch: usize,
     /// The number format of the matrix products of the latest training run
