@@ -429,6 +429,16 @@ fn the_fused_training_step_has_the_plain_steps_loss_and_gradients() {
             small_model(Variant::Global, false, DecoderKind::Joint),
             kernels,
         );
+        // Unbounded windows, a canvas starting at zero, a joint decoder that
+        // reads the caption.
+        compare_steps(
+            ModelConfig {
+                bounded_windows: false,
+                canvas_init: None,
+                ..small_model(Variant::Syncdraw, true, DecoderKind::Joint)
+            },
+            kernels,
+        );
     }
 }
 

@@ -29,6 +29,7 @@
 //! qualify.
 pub mod frame;
 pub mod gemm;
+pub mod recurrent;
 pub mod step;
 pub mod threads;
 
