@@ -131,9 +131,9 @@ impl<T> Lstm<T> {
         be.matmul(x, &self.wx)
     }
 
-    /// [`Lstm::step`] from x W_x ([`Lstm::input_product`]), made elsewhere: the
-    /// fused training step makes it outside the autograd graph and takes the
-    /// gradient of W_x over all steps in one product.
+    /// [`Lstm::step`] from x W_x ([`Lstm::input_product`]), made elsewhere
+    /// (`syncdraw::infer` takes the product, as the fused training step's copy
+    /// of the encoder, `fused::recurrent`, does).
     pub fn step_from_product<B: Backend<Tensor = T>>(
         &self,
         be: &mut B,
