@@ -352,18 +352,16 @@ pub fn loss_and_backward(
     // W_x: sum_t (x^t)^T d(x^t W_x).
     let enc_in: Vec<&Tensor> = segments.iter().map(|s| &s.enc_in).collect();
     let d_product: Vec<&Tensor> = enc_grads.iter().map(|g| &g.d_product).collect();
+    let (enc_in, d_product) = (Tensor::cat(&enc_in, 0), Tensor::cat(&d_product, 0));
     let mut wx_grad = model.encoder.lstm.wx.grad();
-    let wx = tch::no_grad(|| {
-        Tensor::cat(&enc_in, 0)
-            .tr()
-            .matmul(&Tensor::cat(&d_product, 0))
-    });
     if wx_grad.defined() {
+        // Added in place: W_x is the largest weight (2,320 x 1,024).
         tch::no_grad(|| {
-            let _ = wx_grad.g_add_(&wx);
+            let _ = wx_grad.addmm_(&enc_in.tr(), &d_product);
         });
     } else {
-        rest += (&model.encoder.lstm.wx * wx).sum(Kind::Float);
+        // The first step: W_x has no gradient yet, so autograd makes it.
+        rest += (&model.encoder.lstm.wx * enc_in.tr().matmul(&d_product)).sum(Kind::Float);
     }
     let enc_saved: Vec<&recurrent::EncoderSaved> = segments.iter().map(|s| &s.enc).collect();
     let dec_saved: Vec<&recurrent::DecoderSaved> = segments.iter().map(|s| &s.dec).collect();
