@@ -273,14 +273,14 @@ pub fn loss_and_backward(
             });
             d_reads.push(d_read);
         }
-        let dec_step = decoder.backward(
+        let mut dec_step = decoder.backward(
             &seg.dec,
             (&d_write, d_patch),
             dh_dec.as_ref(),
             dec_after.take(),
             &mut d_features,
         );
-        let enc_step = encoder.backward(&seg.enc, &dec_step.dz, kl_scale, enc_after.take());
+        let mut enc_step = encoder.backward(&seg.enc, &dec_step.dz, kl_scale, enc_after.take());
         // The encoder's input: d[R^t, h_dec^{t-1}, S] = d(x W_x) W_x^T.
         let d_in = times_wx_t.times(&enc_step.d_product);
         if t > 0 {
@@ -294,18 +294,8 @@ pub fn loss_and_backward(
                 None => d.copy(),
             });
         }
-        enc_after = enc_step.carry.as_ref().map(|c| recurrent::State {
-            h: c.h.shallow_clone(),
-            c: c.c.shallow_clone(),
-        });
-        dec_after = dec_step.carry.as_ref().map(|v| {
-            v.iter()
-                .map(|c| recurrent::State {
-                    h: c.h.shallow_clone(),
-                    c: c.c.shallow_clone(),
-                })
-                .collect()
-        });
+        enc_after = enc_step.carry.take();
+        dec_after = dec_step.carry.take();
         enc_grads.push(enc_step);
         dec_grads.push(dec_step);
         d_writes.push(d_write);
