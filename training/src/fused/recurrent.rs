@@ -16,7 +16,7 @@
 use crate::model::config::{DecoderKind, ModelConfig};
 use crate::model::filterbank::{Geometry, Window, BOUNDS};
 use crate::model::layers::{LinearParams, LstmParams};
-use crate::model::syncdraw::SyncDraw;
+use crate::model::syncdraw::{draw, Draw, SyncDraw};
 use tch::{Kind, Tensor};
 
 /// Sum over rows (the batch) of a [R, C] tensor: [C].
@@ -111,7 +111,6 @@ fn cell_backward(
 pub struct Encoder<'a> {
     lstm: &'a LstmParams,
     posterior: &'a LinearParams,
-    z_dim: i64,
 }
 
 /// What one encoder step's backward needs of its forward.
@@ -149,7 +148,6 @@ impl<'a> Encoder<'a> {
         Self {
             lstm: &model.encoder.lstm,
             posterior: &model.encoder.posterior,
-            z_dim: model.config.z_dim,
         }
     }
 
@@ -163,16 +161,15 @@ impl<'a> Encoder<'a> {
                 pre += p.h.matmul(&self.lstm.wh);
             }
             let (cell, state) = cell_forward(&pre, prev.as_ref().map(|p| &p.c), self.lstm.hidden);
-            // Q(Z^t | h_enc^t): mu and log sigma; z^t = mu + sigma eps^t.
+            // Q(Z^t | h_enc^t), z^t = mu + sigma eps^t, KL_t: the model's own.
             let q = state.h.matmul(&self.posterior.w) + &self.posterior.b;
-            let mu = q.narrow(1, 0, self.z_dim);
-            let log_sigma = q.narrow(1, self.z_dim, self.z_dim);
-            let sigma = log_sigma.exp();
-            let z = &mu + &sigma * eps;
-            let sum = |t: Tensor| t.sum_dim_intlist([1].as_slice(), false, Kind::Float);
-            // KL_t = 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1)   (eq. 14)
-            let kl = sum(mu.square() + sigma.square() - &log_sigma * 2.0 - 1.0) * 0.5;
-            let log_q_over_p = sum(z.square() * 0.5 - eps.square() * 0.5 - &log_sigma);
+            let Draw {
+                mu,
+                sigma,
+                z,
+                kl,
+                log_q_over_p,
+            } = draw(&q, eps);
             EncoderStep {
                 saved: EncoderSaved {
                     prev,

@@ -81,18 +81,43 @@ pub fn infer(
     // h_enc^t = LSTM_enc(h_enc^{t-1}, [R^t, h_dec^{t-1}, S])  (eq. 7, 12)
     let next_enc = enc.step_from_product(be, input_product, enc_state);
     let q = posterior.forward(be, &next_enc.h);
+    let d = draw(&q, eps_t);
+    Inferred {
+        enc: next_enc,
+        z: d.z,
+        kl: d.kl,
+        log_q_over_p: d.log_q_over_p,
+    }
+}
+
+/// Q(Z^t | h_enc^t) from the posterior layer's output q = [mu, log sigma]
+/// [B, 2 z_dim]: the reparameterised draw z^t = mu + sigma eps^t and its terms
+/// of the loss (the fused training step keeps mu and sigma for its backward).
+pub struct Draw {
+    pub mu: Tensor,
+    pub sigma: Tensor,
+    pub z: Tensor,
+    /// KL_t, [B].
+    pub kl: Tensor,
+    /// log q(z^t) - log p(z^t), [B].
+    pub log_q_over_p: Tensor,
+}
+
+/// [`Draw`] of q with the noise eps^t [B, z_dim].
+pub fn draw(q: &Tensor, eps_t: &Tensor) -> Draw {
     let z_dim = eps_t.size()[1];
     let mu = q.narrow(1, 0, z_dim);
     let log_sigma = q.narrow(1, z_dim, z_dim);
     let sigma = log_sigma.exp();
     let z = &mu + &sigma * eps_t;
     let sum = |t: Tensor| t.sum_dim_intlist([1].as_slice(), false, Kind::Float);
-    // KL_t = 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1)
+    // KL_t = 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1)   (eq. 14)
     let kl = sum(mu.square() + sigma.square() - &log_sigma * 2.0 - 1.0) * 0.5;
     // log N(z; mu, sigma) - log N(z; 0, 1) = sum(-eps^2/2 - log sigma + z^2/2)
     let log_q_over_p = sum(z.square() * 0.5 - eps_t.square() * 0.5 - &log_sigma);
-    Inferred {
-        enc: next_enc,
+    Draw {
+        mu,
+        sigma,
         z,
         kl,
         log_q_over_p,
