@@ -77,8 +77,8 @@ struct Segment {
     next_read: Option<WindowValues>,
 }
 
-/// The caption features without their graph, and in the order
-/// [all, where, what] (or [all]).
+/// The caption features in the order [all, where, what] (or [all] where
+/// the caption encoder gives none by role).
 fn feature_tensors(s: &CaptionFeatures<Tensor>) -> Vec<&Tensor> {
     let mut v = vec![&s.all];
     if let Some(r) = &s.by_role {
