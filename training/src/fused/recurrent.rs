@@ -4,9 +4,10 @@
 //! decoder LSTMs (eq. 8 / 13); the write window and patch of h_dec^t (eq. 9)
 //! and the read window of the next step (§3.1.1), each scaled as under eq. 2.
 //!
-//! As a libtorch graph this half cost more than its arithmetic: some hundred
-//! small operations per drawing step forward and as many autograd nodes
-//! backward, on tensors of [B, 1024] values at most. Here each step is a few
+//! As a libtorch graph this half cost more than its arithmetic: by a count of
+//! the code, about 170 small operations per drawing step forward (the
+//! windows' conversions to the kernels' values included) and an autograd node
+//! for most of them backward, on tensors of [B, 1024] values at most. Here each step is a few
 //! dozen operations each way, and every weight's gradient is one product over
 //! all T steps after the last. The numbers are those of
 //! [`crate::model::syncdraw::infer`], `Decoder::step`, `Decoder::write_window`
@@ -277,7 +278,10 @@ pub struct WindowValues {
 /// g_col, delta, sigma^2; then gamma.
 const GRID_COLUMNS: [usize; 4] = [0, 1, 3, 2];
 const GAMMA: usize = 4;
-const COLUMNS: [usize; 5] = [0, 1, 3, 2, GAMMA];
+const COLUMNS: [usize; 5] = {
+    let [a, b, c, d] = GRID_COLUMNS;
+    [a, b, c, d, GAMMA]
+};
 
 impl<'a> WindowLayer<'a> {
     pub fn new(layer: &'a LinearParams, geo: Geometry) -> Self {
