@@ -30,6 +30,25 @@ fn products(a: &[&Tensor], b: &[&Tensor]) -> Tensor {
     Tensor::cat(a, 0).tr().matmul(&Tensor::cat(b, 0))
 }
 
+/// An LSTM's b and W_h gradients over the steps, in order: each step's
+/// (h^{t-1}, none at t = 0; d pre-activations). W_h meets h^{t-1} from t = 1 on.
+fn lstm_grads<'a, 's>(
+    lstm: &'a LstmParams,
+    steps: impl Iterator<Item = (Option<&'s Tensor>, &'s Tensor)>,
+) -> Vec<(&'a Tensor, Tensor)> {
+    let (prev, d_pre): (Vec<Option<&Tensor>>, Vec<&Tensor>) = steps.unzip();
+    let (h_prev, d_later): (Vec<&Tensor>, Vec<&Tensor>) = prev
+        .iter()
+        .zip(&d_pre)
+        .filter_map(|(h, d)| h.map(|h| (h, *d)))
+        .unzip();
+    let mut out = vec![(&lstm.b, rows(&Tensor::cat(&d_pre, 0)))];
+    if !h_prev.is_empty() {
+        out.push((&lstm.wh, products(&h_prev, &d_later)));
+    }
+    out
+}
+
 /// h and c of an LSTM.
 pub struct State {
     pub h: Tensor,
@@ -229,23 +248,15 @@ impl<'a> Encoder<'a> {
         grads: &[EncoderGrads],
     ) -> Vec<(&'a Tensor, Tensor)> {
         tch::no_grad(|| {
-            let d_pre: Vec<&Tensor> = grads.iter().map(|g| &g.d_product).collect();
             let d_q: Vec<&Tensor> = grads.iter().map(|g| &g.d_q).collect();
             let h: Vec<&Tensor> = saved.iter().map(|s| &s.h).collect();
-            // W_h meets h_enc^{t-1} from t = 1 on.
-            let (h_prev, d_later): (Vec<&Tensor>, Vec<&Tensor>) = saved
+            let steps = saved
                 .iter()
                 .zip(grads)
-                .filter_map(|(s, g)| s.prev.as_ref().map(|p| (&p.h, &g.d_product)))
-                .unzip();
-            let mut out = vec![
-                (&self.lstm.b, rows(&Tensor::cat(&d_pre, 0))),
-                (&self.posterior.w, products(&h, &d_q)),
-                (&self.posterior.b, rows(&Tensor::cat(&d_q, 0))),
-            ];
-            if !h_prev.is_empty() {
-                out.push((&self.lstm.wh, products(&h_prev, &d_later)));
-            }
+                .map(|(s, g)| (s.prev.as_ref().map(|p| &p.h), &g.d_product));
+            let mut out = lstm_grads(self.lstm, steps);
+            out.push((&self.posterior.w, products(&h, &d_q)));
+            out.push((&self.posterior.b, rows(&Tensor::cat(&d_q, 0))));
             out
         })
     }
@@ -449,14 +460,20 @@ impl<'a> WindowLayer<'a> {
         })
     }
 
-    /// The layer's gradients over all steps: (W, b).
-    fn weight_grads(&self, saved: &[&WindowValues], d_raw: &[Tensor]) -> Vec<(&'a Tensor, Tensor)> {
-        let h: Vec<&Tensor> = saved.iter().map(|w| &w.h).collect();
-        let d: Vec<&Tensor> = d_raw.iter().collect();
-        vec![
-            (&self.layer.w, products(&h, &d)),
-            (&self.layer.b, rows(&Tensor::cat(&d, 0))),
-        ]
+    /// The layer's gradients over all its windows, in order: (W, b).
+    pub fn weight_grads(
+        &self,
+        saved: &[&WindowValues],
+        d_raw: &[Tensor],
+    ) -> Vec<(&'a Tensor, Tensor)> {
+        tch::no_grad(|| {
+            let h: Vec<&Tensor> = saved.iter().map(|w| &w.h).collect();
+            let d: Vec<&Tensor> = d_raw.iter().collect();
+            vec![
+                (&self.layer.w, products(&h, &d)),
+                (&self.layer.b, rows(&Tensor::cat(&d, 0))),
+            ]
+        })
     }
 }
 
@@ -661,15 +678,11 @@ impl<'a> Decoder<'a> {
                 let inputs: Vec<&Tensor> = saved.iter().map(|s| &s.inputs[i]).collect();
                 let d_pre: Vec<&Tensor> = grads.iter().map(|g| &g.d_pre[i]).collect();
                 out.push((&lstm.wx, products(&inputs, &d_pre)));
-                out.push((&lstm.b, rows(&Tensor::cat(&d_pre, 0))));
-                let (h_prev, d_later): (Vec<&Tensor>, Vec<&Tensor>) = saved
+                let steps = saved
                     .iter()
-                    .zip(grads)
-                    .filter_map(|(s, g)| s.prev.as_ref().map(|p| (&p[i].h, &g.d_pre[i])))
-                    .unzip();
-                if !h_prev.is_empty() {
-                    out.push((&lstm.wh, products(&h_prev, &d_later)));
-                }
+                    .zip(&d_pre)
+                    .map(|(s, d)| (s.prev.as_ref().map(|p| &p[i].h), *d));
+                out.extend(lstm_grads(lstm, steps));
             }
             let h_what: Vec<&Tensor> = saved.iter().map(|s| &s.h_what).collect();
             let d_patch: Vec<&Tensor> = grads.iter().map(|g| &g.d_patch).collect();
@@ -679,15 +692,6 @@ impl<'a> Decoder<'a> {
             out
         })
     }
-}
-
-/// The read window layer's gradients over all its windows: (W, b).
-pub fn read_weight_grads<'a>(
-    layer: &WindowLayer<'a>,
-    windows: &[&WindowValues],
-    d_raw: &[Tensor],
-) -> Vec<(&'a Tensor, Tensor)> {
-    tch::no_grad(|| layer.weight_grads(windows, d_raw))
 }
 
 impl DecoderStep {

@@ -363,7 +363,7 @@ pub fn loss_and_backward(
         .weight_grads(&enc_saved, &enc_grads)
         .into_iter()
         .chain(decoder.weight_grads(&dec_saved, &dec_grads, &writes, &d_writes))
-        .chain(recurrent::read_weight_grads(&reader, &reads, &d_reads));
+        .chain(reader.weight_grads(&reads, &d_reads));
     for (w, g) in grads {
         add_grad(w, &g, &mut rest);
     }
