@@ -23,8 +23,12 @@
 # the default CHUNK), the next chunk resumes at the next rate of the ladder
 # (`train --resume --lr`; the checkpoint records it, so later chunks keep it).
 # Each change goes to RUN_DIR/lr.log as "STEP RATE" (the run's own step count).
+# EMA_DECAY (off by default): keep a moving average of the weights with this
+# decay (`train --ema-decay`), evaluated beside them at every chunk's end
+# (`test_nll_average` in metrics.jsonl); given to a resumed run, it starts one.
 # The weights to commit when it stops:
 #   syncdraw-train weights --checkpoint RUN_DIR/checkpoint.safetensors --out W
+# (with --average, the moving average where the run keeps one)
 set -euo pipefail
 run=${1:?usage: convergence-cell.sh RUN_DIR fresh|WEIGHTS [train options]}
 start=${2:?usage: convergence-cell.sh RUN_DIR fresh|WEIGHTS [train options]}
@@ -34,6 +38,9 @@ cap_s=$(python3 -c "print(int(float('${CAP_HOURS:-6}') * 3600))")
 chunk=${CHUNK:-500}
 threads=${THREADS:-1}
 common=(--log-every 50 --eval-every "$chunk" --eval-videos 200 --checkpoint-every 100)
+if [ -n "${EMA_DECAY:-}" ]; then
+    common+=(--ema-decay "$EMA_DECAY")
+fi
 
 meta=$(cd "$(dirname "$0")" && pwd)/checkpoint-meta.py
 plateau=$(cd "$(dirname "$0")" && pwd)/lr-plateau.py

@@ -3,6 +3,7 @@
 //! enough to resume, evaluate, sample or export. Written atomically: a temporary
 //! file in the same directory, fsync, then rename.
 use crate::adam::AdamConfig;
+use crate::average::{AverageState, AVERAGE};
 use crate::backend::tch_backend::Products;
 use crate::fused::CanvasStep;
 use crate::model::{ModelConfig, SyncDraw};
@@ -114,6 +115,15 @@ pub struct Meta {
     /// `plain`. Checkpoints written before it was recorded read as plain.
     #[serde(default = "plain_step")]
     pub canvas_step: CanvasStep,
+    /// The decay of the moving average of the weights the run keeps
+    /// (`train --ema-decay`, average.rs); none where it keeps none. A resumed
+    /// run keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_decay: Option<f64>,
+    /// Whether these weights are that average (`weights --average`) rather
+    /// than the weights of the run's last step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub averaged: bool,
 }
 
 fn plain_step() -> CanvasStep {
@@ -170,13 +180,28 @@ pub type AdamState = HashMap<String, (Tensor, Tensor)>;
 pub struct Checkpoint {
     pub model: SyncDraw,
     pub adam: Option<AdamState>,
+    /// The moving average of the weights, where the run kept one.
+    pub average: Option<AverageState>,
     pub meta: Meta,
 }
 
+/// Writes the weights, Adam's moments where given, and the description.
 pub fn save(
     path: &Path,
     model: &SyncDraw,
     adam: Option<&AdamState>,
+    meta: &Meta,
+) -> Result<(), CheckpointError> {
+    save_run(path, model, adam, &[], meta)
+}
+
+/// [`save`] with the moving average of the weights (`average`: name and
+/// averaged weight; empty where the run keeps none).
+pub fn save_run(
+    path: &Path,
+    model: &SyncDraw,
+    adam: Option<&AdamState>,
+    average: &[(&str, &Tensor)],
     meta: &Meta,
 ) -> Result<(), CheckpointError> {
     let werr = |reason: String| CheckpointError::Write {
@@ -189,6 +214,9 @@ pub fn save(
             named.push((format!("{ADAM_M}{name}"), m.to_device(Device::Cpu)));
             named.push((format!("{ADAM_V}{name}"), v.to_device(Device::Cpu)));
         }
+    }
+    for (name, a) in average {
+        named.push((format!("{AVERAGE}{name}"), a.to_device(Device::Cpu)));
     }
     write_safetensors_atomic(&named, path).map_err(werr)
 }
@@ -238,5 +266,17 @@ pub fn load(path: &Path, device: Device) -> Result<Checkpoint, CheckpointError> 
         }
     }
     let adam = (!adam.is_empty()).then_some(adam);
-    Ok(Checkpoint { model, adam, meta })
+    let mut average = AverageState::new();
+    for name in model.vs.variables().into_keys() {
+        if let Some(a) = map.remove(&format!("{AVERAGE}{name}")) {
+            average.insert(name, a.to_device(device));
+        }
+    }
+    let average = (!average.is_empty()).then_some(average);
+    Ok(Checkpoint {
+        model,
+        adam,
+        average,
+        meta,
+    })
 }

@@ -3,6 +3,7 @@
 //! comes from syncdraw-data: generated Bouncing MNIST or an imported folder set
 //! (source.rs).
 pub mod adam;
+pub mod average;
 pub mod backend;
 pub mod batch;
 pub mod checkpoint;

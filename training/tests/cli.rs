@@ -61,6 +61,11 @@ fn bad_numeric_flags_are_refused_with_what_is_accepted() {
             "from 0 to below 1",
         ),
         (
+            &["train", "--run-dir", "r", "--ema-decay", "1"],
+            "--ema-decay",
+            "from 0 to below 1",
+        ),
+        (
             &["train", "--run-dir", "r", "--clip=-1"],
             "--clip",
             "at least 0",
@@ -327,4 +332,112 @@ fn training_losses_do_not_depend_on_mkls_vendor_check() {
             "on a {vendor:?} CPU the answer should change MKL's kernels, and so the last bits"
         );
     }
+}
+
+/// `weights --average` writes the moving average a run kept (`train
+/// --ema-decay`) as the weights, marked as such; on weights with no average it
+/// says why it cannot, and writes nothing.
+#[test]
+fn weights_writes_the_moving_average_on_request() {
+    use syncdraw_training::checkpoint;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    let (run, cache) = (path("run"), path("cache"));
+    let args = [
+        "--threads",
+        "1",
+        "train",
+        "--run-dir",
+        &run,
+        "--cache-dir",
+        &cache,
+        "--digits",
+        "1",
+        "--train-size",
+        "32",
+        "--test-size",
+        "8",
+        "--frames",
+        "4",
+        "--size",
+        "32",
+        "--timesteps",
+        "3",
+        "--read-k",
+        "4",
+        "--write-k",
+        "4",
+        "--enc-size",
+        "16",
+        "--dec-size",
+        "16",
+        "--z-dim",
+        "4",
+        "--steps",
+        "3",
+        "--batch",
+        "8",
+        "--ema-decay",
+        "0.5",
+    ];
+    let out = cli(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ck_path = dir.path().join("run/checkpoint.safetensors");
+    let ck_path = ck_path.to_str().expect("utf-8");
+    let (avg, plain) = (path("average.safetensors"), path("plain.safetensors"));
+    for (out_path, flag) in [(&avg, Some("--average")), (&plain, None)] {
+        let mut a = vec![
+            "weights",
+            "--checkpoint",
+            ck_path,
+            "--out",
+            out_path.as_str(),
+        ];
+        a.extend(flag);
+        let out = cli(&a);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let load = |p: &str| checkpoint::load(Path::new(p), tch::Device::Cpu).expect("loads");
+    let (ck, w_avg, w_plain) = (load(ck_path), load(&avg), load(&plain));
+    let average = ck.average.expect("the run kept an average");
+    assert!(w_avg.meta.averaged && !w_plain.meta.averaged);
+    assert!(w_avg.adam.is_none() && w_avg.average.is_none());
+    let (va, vp, vc) = (
+        w_avg.model.vs.variables(),
+        w_plain.model.vs.variables(),
+        ck.model.vs.variables(),
+    );
+    for (name, w) in &vc {
+        assert!(va[name].equal(&average[name]), "{name} is not the average");
+        assert!(vp[name].equal(w), "{name} is not the run's weight");
+    }
+    assert!(
+        vc.iter().any(|(n, w)| !w.equal(&va[n])),
+        "average = weights"
+    );
+    // Weights without an average: a clear refusal, nothing written.
+    let again = path("again.safetensors");
+    let out = cli(&[
+        "weights",
+        "--checkpoint",
+        &plain,
+        "--out",
+        &again,
+        "--average",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no moving average") && stderr.contains("--ema-decay"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&again).exists());
 }

@@ -127,6 +127,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         kl_weight: 1.0,
         products: Products::F32,
         canvas_step: Default::default(),
+        ema_decay: None,
         progress: false,
     }
 }

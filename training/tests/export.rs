@@ -183,6 +183,8 @@ fn trained(variant: Variant, cap: Cap, steps: u64) -> (SyncDraw, Meta) {
         batch: 64,
         products: Products::F32,
         canvas_step: syncdraw_training::train::CanvasStep::Plain,
+        ema_decay: None,
+        averaged: false,
     };
     (model, meta)
 }
@@ -454,6 +456,8 @@ fn in_turn_matches_tch(order: DrawOrder, captioned: bool) {
         batch: 64,
         products: Products::F32,
         canvas_step: syncdraw_training::train::CanvasStep::Plain,
+        ema_decay: None,
+        averaged: false,
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("in-turn.onnx");

@@ -480,6 +480,7 @@ fn small_run(
         kl_weight: 1.0,
         products: syncdraw_training::backend::tch_backend::Products::F32,
         canvas_step,
+        ema_decay: None,
         progress: false,
     }
 }

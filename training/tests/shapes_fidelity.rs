@@ -275,6 +275,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         kl_weight: 1.0,
         products: Products::F32,
         canvas_step: Default::default(),
+        ema_decay: None,
         progress: false,
     }
 }

@@ -707,6 +707,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         kl_weight: 1.0,
         products: Products::F32,
         canvas_step: Default::default(),
+        ema_decay: None,
         progress: false,
     }
 }
@@ -833,6 +834,109 @@ fn resume_is_exact(pixels: Pixels) {
             "optimizer state {name} differs"
         );
     }
+}
+
+/// A moving average of the weights (`ema_decay`): after each step it is
+/// d a + (1 - d) w of the step's weights; it is evaluated beside the weights
+/// (`test_nll_average`), checkpointed, continued exactly by a resumed run, and
+/// started afresh by a run continued with init_from.
+#[test]
+fn the_moving_average_of_the_weights_is_kept_evaluated_and_resumed_exactly() {
+    let _serial = training_lock();
+    let cache = tempfile::tempdir().expect("tmp");
+    let decay = 0.9;
+    let options = |dir: &Path, steps| TrainOptions {
+        ema_decay: Some(decay),
+        eval_every: 5,
+        ..tiny_options(dir, cache.path(), steps)
+    };
+    let load = |dir: &Path| {
+        checkpoint::load(&dir.join("checkpoint.safetensors"), Device::Cpu).expect("checkpoint")
+    };
+    // The update: the average after step 2 from the average and weights after
+    // steps 1 and 2 (runs of one and two steps take the same first step).
+    let (one, two) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    train(&options(one.path(), 1)).expect("one step");
+    train(&options(two.path(), 2)).expect("two steps");
+    let (c1, c2) = (load(one.path()), load(two.path()));
+    assert_eq!(c2.meta.ema_decay, Some(decay));
+    let (a1, a2) = (
+        c1.average.expect("an average"),
+        c2.average.expect("an average"),
+    );
+    let weights = c2.model.vs.variables();
+    assert_eq!(a2.len(), weights.len(), "every trained weight is averaged");
+    let mut moved = false;
+    for (name, w) in &weights {
+        let expected = &a1[name] * decay + w * (1.0 - decay);
+        let d = (&a2[name] - &expected).abs().max().double_value(&[]);
+        assert!(
+            d < 1e-6,
+            "{name}: the average is off the update rule by {d}"
+        );
+        moved |= !a2[name].equal(w);
+    }
+    assert!(moved, "the average is the weights themselves");
+
+    // Evaluated beside the weights, and resumed exactly.
+    let (a, b) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    train(&options(a.path(), 20)).expect("uninterrupted");
+    train(&options(b.path(), 10)).expect("first half");
+    let mut resumed = TrainOptions {
+        ema_decay: None,
+        ..options(b.path(), 20)
+    };
+    resumed.resume = true;
+    train(&resumed).expect("second half, keeping the recorded decay");
+    let (ca, cb) = (load(a.path()), load(b.path()));
+    assert_eq!(
+        cb.meta.ema_decay,
+        Some(decay),
+        "the resumed run kept its decay"
+    );
+    let (va, vb) = (ca.average.expect("average"), cb.average.expect("average"));
+    for (name, t) in &va {
+        assert!(
+            t.equal(&vb[name]),
+            "the average of {name} differs after resume"
+        );
+    }
+    let evals: Vec<(f64, f64)> = metrics(a.path())
+        .iter()
+        .filter_map(|l| Some((l["test_nll"].as_f64()?, l["test_nll_average"].as_f64()?)))
+        .collect();
+    assert_eq!(evals.len(), 4, "an evaluation of both every 5 steps");
+    assert!(evals.iter().all(|(w, a)| w.is_finite() && a.is_finite()));
+    assert!(
+        evals.iter().any(|(w, a)| w != a),
+        "the average was evaluated as the weights: {evals:?}"
+    );
+
+    // init_from starts a fresh optimizer and no average unless asked for.
+    let c = tempfile::tempdir().expect("tmp");
+    let init = TrainOptions {
+        init_from: Some(a.path().join("checkpoint.safetensors")),
+        ema_decay: None,
+        ..tiny_options(c.path(), cache.path(), 2)
+    };
+    train(&init).expect("continued");
+    let cc = load(c.path());
+    assert_eq!(cc.meta.ema_decay, None);
+    assert!(cc.average.is_none());
+    // A decay of 1 would never move: refused before anything is written.
+    let d = tempfile::tempdir().expect("tmp");
+    let bad = TrainOptions {
+        ema_decay: Some(1.0),
+        ..tiny_options(d.path(), cache.path(), 2)
+    };
+    assert!(matches!(train(&bad), Err(TrainError::Invalid(_))));
+    assert!(!d.path().join("checkpoint.safetensors").exists());
 }
 
 /// A run's Adam settings (learning rate, beta1, clipping) and batch size reach

@@ -19,6 +19,10 @@ pub struct MetricsLine<'a> {
     pub videos_per_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_nll: Option<f64>,
+    /// The test NLL of the moving average of the weights (average.rs), on the
+    /// same videos with the same noise, where the run keeps one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_nll_average: Option<f64>,
     /// Read and write windows of the logging step's batch (model/window_stats.rs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<&'a WindowStats>,
@@ -97,7 +101,10 @@ impl Reporter {
             test_nll
                 .map(|n| format!("  test nll {n:.1}"))
                 .unwrap_or_default()
-        );
+        ) + &line
+            .test_nll_average
+            .map(|n| format!(" (average {n:.1})"))
+            .unwrap_or_default();
         if self.plain {
             eprintln!("step {}/{}  {msg}", line.step, self.steps);
         }

@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod run_dir;
 
 use crate::adam::{Adam, AdamConfig};
+use crate::average::Average;
 pub use crate::backend::tch_backend::Products;
 use crate::batch::{batch_indices, Batcher};
 use crate::checkpoint::{self, CheckpointError};
@@ -126,6 +127,10 @@ pub struct TrainOptions {
     pub products: Products,
     /// How the step runs its canvas half (the fused kernels by default).
     pub canvas_step: CanvasStep,
+    /// Keep a moving average of the weights with this decay (average.rs),
+    /// evaluated beside them; 0: none. None: a new run keeps none, a resumed
+    /// run what its checkpoint records.
+    pub ema_decay: Option<f64>,
     pub progress: bool,
 }
 
@@ -176,6 +181,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let run_dir::Start {
         model,
         adam,
+        average,
         mut meta,
         train,
         checkpoint: ckpt_path,
@@ -213,6 +219,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         ..AdamConfig::default()
     };
     let mut adam = Adam::new(&model.vs, adam_config, adam);
+    let mut average = meta
+        .ema_decay
+        .map(|d| Average::new(&model.vs, d, average.unwrap_or_default()));
 
     let c = meta.model.clone();
     let start_step = meta.step;
@@ -303,6 +312,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         win_kl += loss.kl.mean(Kind::Float).detach().to_kind(Kind::Double);
         win_n += 1;
         adam.step(step, &norm);
+        if let Some(a) = average.as_mut() {
+            a.update();
+        }
         report.step_done();
 
         let at_end = step == opts.steps || opts.time_limit.is_some_and(|l| started.elapsed() >= l);
@@ -333,11 +345,20 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             let done = sum_n;
             rate = (done as f64 * meta.batch as f64) / secs;
             let (l, k) = (sum_loss / done.max(1) as f64, sum_kl / done.max(1) as f64);
+            let mut test_nll_average = None;
             if eval_now {
                 let limit = (!at_end).then_some(opts.eval_videos);
-                let r = evaluate(&model, &test_b, meta.batch.max(64), meta.seed, None, limit);
+                let (batch, seed) = (meta.batch.max(64), meta.seed);
+                let eval = |m: &SyncDraw| evaluate(m, &test_b, batch, seed, None, limit);
+                let r = eval(&model);
                 meta.test_nll = Some(r.nll);
                 test = Some(r);
+                // The averaged weights on the same videos with the same noise.
+                if let Some(a) = average.as_mut() {
+                    a.swap();
+                    test_nll_average = Some(eval(&model).nll);
+                    a.swap();
+                }
             }
             let line = MetricsLine {
                 step,
@@ -345,6 +366,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 kl: k,
                 videos_per_s: rate,
                 test_nll: if eval_now { meta.test_nll } else { None },
+                test_nll_average,
                 windows: windows.as_ref(),
             };
             report.log(&line, meta.test_nll)?;
@@ -361,7 +383,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             meta.step = step;
             meta.train_seconds = train_seconds0 + started.elapsed().as_secs_f64();
             let kept = ckpt_path.exists();
-            checkpoint::save(&ckpt_path, &model, Some(&adam.state), &meta).map_err(|source| {
+            let averaged = average.as_ref().map(Average::state).unwrap_or_default();
+            checkpoint::save_run(&ckpt_path, &model, Some(&adam.state), &averaged, &meta).map_err(|source| {
                 TrainError::SaveFailed {
                     step,
                     source,

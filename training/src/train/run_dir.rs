@@ -9,6 +9,7 @@
 //! warm-started from a model of fewer objects per caption, or fresh.
 use super::{CanvasInit, CaptionEncoderKind, TrainError, TrainOptions};
 use crate::adam::AdamConfig;
+use crate::average::AverageState;
 use crate::checkpoint::{self, AdamState, Meta};
 use crate::fused::CanvasStep;
 use crate::model::config::{DecoderKind, DrawOrder, SlotKind, SlotsConfig, WordsConfig};
@@ -24,12 +25,20 @@ use syncdraw_format::{Grammar, Vocabulary};
 /// The checkpoint's file name in a run directory.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 
-/// Refuses Adam settings it cannot train with, before anything is written.
+/// Refuses Adam settings (and a moving average) it cannot train with, before
+/// anything is written.
 fn check_optimizer(opts: &TrainOptions) -> Result<(), TrainError> {
     if let Some(beta1) = opts.optimizer.beta1 {
         if !(0.0..1.0).contains(&beta1) {
             return Err(TrainError::Invalid(format!(
                 "beta1 must be at least 0 and below 1, got {beta1}"
+            )));
+        }
+    }
+    if let Some(d) = opts.ema_decay {
+        if !(0.0..1.0).contains(&d) {
+            return Err(TrainError::Invalid(format!(
+                "the moving average's decay must be at least 0 and below 1 (0: none), got {d}"
             )));
         }
     }
@@ -48,6 +57,8 @@ pub struct Start {
     pub model: SyncDraw,
     /// Adam's moments when resumed.
     pub adam: Option<AdamState>,
+    /// The moving average of the weights when resumed from a run that kept one.
+    pub average: Option<AverageState>,
     pub meta: Meta,
     /// The training split, when starting it needed it (a fresh run).
     pub train: Option<Videos>,
@@ -79,9 +90,9 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
     }
     // On resume every setting that shapes the run comes from the checkpoint (the
     // Adam settings too, unless opts.optimizer replaces them, below).
-    let (model, adam, mut meta, train) = if existing {
+    let (model, (adam, mut average), mut meta, train) = if existing {
         let ck = checkpoint::load(&checkpoint_path, opts.device)?;
-        (ck.model, ck.adam, ck.meta, None)
+        (ck.model, (ck.adam, ck.average), ck.meta, None)
     } else if let Some(init) = &opts.init_from {
         let ck = checkpoint::load(init, opts.device)?;
         let mut meta = ck.meta;
@@ -93,7 +104,10 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         meta.frozen = frozen(opts);
         meta.kl_weight = opts.kl_weight;
         meta.device = format!("{:?}", opts.device);
-        (ck.model, None, meta, None)
+        // A fresh optimizer and a fresh average (from these weights).
+        meta.ema_decay = None;
+        meta.averaged = false;
+        (ck.model, (None, None), meta, None)
     } else {
         let train = opts.data.load(Split::Train, &opts.cache_dir)?;
         let mut config = opts.model.clone();
@@ -205,8 +219,10 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             batch: super::DEFAULT_BATCH,
             products: opts.products,
             canvas_step: CanvasStep::Plain,
+            ema_decay: None,
+            averaged: false,
         };
-        (model, None, meta, Some(train))
+        (model, (None, None), meta, Some(train))
     };
     // An explicit learning rate replaces the run's own (and is recorded with it).
     if let Some(lr) = opts.optimizer.lr {
@@ -221,6 +237,21 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
     if let Some(batch) = opts.optimizer.batch {
         meta.batch = batch;
     }
+    // A decay given replaces the run's own (0: keep no average); a new average
+    // starts from the weights as they are.
+    match opts.ema_decay {
+        Some(0.0) => {
+            meta.ema_decay = None;
+            average = None;
+        }
+        Some(d) => {
+            if meta.ema_decay.is_some_and(|old| old != d) {
+                average = None;
+            }
+            meta.ema_decay = Some(d);
+        }
+        None => {}
+    }
     // The arithmetic of this run's steps (a resumed run may change it).
     meta.products = opts.products;
     meta.canvas_step = if super::uses_fused_step(opts, &meta.model) {
@@ -232,6 +263,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
     Ok(Start {
         model,
         adam,
+        average,
         meta,
         train,
         checkpoint: checkpoint_path,

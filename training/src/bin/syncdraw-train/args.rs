@@ -151,8 +151,9 @@ pub fn non_negative_f64(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-/// Parses Adam's beta1: at least 0 and below 1.
-pub fn beta1(s: &str) -> std::result::Result<f64, String> {
+/// Parses a number at least 0 and below 1 (Adam's beta1, a moving
+/// average's decay).
+pub fn below_one(s: &str) -> std::result::Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
         _ => Err(format!("expected a number from 0 to below 1, got {s:?}")),

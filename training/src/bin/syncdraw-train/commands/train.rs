@@ -1,6 +1,6 @@
 //! `train`: train a model, or continue one.
 use super::print_report;
-use crate::args::{beta1, non_negative_f64, positive, positive_f64, DataOpts, DeviceArg};
+use crate::args::{below_one, non_negative_f64, positive, positive_f64, DataOpts, DeviceArg};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -102,12 +102,19 @@ pub struct TrainArgs {
     lr: Option<f64>,
     /// Adam's beta1, from 0 to below 1 [default: 0.5, the paper's, for a new
     /// run]. Kept by a continued run like --lr.
-    #[arg(long, value_parser = beta1)]
+    #[arg(long, value_parser = below_one)]
     beta1: Option<f64>,
     /// Clip the gradients' global norm to this (0: no clipping) [default: 10,
     /// the paper's, for a new run]. Kept by a continued run like --lr.
     #[arg(long, value_parser = non_negative_f64)]
     clip: Option<f64>,
+    /// Keep a moving average of the weights, a <- d a + (1 - d) w after every
+    /// step, with this decay d (from 0 to below 1; 0: none), and evaluate it
+    /// beside the weights (`test_nll_average` in metrics.jsonl; `weights
+    /// --average` writes it) [default: none for a new run]. Kept by a resumed
+    /// run like --lr; a run started with --init-from starts a new one.
+    #[arg(long, value_parser = below_one)]
+    ema_decay: Option<f64>,
     #[arg(long, value_parser = positive::<u64>, default_value_t = 500)]
     checkpoint_every: u64,
     /// Evaluate on test videos every N steps (0: only at the end).
@@ -237,6 +244,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         kl_weight: a.kl_weight,
         products,
         canvas_step: a.canvas_step,
+        ema_decay: a.ema_decay,
         progress: true,
     };
     print_report(&train(&opts)?)
