@@ -140,7 +140,16 @@ fn compare(kernels: Kernels) {
     let x_v = values(&x);
     let mut gx = vec![0f32; frames * (K * K) as usize];
     let mut gs = gx.clone();
-    fused.forward(0, &mut canvas, &x_v, Some(wr), Some(rd), &mut gx, &mut gs);
+    fused.forward(
+        0,
+        &mut canvas,
+        &x_v,
+        Some(wr),
+        Some(rd),
+        &mut gx,
+        &mut gs,
+        None,
+    );
     assert!(rel_diff(&canvas, &values(&c1)) < 1e-5, "canvas");
     assert!(rel_diff(&gx, &values(&glimpses[0])) < 1e-5, "glimpse of x");
     assert!(
@@ -157,6 +166,7 @@ fn compare(kernels: Kernels) {
         Some(rd),
         &values(&dgx),
         &values(&dgs),
+        None,
     );
     let (wg, rg) = (wg.expect("write gradients"), rg.expect("read gradients"));
     let shaped = |v: &[f32], like: &Tensor| Tensor::from_slice(v).view(like.size().as_slice());
@@ -247,6 +257,19 @@ fn small_model(variant: Variant, captions: bool, decoder: DecoderKind) -> ModelC
     }
 }
 
+/// The small model with two objects drawn in turn (`draw_order`), each in a
+/// block of two of the four steps: captioned with two digits' slots, or
+/// unconditional with two objects.
+fn on_layers(draw_order: DrawOrder, captions: bool, decoder: DecoderKind) -> ModelConfig {
+    ModelConfig {
+        timesteps: 4,
+        caption: captions.then(|| slots_config(&syncdraw_data::bouncing::grammar(2))),
+        objects: (!captions).then_some(2),
+        draw_order,
+        ..small_model(Variant::Syncdraw, false, decoder)
+    }
+}
+
 #[test]
 fn only_the_models_the_kernels_take_run_fused() {
     let base = || small_model(Variant::Syncdraw, true, DecoderKind::WhatWhere);
@@ -256,6 +279,13 @@ fn only_the_models_the_kernels_take_run_fused() {
         false,
         DecoderKind::Joint
     )));
+    for draw_order in [DrawOrder::InTurn, DrawOrder::Layers] {
+        assert!(step::supported(&on_layers(
+            draw_order,
+            true,
+            DecoderKind::WhatWhere
+        )));
+    }
     let refused = [
         ModelConfig {
             variant: Variant::Baseline,
@@ -277,12 +307,6 @@ fn only_the_models_the_kernels_take_run_fused() {
         },
         ModelConfig {
             read_k: 5,
-            ..base()
-        },
-        ModelConfig {
-            caption: None,
-            draw_order: DrawOrder::Layers,
-            objects: Some(2),
             ..base()
         },
     ];
@@ -332,10 +356,11 @@ fn compare_steps(config: ModelConfig, kernels: Kernels) {
         [B, config.timesteps, config.z_dim],
         (Kind::Float, Device::Cpu),
     );
-    let ids = config
-        .caption
-        .as_ref()
-        .map(|_| Tensor::from_slice(&[4i64, 1, 8, 2]).reshape([2, 2]));
+    // Slot ids (digit, motion) of one or two objects per video.
+    let ids = config.caption.as_ref().map(|cc| match cc.length() {
+        2 => Tensor::from_slice(&[4i64, 1, 8, 0]).reshape([2, 2]),
+        _ => Tensor::from_slice(&[4i64, 1, 8, 0, 2, 0, 7, 1]).reshape([2, 4]),
+    });
     let kl_weight = 1.5;
 
     let mut plain_stats = WindowStats::default();
@@ -437,6 +462,20 @@ fn the_fused_training_step_has_the_plain_steps_loss_and_gradients() {
                 canvas_init: None,
                 ..small_model(Variant::Syncdraw, true, DecoderKind::Joint)
             },
+            kernels,
+        );
+        // Two objects drawn in turn: on canvas layers of their own, captioned
+        // or not, and on one canvas.
+        compare_steps(
+            on_layers(DrawOrder::Layers, true, DecoderKind::WhatWhere),
+            kernels,
+        );
+        compare_steps(
+            on_layers(DrawOrder::Layers, false, DecoderKind::WhatWhere),
+            kernels,
+        );
+        compare_steps(
+            on_layers(DrawOrder::InTurn, true, DecoderKind::Joint),
             kernels,
         );
     }

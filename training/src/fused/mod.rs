@@ -29,6 +29,7 @@
 //! qualify.
 pub mod frame;
 pub mod gemm;
+pub mod layers;
 pub mod recurrent;
 pub mod step;
 pub mod threads;
@@ -351,9 +352,11 @@ impl FusedCanvas {
     }
 
     /// Step `t`: adds `write` to `canvas` ([frames, A, A] logits), then, with
-    /// `read`, reads the real frames `x` and sigmoid(canvas) into `glimpse_x`
-    /// and `glimpse_shown` ([frames, K, K] each), keeping what the backward of
-    /// step `t` needs.
+    /// `read`, reads the real frames `x` and the video drawn so far into
+    /// `glimpse_x` and `glimpse_shown` ([frames, K, K] each), keeping what the
+    /// backward of step `t` needs. The video drawn so far is sigmoid(canvas),
+    /// or, for objects on layers with finished layers whose light leaves
+    /// `dark` = D = exp(-done) per pixel ([`layers`]), 1 - D (1 - sigmoid(canvas)).
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &mut self,
@@ -364,10 +367,14 @@ impl FusedCanvas {
         read: Option<Read>,
         glimpse_x: &mut [f32],
         glimpse_shown: &mut [f32],
+        dark: Option<&[f32]>,
     ) {
         let n = frames_in("canvas", canvas);
         check("video", x, n, PIXELS);
         check_inputs(n, write.as_ref(), read.as_ref());
+        if let Some(d) = dark {
+            check("layers' dark", d, n, PIXELS);
+        }
         if read.is_some() {
             check("glimpse", glimpse_x, n, PATCH);
             check("glimpse", glimpse_shown, n, PATCH);
@@ -430,6 +437,14 @@ impl FusedCanvas {
                     // s = sigmoid(c); G = gamma (F_p img) F_q^T  (eq. 5, 6)
                     let s = frame_mut(&mut shown[i * PIXELS..(i + 1) * PIXELS]);
                     kernels.sigmoid(c, s);
+                    let over_layers: Frame;
+                    let s: &Frame = match dark {
+                        Some(d) => {
+                            over_layers = layers::composed(frame(d, f), s);
+                            &over_layers
+                        }
+                        None => s,
+                    };
                     let (rx, rs) = rows[i * 2 * BANK..(i + 1) * 2 * BANK].split_at_mut(BANK);
                     let (rx, rs) = (bank_mut(rx), bank_mut(rs));
                     let kept = &mut banks[i * BANKS + 2 * BANK..(i + 1) * BANKS];
@@ -448,6 +463,9 @@ impl FusedCanvas {
     /// and leaves the gradient of the canvas before it; `dglimpse_x`,
     /// `dglimpse_shown` are the gradients of the step's glimpses. Returns the
     /// gradients of the write's and the read's inputs.
+    /// With `dark` (the forward's, and the gradient of the finished layers'
+    /// summed mass `done`, [frames, A, A] each), the read's gradient in `done`
+    /// is added to the latter.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -458,10 +476,22 @@ impl FusedCanvas {
         read: Option<Read>,
         dglimpse_x: &[f32],
         dglimpse_shown: &[f32],
+        dark: Option<(&[f32], &mut [f32])>,
     ) -> (Option<WriteGrads>, Option<ReadGrads>) {
         let n = frames_in("canvas gradient", dcanvas);
         check("video", x, n, PIXELS);
         check_inputs(n, write.as_ref(), read.as_ref());
+        let (dark, mut d_done) = match dark {
+            Some((d, dd)) => {
+                check("layers' dark", d, n, PIXELS);
+                check("layers' gradient", dd, n, PIXELS);
+                (
+                    Some(d),
+                    Some(dd.chunks_mut(self.frames_per_chunk(n) * PIXELS)),
+                )
+            }
+            None => (None, None),
+        };
         if read.is_some() {
             check("glimpse gradient", dglimpse_x, n, PATCH);
             check("glimpse gradient", dglimpse_shown, n, PATCH);
@@ -498,6 +528,7 @@ impl FusedCanvas {
             };
             for first in (0..n).step_by(per) {
                 let dc = dc.next().expect("a chunk of every buffer");
+                let dd = d_done.as_mut().map(|d| d.next().expect("a chunk"));
                 let w = w_grid
                     .as_mut()
                     .zip(w_patch.as_mut())
@@ -506,69 +537,91 @@ impl FusedCanvas {
                     .as_mut()
                     .zip(r_gamma.as_mut())
                     .map(|(g, p)| (g.next().expect("a chunk"), p.next().expect("a chunk")));
-                chunks.push((first, dc, w, r));
+                chunks.push((first, dc, dd, w, r));
             }
         }
-        threads::for_each_chunk(self.threads, chunks, |(first, dc, mut wgc, mut rgc)| {
-            for i in 0..dc.len() / PIXELS {
-                let f = first + i;
-                let d = frame_mut(&mut dc[i * PIXELS..(i + 1) * PIXELS]);
-                if let (Some(r), Some((g_grid, g_gamma))) = (&read, &mut rgc) {
-                    let s = frame(&saved.shown, f);
-                    let rows = &saved.rows[f * 2 * BANK..(f + 1) * 2 * BANK];
-                    let (rx, rs) = rows.split_at(BANK);
-                    let (rx, rs) = (bank_ref(rx), bank_ref(rs));
-                    let b = Banks::kept(
-                        &r.grid,
-                        f,
-                        &saved.banks[f * BANKS + 2 * BANK..(f + 1) * BANKS],
-                    );
-                    let gamma = r.gamma[f];
-                    // G = gamma R F_q^T with R = F_p img:
-                    //   dR = gamma dG F_q, dF_q = gamma dG^T R,
-                    //   dgamma = <dG, R F_q^T> = <dG F_q, R>
-                    let (dgx, dgs) = (patch(dglimpse_x, f), patch(dglimpse_shown, f));
-                    let (mut drx, mut drs) = ([[0f32; A]; K], [[0f32; A]; K]);
-                    kernels.patch_bank(dgx, b.cols, &mut drx);
-                    kernels.patch_bank(dgs, b.cols, &mut drs);
-                    g_gamma[i] = (0..K)
-                        .map(|u| dot(&drx[u], &rx[u]) + dot(&drs[u], &rs[u]))
-                        .sum();
-                    for row in drx.iter_mut().chain(drs.iter_mut()) {
-                        row.iter_mut().for_each(|v| *v *= gamma);
+        threads::for_each_chunk(
+            self.threads,
+            chunks,
+            |(first, dc, mut dd, mut wgc, mut rgc)| {
+                for i in 0..dc.len() / PIXELS {
+                    let f = first + i;
+                    let d = frame_mut(&mut dc[i * PIXELS..(i + 1) * PIXELS]);
+                    if let (Some(r), Some((g_grid, g_gamma))) = (&read, &mut rgc) {
+                        // sigmoid(c) as the forward read it, and the video it read.
+                        let sig = frame(&saved.shown, f);
+                        let over_layers: Frame;
+                        let s: &Frame = match dark {
+                            Some(dk) => {
+                                over_layers = layers::composed(frame(dk, f), sig);
+                                &over_layers
+                            }
+                            None => sig,
+                        };
+                        let rows = &saved.rows[f * 2 * BANK..(f + 1) * 2 * BANK];
+                        let (rx, rs) = rows.split_at(BANK);
+                        let (rx, rs) = (bank_ref(rx), bank_ref(rs));
+                        let b = Banks::kept(
+                            &r.grid,
+                            f,
+                            &saved.banks[f * BANKS + 2 * BANK..(f + 1) * BANKS],
+                        );
+                        let gamma = r.gamma[f];
+                        // G = gamma R F_q^T with R = F_p img:
+                        //   dR = gamma dG F_q, dF_q = gamma dG^T R,
+                        //   dgamma = <dG, R F_q^T> = <dG F_q, R>
+                        let (dgx, dgs) = (patch(dglimpse_x, f), patch(dglimpse_shown, f));
+                        let (mut drx, mut drs) = ([[0f32; A]; K], [[0f32; A]; K]);
+                        kernels.patch_bank(dgx, b.cols, &mut drx);
+                        kernels.patch_bank(dgs, b.cols, &mut drs);
+                        g_gamma[i] = (0..K)
+                            .map(|u| dot(&drx[u], &rx[u]) + dot(&drs[u], &rs[u]))
+                            .sum();
+                        for row in drx.iter_mut().chain(drs.iter_mut()) {
+                            row.iter_mut().for_each(|v| *v *= gamma);
+                        }
+                        let (mut d_cols, mut part) = ([[0f32; A]; K], [[0f32; A]; K]);
+                        kernels.patch_bank(&transposed(dgx, gamma), rx, &mut d_cols);
+                        kernels.patch_bank(&transposed(dgs, gamma), rs, &mut part);
+                        for (g, p) in d_cols.iter_mut().zip(&part) {
+                            frame::axpy(g, 1.0, p);
+                        }
+                        //   R = F_p img: dF_p = dR img^T, dimg = F_p^T dR
+                        let mut d_rows = [[0f32; A]; K];
+                        kernels.bank_frame_t(&drx, frame(x, f), 1.0, b.rows, &mut d_rows);
+                        kernels.bank_frame_t(&drs, s, 1.0, b.rows, &mut d_rows);
+                        b.backward(kernels, &d_rows, &d_cols, g_grid, i);
+                        //   s = sigmoid(c): dc += ds s (1 - s), ds = F_p^T dR_s
+                        match (dark, dd.as_deref_mut()) {
+                            (Some(dk), Some(dd)) => {
+                                let mut ds = [[0f32; A]; A];
+                                kernels.frame_add_banks(&mut ds, b.rows, &drs);
+                                let dd = frame_mut(&mut dd[i * PIXELS..(i + 1) * PIXELS]);
+                                layers::read_grad(&ds, frame(dk, f), sig, d, dd);
+                            }
+                            _ => kernels.add_read_grad(d, b.rows, &drs, s),
+                        }
                     }
-                    let (mut d_cols, mut part) = ([[0f32; A]; K], [[0f32; A]; K]);
-                    kernels.patch_bank(&transposed(dgx, gamma), rx, &mut d_cols);
-                    kernels.patch_bank(&transposed(dgs, gamma), rs, &mut part);
-                    for (g, p) in d_cols.iter_mut().zip(&part) {
-                        frame::axpy(g, 1.0, p);
+                    if let (Some(w), Some((g_grid, g_patch))) = (&write, &mut wgc) {
+                        // c + F_p^T P F_q: with M = P F_q and T = F_p dc,
+                        //   dF_p = M dc^T, dP = T F_q^T, dF_q = P^T T; dc passes on.
+                        let b =
+                            Banks::kept(&w.grid, f, &saved.banks[f * BANKS..f * BANKS + 2 * BANK]);
+                        let p = patch(w.patch, f);
+                        let mut m = [[0f32; A]; K];
+                        kernels.patch_bank(p, b.cols, &mut m);
+                        let mut d_rows = [[0f32; A]; K];
+                        kernels.bank_frame_t(&m, d, 1.0, b.rows, &mut d_rows);
+                        let mut t_rows = [[0f32; A]; K];
+                        kernels.bank_frame(b.rows, d, &mut t_rows);
+                        kernels.bank_bank_t(&t_rows, b.cols, 1.0, patch_mut(g_patch, i));
+                        let mut d_cols = [[0f32; A]; K];
+                        kernels.patch_bank(&transposed(p, 1.0), &t_rows, &mut d_cols);
+                        b.backward(kernels, &d_rows, &d_cols, g_grid, i);
                     }
-                    //   R = F_p img: dF_p = dR img^T, dimg = F_p^T dR
-                    let mut d_rows = [[0f32; A]; K];
-                    kernels.bank_frame_t(&drx, frame(x, f), 1.0, b.rows, &mut d_rows);
-                    kernels.bank_frame_t(&drs, s, 1.0, b.rows, &mut d_rows);
-                    b.backward(kernels, &d_rows, &d_cols, g_grid, i);
-                    //   s = sigmoid(c): dc += ds s (1 - s), ds = F_p^T dR_s
-                    kernels.add_read_grad(d, b.rows, &drs, s);
                 }
-                if let (Some(w), Some((g_grid, g_patch))) = (&write, &mut wgc) {
-                    // c + F_p^T P F_q: with M = P F_q and T = F_p dc,
-                    //   dF_p = M dc^T, dP = T F_q^T, dF_q = P^T T; dc passes on.
-                    let b = Banks::kept(&w.grid, f, &saved.banks[f * BANKS..f * BANKS + 2 * BANK]);
-                    let p = patch(w.patch, f);
-                    let mut m = [[0f32; A]; K];
-                    kernels.patch_bank(p, b.cols, &mut m);
-                    let mut d_rows = [[0f32; A]; K];
-                    kernels.bank_frame_t(&m, d, 1.0, b.rows, &mut d_rows);
-                    let mut t_rows = [[0f32; A]; K];
-                    kernels.bank_frame(b.rows, d, &mut t_rows);
-                    kernels.bank_bank_t(&t_rows, b.cols, 1.0, patch_mut(g_patch, i));
-                    let mut d_cols = [[0f32; A]; K];
-                    kernels.patch_bank(&transposed(p, 1.0), &t_rows, &mut d_cols);
-                    b.backward(kernels, &d_rows, &d_cols, g_grid, i);
-                }
-            }
-        });
+            },
+        );
         (wg, rg)
     }
 }

@@ -14,7 +14,7 @@
 //! and `filterbank::window` (training/tests/fused.rs compares the loss and
 //! every gradient with the plain step, for both decoders, with and without
 //! captions, per-frame and shared windows).
-use crate::model::config::{DecoderKind, ModelConfig};
+use crate::model::config::ModelConfig;
 use crate::model::filterbank::{Geometry, Window, BOUNDS};
 use crate::model::layers::{LinearParams, LstmParams};
 use crate::model::syncdraw::{draw, Draw, SyncDraw};
@@ -487,7 +487,6 @@ fn to_vec(t: &Tensor) -> Vec<f32> {
 /// and patch layers, and the caption features each LSTM reads.
 pub struct Decoder<'a> {
     lstms: Vec<&'a LstmParams>,
-    what_where: bool,
     patch: &'a LinearParams,
     pub write: WindowLayer<'a>,
     z_dim: i64,
@@ -496,7 +495,7 @@ pub struct Decoder<'a> {
 /// What one decoder step's backward needs of its forward.
 pub struct DecoderSaved {
     inputs: Vec<Tensor>,
-    /// Index of each LSTM's caption features in [all, where, what].
+    /// Index of each LSTM's caption features in the forward's list.
     features: Vec<usize>,
     prev: Option<Vec<State>>,
     cells: Vec<Cell>,
@@ -527,20 +526,20 @@ impl<'a> Decoder<'a> {
         let c: &ModelConfig = &model.config;
         Self {
             lstms: model.decoder.lstms.iter().collect(),
-            what_where: c.decoder == DecoderKind::WhatWhere,
             patch: &model.decoder.write_patch,
             write: WindowLayer::new(&model.decoder.write_window, Geometry::of(c, c.write_k)),
             z_dim: c.z_dim,
         }
     }
 
-    /// Step t from z^t, the caption features ([all], or [all, where, what]
-    /// where the caption encoder gives features by role; none without captions) and each LSTM's state of step t - 1 (none at t = 0), with the
-    /// write window of h_where^t and patch of h_what^t.
+    /// Step t from z^t, the caption features (none without captions) with the
+    /// index of those each LSTM reads, and each LSTM's state of step t - 1
+    /// (none at t = 0 and where a new object's block starts), with the write
+    /// window of h_where^t and patch of h_what^t.
     pub fn forward(
         &self,
         z: &Tensor,
-        features: Option<&[Tensor]>,
+        features: Option<(&[Tensor], &[usize])>,
         prev: Option<Vec<State>>,
     ) -> (DecoderStep, WindowValues) {
         tch::no_grad(|| {
@@ -549,14 +548,9 @@ impl<'a> Decoder<'a> {
             let mut cells = Vec::new();
             let mut states = Vec::new();
             for (i, lstm) in self.lstms.iter().enumerate() {
-                // S_where and S_what for what-where LSTMs given features by role, else S.
-                let index = match features {
-                    Some(f) if self.what_where && f.len() == 3 => 1 + i,
-                    _ => 0,
-                };
-                let input = match features {
-                    Some(f) => Tensor::cat(&[z, &f[index]], 1),
-                    None => z.shallow_clone(),
+                let (input, index) = match features {
+                    Some((f, at)) => (Tensor::cat(&[z, &f[at[i]]], 1), at[i]),
+                    None => (z.shallow_clone(), 0),
                 };
                 indices.push(index);
                 // (x W_x + b) + h^{t-1} W_h, as Lstm::step.
@@ -596,14 +590,14 @@ impl<'a> Decoder<'a> {
     /// patch w, of h_dec^t from elsewhere (the next read window and the next
     /// encoder step: `dh_dec`, [B, dec_size]) and each LSTM's (dh, dc) handed
     /// back by step t + 1. Adds each LSTM's share of its caption features'
-    /// gradient to `d_features` ([all, where, what]).
+    /// gradient to `d_features` (indexed as the forward's features).
     pub fn backward(
         &self,
         s: &DecoderSaved,
         (d_window, d_patch): (&Tensor, Tensor),
         dh_dec: Option<&Tensor>,
         after: Option<Vec<State>>,
-        d_features: &mut [Option<Tensor>; 3],
+        d_features: &mut [Option<Tensor>],
     ) -> DecoderGrads {
         tch::no_grad(|| {
             let last = self.lstms.len() - 1;

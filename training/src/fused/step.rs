@@ -16,25 +16,23 @@
 //! (training/tests/fused.rs checks the loss and every gradient).
 use super::gemm::PackedWeights;
 use super::recurrent::{self, Decoder, Encoder, WindowLayer, WindowValues};
-use super::{Canvases, FusedCanvas, Grid, Read, ReadGrads, Write, WriteGrads};
+use super::{layers, Canvases, FusedCanvas, Grid, Read, ReadGrads, Write, WriteGrads, PIXELS};
 use crate::backend::tch_backend::TchBackend;
 use crate::model::caption::CaptionFeatures;
 use crate::model::filterbank::Geometry;
 use crate::model::syncdraw::{encoder_input, Loss, SyncDraw};
 use crate::model::window_stats::WindowStats;
-use crate::model::{ModelConfig, Variant};
+use crate::model::{DecoderKind, ModelConfig, Variant};
 use tch::{Device, Kind, Tensor};
 
 /// Whether the fused step runs this model: Sync-DRAW or Global windows with
-/// stable filterbank rows on grey 64 x 64 frames with grids of 10, drawn
-/// together on one canvas (the Baseline's temporal windows, the unstable rows
-/// of older models, colour, other sizes and objects drawn in turn train on the
-/// plain step).
+/// stable filterbank rows on grey 64 x 64 frames with grids of 10, in any
+/// draw order (the Baseline's temporal windows, the unstable rows of older
+/// models, colour and other sizes train on the plain step).
 pub fn supported(c: &ModelConfig) -> bool {
     c.variant != Variant::Baseline
         && c.stable_filterbank
         && c.channels == 1
-        && c.objects_in_turn().is_none()
         && FusedCanvas::supports(c.height, c.width, c.read_k, c.write_k)
 }
 
@@ -78,13 +76,36 @@ struct Segment {
 }
 
 /// The caption features in the order [all, where, what] (or [all] where
-/// the caption encoder gives none by role).
+/// the caption encoder gives none by role), then, where objects are drawn in
+/// turn, each object's [all, where, what].
 fn feature_tensors(s: &CaptionFeatures<Tensor>) -> Vec<&Tensor> {
     let mut v = vec![&s.all];
     if let Some(r) = &s.by_role {
         v.extend(r.iter());
     }
+    for parts in s.per_object.iter().flatten() {
+        v.extend(parts.iter());
+    }
     v
+}
+
+/// The index in [`feature_tensors`] of the features each decoder LSTM reads
+/// at step t (`Decoder::features_at`): the step's object's where a block of
+/// steps draws one object, else the LSTM's role's or S whole.
+fn feature_indices(c: &ModelConfig, s: &CaptionFeatures<Tensor>, t: usize) -> Vec<usize> {
+    let by_role = s.by_role.is_some();
+    let lstms = c.dec_sizes().len();
+    let what_where = c.decoder == DecoderKind::WhatWhere;
+    (0..lstms)
+        .map(|i| match c.object_of_step(t as i64) {
+            Some(o) => {
+                let base = if by_role { 3 } else { 1 };
+                base + 3 * o as usize + if what_where { 1 + i } else { 0 }
+            }
+            None if what_where && by_role => 1 + i,
+            None => 0,
+        })
+        .collect()
 }
 
 /// Adds `g` to the gradient of the parameter `w`; where `w` has none yet (the
@@ -139,7 +160,10 @@ pub fn loss_and_backward(
     let s = s_full.as_ref().map(|f| CaptionFeatures {
         all: f.all.detach(),
         by_role: f.by_role.as_ref().map(|r| r.each_ref().map(Tensor::detach)),
-        per_object: None,
+        per_object: f
+            .per_object
+            .as_ref()
+            .map(|p| p.iter().map(|o| o.each_ref().map(Tensor::detach)).collect()),
     });
     let features: Option<Vec<Tensor>> = s.as_ref().map(|s| {
         feature_tensors(s)
@@ -147,12 +171,26 @@ pub fn loss_and_backward(
             .map(Tensor::shallow_clone)
             .collect()
     });
-    let mut d_features: [Option<Tensor>; 3] = [None, None, None];
+    let mut d_features: Vec<Option<Tensor>> = (0..features.as_ref().map_or(0, Vec::len))
+        .map(|_| None)
+        .collect();
     // c^0: zero as in the paper, or the learned initial logit.
     let c0 = model.decoder.canvas0.as_ref().map(Tensor::shallow_clone);
     let c0_value = c0.as_ref().map_or(0.0, |t| t.double_value(&[0]) as f32);
-    let mut canvases = kernels.take_canvases((batch * n) as usize, c0_value);
+    let frames = (batch * n) as usize;
+    let mut canvases = kernels.take_canvases(frames, c0_value);
     let Canvases { canvas, dcanvas } = &mut canvases;
+    // Objects on layers (layers.rs): the finished layers' summed mass done,
+    // and per later block the light they let through (dark) and sigmoid of
+    // the canvas that ended before it (ends).
+    let layered = c.layered();
+    let (threads, per) = (kernels.threads, kernels.frames_per_chunk(frames));
+    let layer_buffer = || vec![0f32; if layered { frames * PIXELS } else { 0 }];
+    let (mut done, mut d_done) = (layer_buffer(), layer_buffer());
+    let (mut darks, mut ends): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (Vec::new(), Vec::new());
+    // The kernels' slot of the read that starts block k + 1 (its own call,
+    // after the layer's end).
+    let block_read = |k: usize| steps + 1 + k;
     let (rgeo, wgeo) = (Geometry::of(c, c.read_k), Geometry::of(c, c.write_k));
 
     // Forward: the read of step 0 from h_dec = 0, then each step's recurrent
@@ -172,16 +210,21 @@ pub fn loss_and_backward(
         Some(read_in(&first_read)),
         gx,
         gs,
+        None,
     );
     let mut segments: Vec<Segment> = Vec::with_capacity(steps);
     let mut carried: Option<(recurrent::State, Vec<recurrent::State>, Tensor)> = None;
     let zeros = || Tensor::zeros([batch], (Kind::Float, Device::Cpu));
     let (mut kl, mut log_q_over_p) = (zeros(), zeros());
     for t in 0..steps {
-        let (enc_prev, dec_prev, h_dec_prev) = match carried.take() {
+        let (enc_prev, mut dec_prev, h_dec_prev) = match carried.take() {
             None => (None, None, h0.shallow_clone()),
             Some((e, d, h)) => (Some(e), Some(d), h),
         };
+        // A new object's block starts the decoder from the zero state.
+        if c.starts_block(t as i64) {
+            dec_prev = None;
+        }
         let enc_in = tch::no_grad(|| {
             let [r_x, r_shown] = glimpse
                 .each_ref()
@@ -193,7 +236,12 @@ pub fn loss_and_backward(
         let inferred = encoder.forward(&product, enc_prev, &eps.select(1, t as i64));
         kl += &inferred.kl;
         log_q_over_p += &inferred.log_q_over_p;
-        let (next_dec, write) = decoder.forward(&inferred.z, features.as_deref(), dec_prev);
+        let slots = s.as_ref().map(|s| feature_indices(c, s, t));
+        let (next_dec, write) = decoder.forward(
+            &inferred.z,
+            features.as_deref().zip(slots.as_deref()),
+            dec_prev,
+        );
         let next_read = (t + 1 < steps).then(|| reader.read(&next_dec.h));
         if let Some(stats) = stats.as_deref_mut() {
             stats.write.add(&decoder.write.window(&write), wgeo);
@@ -202,15 +250,35 @@ pub fn loss_and_backward(
             }
         }
         let [gx, gs] = &mut glimpse;
-        kernels.forward(
-            t + 1,
-            canvas,
-            x_values,
-            Some(write_in(&write)),
-            next_read.as_ref().map(read_in),
-            gx,
-            gs,
-        );
+        if layered && t + 1 < steps && c.starts_block(t as i64 + 1) {
+            // The write ends a layer: the next read is of a new one over it.
+            let k = darks.len();
+            let write = Some(write_in(&write));
+            kernels.forward(t + 1, canvas, x_values, write, None, gx, gs, None);
+            let (mut dark, mut end) = (layer_buffer(), layer_buffer());
+            layers::finish_layer(
+                threads,
+                per,
+                c0_value,
+                [canvas, &mut done, &mut dark, &mut end],
+            );
+            darks.push(dark);
+            ends.push(end);
+            let read = next_read.as_ref().map(read_in);
+            let dark = darks.last().map(Vec::as_slice);
+            kernels.forward(block_read(k), canvas, x_values, None, read, gx, gs, dark);
+        } else {
+            kernels.forward(
+                t + 1,
+                canvas,
+                x_values,
+                Some(write_in(&write)),
+                next_read.as_ref().map(read_in),
+                gx,
+                gs,
+                darks.last().map(Vec::as_slice),
+            );
+        }
         carried = Some((
             inferred.state,
             next_dec.carried(),
@@ -226,8 +294,15 @@ pub fn loss_and_backward(
     }
 
     // L_X = BCE(x, sigmoid(c^T)) summed over each video's pixels; the objective's
-    // gradient in c^T is (sigmoid(c^T) - x) / B.
-    let per_frame = kernels.bce(canvas, x_values, 1.0 / batch as f32, dcanvas);
+    // gradient in c^T is (sigmoid(c^T) - x) / B (over the finished layers:
+    // layers.rs).
+    let scale = 1.0 / batch as f32;
+    let per_frame = if darks.is_empty() {
+        kernels.bce(canvas, x_values, scale, dcanvas)
+    } else {
+        let inputs = [canvas.as_slice(), x_values, &done];
+        layers::bce(threads, per, scale, inputs, [dcanvas, &mut d_done])
+    };
     let per_video: Vec<f32> = per_frame
         .chunks(n as usize)
         .map(|f| f.iter().map(|&v| v as f64).sum::<f64>() as f32)
@@ -244,7 +319,10 @@ pub fn loss_and_backward(
         None,
         &[],
         &[],
+        None,
     );
+    // The gradient of c^0 from the first canvas of every layer but the last.
+    let mut d_c0 = 0f64;
     let glimpse_size = per_step / batch as usize;
     let kl_scale = kl_weight / batch as f64;
     let mut enc_after: Option<recurrent::State> = None;
@@ -325,7 +403,34 @@ pub fn loss_and_backward(
         } else {
             Some(read_in(&first_read))
         };
-        let (wg, rg) = kernels.backward(t, dcanvas, x_values, write, read, &dgx, &dgs);
+        // The block of step t, and the light its finished layers let through.
+        let block = c.object_of_step(t as i64).unwrap_or(0) as usize;
+        let dark = block
+            .checked_sub(1)
+            .and_then(|k| darks.get(k))
+            .map(Vec::as_slice);
+        let (wg, rg) = if layered && c.starts_block(t as i64) {
+            // This step's read is of a new layer, the write before it ended one.
+            let k = block - 1;
+            let dark = dark.map(|d| (d, d_done.as_mut_slice()));
+            let (_, rg) = kernels.backward(
+                block_read(k),
+                dcanvas,
+                x_values,
+                None,
+                read,
+                &dgx,
+                &dgs,
+                dark,
+            );
+            d_c0 += kernels.sum(dcanvas);
+            layers::finish_layer_grad(threads, per, [dcanvas, &mut d_done, &mut ends[k]]);
+            let (wg, _) = kernels.backward(t, dcanvas, x_values, write, None, &[], &[], None);
+            (wg, rg)
+        } else {
+            let dark = dark.map(|d| (d, d_done.as_mut_slice()));
+            kernels.backward(t, dcanvas, x_values, write, read, &dgx, &dgs, dark)
+        };
         write_grads = wg;
         after = rg;
     }
@@ -376,7 +481,7 @@ pub fn loss_and_backward(
         }
     }
     if let Some(c0) = &c0 {
-        rest += (c0 * kernels.sum(dcanvas)).sum(Kind::Float);
+        rest += (c0 * (kernels.sum(dcanvas) + d_c0)).sum(Kind::Float);
     }
     kernels.return_canvases(canvases);
     if rest.requires_grad() {

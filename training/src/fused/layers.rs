@@ -1,0 +1,132 @@
+//! Objects drawn on canvas layers of their own (`DrawOrder::Layers`) in the
+//! fused step: the math of model/canvas.rs per pixel, with its derivatives.
+//!
+//! Each finished layer o leaves its mass softplus(c_o) in
+//! done = sum_o softplus(c_o), and lets through D = exp(-done) =
+//! prod_o (1 - sigmoid(c_o)) of the light. Over the layer being drawn, c, the
+//! video shown is p = 1 - D (1 - sigmoid(c)) = 1 - exp(-(done + softplus(c))):
+//!   dp/dc = D sigmoid(c) (1 - sigmoid(c)),   dp/d done = D (1 - sigmoid(c)).
+//! A layer's end adds softplus(c) to done (d softplus(c)/dc = sigmoid(c)), and
+//! the next layer starts from c^0. The loss is the BCE of x under p, with
+//! s = done + softplus(c): -x log(1 - e^-s) + (1 - x) s, whose derivative in s
+//! is (1 - x) - x / (e^s - 1).
+use super::frame::{Frame, A};
+use super::threads;
+use super::PIXELS;
+
+fn sigmoid(c: f32) -> f32 {
+    1.0 / (1.0 + (-c).exp())
+}
+
+fn softplus(c: f64) -> f64 {
+    c.max(0.0) + (-c.abs()).exp().ln_1p()
+}
+
+/// The video shown over finished layers that let through `dark` of the light:
+/// 1 - D (1 - s) for s = sigmoid(c) of the layer being drawn.
+pub fn composed(dark: &Frame, s: &Frame) -> Frame {
+    std::array::from_fn(|a| std::array::from_fn(|b| 1.0 - dark[a][b] * (1.0 - s[a][b])))
+}
+
+/// Back through [`composed`] from the gradient `ds` of the video shown: adds
+/// to the gradients of the canvas (`dc`) and of done (`d_done`).
+pub fn read_grad(ds: &Frame, dark: &Frame, s: &Frame, dc: &mut Frame, d_done: &mut Frame) {
+    for a in 0..A {
+        for b in 0..A {
+            let (g, d, s) = (ds[a][b], dark[a][b], s[a][b]);
+            let through = g * d * (1.0 - s);
+            dc[a][b] += through * s;
+            d_done[a][b] += through;
+        }
+    }
+}
+
+/// Chunks of whole frames of each buffer, `per` frames each, zipped.
+fn chunked<const N: usize>(per: usize, mut bufs: [&mut [f32]; N]) -> Vec<[&mut [f32]; N]> {
+    let n = bufs[0].len() / PIXELS;
+    let mut out = Vec::new();
+    for first in (0..n).step_by(per.max(1)) {
+        let take = per.min(n - first) * PIXELS;
+        out.push(bufs.each_mut().map(|b| {
+            let (head, tail) = std::mem::take(b).split_at_mut(take);
+            *b = tail;
+            head
+        }));
+    }
+    out
+}
+
+/// The end of a layer: adds softplus(c) of the finished canvas to `done`, sets
+/// `dark` to the new exp(-done), keeps sigmoid(c) in `ends` (for the
+/// backward) and starts the next layer's canvas at `c0`.
+pub fn finish_layer(
+    threads: usize,
+    per: usize,
+    c0: f32,
+    [canvas, done, dark, ends]: [&mut [f32]; 4],
+) {
+    let chunks = chunked(per, [canvas, done, dark, ends]);
+    threads::for_each_chunk(threads, chunks, |[c, done, dark, ends]| {
+        for i in 0..c.len() {
+            let sum = done[i] as f64 + softplus(c[i] as f64);
+            done[i] = sum as f32;
+            dark[i] = (-sum).exp() as f32;
+            ends[i] = sigmoid(c[i]);
+            c[i] = c0;
+        }
+    });
+}
+
+/// Back through [`finish_layer`]: the finished canvas's gradient is that of
+/// done times its sigmoid (`dcanvas` held the next layer's first canvas's
+/// gradient: the caller takes it for c^0 first); done's gradient passes on.
+pub fn finish_layer_grad(threads: usize, per: usize, [dcanvas, d_done, ends]: [&mut [f32]; 3]) {
+    let chunks = chunked(per, [dcanvas, d_done, ends]);
+    threads::for_each_chunk(threads, chunks, |[dc, dd, ends]| {
+        for i in 0..dc.len() {
+            dc[i] = dd[i] * ends[i];
+        }
+    });
+}
+
+/// The binary cross-entropy of `x` under 1 - exp(-(done + softplus(c))),
+/// summed over each frame, with its gradient times `scale` in the canvas
+/// (`dcanvas`, written) and in done (`d_done`, written). s = done + softplus(c)
+/// is kept above 1e-12 as model/canvas.rs keeps it (no gradient there).
+pub fn bce(
+    threads: usize,
+    per: usize,
+    scale: f32,
+    [canvas, x, done]: [&[f32]; 3],
+    [dcanvas, d_done]: [&mut [f32]; 2],
+) -> Vec<f32> {
+    let n = canvas.len() / PIXELS;
+    let mut sums = vec![0f32; n];
+    let mut work = Vec::new();
+    for ((first, [dc, dd]), sums) in chunked(per, [dcanvas, d_done])
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (i * per, c))
+        .zip(sums.chunks_mut(per.max(1)))
+    {
+        work.push((first, dc, dd, sums));
+    }
+    threads::for_each_chunk(threads, work, |(first, dc, dd, sums)| {
+        for (f, sum) in sums.iter_mut().enumerate() {
+            let at = (first + f) * PIXELS;
+            let mut total = 0f64;
+            for j in 0..PIXELS {
+                let (c, x) = (canvas[at + j] as f64, x[at + j] as f64);
+                let s = done[at + j] as f64 + softplus(c);
+                let (s, live) = if s > 1e-12 { (s, 1.0) } else { (1e-12, 0.0) };
+                total += -x * (-(-s).exp_m1()).ln() + (1.0 - x) * s;
+                let d_s = live * ((1.0 - x) - x / s.exp_m1()) * scale as f64;
+                let i = f * PIXELS + j;
+                dd[i] = d_s as f32;
+                dc[i] = (d_s * (1.0 / (1.0 + (-c).exp()))) as f32;
+            }
+            *sum = total as f32;
+        }
+    });
+    sums
+}
