@@ -59,12 +59,7 @@ fn chunked<const N: usize>(per: usize, mut bufs: [&mut [f32]; N]) -> Vec<[&mut [
 /// The end of a layer: adds softplus(c) of the finished canvas to `done`, sets
 /// `dark` to the new exp(-done), keeps sigmoid(c) in `ends` (for the
 /// backward) and starts the next layer's canvas at `c0`.
-pub fn finish_layer(
-    threads: usize,
-    per: usize,
-    c0: f32,
-    [canvas, done, dark, ends]: [&mut [f32]; 4],
-) {
+fn finish_layer(threads: usize, per: usize, c0: f32, [canvas, done, dark, ends]: [&mut [f32]; 4]) {
     let chunks = chunked(per, [canvas, done, dark, ends]);
     threads::for_each_chunk(threads, chunks, |[c, done, dark, ends]| {
         for i in 0..c.len() {
@@ -80,7 +75,7 @@ pub fn finish_layer(
 /// Back through [`finish_layer`]: the finished canvas's gradient is that of
 /// done times its sigmoid (`dcanvas` held the next layer's first canvas's
 /// gradient: the caller takes it for c^0 first); done's gradient passes on.
-pub fn finish_layer_grad(threads: usize, per: usize, [dcanvas, d_done, ends]: [&mut [f32]; 3]) {
+fn finish_layer_grad(threads: usize, per: usize, [dcanvas, d_done, ends]: [&mut [f32]; 3]) {
     let chunks = chunked(per, [dcanvas, d_done, ends]);
     threads::for_each_chunk(threads, chunks, |[dc, dd, ends]| {
         for i in 0..dc.len() {
@@ -93,7 +88,7 @@ pub fn finish_layer_grad(threads: usize, per: usize, [dcanvas, d_done, ends]: [&
 /// summed over each frame, with its gradient times `scale` in the canvas
 /// (`dcanvas`, written) and in done (`d_done`, written). s = done + softplus(c)
 /// is kept above 1e-12 as model/canvas.rs keeps it (no gradient there).
-pub fn bce(
+fn bce(
     threads: usize,
     per: usize,
     scale: f32,
@@ -129,4 +124,87 @@ pub fn bce(
         }
     });
     sums
+}
+
+/// What a step keeps of its layers: done and its gradient ([frames, A, A]),
+/// and for every layer after the first the light the earlier ones let through
+/// (its reads' D) and sigmoid of the canvas that ended before it. Empty for
+/// a model drawn on one canvas.
+pub struct Layers {
+    threads: usize,
+    /// Frames per chunk of work.
+    per: usize,
+    pub done: Vec<f32>,
+    pub d_done: Vec<f32>,
+    darks: Vec<Vec<f32>>,
+    ends: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl Layers {
+    /// For `frames` frames (none where not `layered`), worked on `threads`
+    /// threads in chunks of `per` frames.
+    pub fn new(layered: bool, frames: usize, threads: usize, per: usize) -> Self {
+        let len = if layered { frames * PIXELS } else { 0 };
+        Self {
+            threads,
+            per,
+            done: vec![0.0; len],
+            d_done: vec![0.0; len],
+            darks: Vec::new(),
+            ends: Vec::new(),
+            len,
+        }
+    }
+
+    /// Layers finished so far.
+    pub fn finished(&self) -> usize {
+        self.darks.len()
+    }
+
+    /// D for the reads of layer `o` (0-based; none for the first).
+    pub fn dark(&self, o: usize) -> Option<&[f32]> {
+        o.checked_sub(1)
+            .and_then(|k| self.darks.get(k))
+            .map(Vec::as_slice)
+    }
+
+    /// D of layer `o` with done's gradient, for a read's backward.
+    pub fn dark_grad(&mut self, o: usize) -> Option<(&[f32], &mut [f32])> {
+        let dark = o.checked_sub(1).and_then(|k| self.darks.get(k))?;
+        Some((dark.as_slice(), self.d_done.as_mut_slice()))
+    }
+
+    /// Ends the layer being drawn on `canvas` ([`finish_layer`]) and starts
+    /// the next at `c0`.
+    pub fn finish(&mut self, c0: f32, canvas: &mut [f32]) {
+        let (mut dark, mut end) = (vec![0.0; self.len], vec![0.0; self.len]);
+        finish_layer(
+            self.threads,
+            self.per,
+            c0,
+            [canvas, &mut self.done, &mut dark, &mut end],
+        );
+        self.darks.push(dark);
+        self.ends.push(end);
+    }
+
+    /// Back through the end of layer `o - 1` ([`finish_layer_grad`]).
+    pub fn finish_grad(&mut self, o: usize, dcanvas: &mut [f32]) {
+        let end = &mut self.ends[o - 1];
+        finish_layer_grad(self.threads, self.per, [dcanvas, &mut self.d_done, end]);
+    }
+
+    /// The BCE of `x` over every layer ([`bce`]), its gradient in the last
+    /// canvas into `dcanvas` and in done kept.
+    pub fn bce(&mut self, scale: f32, canvas: &[f32], x: &[f32], dcanvas: &mut [f32]) -> Vec<f32> {
+        let (threads, per) = (self.threads, self.per);
+        bce(
+            threads,
+            per,
+            scale,
+            [canvas, x, &self.done],
+            [dcanvas, &mut self.d_done],
+        )
+    }
 }

@@ -16,7 +16,7 @@
 //! (training/tests/fused.rs checks the loss and every gradient).
 use super::gemm::PackedWeights;
 use super::recurrent::{self, Decoder, Encoder, WindowLayer, WindowValues};
-use super::{layers, Canvases, FusedCanvas, Grid, Read, ReadGrads, Write, WriteGrads, PIXELS};
+use super::{layers, Canvases, FusedCanvas, Grid, Read, ReadGrads, Write, WriteGrads};
 use crate::backend::tch_backend::TchBackend;
 use crate::model::caption::CaptionFeatures;
 use crate::model::filterbank::Geometry;
@@ -180,17 +180,13 @@ pub fn loss_and_backward(
     let frames = (batch * n) as usize;
     let mut canvases = kernels.take_canvases(frames, c0_value);
     let Canvases { canvas, dcanvas } = &mut canvases;
-    // Objects on layers (layers.rs): the finished layers' summed mass done,
-    // and per later block the light they let through (dark) and sigmoid of
-    // the canvas that ended before it (ends).
+    // Objects on canvas layers of their own (layers.rs).
     let layered = c.layered();
     let (threads, per) = (kernels.threads, kernels.frames_per_chunk(frames));
-    let layer_buffer = || vec![0f32; if layered { frames * PIXELS } else { 0 }];
-    let (mut done, mut d_done) = (layer_buffer(), layer_buffer());
-    let (mut darks, mut ends): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (Vec::new(), Vec::new());
-    // The kernels' slot of the read that starts block k + 1 (its own call,
-    // after the layer's end).
-    let block_read = |k: usize| steps + 1 + k;
+    let mut layers = layers::Layers::new(layered, frames, threads, per);
+    // The kernels' slot of the read that starts layer o > 0 (a call of its
+    // own, after the end of the layer before).
+    let layer_read = |o: usize| steps + o;
     let (rgeo, wgeo) = (Geometry::of(c, c.read_k), Geometry::of(c, c.write_k));
 
     // Forward: the read of step 0 from h_dec = 0, then each step's recurrent
@@ -252,21 +248,13 @@ pub fn loss_and_backward(
         let [gx, gs] = &mut glimpse;
         if layered && t + 1 < steps && c.starts_block(t as i64 + 1) {
             // The write ends a layer: the next read is of a new one over it.
-            let k = darks.len();
             let write = Some(write_in(&write));
             kernels.forward(t + 1, canvas, x_values, write, None, gx, gs, None);
-            let (mut dark, mut end) = (layer_buffer(), layer_buffer());
-            layers::finish_layer(
-                threads,
-                per,
-                c0_value,
-                [canvas, &mut done, &mut dark, &mut end],
-            );
-            darks.push(dark);
-            ends.push(end);
+            layers.finish(c0_value, canvas);
+            let o = layers.finished();
             let read = next_read.as_ref().map(read_in);
-            let dark = darks.last().map(Vec::as_slice);
-            kernels.forward(block_read(k), canvas, x_values, None, read, gx, gs, dark);
+            let dark = layers.dark(o);
+            kernels.forward(layer_read(o), canvas, x_values, None, read, gx, gs, dark);
         } else {
             kernels.forward(
                 t + 1,
@@ -276,7 +264,7 @@ pub fn loss_and_backward(
                 next_read.as_ref().map(read_in),
                 gx,
                 gs,
-                darks.last().map(Vec::as_slice),
+                layers.dark(layers.finished()),
             );
         }
         carried = Some((
@@ -297,11 +285,10 @@ pub fn loss_and_backward(
     // gradient in c^T is (sigmoid(c^T) - x) / B (over the finished layers:
     // layers.rs).
     let scale = 1.0 / batch as f32;
-    let per_frame = if darks.is_empty() {
-        kernels.bce(canvas, x_values, scale, dcanvas)
+    let per_frame = if layered {
+        layers.bce(scale, canvas, x_values, dcanvas)
     } else {
-        let inputs = [canvas.as_slice(), x_values, &done];
-        layers::bce(threads, per, scale, inputs, [dcanvas, &mut d_done])
+        kernels.bce(canvas, x_values, scale, dcanvas)
     };
     let per_video: Vec<f32> = per_frame
         .chunks(n as usize)
@@ -403,32 +390,23 @@ pub fn loss_and_backward(
         } else {
             Some(read_in(&first_read))
         };
-        // The block of step t, and the light its finished layers let through.
-        let block = c.object_of_step(t as i64).unwrap_or(0) as usize;
-        let dark = block
-            .checked_sub(1)
-            .and_then(|k| darks.get(k))
-            .map(Vec::as_slice);
+        // Step t's layer (its object's, where objects are on layers).
+        let o = if layered {
+            c.object_of_step(t as i64).unwrap_or(0) as usize
+        } else {
+            0
+        };
         let (wg, rg) = if layered && c.starts_block(t as i64) {
             // This step's read is of a new layer, the write before it ended one.
-            let k = block - 1;
-            let dark = dark.map(|d| (d, d_done.as_mut_slice()));
-            let (_, rg) = kernels.backward(
-                block_read(k),
-                dcanvas,
-                x_values,
-                None,
-                read,
-                &dgx,
-                &dgs,
-                dark,
-            );
+            let dark = layers.dark_grad(o);
+            let slot = layer_read(o);
+            let (_, rg) = kernels.backward(slot, dcanvas, x_values, None, read, &dgx, &dgs, dark);
             d_c0 += kernels.sum(dcanvas);
-            layers::finish_layer_grad(threads, per, [dcanvas, &mut d_done, &mut ends[k]]);
+            layers.finish_grad(o, dcanvas);
             let (wg, _) = kernels.backward(t, dcanvas, x_values, write, None, &[], &[], None);
             (wg, rg)
         } else {
-            let dark = dark.map(|d| (d, d_done.as_mut_slice()));
+            let dark = layers.dark_grad(o);
             kernels.backward(t, dcanvas, x_values, write, read, &dgx, &dgs, dark)
         };
         write_grads = wg;
