@@ -445,39 +445,26 @@ fn numbers(v: &impl serde::Serialize) -> Vec<f32> {
 fn the_fused_training_step_has_the_plain_steps_loss_and_gradients() {
     // Seeds libtorch's global generator: not while another test trains.
     let _serial = training_lock();
-    for kernels in [Kernels::detect(), Kernels::Portable] {
-        compare_steps(
-            small_model(Variant::Syncdraw, true, DecoderKind::WhatWhere),
-            kernels,
-        );
-        compare_steps(
-            small_model(Variant::Global, false, DecoderKind::Joint),
-            kernels,
-        );
+    let configs = [
+        small_model(Variant::Syncdraw, true, DecoderKind::WhatWhere),
+        small_model(Variant::Global, false, DecoderKind::Joint),
         // Unbounded windows, a canvas starting at zero, a joint decoder that
         // reads the caption.
-        compare_steps(
-            ModelConfig {
-                bounded_windows: false,
-                canvas_init: None,
-                ..small_model(Variant::Syncdraw, true, DecoderKind::Joint)
-            },
-            kernels,
-        );
+        ModelConfig {
+            bounded_windows: false,
+            canvas_init: None,
+            ..small_model(Variant::Syncdraw, true, DecoderKind::Joint)
+        },
         // Two objects drawn in turn: on canvas layers of their own, captioned
         // or not, and on one canvas.
-        compare_steps(
-            on_layers(DrawOrder::Layers, true, DecoderKind::WhatWhere),
-            kernels,
-        );
-        compare_steps(
-            on_layers(DrawOrder::Layers, false, DecoderKind::WhatWhere),
-            kernels,
-        );
-        compare_steps(
-            on_layers(DrawOrder::InTurn, true, DecoderKind::Joint),
-            kernels,
-        );
+        on_layers(DrawOrder::Layers, true, DecoderKind::WhatWhere),
+        on_layers(DrawOrder::Layers, false, DecoderKind::WhatWhere),
+        on_layers(DrawOrder::InTurn, true, DecoderKind::Joint),
+    ];
+    for kernels in [Kernels::detect(), Kernels::Portable] {
+        for config in &configs {
+            compare_steps(config.clone(), kernels);
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub mod step;
 pub mod threads;
 
 use frame::{dot, Bank, Frame, Kernels, Patch, A, K};
+use std::mem::MaybeUninit;
 
 /// How a training step runs its canvas half.
 #[derive(
@@ -437,14 +438,8 @@ impl FusedCanvas {
                     // s = sigmoid(c); G = gamma (F_p img) F_q^T  (eq. 5, 6)
                     let s = frame_mut(&mut shown[i * PIXELS..(i + 1) * PIXELS]);
                     kernels.sigmoid(c, s);
-                    let over_layers: Frame;
-                    let s: &Frame = match dark {
-                        Some(d) => {
-                            over_layers = layers::composed(frame(d, f), s);
-                            &over_layers
-                        }
-                        None => s,
-                    };
+                    let mut over_layers = MaybeUninit::uninit();
+                    let s = seen(dark, f, s, &mut over_layers);
                     let (rx, rs) = rows[i * 2 * BANK..(i + 1) * 2 * BANK].split_at_mut(BANK);
                     let (rx, rs) = (bank_mut(rx), bank_mut(rs));
                     let kept = &mut banks[i * BANKS + 2 * BANK..(i + 1) * BANKS];
@@ -550,14 +545,8 @@ impl FusedCanvas {
                     if let (Some(r), Some((g_grid, g_gamma))) = (&read, &mut rgc) {
                         // sigmoid(c) as the forward read it, and the video it read.
                         let sig = frame(&saved.shown, f);
-                        let over_layers: Frame;
-                        let s: &Frame = match dark {
-                            Some(dk) => {
-                                over_layers = layers::composed(frame(dk, f), sig);
-                                &over_layers
-                            }
-                            None => sig,
-                        };
+                        let mut over_layers = MaybeUninit::uninit();
+                        let s = seen(dark, f, sig, &mut over_layers);
                         let rows = &saved.rows[f * 2 * BANK..(f + 1) * 2 * BANK];
                         let (rx, rs) = rows.split_at(BANK);
                         let (rx, rs) = (bank_ref(rx), bank_ref(rs));
@@ -686,6 +675,21 @@ fn patch(v: &[f32], f: usize) -> &Patch {
 
 fn patch_mut(v: &mut [f32], i: usize) -> &mut Patch {
     &mut v[i * PATCH..(i + 1) * PATCH].as_chunks_mut::<PATCH>().0[0]
+}
+
+/// The video frame `f`'s read sees, from s = sigmoid(c): s itself, or over
+/// finished layers that let through `dark` of the light, 1 - D (1 - s)
+/// (layers.rs), made in `buf` (a frame's buffer only where there are layers).
+fn seen<'a>(
+    dark: Option<&[f32]>,
+    f: usize,
+    s: &'a Frame,
+    buf: &'a mut MaybeUninit<Frame>,
+) -> &'a Frame {
+    match dark {
+        Some(d) => buf.write(layers::composed(frame(d, f), s)),
+        None => s,
+    }
 }
 
 /// scale p^T of a K x K patch.
