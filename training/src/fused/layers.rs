@@ -118,7 +118,7 @@ fn bce(
                 let d_s = live * ((1.0 - x) - x / s.exp_m1()) * scale as f64;
                 let i = f * PIXELS + j;
                 dd[i] = d_s as f32;
-                dc[i] = (d_s * (1.0 / (1.0 + (-c).exp()))) as f32;
+                dc[i] = (d_s * sigmoid(c as f32) as f64) as f32;
             }
             *sum = total as f32;
         }
@@ -134,11 +134,10 @@ pub struct Layers {
     threads: usize,
     /// Frames per chunk of work.
     per: usize,
-    pub done: Vec<f32>,
-    pub d_done: Vec<f32>,
+    done: Vec<f32>,
+    d_done: Vec<f32>,
     darks: Vec<Vec<f32>>,
     ends: Vec<Vec<f32>>,
-    len: usize,
 }
 
 impl Layers {
@@ -153,7 +152,6 @@ impl Layers {
             d_done: vec![0.0; len],
             darks: Vec::new(),
             ends: Vec::new(),
-            len,
         }
     }
 
@@ -178,7 +176,8 @@ impl Layers {
     /// Ends the layer being drawn on `canvas` ([`finish_layer`]) and starts
     /// the next at `c0`.
     pub fn finish(&mut self, c0: f32, canvas: &mut [f32]) {
-        let (mut dark, mut end) = (vec![0.0; self.len], vec![0.0; self.len]);
+        let len = self.done.len();
+        let (mut dark, mut end) = (vec![0.0; len], vec![0.0; len]);
         finish_layer(
             self.threads,
             self.per,

@@ -22,7 +22,7 @@ use crate::model::caption::CaptionFeatures;
 use crate::model::filterbank::Geometry;
 use crate::model::syncdraw::{encoder_input, Loss, SyncDraw};
 use crate::model::window_stats::WindowStats;
-use crate::model::{DecoderKind, ModelConfig, Variant};
+use crate::model::{ModelConfig, Variant};
 use tch::{Device, Kind, Tensor};
 
 /// Whether the fused step runs this model: Sync-DRAW or Global windows with
@@ -90,20 +90,17 @@ fn feature_tensors(s: &CaptionFeatures<Tensor>) -> Vec<&Tensor> {
 }
 
 /// The index in [`feature_tensors`] of the features each decoder LSTM reads
-/// at step t (`Decoder::features_at`): the step's object's where a block of
-/// steps draws one object, else the LSTM's role's or S whole.
+/// at step t: those the model's decoder reads (`CaptionFeatures::read_by`).
 fn feature_indices(c: &ModelConfig, s: &CaptionFeatures<Tensor>, t: usize) -> Vec<usize> {
-    let by_role = s.by_role.is_some();
-    let lstms = c.dec_sizes().len();
-    let what_where = c.decoder == DecoderKind::WhatWhere;
-    (0..lstms)
-        .map(|i| match c.object_of_step(t as i64) {
-            Some(o) => {
-                let base = if by_role { 3 } else { 1 };
-                base + 3 * o as usize + if what_where { 1 + i } else { 0 }
-            }
-            None if what_where && by_role => 1 + i,
-            None => 0,
+    let all = feature_tensors(s);
+    c.decoder
+        .roles()
+        .iter()
+        .map(|&role| {
+            let read = s.read_by(role, c.object_of_step(t as i64));
+            all.iter()
+                .position(|&f| std::ptr::eq(f, read))
+                .expect("the features the decoder reads are among the caption's")
         })
         .collect()
 }
@@ -390,12 +387,8 @@ pub fn loss_and_backward(
         } else {
             Some(read_in(&first_read))
         };
-        // Step t's layer (its object's, where objects are on layers).
-        let o = if layered {
-            c.object_of_step(t as i64).unwrap_or(0) as usize
-        } else {
-            0
-        };
+        // Step t's layer: its object's (only layered models have more than one).
+        let o = c.object_of_step(t as i64).unwrap_or(0) as usize;
         let (wg, rg) = if layered && c.starts_block(t as i64) {
             // This step's read is of a new layer, the write before it ended one.
             let dark = layers.dark_grad(o);

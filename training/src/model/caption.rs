@@ -67,6 +67,17 @@ impl<T> CaptionFeatures<T> {
         }
     }
 
+    /// The features a decoder LSTM of `role` (None: joint) reads at a step
+    /// that draws `object` alone (objects drawn in turn), or every object
+    /// (None): [`Self::object`], or [`Self::role`] or S whole.
+    pub fn read_by(&self, role: Option<Role>, object: Option<i64>) -> &T {
+        match (object, role) {
+            (Some(o), _) => self.object(o, role),
+            (None, Some(r)) => self.role(r),
+            (None, None) => &self.all,
+        }
+    }
+
     /// The features of object `o` alone that a decoder LSTM of `role` reads
     /// (None: every slot of the object).
     ///

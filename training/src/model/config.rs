@@ -106,6 +106,17 @@ pub enum DecoderKind {
     WhatWhere,
 }
 
+impl DecoderKind {
+    /// The caption role each decoder LSTM reads, in the LSTMs' order: the
+    /// joint LSTM reads S whole (None); what-where reads where, then what.
+    pub fn roles(self) -> &'static [Option<Role>] {
+        match self {
+            DecoderKind::Joint => &[None],
+            DecoderKind::WhatWhere => &[Some(Role::Where), Some(Role::What)],
+        }
+    }
+}
+
 /// Which caption objects condition the decoder at each drawing step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

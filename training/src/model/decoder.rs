@@ -163,13 +163,7 @@ impl<T> Decoder<T> {
     /// t: of every object, or of the step's object when objects are drawn in turn
     /// ([`ModelConfig::object_of_step`]).
     fn features_at<'a>(&self, s: &'a CaptionFeatures<T>, role: Option<Role>, t: i64) -> &'a T {
-        match self.config.object_of_step(t) {
-            Some(o) => s.object(o, role),
-            None => match role {
-                Some(r) => s.role(r),
-                None => &s.all,
-            },
-        }
+        s.read_by(role, self.config.object_of_step(t))
     }
 
     /// One decoder step (eq. 13; eq. 8 without S), t counting from 0:
@@ -187,11 +181,10 @@ impl<T> Decoder<T> {
         prev: Option<&DecoderState<T>>,
         t: i64,
     ) -> DecoderState<T> {
-        let roles: &[Option<Role>] = match self.config.decoder {
-            DecoderKind::Joint => &[None],
-            DecoderKind::WhatWhere => &[Some(Role::Where), Some(Role::What)],
-        };
-        let lstms: Vec<LstmState<T>> = roles
+        let lstms: Vec<LstmState<T>> = self
+            .config
+            .decoder
+            .roles()
             .iter()
             .zip(&self.lstms)
             .enumerate()
@@ -397,13 +390,11 @@ impl<T> Decoder<T> {
         let steps = c.timesteps;
         let s = self.caption_embedding(be, caption);
         let z_seq = be.transpose(z, &[1, 0, 2]); // [T, B, z_dim]
-        let roles: &[Option<Role>] = match c.decoder {
-            DecoderKind::Joint => &[None],
-            DecoderKind::WhatWhere => &[Some(Role::Where), Some(Role::What)],
-        };
-        // h of every step, [B T, H] (video-major, so that every later tensor
-        // has its steps inside its video), per decoder LSTM (as in `step`).
-        let hs: Vec<T> = roles
+                                                 // h of every step, [B T, H] (video-major, so that every later tensor
+                                                 // has its steps inside its video), per decoder LSTM (as in `step`).
+        let hs: Vec<T> = c
+            .decoder
+            .roles()
             .iter()
             .zip(&self.lstms)
             .map(|(role, lstm)| {
