@@ -1,5 +1,6 @@
 //! Warm starts: a new model whose weights begin from a trained model with fewer
-//! objects per caption (for example two-digit captions from a one-digit model).
+//! objects per caption (for example two-digit captions from a one-digit model),
+//! or with fewer drawing steps.
 //!
 //! Every LSTM's input ends with the caption features (eq. 12: [R, h_dec, S];
 //! eq. 13: [z, S], or [z, S_role] for a what-where decoder), and a slot encoder
@@ -13,6 +14,11 @@
 //! Unconditional models have no caption inputs: every variable is copied whole
 //! (a two-digit model drawn in turn or on layers then draws each digit as the
 //! one-digit model does).
+//!
+//! No variable depends on the number of drawing steps T, so the same copy also
+//! starts a model with more steps from one with fewer (same objects): its first
+//! T steps draw what the source draws, and the added steps go on writing to
+//! that canvas (eq. 10) from where the source stopped.
 use crate::model::SyncDraw;
 use tch::Tensor;
 

@@ -1315,6 +1315,40 @@ fn a_warm_started_two_digit_model_starts_as_the_one_digit_model() {
     assert!(err.to_string().contains("shape"), "{err}");
 }
 
+/// A model warm-started from one with fewer drawing steps (same objects) copies
+/// every weight unchanged, and draws in its first T steps exactly the canvas the
+/// source draws from the same latents; its added steps then go on writing
+/// (`train --warm-start W --timesteps 32` from a T = 10 model).
+#[test]
+fn a_model_with_more_steps_starts_with_the_source_drawing() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
+    use syncdraw_training::model::SyncDraw;
+    use syncdraw_training::warm_start::warm_start;
+    tch::manual_seed(21);
+    let short = SyncDraw::new(&tiny_captioned_config(1), Device::Cpu);
+    let t = short.config.timesteps;
+    let mut config = tiny_captioned_config(1);
+    config.timesteps = 2 * t;
+    tch::manual_seed(22);
+    let long = SyncDraw::new(&config, Device::Cpu);
+    let done = warm_start(&long, &short).expect("compatible models");
+    assert!(done.grown.is_empty(), "grown: {:?}", done.grown);
+    assert_eq!(done.copied.len(), short.vs.variables().len());
+
+    tch::manual_seed(23);
+    let z = Tensor::randn([2, 2 * t, config.z_dim], (Kind::Float, Device::Cpu));
+    let ids = Tensor::from_slice(&[4i64, 1, 8, 2]).reshape([2, 2]);
+    let (video, _) = short.generate(&z.narrow(1, 0, t), Some(&ids));
+    let (longer, canvases) = long.generate(&z, Some(&ids));
+    let shown = canvases.select(1, t - 1);
+    let diff = (&shown - &video).abs().max().double_value(&[]);
+    assert!(diff < 1e-6, "the first {t} steps differ by {diff}");
+    // The added steps write: the video is not the source's.
+    let moved = (&longer - &video).abs().max().double_value(&[]);
+    assert!(moved > 1e-4, "the added steps drew nothing ({moved})");
+}
+
 /// `--draw-order in-turn`: the steps of the first object's block read only its
 /// slots (the canvases up to the switch do not depend on the second object, and
 /// differ once its block starts), every block starts from the zero state (the

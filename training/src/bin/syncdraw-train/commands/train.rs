@@ -134,8 +134,10 @@ pub struct TrainArgs {
     init_from: Option<PathBuf>,
     /// Start a new run, set up by the other options, from the weights of a
     /// model trained on fewer objects per caption (a one-digit model for a
-    /// two-digit run, captioned or both unconditional): equal weights are
-    /// copied, the caption inputs of the added objects start at zero.
+    /// two-digit run, captioned or both unconditional), or on as many with
+    /// fewer drawing steps (--timesteps 32 from a T = 10 model): equal weights
+    /// are copied, the caption inputs of the added objects start at zero, and
+    /// the added steps continue the source's drawing.
     #[arg(long, conflicts_with_all = ["resume", "init_from"])]
     warm_start: Option<PathBuf>,
     /// Train only the encoder; the decoder (what the model draws) stays as it
