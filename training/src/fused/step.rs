@@ -387,7 +387,8 @@ pub fn loss_and_backward(
         } else {
             Some(read_in(&first_read))
         };
-        // Step t's layer: its object's (only layered models have more than one).
+        // Step t's layer: its object's. Only models on layers finish layers, so
+        // for the others dark_grad is None whatever the object.
         let o = c.object_of_step(t as i64).unwrap_or(0) as usize;
         let (wg, rg) = if layered && c.starts_block(t as i64) {
             // This step's read is of a new layer, the write before it ended one.

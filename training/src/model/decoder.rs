@@ -390,8 +390,9 @@ impl<T> Decoder<T> {
         let steps = c.timesteps;
         let s = self.caption_embedding(be, caption);
         let z_seq = be.transpose(z, &[1, 0, 2]); // [T, B, z_dim]
-                                                 // h of every step, [B T, H] (video-major, so that every later tensor
-                                                 // has its steps inside its video), per decoder LSTM (as in `step`).
+
+        // h of every step, [B T, H] (video-major, so that every later tensor
+        // has its steps inside its video), per decoder LSTM (as in `step`).
         let hs: Vec<T> = c
             .decoder
             .roles()
