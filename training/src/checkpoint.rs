@@ -81,6 +81,13 @@ pub struct Meta {
     /// training videos. Evaluation always uses the ELBO. A resumed run keeps it.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub kl_weight: f64,
+    /// The probability with which training hides each caption slot of a video
+    /// (`train --slot-dropout`): the slot reads as row 0 of its table, the
+    /// embedding of an absent object, so the latents must carry what it said.
+    /// 0 (none) in checkpoints written before it was recorded. Evaluation and
+    /// generation always read the whole caption. A resumed run keeps it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slot_dropout: f64,
     /// Adam's learning rate (`train --lr`). A resumed run, and a run started from
     /// these weights with `--init-from`, keep it unless `--lr` gives another (a
     /// lower rate where the test NLL has flattened). Checkpoints written before
@@ -152,6 +159,10 @@ fn one() -> f64 {
 
 fn is_one(w: &f64) -> bool {
     *w == 1.0
+}
+
+fn is_zero(p: &f64) -> bool {
+    *p == 0.0
 }
 
 impl Meta {

@@ -125,6 +125,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
         warm_start: None,
         freeze_decoder: false,
         kl_weight: 1.0,
+        slot_dropout: 0.0,
         products: Products::F32,
         canvas_step: Default::default(),
         ema_decay: None,

@@ -504,6 +504,7 @@ fn small_run(
         warm_start: None,
         freeze_decoder: false,
         kl_weight: 1.0,
+        slot_dropout: 0.0,
         products: syncdraw_training::backend::tch_backend::Products::F32,
         canvas_step,
         ema_decay: None,

@@ -705,6 +705,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         warm_start: None,
         freeze_decoder: false,
         kl_weight: 1.0,
+        slot_dropout: 0.0,
         products: Products::F32,
         canvas_step: Default::default(),
         ema_decay: None,
@@ -1686,6 +1687,87 @@ fn kl_weight_pulls_the_posterior_to_the_prior_and_is_kept_on_resume() {
     // A run at weight 1 writes no weight into its config (older readers agree).
     let config = std::fs::read_to_string(plain.path().join("config.json")).expect("config");
     assert!(!config.contains("kl_weight"), "{config}");
+}
+
+/// `--slot-dropout`: hidden slots read as row 0 of their tables (the absent
+/// object's embedding), so that row trains only where slots are hidden; the
+/// probability is recorded and kept on resume; runs it cannot apply to, or a
+/// probability outside [0, 1), are refused before anything is written.
+#[test]
+fn slot_dropout_trains_the_absent_rows_is_kept_on_resume_and_needs_slot_captions() {
+    let _serial = training_lock();
+    let cache = tempfile::tempdir().expect("tmp");
+    let absent_rows = |ck: &Path| -> Vec<(String, Tensor)> {
+        let ck = checkpoint::load(ck, Device::Cpu).expect("checkpoint");
+        let mut rows: Vec<(String, Tensor)> = ck
+            .model
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(name, _)| name.contains("slot_"))
+            .map(|(name, v)| (name, v.narrow(0, 0, 1)))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(rows.len(), 2, "one table per slot kind (digit, motion)");
+        rows
+    };
+    let (start, plain, hidden) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let initial = train(&tiny_options(start.path(), cache.path(), 1)).expect("one step");
+    let plain = train(&tiny_options(plain.path(), cache.path(), 20)).expect("no dropout");
+    let mut opts = tiny_options(hidden.path(), cache.path(), 20);
+    opts.slot_dropout = 0.5;
+    let summary = train(&opts).expect("slot dropout 0.5");
+    let (initial, plain, dropped) = (
+        absent_rows(&initial.checkpoint),
+        absent_rows(&plain.checkpoint),
+        absent_rows(&summary.checkpoint),
+    );
+    for ((name, first), ((_, p), (_, d))) in initial.iter().zip(plain.iter().zip(&dropped)) {
+        assert!(first.equal(p), "{name}: row 0 trained without slot dropout");
+        assert!(
+            !first.equal(d),
+            "{name}: row 0 did not train with slot dropout"
+        );
+    }
+    let ck = checkpoint::load(&summary.checkpoint, Device::Cpu).expect("checkpoint");
+    assert_eq!(ck.meta.slot_dropout, 0.5);
+    // Resumed without the option: the checkpoint's probability is kept.
+    opts.resume = true;
+    opts.slot_dropout = 0.0;
+    opts.steps = 25;
+    let summary = train(&opts).expect("resumed");
+    let ck = checkpoint::load(&summary.checkpoint, Device::Cpu).expect("checkpoint");
+    assert_eq!((ck.meta.slot_dropout, ck.meta.step), (0.5, 25));
+    // Refused: no captions, words, a probability of 1.
+    let root = tempfile::tempdir().expect("tmp");
+    let dir = root.path().join("run");
+    for (captions, p, words) in [
+        (None, 0.3, "needs captions read by the slots encoder"),
+        (
+            Some(CaptionEncoderKind::Words),
+            0.3,
+            "--caption-encoder slots",
+        ),
+        (
+            Some(CaptionEncoderKind::Slots),
+            1.0,
+            "at least 0 and below 1",
+        ),
+    ] {
+        let mut bad = tiny_options(&dir, cache.path(), 2);
+        bad.captions = captions;
+        bad.slot_dropout = p;
+        let err = train(&bad).expect_err("refused");
+        assert!(err.to_string().contains(words), "{err}");
+        assert!(
+            !dir.exists(),
+            "the run directory was made for a refused run"
+        );
+    }
 }
 
 /// `train` with a warm start: a two-digit run from a one-digit checkpoint records

@@ -12,7 +12,7 @@ use crate::checkpoint::{self, CheckpointError};
 pub use crate::fused::CanvasStep;
 use crate::fused::{self, FusedCanvas};
 use crate::model::window_stats::WindowStats;
-use crate::model::{ModelConfig, SyncDraw};
+use crate::model::{CaptionConfig, ModelConfig, SyncDraw};
 use crate::nll::{evaluate, EvalResult};
 use crate::source::{DataSource, SourceError};
 use crate::warm_start::WarmStartError;
@@ -123,6 +123,9 @@ pub struct TrainOptions {
     pub freeze_decoder: bool,
     /// Weight of the KL term in the objective of a new run (see `Meta::kl_weight`).
     pub kl_weight: f64,
+    /// Probability, in [0, 1), of hiding each caption slot of a training video
+    /// from a new run (see `Meta::slot_dropout`); slot captions only.
+    pub slot_dropout: f64,
     /// Number format of the training step's matrix products (evaluation is f32).
     pub products: Products,
     /// How the step runs its canvas half (the fused kernels by default).
@@ -178,6 +181,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             "batch and checkpoint interval must be positive".into(),
         ));
     }
+    if !(0.0..1.0).contains(&opts.slot_dropout) {
+        return Err(TrainError::Invalid(format!(
+            "slot dropout must be at least 0 and below 1, got {}",
+            opts.slot_dropout
+        )));
+    }
+    let new_run = !opts.resume && opts.init_from.is_none();
+    if opts.slot_dropout > 0.0 && new_run && opts.captions != Some(CaptionEncoderKind::Slots) {
+        return Err(slot_dropout_needs_slots());
+    }
     let run_dir::Start {
         model,
         adam,
@@ -203,6 +216,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         None => test_data,
         Some(d) => test_data.binarized(d).ok_or_else(no_digits)?,
     };
+    if meta.slot_dropout > 0.0 && !matches!(meta.model.caption, Some(CaptionConfig::Slots(_))) {
+        return Err(slot_dropout_needs_slots());
+    }
     let codec = meta.captions();
     let train_b = Batcher::new(&train_data, codec.as_ref(), opts.device)?;
     let test_b = Batcher::new(&test_data, codec.as_ref(), opts.device)?;
@@ -278,6 +294,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             [idx.len() as i64, c.timesteps, c.z_dim],
             (Kind::Float, opts.device),
         );
+        let ids = ids.map(|ids| hide_slots(ids, meta.slot_dropout));
         // Window statistics are gathered on the steps that log (a few small reductions).
         let mut windows =
             (step % opts.log_every.max(1) == 0 || step == opts.steps).then(WindowStats::default);
@@ -416,6 +433,25 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
 /// Whether a run with these options trains with the fused canvas step:
 /// asked for, on a CPU with AVX2 and FMA (elsewhere the portable kernels would
 /// not beat libtorch), with f32 products, and a model the kernels take.
+fn slot_dropout_needs_slots() -> TrainError {
+    TrainError::Invalid(
+        "slot dropout hides caption slots, so it needs captions read by the slots encoder (--caption-encoder slots); this run has words or no captions: drop --slot-dropout or use slot captions".into(),
+    )
+}
+
+/// Slot dropout: each slot id of the batch becomes 0, the absent object's
+/// row of its table (model/caption.rs), with probability `p`, drawn from the
+/// step's seed after the latents' noise, so a run without it draws the same
+/// noise as before.
+fn hide_slots(ids: Tensor, p: f64) -> Tensor {
+    if p <= 0.0 {
+        return ids;
+    }
+    let keep = Tensor::rand(ids.size(), (Kind::Float, ids.device())).ge(p);
+    let kind = ids.kind();
+    ids * keep.to_kind(kind)
+}
+
 pub fn uses_fused_step(opts: &TrainOptions, model: &ModelConfig) -> bool {
     opts.canvas_step == CanvasStep::Fused
         && opts.device == Device::Cpu

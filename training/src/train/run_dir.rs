@@ -103,6 +103,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         meta.initialised_from = Some(init.display().to_string());
         meta.frozen = frozen(opts);
         meta.kl_weight = opts.kl_weight;
+        meta.slot_dropout = opts.slot_dropout;
         meta.device = format!("{:?}", opts.device);
         // A fresh optimizer and a fresh average (from these weights).
         meta.ema_decay = None;
@@ -213,6 +214,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             initialised_from,
             frozen: frozen(opts),
             kl_weight: opts.kl_weight,
+            slot_dropout: opts.slot_dropout,
             lr: AdamConfig::default().lr,
             beta1: AdamConfig::default().beta1,
             clip: AdamConfig::default().clip,

@@ -150,6 +150,13 @@ pub struct TrainArgs {
     /// at some cost in the bound. Kept on --resume; eval reports the ELBO.
     #[arg(long, value_parser = positive_f64, conflicts_with = "resume", default_value_t = 1.0)]
     kl_weight: f64,
+    /// Hide each caption slot (digit, motion) of a training video with this
+    /// probability: the slot reads as the absent object's embedding, so the
+    /// latents must carry what it said. A regulariser for captions never seen
+    /// in training (docs/results.md); 0 (the default) hides none. Slot captions
+    /// only; kept on --resume; eval, sampling and export read whole captions.
+    #[arg(long, value_parser = below_one, conflicts_with = "resume", default_value_t = 0.0)]
+    slot_dropout: f64,
     /// Number format of the training step's matrix products. bf16: faster on a
     /// CPU with AVX-512 BF16, but it trained 1.6 % worse at equal steps
     /// (docs/benchmarks.md). Parameters, the optimizer, evaluation and export
@@ -244,6 +251,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         warm_start: a.warm_start,
         freeze_decoder: a.freeze_decoder,
         kl_weight: a.kl_weight,
+        slot_dropout: a.slot_dropout,
         products,
         canvas_step: a.canvas_step,
         ema_decay: a.ema_decay,
