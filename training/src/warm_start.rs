@@ -15,6 +15,12 @@
 //! (a two-digit model drawn in turn or on layers then draws each digit as the
 //! one-digit model does).
 //!
+//! A model whose encoder does not read the caption (`encoder_caption` off)
+//! starts the same way from one whose encoder does: its encoder input weight is
+//! the source's without the caption rows at its end. It infers the latents
+//! from the video alone from the first step, so its bound starts above the
+//! source's until the encoder has learnt to do without S.
+//!
 //! No variable depends on the number of drawing steps T, so the same copy also
 //! starts a model with more steps from one with fewer (same objects): its first
 //! T steps draw what the source draws, and the added steps go on writing to
@@ -41,6 +47,9 @@ pub struct WarmStart {
     pub copied: Vec<String>,
     /// LSTM input weights whose old rows were copied and new rows zeroed.
     pub grown: Vec<String>,
+    /// The encoder LSTM's input weights, less the caption's rows, where the
+    /// new model's encoder does not read the caption (`encoder_caption`).
+    pub shrunk: Vec<String>,
 }
 
 /// Sets the weights of `target` from `source` as the module documentation says.
@@ -64,6 +73,17 @@ pub fn warm_start(target: &SyncDraw, source: &SyncDraw) -> Result<WarmStart, War
                 var.narrow(0, 0, s[0]).copy_(&old);
             });
             done.grown.push(name);
+        } else if name.starts_with("encoder.")
+            && name.ends_with("wx")
+            && s.len() == 2
+            && s[1] == t[1]
+            && s[0] - t[0] == source.config.encoder_caption_size()
+            && !target.config.encoder_caption
+        {
+            // An encoder that no longer reads the caption: its inputs are the
+            // source's without S, the last rows.
+            tch::no_grad(|| var.copy_(&old.narrow(0, 0, t[0])));
+            done.shrunk.push(name);
         } else {
             return Err(WarmStartError::Shape {
                 name,

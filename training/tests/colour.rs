@@ -81,6 +81,7 @@ fn options(run_dir: &Path, set: &Path, variant: Variant, steps: u64) -> TrainOpt
     TrainOptions {
         run_dir: run_dir.to_path_buf(),
         model: ModelConfig {
+            encoder_caption: true,
             variant,
             frames: FRAMES as i64,
             channels: 3,

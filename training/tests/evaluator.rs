@@ -618,6 +618,7 @@ fn the_digit_at_a_place_is_read_from_the_cells_around_it() {
 fn tiny_model(data: &DatasetConfig, captions: bool) -> (SyncDraw, Meta) {
     let g = captions.then(|| grammar(data.digits));
     let config = ModelConfig {
+        encoder_caption: true,
         variant: Variant::Syncdraw,
         frames: FRAMES as i64,
         channels: 1,

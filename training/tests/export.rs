@@ -94,6 +94,7 @@ fn codec(cap: Cap) -> Option<CaptionCodec> {
 
 fn config(variant: Variant, cap: Cap) -> ModelConfig {
     ModelConfig {
+        encoder_caption: true,
         variant,
         frames: FRAMES,
         channels: 1,

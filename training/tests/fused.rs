@@ -234,6 +234,7 @@ fn the_fused_step_matches_libtorch_with_the_portable_kernels() {
 /// A small model of the sizes the kernels take (64 x 64 frames, grids of 10).
 fn small_model(variant: Variant, captions: bool, decoder: DecoderKind) -> ModelConfig {
     ModelConfig {
+        encoder_caption: true,
         variant,
         frames: N,
         channels: 1,
@@ -454,6 +455,11 @@ fn the_fused_training_step_has_the_plain_steps_loss_and_gradients() {
             bounded_windows: false,
             canvas_init: None,
             ..small_model(Variant::Syncdraw, true, DecoderKind::Joint)
+        },
+        // An encoder that does not read the caption (only the decoder does).
+        ModelConfig {
+            encoder_caption: false,
+            ..small_model(Variant::Syncdraw, true, DecoderKind::WhatWhere)
         },
         // Two objects drawn in turn: on canvas layers of their own, captioned
         // or not, and on one canvas.

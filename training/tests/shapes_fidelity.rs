@@ -229,6 +229,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
     TrainOptions {
         run_dir: run_dir.to_path_buf(),
         model: ModelConfig {
+            encoder_caption: true,
             variant: Variant::Syncdraw,
             frames: FRAMES as i64,
             channels,

@@ -662,6 +662,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
     TrainOptions {
         run_dir: run_dir.to_path_buf(),
         model: ModelConfig {
+            encoder_caption: true,
             variant: Variant::Syncdraw,
             frames: 4,
             channels: 1,
@@ -1348,6 +1349,58 @@ fn a_model_with_more_steps_starts_with_the_source_drawing() {
     // The added steps write: the video is not the source's.
     let moved = (&longer - &video).abs().max().double_value(&[]);
     assert!(moved > 1e-4, "the added steps drew nothing ({moved})");
+}
+
+/// `--encoder-caption false`: a model whose encoder does not read the caption
+/// warm-starts from one whose encoder does, with every decoder weight copied
+/// (it draws the same video from the same latents and caption) and the
+/// encoder's input weight less the caption's rows; its encoder weight is
+/// smaller by exactly the caption's size, and it trains.
+#[test]
+fn an_encoder_without_the_caption_warm_starts_from_one_with_it() {
+    let _serial = training_lock();
+    use syncdraw_training::model::SyncDraw;
+    use syncdraw_training::warm_start::warm_start;
+    tch::manual_seed(31);
+    let source = SyncDraw::new(&tiny_captioned_config(1), Device::Cpu);
+    let mut config = tiny_captioned_config(1);
+    config.encoder_caption = false;
+    tch::manual_seed(32);
+    let target = SyncDraw::new(&config, Device::Cpu);
+    let done = warm_start(&target, &source).expect("compatible models");
+    assert_eq!(done.shrunk, vec!["encoder.enc.wx".to_string()]);
+    assert!(done.grown.is_empty(), "grown: {:?}", done.grown);
+    let (from, to) = (source.vs.variables(), target.vs.variables());
+    let (wx_from, wx_to) = (&from["encoder.enc.wx"], &to["encoder.enc.wx"]);
+    let caption = source.config.caption_size();
+    assert!(caption > 0);
+    assert_eq!(wx_from.size()[0] - wx_to.size()[0], caption);
+    assert!(wx_to.equal(&wx_from.narrow(0, 0, wx_to.size()[0])));
+    for (name, v) in &to {
+        if name != "encoder.enc.wx" {
+            assert!(v.equal(&from[name]), "{name} was not copied");
+        }
+    }
+    tch::manual_seed(33);
+    let z = Tensor::randn(
+        [2, config.timesteps, config.z_dim],
+        (Kind::Float, Device::Cpu),
+    );
+    let ids = Tensor::from_slice(&[4i64, 1, 8, 2]).reshape([2, 2]);
+    let (a, _) = source.generate(&z, Some(&ids));
+    let (b, _) = target.generate(&z, Some(&ids));
+    assert!(a.equal(&b), "the decoder draws differently");
+    // A run of it trains and keeps the setting.
+    let (run, cache) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let mut opts = tiny_options(run.path(), cache.path(), 10);
+    opts.model.encoder_caption = false;
+    let summary = train(&opts).expect("run without the caption in the encoder");
+    let ck = checkpoint::load(&summary.checkpoint, Device::Cpu).expect("checkpoint");
+    assert!(!ck.meta.model.encoder_caption);
+    assert!(summary.last_loss.is_finite());
 }
 
 /// `--draw-order in-turn`: the steps of the first object's block read only its

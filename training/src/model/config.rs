@@ -85,6 +85,23 @@ pub struct ModelConfig {
     /// checkpoints and in models drawn `together`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<i64>,
+    /// Whether the encoder LSTM reads the caption features S beside the
+    /// glimpses and h_dec^{t-1} (eq. 12 writes [R^t, h_dec^{t-1}, S]; true, and
+    /// absent in older checkpoints). false: Q(Z^t) is inferred from the video
+    /// alone, so no part of the model sees a caption's slots together (the
+    /// what-where decoder reads them by role), and the latents of a caption
+    /// never seen in training come from the same function as any other's. The
+    /// caption is what the video shows, so the encoder loses no information.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub encoder_caption: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 fn one() -> i64 {
@@ -255,6 +272,16 @@ impl ModelConfig {
     /// Size of S (eq. 11).
     pub fn caption_size(&self) -> i64 {
         self.caption.as_ref().map_or(0, |c| c.size(None))
+    }
+
+    /// Size of the caption features the encoder LSTM reads: S whole, or none
+    /// where `encoder_caption` is off.
+    pub fn encoder_caption_size(&self) -> i64 {
+        if self.encoder_caption {
+            self.caption_size()
+        } else {
+            0
+        }
     }
 
     /// Size of the caption features a decoder LSTM reads at a step: S whole

@@ -16,8 +16,9 @@ pub struct EncoderParams {
 impl EncoderParams {
     pub fn new(p: &nn::Path, c: &ModelConfig) -> Self {
         let temporal = c.variant == Variant::Baseline;
-        // [R^t, h_dec^{t-1}, S]: R^t holds read(x) and read(x_hat) (eq. 7, 12).
-        let input = 2 * c.read_patch_size() + c.dec_size + c.caption_size();
+        // [R^t, h_dec^{t-1}, S]: R^t holds read(x) and read(x_hat) (eq. 7, 12);
+        // without S where the encoder does not read the caption.
+        let input = 2 * c.read_patch_size() + c.dec_size + c.encoder_caption_size();
         Self {
             read_window: LinearParams::new(
                 &(p / "read_window"),

@@ -211,7 +211,11 @@ impl SyncDraw {
                 .try_into()
                 .expect("one glimpse per video read");
             let r_hat = &r_x - r_shown;
-            let enc_in = encoder_input([&r_x, &r_hat], &h_dec_prev, s.as_ref());
+            let enc_in = encoder_input(
+                [&r_x, &r_hat],
+                &h_dec_prev,
+                s.as_ref().filter(|_| c.encoder_caption),
+            );
             let input_product = enc.input_product(be, &enc_in);
             let step = infer(
                 be,

@@ -43,6 +43,14 @@ pub struct TrainArgs {
     /// the frame reads zeros and stops learning (false: the paper's normaliser).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     stable_filterbank: bool,
+    /// Whether the encoder reads the caption (eq. 12; true, the paper's). false:
+    /// the latents are inferred from the video alone, and only the decoder reads
+    /// the caption, so a caption never seen in training meets no part of the
+    /// model that learnt its slots together (docs/results.md). With
+    /// --warm-start from a model whose encoder reads it, the encoder starts
+    /// from that one's weights less the caption's.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    encoder_caption: bool,
     /// Binarised pixels (as the paper's NLL): a fresh Bernoulli sample of every
     /// training batch, one fixed sample of the test split. Generated digits
     /// only: refused with --data (binarisation is defined per digit image).
@@ -211,6 +219,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         canvas_init: None,
         draw_order: a.draw_order,
         objects: None,
+        encoder_caption: a.encoder_caption,
     };
     let products = a.products;
     if let Some(w) = products_warning(products, device, cpu_has_bf16()) {
