@@ -43,7 +43,9 @@ pub trait Backend {
     fn clamp_min(&mut self, a: &Self::Tensor, floor: f32) -> Self::Tensor;
     /// Sum over one axis, keeping it with size 1.
     fn sum_keepdim(&mut self, a: &Self::Tensor, axis: i64) -> Self::Tensor;
-    /// exp(a - max) / sum(exp(a - max)) over one axis.
+    /// exp(a - max) / sum(exp(a - max)) over one axis. Give the last axis as
+    /// -1: a recording backend writes it as one operation, any other axis as
+    /// its steps (backend/onnx.rs).
     fn softmax(&mut self, a: &Self::Tensor, axis: i64) -> Self::Tensor;
 
     fn reshape(&mut self, a: &Self::Tensor, shape: &[i64]) -> Self::Tensor;

@@ -14,7 +14,7 @@
 //! | `sigmoid`, `tanh`, `exp` | `Sigmoid`, `Tanh`, `Exp` |
 //! | `clamp_min(a, f)` | `Max(a, f)` |
 //! | `sum_keepdim` | `ReduceSum` (axes input, `keepdims = 1`) |
-//! | `softmax` | `Softmax` (axis attribute) |
+//! | `softmax` | over the last axis (given as -1): `Softmax`; over any other: `ReduceMax`, `Sub`, `Exp`, `ReduceSum`, `Div` |
 //! | `reshape` | `Reshape` (shape initializer, `-1` inferred) |
 //! | `narrow` | `Slice` (starts, ends, axes initializers) |
 //! | `concat`, `transpose`, `unsqueeze` | `Concat`, `Transpose`, `Unsqueeze` (axes input) |
@@ -396,8 +396,23 @@ impl Backend for OnnxRecorder {
         self.node("ReduceSum", &[a, &axes], vec![attr_int("keepdims", 1)])
     }
     fn softmax(&mut self, a: &Value, axis: i64) -> Value {
-        // Softmax-13: over the one axis given (negative axes count from the end).
-        self.node("Softmax", &[a], vec![attr_int("axis", axis)])
+        if axis == -1 {
+            // Softmax-13 over the last axis: one pass.
+            return self.node("Softmax", &[a], vec![attr_int("axis", axis)]);
+        }
+        // Any other axis (the recorder does not know ranks, so any axis not
+        // given as -1): ONNX Runtime's Softmax moves the axis last and back,
+        // which made the whole generation graph of a stable-filterbank model
+        // 1.3x slower (docs/benchmarks.md); written out it is not.
+        let max = self.node(
+            "ReduceMax",
+            &[a],
+            vec![attr_ints("axes", &[axis]), attr_int("keepdims", 1)],
+        );
+        let shifted = self.node("Sub", &[a, &max], vec![]);
+        let e = self.node("Exp", &[&shifted], vec![]);
+        let z = self.sum_keepdim(&e, axis);
+        self.node("Div", &[&e, &z], vec![])
     }
     fn reshape(&mut self, a: &Value, shape: &[i64]) -> Value {
         // ONNX reads 0 as "copy this dimension", libtorch as "size 0": refuse it.

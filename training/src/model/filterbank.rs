@@ -212,7 +212,7 @@ pub fn filterbank<B: Backend>(
     let mu = be.unsqueeze(&mu, 3); // [B, F, K, 1]
     let a = pixel_coords(be, size, 4, 3);
     let s2 = be.unsqueeze(sigma2, 3); // [B, F, 1, 1]
-    gaussian_rows(be, &mu, &a, &s2, 3, stable)
+    gaussian_rows(be, &mu, &a, &s2, -1, stable) // the pixel axis, 3, is the last
 }
 
 /// mu_u = g + (u - K/2 - 0.5) delta, u = 1..K (eq. 1, 2), for `g` and `delta`
@@ -242,7 +242,8 @@ fn pixel_coords<B: Backend>(be: &mut B, size: i64, rank: usize, axis: usize) -> 
 
 /// exp(-(a - mu)^2 / (2 sigma^2)) / Z (eq. 3, 4) for centres `mu`, pixel
 /// coordinates `a` and variances `sigma2` broadcast against one another, with Z
-/// the sum over the pixel axis `axis` (see [`filterbank`] for `stable`).
+/// the sum over the pixel axis `axis`, given as -1 where it is the last (see
+/// [`filterbank`] for `stable`, `Backend::softmax` for why -1).
 fn gaussian_rows<B: Backend>(
     be: &mut B,
     mu: &B::Tensor,
@@ -311,7 +312,7 @@ pub fn filterbanks_over_steps<B: Backend>(
     let mu = be.unsqueeze(&mu, 4); // [B, F, T, K, 1]
     let b = pixel_coords(be, geo.width, 5, 4);
     let s2 = be.unsqueeze(&sigma2, 4); // [B, F, T, 1, 1]
-    let f_col = gaussian_rows(be, &mu, &b, &s2, 4, geo.stable);
+    let f_col = gaussian_rows(be, &mu, &b, &s2, -1, geo.stable); // axis 4, the last
     (f_row_t, f_col)
 }
 
