@@ -223,11 +223,7 @@ pub fn loss_and_backward(
                 .each_ref()
                 .map(|g| Tensor::from_slice(g).view([batch, -1]));
             let r_hat = &r_x - r_shown;
-            encoder_input(
-                [&r_x, &r_hat],
-                &h_dec_prev,
-                s.as_ref().filter(|_| c.encoder_caption),
-            )
+            encoder_input(c, [&r_x, &r_hat], &h_dec_prev, s.as_ref())
         });
         let product = times_wx.times(&enc_in);
         let inferred = encoder.forward(&product, enc_prev, &eps.select(1, t as i64));
@@ -352,6 +348,7 @@ pub fn loss_and_backward(
         if t > 0 {
             dh_dec_after = Some(d_in.narrow(1, 2 * glimpse_size as i64, c.dec_size));
         }
+        // S's part of the input, where the encoder reads it (encoder_input).
         if s.is_some() && c.encoder_caption {
             let at = 2 * glimpse_size as i64 + c.dec_size;
             let d = d_in.narrow(1, at, d_in.size()[1] - at);

@@ -53,8 +53,10 @@ pub struct Inferred {
 
 /// The encoder LSTM's input [R^t, h_dec^{t-1}, S] (eq. 7, 12), [B, I]: the
 /// glimpses [r_x, r_hat] (read(x) and read(x_hat), [B, G, K, K] each), h_dec^{t-1}
-/// and the caption features.
+/// and the caption features, which it leaves out where the model's encoder does
+/// not read the caption (`ModelConfig::encoder_caption`).
 pub fn encoder_input(
+    c: &ModelConfig,
     [r_x, r_hat]: [&Tensor; 2],
     h_dec_prev: &Tensor,
     s: Option<&CaptionFeatures<Tensor>>,
@@ -62,7 +64,7 @@ pub fn encoder_input(
     let batch = r_x.size()[0];
     let (r_x, r_hat) = (r_x.reshape([batch, -1]), r_hat.reshape([batch, -1]));
     let mut parts = vec![&r_x, &r_hat, h_dec_prev];
-    if let Some(s) = s {
+    if let Some(s) = s.filter(|_| c.encoder_caption) {
         parts.push(&s.all);
     }
     Tensor::cat(&parts, 1)
@@ -211,11 +213,7 @@ impl SyncDraw {
                 .try_into()
                 .expect("one glimpse per video read");
             let r_hat = &r_x - r_shown;
-            let enc_in = encoder_input(
-                [&r_x, &r_hat],
-                &h_dec_prev,
-                s.as_ref().filter(|_| c.encoder_caption),
-            );
+            let enc_in = encoder_input(c, [&r_x, &r_hat], &h_dec_prev, s.as_ref());
             let input_product = enc.input_product(be, &enc_in);
             let step = infer(
                 be,

@@ -430,9 +430,6 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     })
 }
 
-/// Whether a run with these options trains with the fused canvas step:
-/// asked for, on a CPU with AVX2 and FMA (elsewhere the portable kernels would
-/// not beat libtorch), with f32 products, and a model the kernels take.
 fn slot_dropout_needs_slots() -> TrainError {
     TrainError::Invalid(
         "slot dropout hides caption slots, so it needs captions read by the slots encoder (--caption-encoder slots); this run has words or no captions: drop --slot-dropout or use slot captions".into(),
@@ -452,6 +449,9 @@ fn hide_slots(ids: Tensor, p: f64) -> Tensor {
     ids * keep.to_kind(kind)
 }
 
+/// Whether a run with these options trains with the fused canvas step:
+/// asked for, on a CPU with AVX2 and FMA (elsewhere the portable kernels would
+/// not beat libtorch), with f32 products, and a model the kernels take.
 pub fn uses_fused_step(opts: &TrainOptions, model: &ModelConfig) -> bool {
     opts.canvas_step == CanvasStep::Fused
         && opts.device == Device::Cpu
