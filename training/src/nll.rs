@@ -3,7 +3,7 @@
 use crate::batch::Batcher;
 use crate::model::SyncDraw;
 use serde::Serialize;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalResult {
@@ -15,6 +15,20 @@ pub struct EvalResult {
     pub iwae: Option<f64>,
     pub iwae_k: Option<usize>,
     pub videos: usize,
+    /// Where the NLL goes: L_X per frame and on the ink, KL per step.
+    pub parts: Parts,
+}
+
+/// [`crate::model::syncdraw::LossParts`] averaged over the evaluated videos, nats per video.
+#[derive(Debug, Clone, Serialize)]
+pub struct Parts {
+    /// The reconstruction term on the pixels that are on, sum x (-log p); the
+    /// rest of it is on the background.
+    pub reconstruction_ink: f64,
+    /// The reconstruction term of each frame.
+    pub reconstruction_per_frame: Vec<f64>,
+    /// The KL term of each drawing step.
+    pub kl_per_step: Vec<f64>,
 }
 
 /// Evaluates the first `limit` videos of `batcher` (all if None). The noise is
@@ -33,6 +47,9 @@ pub fn evaluate(
     let iwae_k = iwae_k.filter(|&k| k > 0);
     let n = limit.unwrap_or(batcher.data.len()).min(batcher.data.len());
     let (mut rec, mut kl, mut iw) = (0.0, 0.0, 0.0);
+    let mut ink = 0.0;
+    let mut per_frame = Tensor::zeros([c.frames], (Kind::Double, Device::Cpu));
+    let mut per_step = Tensor::zeros([c.timesteps], (Kind::Double, Device::Cpu));
     let _guard = tch::no_grad_guard();
     tch::manual_seed(seed as i64);
     let mut start = 0;
@@ -41,9 +58,16 @@ pub fn evaluate(
         let (x, ids) = batcher.batch(&idx);
         let b = idx.len() as i64;
         let eps = Tensor::randn([b, c.timesteps, c.z_dim], (Kind::Float, model.device()));
-        let loss = model.loss(&x, ids.as_ref(), &eps);
+        let (loss, parts) = model.loss_parts(&x, ids.as_ref(), &eps);
         rec += loss.reconstruction.sum(Kind::Double).double_value(&[]);
         kl += loss.kl.sum(Kind::Double).double_value(&[]);
+        ink += parts.ink.sum(Kind::Double).double_value(&[]);
+        let over_videos = |t: &Tensor| {
+            t.sum_dim_intlist([0].as_slice(), false, Kind::Double)
+                .to(Device::Cpu)
+        };
+        per_frame += over_videos(&parts.reconstruction);
+        per_step += over_videos(&parts.kl);
         if let Some(k) = iwae_k {
             // Each video repeated k times; log w = log p(x|z) + log p(z) - log q(z|x).
             let mut log_w = Vec::with_capacity(k);
@@ -73,5 +97,17 @@ pub fn evaluate(
         iwae: iwae_k.map(|_| iw / nf),
         iwae_k,
         videos: n,
+        parts: Parts {
+            reconstruction_ink: ink / nf,
+            reconstruction_per_frame: per_nats(&per_frame, nf),
+            kl_per_step: per_nats(&per_step, nf),
+        },
     }
+}
+
+/// The entries of a summed [K] tensor divided by the number of videos.
+fn per_nats(sum: &Tensor, videos: f64) -> Vec<f64> {
+    (0..sum.size()[0])
+        .map(|i| sum.double_value(&[i]) / videos)
+        .collect()
 }

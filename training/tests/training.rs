@@ -1574,6 +1574,72 @@ fn objects_on_layers_compose_one_object_drawings() {
     loss.nll().mean(Kind::Float).backward();
 }
 
+/// `eval`'s breakdown of the bound adds up, on one canvas and on layers: the
+/// frames' reconstruction terms sum to L_X, the steps' KL terms to L_Z, and the
+/// ink term is sum x (-log p) of the drawn video.
+#[test]
+fn the_parts_of_the_bound_add_up_on_one_canvas_and_on_layers() {
+    // Draws from libtorch's global generator: one test at a time.
+    let _serial = training_lock();
+    use syncdraw_training::model::SyncDraw;
+    tch::manual_seed(43);
+    let mut layered = tiny_captioned_config(2);
+    layered.draw_order = DrawOrder::Layers;
+    layered.timesteps *= 2;
+    for (config, ids) in [
+        (tiny_captioned_config(1), vec![4i64, 1]),
+        (layered, vec![4i64, 1, 8, 2]),
+    ] {
+        let model = SyncDraw::new(&config, Device::Cpu);
+        let ids = Tensor::from_slice(&ids).reshape([1, -1]).repeat([3, 1]);
+        let z = Tensor::randn(
+            [3, config.timesteps, config.z_dim],
+            (Kind::Float, Device::Cpu),
+        );
+        let x = Tensor::rand(
+            [3, config.frames, config.height, config.width],
+            (Kind::Float, Device::Cpu),
+        )
+        .round();
+        let (loss, parts) = tch::no_grad(|| model.loss_parts(&x, Some(&ids), &z));
+        let close = |a: &Tensor, b: &Tensor, what: &str| {
+            // relative, and absolute for terms near 0
+            let rel = ((a - b).abs() / (b.abs() + 1.0)).max().double_value(&[]);
+            assert!(rel < 1e-4, "{what} differ by {rel} (relative)");
+        };
+        let sum1 = |t: &Tensor| t.sum_dim_intlist([1].as_slice(), false, Kind::Float);
+        assert_eq!(parts.reconstruction.size(), [3, config.frames]);
+        assert_eq!(parts.kl.size(), [3, config.timesteps]);
+        close(
+            &sum1(&parts.reconstruction),
+            &loss.reconstruction,
+            "frames and L_X",
+        );
+        assert!(loss.kl.min().double_value(&[]) > 0.0);
+        close(&sum1(&parts.kl), &loss.kl, "steps and L_Z");
+        // The posterior at N(0, I): z = eps, so the drawn video is generate(eps).
+        tch::no_grad(|| {
+            for (name, mut v) in model.vs.variables() {
+                if name.starts_with("encoder.posterior") {
+                    let _ = v.zero_();
+                }
+            }
+        });
+        let (_, parts) = tch::no_grad(|| model.loss_parts(&x, Some(&ids), &z));
+        let (video, _) = model.generate(&z, Some(&ids));
+        let ink = (&x * video.squeeze_dim(2).clamp(1e-7, 1.0).log().neg())
+            .reshape([3, config.frames, -1])
+            .sum_dim_intlist([2].as_slice(), false, Kind::Float);
+        close(&parts.ink, &ink, "the ink terms");
+        let ink_share =
+            (parts.ink.sum(Kind::Float) / loss.reconstruction.sum(Kind::Float)).double_value(&[]);
+        assert!(
+            ink_share > 0.0 && ink_share < 1.0,
+            "ink is {ink_share} of L_X"
+        );
+    }
+}
+
 /// A one-digit run of `one_steps` steps in `one`, and the options of a
 /// two-digit run of `steps` steps in `two` warm-started from its checkpoint
 /// (returned as the second value).

@@ -55,7 +55,10 @@ pub fn union<B: Backend>(be: &mut B, layers: &[B::Tensor]) -> B::Tensor {
 /// log(1 - p) = -s and log p = log(-expm1(-s)), both stable. s is kept above
 /// 1e-12, where p ~ s would be 0.
 pub fn layered_bce(s: &Tensor, x: &Tensor) -> Tensor {
-    let s = s.clamp_min(1e-12);
-    let log_p = (-&s).expm1().neg().log();
-    -(x * log_p) + (1.0 - x) * s
+    x * layered_neg_log_p(s) + (1.0 - x) * s.clamp_min(1e-12)
+}
+
+/// -log p per pixel under p = 1 - exp(-s) ([`layered_bce`]'s ink term).
+pub fn layered_neg_log_p(s: &Tensor) -> Tensor {
+    s.clamp_min(1e-12).neg().expm1().neg().log().neg()
 }

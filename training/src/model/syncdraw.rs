@@ -1,5 +1,5 @@
 //! The full Sync-DRAW model and its loss (§3.1.5).
-use super::canvas::{composed, layer_mass, layered_bce};
+use super::canvas::{composed, layer_mass, layered_bce, layered_neg_log_p};
 use super::caption::CaptionFeatures;
 use super::config::{ModelConfig, Variant};
 use super::decoder::DecoderParams;
@@ -35,6 +35,47 @@ impl Loss {
     /// Negative ELBO per video, [B].
     pub fn nll(&self) -> Tensor {
         &self.reconstruction + &self.kl
+    }
+}
+
+/// Where the nats of a [`Loss`] go, for `eval`: per frame and per step.
+pub struct LossParts {
+    /// L_X per frame, [B, N].
+    pub reconstruction: Tensor,
+    /// The part of it on the video's ink, sum x (-log p), [B, N]: what is lost
+    /// drawing the object's pixels (the rest, sum (1 - x)(-log(1 - p)), is lost
+    /// on the background).
+    pub ink: Tensor,
+    /// KL_t of every step, [B, T].
+    pub kl: Tensor,
+}
+
+/// The model's last canvas, from which L_X is taken (eq. 10).
+enum LastCanvas {
+    /// c^T, the logits of one canvas: p = sigmoid(c^T).
+    Logits(Tensor),
+    /// The summed mass of every layer (canvas.rs): p = 1 - exp(-s).
+    Mass(Tensor),
+}
+
+impl LastCanvas {
+    /// Binary cross-entropy of x per pixel.
+    fn bce(&self, x: &Tensor) -> Tensor {
+        match self {
+            Self::Logits(c) => {
+                c.binary_cross_entropy_with_logits::<Tensor>(x, None, None, tch::Reduction::None)
+            }
+            Self::Mass(s) => layered_bce(s, x),
+        }
+    }
+
+    /// -log p per pixel.
+    fn neg_log_p(&self) -> Tensor {
+        match self {
+            // -log sigmoid(c) = softplus(-c)
+            Self::Logits(c) => (-c).softplus(),
+            Self::Mass(s) => layered_neg_log_p(s),
+        }
     }
 }
 
@@ -159,9 +200,43 @@ impl SyncDraw {
         x: &Tensor,
         caption: Option<&Tensor>,
         eps: &Tensor,
-        mut stats: Option<&mut WindowStats>,
+        stats: Option<&mut WindowStats>,
         products: Products,
     ) -> Loss {
+        self.run(x, caption, eps, stats, products).0
+    }
+
+    /// [`Self::loss`] with where its nats go ([`LossParts`]).
+    pub fn loss_parts(
+        &self,
+        x: &Tensor,
+        caption: Option<&Tensor>,
+        eps: &Tensor,
+    ) -> (Loss, LossParts) {
+        let (loss, last, kl_steps) = self.run(x, caption, eps, None, Products::F32);
+        let batch = x.size()[0];
+        let frames = self.config.frames;
+        let per_frame = |t: Tensor| {
+            t.reshape([batch, frames, -1])
+                .sum_dim_intlist([2].as_slice(), false, Kind::Float)
+        };
+        let parts = LossParts {
+            ink: per_frame(x * last.neg_log_p()),
+            reconstruction: per_frame(last.bce(x)),
+            kl: Tensor::stack(&kl_steps, 1),
+        };
+        (loss, parts)
+    }
+
+    /// The R-VAE's pass: the loss, the last canvas and every step's KL term.
+    fn run(
+        &self,
+        x: &Tensor,
+        caption: Option<&Tensor>,
+        eps: &Tensor,
+        mut stats: Option<&mut WindowStats>,
+        products: Products,
+    ) -> (Loss, LastCanvas, Vec<Tensor>) {
         let c = &self.config;
         let be = &mut TchBackend::with_products(self.device(), products);
         let dec = self.decoder.bind(be);
@@ -187,6 +262,7 @@ impl SyncDraw {
         let mut done: Option<Tensor> = None;
         let mut kl = Tensor::zeros([batch], (Kind::Float, self.device()));
         let mut log_q_over_p = Tensor::zeros([batch], (Kind::Float, self.device()));
+        let mut kl_steps = Vec::with_capacity(c.timesteps as usize);
         for t in 0..c.timesteps {
             if layered && c.starts_block(t) {
                 let mass = layer_mass(be, &canvas);
@@ -223,6 +299,7 @@ impl SyncDraw {
                 &eps.select(1, t),
             );
             kl += &step.kl;
+            kl_steps.push(step.kl.shallow_clone());
             log_q_over_p += &step.log_q_over_p;
             let (z, next_enc) = (step.z, step.enc);
             let next_dec = dec.step(be, &z, s.as_ref(), dec_state.as_ref(), t);
@@ -243,23 +320,20 @@ impl SyncDraw {
         }
         // L_X = BCE(x, sigmoid(c^T)) summed over pixels, computed from the logits
         // (from every layer's mass when objects are drawn on layers).
-        let bce = match &done {
-            None => canvas.binary_cross_entropy_with_logits::<Tensor>(
-                x,
-                None,
-                None,
-                tch::Reduction::None,
-            ),
-            Some(d) => layered_bce(&(d + layer_mass(be, &canvas)), x),
+        let last = match done {
+            None => LastCanvas::Logits(canvas),
+            Some(d) => LastCanvas::Mass(d + layer_mass(be, &canvas)),
         };
         let reconstruction =
-            bce.reshape([batch, -1])
+            last.bce(x)
+                .reshape([batch, -1])
                 .sum_dim_intlist([1].as_slice(), false, Kind::Float);
-        Loss {
+        let loss = Loss {
             reconstruction,
             kl,
             log_q_over_p,
-        }
+        };
+        (loss, last, kl_steps)
     }
 
     /// Decodes z [B, T, z_dim] (and caption ids) into video and canvases.

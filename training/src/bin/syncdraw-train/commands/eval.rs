@@ -10,7 +10,7 @@ use syncdraw_data::dataset::default_cache_dir;
 use syncdraw_data::Pixels;
 use syncdraw_training::batch::Batcher;
 use syncdraw_training::checkpoint;
-use syncdraw_training::nll::evaluate;
+use syncdraw_training::nll::{evaluate, Parts};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -88,6 +88,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         iwae_k: r.iwae_k,
         videos: r.videos,
         unit: "nats per video",
+        parts: r.parts,
     })
 }
 
@@ -118,4 +119,8 @@ struct EvalReport {
     iwae_k: Option<usize>,
     videos: usize,
     unit: &'static str,
+    /// Where the NLL goes: the reconstruction term on the ink and per frame,
+    /// the KL term per drawing step.
+    #[serde(flatten)]
+    parts: Parts,
 }
