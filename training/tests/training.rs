@@ -1575,8 +1575,9 @@ fn objects_on_layers_compose_one_object_drawings() {
 }
 
 /// `eval`'s breakdown of the bound adds up, on one canvas and on layers: the
-/// frames' reconstruction terms sum to L_X, the steps' KL terms to L_Z, and the
-/// ink term is sum x (-log p) of the drawn video.
+/// frames' reconstruction terms sum to L_X and are each frame's cross-entropy
+/// under the drawn video, the ink term is sum x (-log p) of it, and the steps'
+/// KL terms sum to L_Z, each at its own step.
 #[test]
 fn the_parts_of_the_bound_add_up_on_one_canvas_and_on_layers() {
     // Draws from libtorch's global generator: one test at a time.
@@ -1617,6 +1618,19 @@ fn the_parts_of_the_bound_add_up_on_one_canvas_and_on_layers() {
         );
         assert!(loss.kl.min().double_value(&[]) > 0.0);
         close(&sum1(&parts.kl), &loss.kl, "steps and L_Z");
+        // KL_t is step t's: other noise at step 1 leaves steps 0 and 1 as they
+        // were and changes the later ones.
+        let other = z.copy();
+        let _ = other.select(1, 1).fill_(3.0);
+        let (_, moved) = tch::no_grad(|| model.loss_parts(&x, Some(&ids), &other));
+        let step_diff = |t: i64| {
+            (parts.kl.select(1, t) - moved.kl.select(1, t))
+                .abs()
+                .max()
+                .double_value(&[])
+        };
+        assert!(step_diff(0) < 1e-6 && step_diff(1) < 1e-6);
+        assert!(step_diff(2) > 1e-6, "step 2's KL did not move");
         // The posterior at N(0, I): z = eps, so the drawn video is generate(eps).
         tch::no_grad(|| {
             for (name, mut v) in model.vs.variables() {
@@ -1627,10 +1641,20 @@ fn the_parts_of_the_bound_add_up_on_one_canvas_and_on_layers() {
         });
         let (_, parts) = tch::no_grad(|| model.loss_parts(&x, Some(&ids), &z));
         let (video, _) = model.generate(&z, Some(&ids));
-        let ink = (&x * video.squeeze_dim(2).clamp(1e-7, 1.0).log().neg())
-            .reshape([3, config.frames, -1])
-            .sum_dim_intlist([2].as_slice(), false, Kind::Float);
+        let per_frame = |t: Tensor| {
+            t.reshape([3, config.frames, -1])
+                .sum_dim_intlist([2].as_slice(), false, Kind::Float)
+        };
+        let p = video.squeeze_dim(2).clamp(1e-7, 1.0 - 1e-7);
+        let ink = per_frame(&x * p.log().neg());
+        let background =
+            per_frame(x.neg().g_add_scalar(1.0) * p.neg().g_add_scalar(1.0).log().neg());
         close(&parts.ink, &ink, "the ink terms");
+        close(
+            &parts.reconstruction,
+            &(&ink + background),
+            "the frames' reconstruction terms",
+        );
         let ink_share =
             (parts.ink.sum(Kind::Float) / loss.reconstruction.sum(Kind::Float)).double_value(&[]);
         assert!(

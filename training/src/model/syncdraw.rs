@@ -79,6 +79,24 @@ impl LastCanvas {
     }
 }
 
+/// What one pass of [`SyncDraw`] over its T steps leaves: the loss and what
+/// [`LossParts`] is made of.
+struct Pass {
+    loss: Loss,
+    /// L_X per frame, [B, N].
+    reconstruction_per_frame: Tensor,
+    last: LastCanvas,
+    /// KL_t of every step, each [B].
+    kl_steps: Vec<Tensor>,
+}
+
+/// A per-pixel term [B, N, ...] summed over each frame's pixels, [B, N].
+fn per_frame(t: Tensor, frames: i64) -> Tensor {
+    let batch = t.size()[0];
+    t.reshape([batch, frames, -1])
+        .sum_dim_intlist([2].as_slice(), false, Kind::Float)
+}
+
 /// One step of inference, t counting from 0: the encoder LSTM on the glimpses
 /// (eq. 7, 12), Q(Z^t | h_enc^t), the reparameterised draw z^t = mu + sigma eps^t,
 /// and the step's terms of the loss.
@@ -203,7 +221,7 @@ impl SyncDraw {
         stats: Option<&mut WindowStats>,
         products: Products,
     ) -> Loss {
-        self.run(x, caption, eps, stats, products).0
+        self.run(x, caption, eps, stats, products).loss
     }
 
     /// [`Self::loss`] with where its nats go ([`LossParts`]).
@@ -213,22 +231,16 @@ impl SyncDraw {
         caption: Option<&Tensor>,
         eps: &Tensor,
     ) -> (Loss, LossParts) {
-        let (loss, last, kl_steps) = self.run(x, caption, eps, None, Products::F32);
-        let batch = x.size()[0];
-        let frames = self.config.frames;
-        let per_frame = |t: Tensor| {
-            t.reshape([batch, frames, -1])
-                .sum_dim_intlist([2].as_slice(), false, Kind::Float)
-        };
+        let pass = self.run(x, caption, eps, None, Products::F32);
         let parts = LossParts {
-            ink: per_frame(x * last.neg_log_p()),
-            reconstruction: per_frame(last.bce(x)),
-            kl: Tensor::stack(&kl_steps, 1),
+            ink: per_frame(x * pass.last.neg_log_p(), self.config.frames),
+            reconstruction: pass.reconstruction_per_frame,
+            kl: Tensor::stack(&pass.kl_steps, 1),
         };
-        (loss, parts)
+        (pass.loss, parts)
     }
 
-    /// The R-VAE's pass: the loss, the last canvas and every step's KL term.
+    /// The R-VAE's pass over T steps.
     fn run(
         &self,
         x: &Tensor,
@@ -236,7 +248,7 @@ impl SyncDraw {
         eps: &Tensor,
         mut stats: Option<&mut WindowStats>,
         products: Products,
-    ) -> (Loss, LastCanvas, Vec<Tensor>) {
+    ) -> Pass {
         let c = &self.config;
         let be = &mut TchBackend::with_products(self.device(), products);
         let dec = self.decoder.bind(be);
@@ -324,16 +336,19 @@ impl SyncDraw {
             None => LastCanvas::Logits(canvas),
             Some(d) => LastCanvas::Mass(d + layer_mass(be, &canvas)),
         };
+        let reconstruction_per_frame = per_frame(last.bce(x), c.frames);
         let reconstruction =
-            last.bce(x)
-                .reshape([batch, -1])
-                .sum_dim_intlist([1].as_slice(), false, Kind::Float);
-        let loss = Loss {
-            reconstruction,
-            kl,
-            log_q_over_p,
-        };
-        (loss, last, kl_steps)
+            reconstruction_per_frame.sum_dim_intlist([1].as_slice(), false, Kind::Float);
+        Pass {
+            loss: Loss {
+                reconstruction,
+                kl,
+                log_q_over_p,
+            },
+            reconstruction_per_frame,
+            last,
+            kl_steps,
+        }
     }
 
     /// Decodes z [B, T, z_dim] (and caption ids) into video and canvases.
