@@ -62,15 +62,21 @@ fn bit(rng: &mut impl Rng, x: u8) -> u8 {
 /// once and rendered into every frame (data/bouncing.rs): the video's pixels are
 /// 0 or 255. Deterministic in `seed`; track k's image uses its own stream.
 pub fn video(spec: &VideoSpec, digits: &Digits, tracks: &[Track], seed: u64) -> Vec<u8> {
-    let images: Vec<[u8; PIXELS]> = tracks
+    let images = digit_samples(digits, tracks, seed);
+    render_images(spec, tracks, |k, _| &images[k])
+}
+
+/// The binarised digit images [`video`] draws for these tracks with `seed`, one
+/// per track (0 or 255), before they are placed in the frames.
+pub fn digit_samples(digits: &Digits, tracks: &[Track], seed: u64) -> Vec<[u8; PIXELS]> {
+    tracks
         .iter()
         .enumerate()
         .map(|(k, t)| {
             let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, k as u64));
             digits.images[t.image].map(|x| bit(&mut rng, x))
         })
-        .collect();
-    render_images(spec, tracks, |k, _| &images[k])
+        .collect()
 }
 
 /// A seed for stream `b` of seed `a` (SplitMix64's finaliser).

@@ -11,7 +11,7 @@
 use super::bouncing::{
     contents, image_pools, make_tracks, render, Content, Split, Track, VideoSpec,
 };
-use super::mnist::{DigitSource, Digits, DigitsError};
+use super::mnist::{DigitSource, Digits, DigitsError, PIXELS};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -120,8 +120,20 @@ impl Dataset {
             config: self.config.clone(),
             split: self.split,
             videos: self.videos.clone(),
-            pixels: self.binarized_videos(digits, 0..self.len(), self.config.seed ^ 0xb1a7),
+            pixels: self.binarized_videos(digits, 0..self.len(), self.binarization_seed()),
         }
+    }
+
+    /// The binarised digit images of video `i` as [`Dataset::binarized`] draws
+    /// them, one per track, before they are placed in the frames.
+    pub fn binarized_digits(&self, digits: &Digits, i: usize) -> Vec<[u8; PIXELS]> {
+        let seed = super::binarize::mix(self.binarization_seed(), i as u64);
+        super::binarize::digit_samples(digits, &self.videos[i].tracks, seed)
+    }
+
+    /// The seed of [`Dataset::binarized`]'s fixed sample.
+    fn binarization_seed(&self) -> u64 {
+        self.config.seed ^ 0xb1a7
     }
 
     /// Binarised pixels of the videos `indices`, video `j` of them sampled with
@@ -299,4 +311,32 @@ pub fn default_cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"))
         .join("syncdraw")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bouncing::render_images;
+
+    #[test]
+    fn the_binarised_digits_of_a_video_are_those_its_binarised_pixels_show() {
+        // Ten images per class, grey values that differ from image to image.
+        let images = (0..100)
+            .map(|n| std::array::from_fn(|i| ((i * 31 + n * 17) % 256) as u8))
+            .collect();
+        let digits = Digits {
+            images,
+            labels: (0..100).map(|n| (n % 10) as u8).collect(),
+        };
+        let mut config = DatasetConfig::new(2);
+        config.test_size = 20;
+        let d = Dataset::generate(&config, &digits, Split::Test).expect("generated");
+        let b = d.binarized(&digits);
+        for i in 0..d.len() {
+            let samples = d.binarized_digits(&digits, i);
+            assert_eq!(samples.len(), 2);
+            let drawn = render_images(&config.video, &d.videos[i].tracks, |k, _| &samples[k]);
+            assert_eq!(drawn, b.video(i), "video {i}");
+        }
+    }
 }

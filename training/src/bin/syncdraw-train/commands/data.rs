@@ -6,9 +6,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use syncdraw_data::folder::{import, ImportOptions};
+use syncdraw_data::overlap::overlap;
 use syncdraw_data::shapes;
 use syncdraw_data::video_io::{encode_mp4, FrameRule, FrameSpec};
-use syncdraw_data::{Dataset, Split};
+use syncdraw_data::{Dataset, Digits, Split};
 use syncdraw_format::Grammar;
 
 #[derive(Args)]
@@ -45,6 +46,11 @@ pub struct DataArgs {
     /// Videos per (colour, shape, motion) combination for --make-shapes.
     #[arg(long, default_value_t = 10)]
     shapes_per_combination: usize,
+    /// Also print, for each split binarised as `eval` binarises the test split,
+    /// what overlapping digits hide: pixels covered twice, and digit pixels
+    /// covered in every frame (whose value no frame shows), per video.
+    #[arg(long, conflicts_with_all = ["videos", "make_shapes"])]
+    overlap: bool,
 }
 
 pub fn run(a: DataArgs) -> Result<()> {
@@ -94,8 +100,39 @@ pub fn run(a: DataArgs) -> Result<()> {
             captions.len(),
             captions.first()
         );
+        if a.overlap {
+            let digits = Digits::load(&config.source)?;
+            println!("{}", serde_json::to_string(&overlap_summary(&d, &digits))?);
+        }
     }
     Ok(())
+}
+
+/// Means per video of what the digits of `d`'s binarised videos hide of each
+/// other (data/overlap.rs), and ln 2 nats per hidden pixel: the most their
+/// values can carry.
+fn overlap_summary(d: &Dataset, digits: &Digits) -> serde_json::Value {
+    let n = d.len().max(1) as f64;
+    let mut sum = [0usize; 4];
+    for (i, v) in d.videos.iter().enumerate() {
+        let o = overlap(&d.config.video, &v.tracks, &d.binarized_digits(digits, i));
+        for (s, x) in sum
+            .iter_mut()
+            .zip([o.ink, o.covered_twice, o.hidden, o.hidden_ink])
+        {
+            *s += x;
+        }
+    }
+    let hidden = sum[2] as f64 / n;
+    serde_json::json!({
+        "split": format!("{:?}", d.split),
+        "videos": d.len(),
+        "ink_pixels": sum[0] as f64 / n,
+        "pixels_covered_twice": sum[1] as f64 / n,
+        "hidden_pixels": hidden,
+        "hidden_ink_pixels": sum[3] as f64 / n,
+        "hidden_nats_at_most": hidden * std::f64::consts::LN_2,
+    })
 }
 
 /// The moving-shapes videos as MP4 files (10 frames per second) with their
