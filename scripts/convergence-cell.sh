@@ -26,7 +26,10 @@
 # EMA_DECAY (off by default): keep a moving average of the weights with this
 # decay (`train --ema-decay`), evaluated beside them at every chunk's end
 # (`test_nll_average` in metrics.jsonl); given to a resumed run, it starts one.
-# The weights to commit when it stops:
+# The checkpoint is written over every 100 steps, so the weights of every chunk's
+# end (where the test NLL is taken) are kept as RUN_DIR/weights-step-N.safetensors
+# (N the run's own step count; about 12 MB each): commit the one a figure is of.
+# The same by hand:
 #   syncdraw-train weights --checkpoint RUN_DIR/checkpoint.safetensors --out W
 # (with --average, the moving average where the run keeps one)
 set -euo pipefail
@@ -45,6 +48,15 @@ fi
 meta=$(cd "$(dirname "$0")" && pwd)/checkpoint-meta.py
 plateau=$(cd "$(dirname "$0")" && pwd)/lr-plateau.py
 
+# The weights of the checkpoint's step, unless they are kept already.
+keep_weights() {
+    [ -e "$run/checkpoint.safetensors" ] || return 0
+    local at
+    at=$(python3 "$meta" "$run/checkpoint.safetensors" step)
+    [ -e "$run/weights-step-$at.safetensors" ] ||
+        "$bin" weights --checkpoint "$run/checkpoint.safetensors" --out "$run/weights-step-$at.safetensors"
+}
+
 while [ ! -e "$run/STOP" ]; do
     if [ ! -e "$run/checkpoint.safetensors" ]; then
         if [ "$start" = fresh ]; then
@@ -55,6 +67,7 @@ while [ ! -e "$run/STOP" ]; do
             "$bin" --threads "$threads" train --run-dir "$run" --init-from "$start" --seed 2 \
                 --steps "$chunk" "${common[@]}" "$@"
         fi
+        keep_weights
         continue
     fi
     read -r step secs before < <(python3 "$meta" "$run/checkpoint.safetensors" step train_seconds steps_before)
@@ -82,5 +95,6 @@ while [ ! -e "$run/STOP" ]; do
     fi
     "$bin" --threads "$threads" train --run-dir "$run" --resume --steps "$next" \
         --max-minutes "$minutes" "${common[@]}" "${lr[@]}"
+    keep_weights
 done
 echo "[cell] $run/STOP found: stopped"
