@@ -8,8 +8,8 @@
 //! it only if it is covered in *every* frame. Those pixels are the digit shape
 //! the union cannot tell a model about; each is one binary value, so they carry
 //! at most ln 2 nats each. This bounds how far below twice one digit's entropy a
-//! two-digit video's can go through what overlaps hide (docs/results.md, "Where
-//! two digits lose").
+//! two-digit video's can go through what overlaps hide (docs/results.md, "What
+//! two digits hide of each other").
 use super::bouncing::{Track, VideoSpec};
 use super::mnist::{DIGIT_SIZE, PIXELS};
 
@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn digits_on_top_of_each_other_in_every_frame_hide_what_the_other_covers() {
         // The same place in both frames: a has ink in rows 0-9, b in rows 5-19.
-        // b covers 20 rows of a's image (ink or not), a covers 10 rows of b's.
+        // b's ink covers 15 rows of a's image (ink or not), a's covers 10 rows of b's.
         let (a, b) = (rows(0..10), rows(5..20));
         let tracks = [track(&[(3, 4), (3, 4)]), track(&[(3, 4), (3, 4)])];
         let o = overlap(&spec(2), &tracks, &[a, b]);
