@@ -10,10 +10,10 @@
 //! at most ln 2 nats each. This bounds how far below twice one digit's entropy a
 //! two-digit video's can go through what overlaps hide (docs/results.md, "What
 //! two digits hide of each other").
-use super::bouncing::{Track, VideoSpec};
+use super::bouncing::{render_images, Track, VideoSpec};
 use super::mnist::{DIGIT_SIZE, PIXELS};
 
-/// Overlap counts of one video, in pixels.
+/// Overlap counts of one video, in pixels (or their sums over videos).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Overlap {
     /// Ink pixels of the video's digit images (each image counted once).
@@ -27,22 +27,29 @@ pub struct Overlap {
     pub hidden_ink: usize,
 }
 
+impl std::ops::Add for Overlap {
+    type Output = Overlap;
+    fn add(self, o: Overlap) -> Overlap {
+        Overlap {
+            ink: self.ink + o.ink,
+            covered_twice: self.covered_twice + o.covered_twice,
+            hidden: self.hidden + o.hidden,
+            hidden_ink: self.hidden_ink + o.hidden_ink,
+        }
+    }
+}
+
 /// Counts what the digits `images` (binary, 0 or non-zero, one per track) hide
 /// of each other when placed along `tracks` in frames of `spec`.
 pub fn overlap(spec: &VideoSpec, tracks: &[Track], images: &[[u8; PIXELS]]) -> Overlap {
     let s = spec.size;
-    // How many digits' ink covers each pixel of each frame.
-    let mut count = vec![0u8; spec.frames * s * s];
-    for (track, img) in tracks.iter().zip(images) {
-        for (f, &(r0, c0)) in track.positions.iter().enumerate().take(spec.frames) {
-            for (i, &v) in img.iter().enumerate() {
-                if v != 0 {
-                    let (r, c) = (r0 as usize + i / DIGIT_SIZE, c0 as usize + i % DIGIT_SIZE);
-                    count[f * s * s + r * s + c] += 1;
-                }
-            }
-        }
-    }
+    // How many digits' ink covers each pixel of each frame: rendering adds the
+    // digits, here as ones on their ink.
+    let ones: Vec<[u8; PIXELS]> = images
+        .iter()
+        .map(|img| img.map(|v| u8::from(v != 0)))
+        .collect();
+    let count = render_images(spec, tracks, |k, _| &ones[k]);
     let mut out = Overlap {
         ink: images.iter().flatten().filter(|&&v| v != 0).count(),
         covered_twice: count.iter().filter(|&&n| n >= 2).count(),
@@ -52,16 +59,10 @@ pub fn overlap(spec: &VideoSpec, tracks: &[Track], images: &[[u8; PIXELS]]) -> O
         for (i, &v) in img.iter().enumerate() {
             let own = u8::from(v != 0);
             // Covered by another digit in every frame: the others' count there is at least 1.
-            let hidden =
-                track
-                    .positions
-                    .iter()
-                    .enumerate()
-                    .take(spec.frames)
-                    .all(|(f, &(r0, c0))| {
-                        let (r, c) = (r0 as usize + i / DIGIT_SIZE, c0 as usize + i % DIGIT_SIZE);
-                        count[f * s * s + r * s + c] > own
-                    });
+            let hidden = track.positions.iter().enumerate().all(|(f, &(r0, c0))| {
+                let (r, c) = (r0 as usize + i / DIGIT_SIZE, c0 as usize + i % DIGIT_SIZE);
+                count[f * s * s + r * s + c] > own
+            });
             if hidden && !track.positions.is_empty() {
                 out.hidden += 1;
                 out.hidden_ink += usize::from(own == 1);

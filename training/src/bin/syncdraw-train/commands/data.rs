@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use syncdraw_data::folder::{import, ImportOptions};
-use syncdraw_data::overlap::overlap;
+use syncdraw_data::overlap::{overlap, Overlap};
 use syncdraw_data::shapes;
 use syncdraw_data::video_io::{encode_mp4, FrameRule, FrameSpec};
 use syncdraw_data::{Dataset, Digits, Split};
@@ -89,6 +89,11 @@ pub fn run(a: DataArgs) -> Result<()> {
         return Ok(());
     }
     let config = a.data.config()?;
+    let digits = if a.overlap {
+        Some(Digits::load(&config.source)?)
+    } else {
+        None
+    };
     for split in [Split::Train, Split::Test] {
         let d = Dataset::load_or_generate(&config, split, &a.data.cache())?;
         let mut captions: Vec<&str> = d.videos.iter().map(|v| v.caption.as_str()).collect();
@@ -100,9 +105,8 @@ pub fn run(a: DataArgs) -> Result<()> {
             captions.len(),
             captions.first()
         );
-        if a.overlap {
-            let digits = Digits::load(&config.source)?;
-            println!("{}", serde_json::to_string(&overlap_summary(&d, &digits))?);
+        if let Some(digits) = &digits {
+            println!("{}", serde_json::to_string(&overlap_summary(&d, digits))?);
         }
     }
     Ok(())
@@ -113,24 +117,21 @@ pub fn run(a: DataArgs) -> Result<()> {
 /// values can carry.
 fn overlap_summary(d: &Dataset, digits: &Digits) -> serde_json::Value {
     let n = d.len().max(1) as f64;
-    let mut sum = [0usize; 4];
-    for (i, v) in d.videos.iter().enumerate() {
-        let o = overlap(&d.config.video, &v.tracks, &d.binarized_digits(digits, i));
-        for (s, x) in sum
-            .iter_mut()
-            .zip([o.ink, o.covered_twice, o.hidden, o.hidden_ink])
-        {
-            *s += x;
-        }
-    }
-    let hidden = sum[2] as f64 / n;
+    let sum = d
+        .videos
+        .iter()
+        .enumerate()
+        .fold(Overlap::default(), |sum, (i, v)| {
+            sum + overlap(&d.config.video, &v.tracks, &d.binarized_digits(digits, i))
+        });
+    let hidden = sum.hidden as f64 / n;
     serde_json::json!({
         "split": format!("{:?}", d.split),
         "videos": d.len(),
-        "ink_pixels": sum[0] as f64 / n,
-        "pixels_covered_twice": sum[1] as f64 / n,
+        "ink_pixels": sum.ink as f64 / n,
+        "pixels_covered_twice": sum.covered_twice as f64 / n,
         "hidden_pixels": hidden,
-        "hidden_ink_pixels": sum[3] as f64 / n,
+        "hidden_ink_pixels": sum.hidden_ink as f64 / n,
         "hidden_nats_at_most": hidden * std::f64::consts::LN_2,
     })
 }
