@@ -19,8 +19,7 @@ fn renders_many_captions_and_goes_on_past_a_bad_one() {
     init();
     batch_render::init().expect("init");
     let model = caption_model();
-    let out_dir = std::env::temp_dir().join(format!("syncdraw-batch-{}", std::process::id()));
-    std::fs::create_dir_all(&out_dir).expect("create the output directory");
+    let out_dir = fresh_dir("syncdraw-batch");
     let opts = Options {
         out_dir: out_dir.clone(),
         model: Some(model.path.clone()),
@@ -95,6 +94,7 @@ fn renders_many_captions_and_goes_on_past_a_bad_one() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    let _ = std::fs::remove_dir_all(&out_dir);
 }
 
 #[test]
@@ -170,9 +170,7 @@ fn shards_partition_the_captions_and_a_rerun_skips_what_is_done() {
     init();
     batch_render::init().expect("init");
     let model = synth("synth1-caption.onnx");
-    let out_dir = std::env::temp_dir().join(format!("syncdraw-shards-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out_dir);
-    std::fs::create_dir_all(&out_dir).expect("create the output directory");
+    let out_dir = fresh_dir("syncdraw-shards");
     let captions: Vec<String> = (0..7)
         .map(|i| {
             format!(
@@ -301,9 +299,7 @@ fn batched_captions_match_single_caption_renders_of_the_same_seed() {
     init();
     batch_render::init().expect("init");
     let model = caption_model();
-    let out_dir = std::env::temp_dir().join(format!("syncdraw-batched-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out_dir);
-    std::fs::create_dir_all(&out_dir).expect("create the output directory");
+    let out_dir = fresh_dir("syncdraw-batched");
     let captions: Vec<String> = [
         "digit 3 is moving up and down",
         "digit 8 is moving left and right",

@@ -842,8 +842,7 @@ fn model_selection_rule() {
 #[test]
 fn model_selection_skips_and_reports_broken_models() {
     init();
-    let dir = std::env::temp_dir().join(format!("syncdraw-select-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("syncdraw-select-bad");
     for (from, to) in [
         ("bad/bad-version.onnx", "a-version.onnx"),
         ("bad/bad-grammar-length.onnx", "b-length.onnx"),

@@ -19,6 +19,17 @@ pub fn init() {
     });
 }
 
+/// An empty directory for one test's files, `NAME-PID` under the temporary
+/// directory. Whatever an earlier process with the same id left there is removed
+/// first (process ids repeat across fresh machines and containers), so a test
+/// never finds the files of another run.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a test directory");
+    dir
+}
+
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
