@@ -498,7 +498,7 @@ fn missing_onnx_runtime_names_the_search() {
     assert!(text.contains("/nonexistent/libonnxruntime.so.1"), "{text}");
 
     // Without the venv (an empty home), every place looked at is named.
-    let home = tmp_dir("empty-home");
+    let home = fresh_dir("syncdraw-empty-home");
     let mut cmd = gst_tool("gst-launch-1.0");
     cmd.env("HOME", &home).env_remove("XDG_CACHE_HOME");
     args(&mut cmd);
