@@ -66,6 +66,17 @@ pub fn video(spec: &VideoSpec, digits: &Digits, tracks: &[Track], seed: u64) -> 
     render_images(spec, tracks, |k, _| &images[k])
 }
 
+/// Each track of [`video`] alone, in the video's order (track k is the k-th
+/// object of its caption): the same binarised digit images, one video of N
+/// frames per track, concatenated. Their union (pixel-wise maximum) is
+/// [`video`]'s pixels.
+pub fn object_videos(spec: &VideoSpec, digits: &Digits, tracks: &[Track], seed: u64) -> Vec<u8> {
+    let images = digit_samples(digits, tracks, seed);
+    (0..tracks.len())
+        .flat_map(|k| render_images(spec, &tracks[k..=k], |_, _| &images[k]))
+        .collect()
+}
+
 /// The binarised digit images [`video`] draws for these tracks with `seed`, one
 /// per track (0 or 255), before they are placed in the frames.
 pub fn digit_samples(digits: &Digits, tracks: &[Track], seed: u64) -> Vec<[u8; PIXELS]> {

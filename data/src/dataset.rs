@@ -157,6 +157,27 @@ impl Dataset {
         out
     }
 
+    /// Every object of the videos `indices` alone, binarised with the samples
+    /// [`Dataset::binarized_videos`] draws for them with the same `seed`: per
+    /// video, one video per track in caption order ([B, objects, N, size, size]).
+    pub fn binarized_object_videos(
+        &self,
+        digits: &Digits,
+        indices: impl IntoIterator<Item = usize>,
+        seed: u64,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (j, i) in indices.into_iter().enumerate() {
+            out.extend(super::binarize::object_videos(
+                &self.config.video,
+                digits,
+                &self.videos[i].tracks,
+                super::binarize::mix(seed, j as u64),
+            ));
+        }
+        out
+    }
+
     /// The entropy of binarising these videos (data/binarize.rs): the floor of
     /// any model's NLL on their binarised pixels, nats per video.
     pub fn binarization_entropy(&self, digits: &Digits) -> f64 {
@@ -337,6 +358,56 @@ mod tests {
             assert_eq!(samples.len(), 2);
             let drawn = render_images(&config.video, &d.videos[i].tracks, |k, _| &samples[k]);
             assert_eq!(drawn, b.video(i), "video {i}");
+        }
+    }
+
+    #[test]
+    fn the_objects_of_a_binarised_video_are_its_digits_alone_in_caption_order() {
+        let images = (0..100)
+            .map(|n| std::array::from_fn(|i| ((i * 29 + n * 13) % 256) as u8))
+            .collect();
+        let digits = Digits {
+            images,
+            labels: (0..100).map(|n| (n % 10) as u8).collect(),
+        };
+        let mut config = DatasetConfig::new(2);
+        config.test_size = 20;
+        let d = Dataset::generate(&config, &digits, Split::Test).expect("generated");
+        let indices = [3, 0, 17, 3];
+        let videos = d.binarized_videos(&digits, indices, 99);
+        let objects = d.binarized_object_videos(&digits, indices, 99);
+        let n = d.video_len();
+        assert_eq!(objects.len(), 2 * videos.len());
+        for (j, &i) in indices.iter().enumerate() {
+            let video = &videos[j * n..(j + 1) * n];
+            let [first, second] = [0, 1].map(|k| &objects[(2 * j + k) * n..(2 * j + k + 1) * n]);
+            // On binary pixels adding and clipping is the union.
+            let union: Vec<u8> = first.iter().zip(second).map(|(&a, &b)| a.max(b)).collect();
+            assert_eq!(union, video, "video {i}");
+            // Each is its track alone: no ink outside that digit's squares.
+            for (k, object) in [first, second].into_iter().enumerate() {
+                let track = &d.videos[i].tracks[k];
+                let ones = [255u8; PIXELS];
+                let footprint =
+                    render_images(&config.video, std::slice::from_ref(track), |_, _| &ones);
+                assert!(object
+                    .iter()
+                    .zip(&footprint)
+                    .all(|(&p, &f)| p == 0 || f == 255));
+                assert!(object.contains(&255), "object {k} of video {i} is empty");
+                // Caption order: the k-th digit named is the k-th object's class.
+                let caption = &d.videos[i].caption;
+                let named: Vec<&str> = caption.split_whitespace().collect();
+                let label = digits.labels[track.image].to_string();
+                assert_eq!(
+                    named
+                        .iter()
+                        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+                        .nth(k),
+                    Some(&label.as_str()),
+                    "{caption}"
+                );
+            }
         }
     }
 }

@@ -63,6 +63,35 @@ impl<'a> Batcher<'a> {
         Some((self.videos(&pixels, indices.len()), self.ids(indices)))
     }
 
+    /// Every object of the videos of [`Batcher::binarized_batch`] (same
+    /// `seed`) alone, in caption order: [B, objects, N, A, B] in {0, 1}. None
+    /// for a folder set.
+    pub fn binarized_objects(
+        &self,
+        indices: &[usize],
+        digits: &Digits,
+        seed: u64,
+    ) -> Option<Tensor> {
+        let data = self.data.generated()?;
+        let pixels = data.binarized_object_videos(digits, indices.iter().copied(), seed);
+        let objects = (pixels.len() / (indices.len() * self.data.video_len()).max(1)) as i64;
+        let v = self.data.shape();
+        let shape = [
+            indices.len() as i64,
+            objects,
+            v.frames as i64,
+            v.height as i64,
+            v.width as i64,
+        ];
+        Some(
+            Tensor::from_slice(&pixels)
+                .reshape(shape)
+                .to_device(self.device)
+                .to_kind(Kind::Float)
+                / 255.0,
+        )
+    }
+
     fn videos(&self, pixels: &[u8], count: usize) -> Tensor {
         let v = self.data.shape();
         let (n, c, h, w) = (

@@ -88,6 +88,14 @@ pub struct Meta {
     /// generation always read the whole caption. A resumed run keeps it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub slot_dropout: f64,
+    /// The weight of the layer-target term in the training objective (`train
+    /// --layer-targets`; model/canvas.rs, `layer_target_loss`): each layer of a
+    /// model that draws objects on layers is also scored alone against its
+    /// object's own video. 0 (none) in checkpoints written before it was
+    /// recorded. Evaluation always uses the ELBO. A resumed run keeps it unless
+    /// `--layer-targets` gives another.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub layer_targets: f64,
     /// Adam's learning rate (`train --lr`). A resumed run, and a run started from
     /// these weights with `--init-from`, keep it unless `--lr` gives another (a
     /// lower rate where the test NLL has flattened). Checkpoints written before

@@ -348,7 +348,9 @@ fn assert_same_gradients(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)], tol
     }
 }
 
-fn compare_steps(config: ModelConfig, kernels: Kernels) {
+/// The plain and fused steps of `config` agree; with `weight`, both with layer
+/// targets (random objects' videos of two objects) of that weight.
+fn compare_steps(config: ModelConfig, kernels: Kernels, weight: Option<f64>) {
     assert!(step::supported(&config));
     tch::manual_seed(11);
     let model = SyncDraw::new(&config, Device::Cpu);
@@ -363,18 +365,26 @@ fn compare_steps(config: ModelConfig, kernels: Kernels) {
         _ => Tensor::from_slice(&[4i64, 1, 8, 0, 2, 0, 7, 1]).reshape([2, 4]),
     });
     let kl_weight = 1.5;
+    let targets = weight.map(|w| {
+        (
+            Tensor::rand([B, 2, N, S, S], (Kind::Float, Device::Cpu)).round(),
+            w,
+        )
+    });
 
     let mut plain_stats = WindowStats::default();
-    let plain = model.loss_observed(
-        &x,
-        ids.as_ref(),
-        &eps,
-        Some(&mut plain_stats),
-        syncdraw_training::backend::tch_backend::Products::F32,
-    );
-    (&plain.reconstruction + &plain.kl * kl_weight)
-        .mean(Kind::Float)
-        .backward();
+    let products = syncdraw_training::backend::tch_backend::Products::F32;
+    let plain = match &targets {
+        Some((t, _)) => {
+            model.loss_with_targets(&x, ids.as_ref(), &eps, Some(&mut plain_stats), products, t)
+        }
+        None => model.loss_observed(&x, ids.as_ref(), &eps, Some(&mut plain_stats), products),
+    };
+    let mut objective = &plain.reconstruction + &plain.kl * kl_weight;
+    if let (Some(layer), Some((_, w))) = (&plain.layer_targets, &targets) {
+        objective += layer * *w;
+    }
+    objective.mean(Kind::Float).backward();
     let plain_grads = gradients(&model);
     zero_grads(&model);
 
@@ -390,13 +400,24 @@ fn compare_steps(config: ModelConfig, kernels: Kernels) {
         ids.as_ref(),
         &eps,
         kl_weight,
+        targets.as_ref().map(|(t, w)| (t, *w)),
         Some(&mut fused_stats),
     );
     let fused_grads = gradients(&model);
     let first = {
         tch::manual_seed(11);
         let fresh = SyncDraw::new(&config, Device::Cpu);
-        step::loss_and_backward(&fresh, &mut canvas, &x, ids.as_ref(), &eps, kl_weight, None);
+        let targets = targets.as_ref().map(|(t, w)| (t, *w));
+        step::loss_and_backward(
+            &fresh,
+            &mut canvas,
+            &x,
+            ids.as_ref(),
+            &eps,
+            kl_weight,
+            targets,
+            None,
+        );
         gradients(&fresh)
     };
     let what = format!("{:?} {kernels:?}", config.variant);
@@ -417,6 +438,14 @@ fn compare_steps(config: ModelConfig, kernels: Kernels) {
             "{:?} {kernels:?}: {what} differs by {d:e}",
             config.variant
         );
+    }
+    match (&plain.layer_targets, &fused.layer_targets) {
+        (Some(a), Some(b)) => {
+            let d = rel_diff(&values(a), &values(b));
+            assert!(d < 1e-5, "{what}: the layer-target term differs by {d:e}");
+        }
+        (None, None) => assert!(targets.is_none()),
+        _ => panic!("{what}: only one step has the layer-target term"),
     }
     assert_same_gradients(&plain_grads, &fused_grads, 1e-4, &what);
     let (p, f) = (
@@ -469,8 +498,12 @@ fn the_fused_training_step_has_the_plain_steps_loss_and_gradients() {
     ];
     for kernels in [Kernels::detect(), Kernels::Portable] {
         for config in &configs {
-            compare_steps(config.clone(), kernels);
+            compare_steps(config.clone(), kernels, None);
         }
+        // Layer targets (`train --layer-targets`): every layer scored alone
+        // against its object's video, in the loss and in every gradient.
+        let layers = on_layers(DrawOrder::Layers, true, DecoderKind::WhatWhere);
+        compare_steps(layers, kernels, Some(0.7));
     }
 }
 
@@ -511,6 +544,7 @@ fn small_run(
         freeze_decoder: false,
         kl_weight: 1.0,
         slot_dropout: 0.0,
+        layer_targets: None,
         products: syncdraw_training::backend::tch_backend::Products::F32,
         canvas_step,
         ema_decay: None,

@@ -275,6 +275,7 @@ fn options(run_dir: &Path, set: &Path, channels: i64, steps: u64) -> TrainOption
         freeze_decoder: false,
         kl_weight: 1.0,
         slot_dropout: 0.0,
+        layer_targets: None,
         products: Products::F32,
         canvas_step: Default::default(),
         ema_decay: None,

@@ -707,6 +707,7 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         freeze_decoder: false,
         kl_weight: 1.0,
         slot_dropout: 0.0,
+        layer_targets: None,
         products: Products::F32,
         canvas_step: Default::default(),
         ema_decay: None,
@@ -759,6 +760,91 @@ fn tiny_model_learns_loss_falls_by_1_4x() {
     for f in ["config.json", "checkpoint.safetensors"] {
         assert!(run.path().join(f).exists(), "run dir lacks {f}");
     }
+}
+
+/// Layer targets (`train --layer-targets`): a captioned two-digit run on
+/// layers trains with them (the term logged, its weight recorded and kept on
+/// resume, the weights other than without them, the same with weight 0), and
+/// runs without each object's video or without layers are refused with what
+/// they need.
+#[test]
+fn layer_targets_train_are_recorded_and_refused_where_they_cannot_apply() {
+    let _serial = training_lock();
+    let cache = tempfile::tempdir().expect("tmp");
+    let on_layers = |dir: &Path, steps, weight: Option<f64>| {
+        let mut o = tiny_options(dir, cache.path(), steps);
+        let mut data = DatasetConfig::new(2);
+        data.train_size = 256;
+        data.test_size = 64;
+        data.video = VideoSpec {
+            frames: 4,
+            size: 32,
+            speed: 0.2,
+        };
+        o.data = DataSource::Generated(data);
+        o.pixels = Pixels::Binarized;
+        o.model.draw_order = DrawOrder::Layers;
+        o.layer_targets = weight;
+        o
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let load = |d: &tempfile::TempDir| {
+        checkpoint::load(&d.path().join("checkpoint.safetensors"), Device::Cpu).expect("load")
+    };
+    for (dir, weight) in dirs.iter().zip([Some(1.0), None, Some(0.0)]) {
+        train(&on_layers(dir.path(), 10, weight)).expect("trains");
+    }
+    let (with, without, zero) = (load(&dirs[0]), load(&dirs[1]), load(&dirs[2]));
+    assert_eq!(with.meta.layer_targets, 1.0);
+    assert_eq!(without.meta.layer_targets, 0.0);
+    let (vw, vo, vz) = (
+        with.model.vs.variables(),
+        without.model.vs.variables(),
+        zero.model.vs.variables(),
+    );
+    assert!(
+        vw.iter().any(|(name, t)| !t.equal(&vo[name])),
+        "the layer targets changed no weight"
+    );
+    assert!(
+        vo.iter().all(|(name, t)| t.equal(&vz[name])),
+        "weight 0 is not the run without layer targets"
+    );
+    let logged = metrics(dirs[0].path());
+    let term = logged[0]["layer_targets"]
+        .as_f64()
+        .expect("the term is logged");
+    assert!(term.is_finite() && term > 0.0, "{term}");
+    assert!(metrics(dirs[1].path())[0].get("layer_targets").is_none());
+    // A resumed run keeps the weight.
+    let resumed = TrainOptions {
+        resume: true,
+        ..on_layers(dirs[0].path(), 12, None)
+    };
+    train(&resumed).expect("resumes");
+    assert_eq!(load(&dirs[0]).meta.layer_targets, 1.0);
+
+    // Refused, with what is needed: grey pixels, no layers, no captions.
+    let refused = |o: TrainOptions| train(&o).err().map(|e| e.to_string()).expect("refused");
+    let d = tempfile::tempdir().expect("tmp");
+    let run = d.path().join("run");
+    let grey = refused(TrainOptions {
+        pixels: Pixels::Grey,
+        ..on_layers(&run, 2, Some(1.0))
+    });
+    assert!(grey.contains("--binarize"), "{grey}");
+    assert!(!run.exists(), "a refused run leaves no directory");
+    let d = tempfile::tempdir().expect("tmp");
+    let mut one_canvas = on_layers(d.path(), 2, Some(1.0));
+    one_canvas.model.draw_order = DrawOrder::Together;
+    let one_canvas = refused(one_canvas);
+    assert!(one_canvas.contains("--draw-order layers"), "{one_canvas}");
+    let d = tempfile::tempdir().expect("tmp");
+    let uncaptioned = refused(TrainOptions {
+        captions: None,
+        ..on_layers(d.path(), 2, Some(1.0))
+    });
+    assert!(uncaptioned.contains("caption slots"), "{uncaptioned}");
 }
 
 #[test]

@@ -10,6 +10,11 @@
 //! the next layer starts from c^0. The loss is the BCE of x under p, with
 //! s = done + softplus(c): -x log(1 - e^-s) + (1 - x) s, whose derivative in s
 //! is (1 - x) - x / (e^s - 1).
+//!
+//! With layer targets (`train --layer-targets`, model/canvas.rs) each layer's
+//! last canvas c_o is also scored alone against its object's video x_o,
+//! w BCE(x_o, sigmoid(c_o)) = w (softplus(c_o) - x_o c_o), whose derivative
+//! in c_o is w (sigmoid(c_o) - x_o).
 use super::frame::{Frame, A};
 use super::threads;
 use super::PIXELS;
@@ -74,12 +79,79 @@ fn finish_layer(threads: usize, per: usize, c0: f32, [canvas, done, dark, ends]:
 
 /// Back through [`finish_layer`]: the finished canvas's gradient is that of
 /// done times its sigmoid (`dcanvas` held the next layer's first canvas's
-/// gradient: the caller takes it for c^0 first); done's gradient passes on.
-fn finish_layer_grad(threads: usize, per: usize, [dcanvas, d_done, ends]: [&mut [f32]; 3]) {
+/// gradient: the caller takes it for c^0 first), plus its target's
+/// w (sigmoid(c) - x_o) where it has one (`target`: x_o and w times the
+/// objective's scale); done's gradient passes on.
+fn finish_layer_grad(
+    threads: usize,
+    per: usize,
+    [dcanvas, d_done, ends]: [&mut [f32]; 3],
+    target: Option<(&[f32], f32)>,
+) {
     let chunks = chunked(per, [dcanvas, d_done, ends]);
-    threads::for_each_chunk(threads, chunks, |[dc, dd, ends]| {
+    let work: Vec<_> = chunks
+        .into_iter()
+        .scan(0, |at, c| {
+            let first = *at;
+            *at += c[0].len();
+            Some((first, c))
+        })
+        .collect();
+    threads::for_each_chunk(threads, work, |(first, [dc, dd, ends])| {
         for i in 0..dc.len() {
             dc[i] = dd[i] * ends[i];
+            if let Some((x, w)) = target {
+                dc[i] += w * (ends[i] - x[first + i]);
+            }
+        }
+    });
+}
+
+/// w BCE(x_o, sigmoid(c)) of a layer's last canvas `c` against its target
+/// `x_o`, summed over each frame (unweighted: w = 1).
+fn target_bce(threads: usize, per: usize, canvas: &[f32], x: &[f32]) -> Vec<f32> {
+    let n = canvas.len() / PIXELS;
+    let mut sums = vec![0f32; n];
+    let work: Vec<_> = sums
+        .chunks_mut(per.max(1))
+        .enumerate()
+        .map(|(i, s)| (i * per, s))
+        .collect();
+    threads::for_each_chunk(threads, work, |(first, sums)| {
+        for (f, sum) in sums.iter_mut().enumerate() {
+            let at = (first + f) * PIXELS;
+            let mut total = 0f64;
+            for j in at..at + PIXELS {
+                let (c, x) = (canvas[j] as f64, x[j] as f64);
+                total += softplus(c) - x * c;
+            }
+            *sum = total as f32;
+        }
+    });
+    sums
+}
+
+/// Adds w (sigmoid(c) - x_o) to the last layer's canvas gradient.
+fn add_target_grad(
+    threads: usize,
+    per: usize,
+    canvas: &[f32],
+    x: &[f32],
+    w: f32,
+    dcanvas: &mut [f32],
+) {
+    let chunks = chunked(per, [dcanvas]);
+    let work: Vec<_> = chunks
+        .into_iter()
+        .scan(0, |at, [c]| {
+            let first = *at;
+            *at += c.len();
+            Some((first, c))
+        })
+        .collect();
+    threads::for_each_chunk(threads, work, |(first, dc)| {
+        for i in 0..dc.len() {
+            dc[i] += w * (sigmoid(canvas[first + i]) - x[first + i]);
         }
     });
 }
@@ -138,6 +210,14 @@ pub struct Layers {
     d_done: Vec<f32>,
     darks: Vec<Vec<f32>>,
     ends: Vec<Vec<f32>>,
+    /// Every layer's target video ([frames, A, A] each, in drawing order) and
+    /// its weight, with layer targets.
+    targets: Option<(Vec<Vec<f32>>, f32)>,
+    /// The targets' BCE per frame, summed over the layers so far.
+    target_sums: Vec<f32>,
+    /// The objective's scale (1 / B), from [`Layers::bce`], for the targets'
+    /// gradients in the backward.
+    scale: f32,
 }
 
 impl Layers {
@@ -152,6 +232,33 @@ impl Layers {
             d_done: vec![0.0; len],
             darks: Vec::new(),
             ends: Vec::new(),
+            targets: None,
+            target_sums: Vec::new(),
+            scale: 1.0,
+        }
+    }
+
+    /// Scores every layer's last canvas against its object's video as well:
+    /// `targets` [frames, A, A] per layer, in drawing order, weighted by `weight`.
+    pub fn with_targets(mut self, targets: Vec<Vec<f32>>, weight: f32) -> Self {
+        self.target_sums = vec![0.0; self.done.len() / PIXELS];
+        self.targets = Some((targets, weight));
+        self
+    }
+
+    /// The targets' BCE per frame over every layer (after [`Layers::bce`]); none
+    /// without targets.
+    pub fn target_sums(&self) -> Option<&[f32]> {
+        self.targets.as_ref().map(|_| self.target_sums.as_slice())
+    }
+
+    /// Adds the BCE of layer `o`'s last canvas against its target.
+    fn score(&mut self, o: usize, canvas: &[f32]) {
+        if let Some((targets, _)) = &self.targets {
+            let sums = target_bce(self.threads, self.per, canvas, &targets[o]);
+            for (s, v) in self.target_sums.iter_mut().zip(sums) {
+                *s += v;
+            }
         }
     }
 
@@ -176,6 +283,7 @@ impl Layers {
     /// Ends the layer being drawn on `canvas` ([`finish_layer`]) and starts
     /// the next at `c0`.
     pub fn finish(&mut self, c0: f32, canvas: &mut [f32]) {
+        self.score(self.finished(), canvas);
         let len = self.done.len();
         let (mut dark, mut end) = (vec![0.0; len], vec![0.0; len]);
         finish_layer(
@@ -191,19 +299,37 @@ impl Layers {
     /// Back through the end of layer `o - 1` ([`finish_layer_grad`]).
     pub fn finish_grad(&mut self, o: usize, dcanvas: &mut [f32]) {
         let end = &mut self.ends[o - 1];
-        finish_layer_grad(self.threads, self.per, [dcanvas, &mut self.d_done, end]);
+        let scale = self.scale;
+        let target = self
+            .targets
+            .as_ref()
+            .map(|(t, w)| (t[o - 1].as_slice(), w * scale));
+        finish_layer_grad(
+            self.threads,
+            self.per,
+            [dcanvas, &mut self.d_done, end],
+            target,
+        );
     }
 
     /// The BCE of `x` over every layer ([`bce`]), its gradient in the last
     /// canvas into `dcanvas` and in done kept.
     pub fn bce(&mut self, scale: f32, canvas: &[f32], x: &[f32], dcanvas: &mut [f32]) -> Vec<f32> {
         let (threads, per) = (self.threads, self.per);
-        bce(
+        self.scale = scale;
+        let sums = bce(
             threads,
             per,
             scale,
             [canvas, x, &self.done],
             [dcanvas, &mut self.d_done],
-        )
+        );
+        // The last layer's target.
+        let last = self.finished();
+        self.score(last, canvas);
+        if let Some((targets, w)) = &self.targets {
+            add_target_grad(threads, per, canvas, &targets[last], w * scale, dcanvas);
+        }
+        sums
     }
 }

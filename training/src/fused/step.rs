@@ -122,6 +122,9 @@ fn add_grad(w: &Tensor, g: &Tensor, rest: &mut Tensor) {
 /// gradient of the objective mean(L_X + kl_weight L_Z) over the batch added to
 /// every parameter's gradient (zero them first). `x` [B, N, A, B] in [0, 1],
 /// `eps` [B, T, z_dim]; the model must be [`supported`] and on the CPU.
+/// With `targets` (each object's video [B, objects, N, A, B] and a weight w,
+/// for a model on layers) the objective adds w times the layer-target term,
+/// as [`SyncDraw::loss_with_targets`] gives it (in `Loss::layer_targets`).
 #[allow(clippy::too_many_arguments)]
 pub fn loss_and_backward(
     model: &SyncDraw,
@@ -130,6 +133,7 @@ pub fn loss_and_backward(
     caption: Option<&Tensor>,
     eps: &Tensor,
     kl_weight: f64,
+    targets: Option<(&Tensor, f64)>,
     mut stats: Option<&mut WindowStats>,
 ) -> Loss {
     let c = &model.config;
@@ -181,6 +185,23 @@ pub fn loss_and_backward(
     let layered = c.layered();
     let (threads, per) = (kernels.threads, kernels.frames_per_chunk(frames));
     let mut layers = layers::Layers::new(layered, frames, threads, per);
+    if let Some((videos, weight)) = targets {
+        assert!(layered, "layer targets need a model on layers");
+        let objects = videos.size()[1];
+        let each = (0..objects)
+            .map(|o| {
+                Vec::<f32>::try_from(
+                    videos
+                        .select(1, o)
+                        .to_kind(Kind::Float)
+                        .contiguous()
+                        .view([-1]),
+                )
+                .expect("a float tensor on the CPU")
+            })
+            .collect();
+        layers = layers.with_targets(each, weight as f32);
+    }
     // The kernels' slot of the read that starts layer o > 0 (a call of its
     // own, after the end of the layer before).
     let layer_read = |o: usize| steps + o;
@@ -292,6 +313,13 @@ pub fn loss_and_backward(
         .map(|f| f.iter().map(|&v| v as f64).sum::<f64>() as f32)
         .collect();
     let reconstruction = Tensor::from_slice(&per_video);
+    let layer_targets = layers.target_sums().map(|sums| {
+        let per_video: Vec<f32> = sums
+            .chunks(n as usize)
+            .map(|f| f.iter().map(|&v| v as f64).sum::<f64>() as f32)
+            .collect();
+        Tensor::from_slice(&per_video)
+    });
 
     // Backward, last step first.
     let mut after: Option<ReadGrads> = None;
@@ -464,5 +492,6 @@ pub fn loss_and_backward(
         reconstruction,
         kl,
         log_q_over_p,
+        layer_targets,
     }
 }

@@ -62,3 +62,28 @@ pub fn layered_bce(s: &Tensor, x: &Tensor) -> Tensor {
 pub fn layered_neg_log_p(s: &Tensor) -> Tensor {
     s.clamp_min(1e-12).neg().expm1().neg().log().neg()
 }
+
+/// The layer-target term (`train --layer-targets`): the cross-entropy of every
+/// layer's last canvas c_o, alone, against its object's video x_o, summed over
+/// pixels and layers, [B]. `layers` are the c_o in drawing order, [B, N, A, B]
+/// each; `targets` the objects' videos in caption order, [B, O, N, A, B]. The
+/// union of the x_o is the video, so layers that reach their targets also
+/// reach the video; the term only says which object each layer is to draw.
+pub fn layer_target_loss(layers: &[Tensor], targets: &Tensor) -> Tensor {
+    let batch = targets.size()[0];
+    layers
+        .iter()
+        .enumerate()
+        .map(|(o, c)| {
+            c.binary_cross_entropy_with_logits::<Tensor>(
+                &targets.select(1, o as i64),
+                None,
+                None,
+                tch::Reduction::None,
+            )
+            .reshape([batch, -1])
+            .sum_dim_intlist([1].as_slice(), false, tch::Kind::Float)
+        })
+        .reduce(|a, b| a + b)
+        .expect("at least one layer")
+}

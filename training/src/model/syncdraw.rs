@@ -1,5 +1,5 @@
 //! The full Sync-DRAW model and its loss (§3.1.5).
-use super::canvas::{composed, layer_mass, layered_bce, layered_neg_log_p};
+use super::canvas::{composed, layer_mass, layer_target_loss, layered_bce, layered_neg_log_p};
 use super::caption::CaptionFeatures;
 use super::config::{ModelConfig, Variant};
 use super::decoder::DecoderParams;
@@ -29,6 +29,9 @@ pub struct Loss {
     /// log q(z|x) - log p(z) of the drawn z, summed over steps: with the
     /// reconstruction it gives the importance weight of this z (IWAE bound).
     pub log_q_over_p: Tensor,
+    /// The layer-target term (canvas.rs, `layer_target_loss`), unweighted, [B],
+    /// where the pass was given each object's video; not part of the bound.
+    pub layer_targets: Option<Tensor>,
 }
 
 impl Loss {
@@ -88,6 +91,8 @@ struct Pass {
     last: LastCanvas,
     /// KL_t of every step, each [B].
     kl_steps: Vec<Tensor>,
+    /// The last canvas c_o of every layer, in drawing order (one: the canvas).
+    layers: Vec<Tensor>,
 }
 
 /// A per-pixel term [B, N, ...] summed over each frame's pixels, [B, N].
@@ -224,6 +229,25 @@ impl SyncDraw {
         self.run(x, caption, eps, stats, products).loss
     }
 
+    /// [`Self::loss_observed`] with the layer-target term (`train
+    /// --layer-targets`): the last canvas of every layer the model draws on
+    /// against `targets`, each object's own video [B, objects, N, A, B]
+    /// (canvas.rs, `layer_target_loss`), in `Loss::layer_targets`.
+    pub fn loss_with_targets(
+        &self,
+        x: &Tensor,
+        caption: Option<&Tensor>,
+        eps: &Tensor,
+        stats: Option<&mut WindowStats>,
+        products: Products,
+        targets: &Tensor,
+    ) -> Loss {
+        let pass = self.run(x, caption, eps, stats, products);
+        let mut loss = pass.loss;
+        loss.layer_targets = Some(layer_target_loss(&pass.layers, targets));
+        loss
+    }
+
     /// [`Self::loss`] with where its nats go ([`LossParts`]).
     pub fn loss_parts(
         &self,
@@ -275,8 +299,10 @@ impl SyncDraw {
         let mut kl = Tensor::zeros([batch], (Kind::Float, self.device()));
         let mut log_q_over_p = Tensor::zeros([batch], (Kind::Float, self.device()));
         let mut kl_steps = Vec::with_capacity(c.timesteps as usize);
+        let mut layers = Vec::new();
         for t in 0..c.timesteps {
             if layered && c.starts_block(t) {
+                layers.push(canvas.shallow_clone());
                 let mass = layer_mass(be, &canvas);
                 done = Some(match done {
                     None => mass,
@@ -330,6 +356,7 @@ impl SyncDraw {
             dec_state = Some(next_dec);
             enc_state = Some(next_enc);
         }
+        layers.push(canvas.shallow_clone());
         // L_X = BCE(x, sigmoid(c^T)) summed over pixels, computed from the logits
         // (from every layer's mass when objects are drawn on layers).
         let last = match done {
@@ -344,10 +371,12 @@ impl SyncDraw {
                 reconstruction,
                 kl,
                 log_q_over_p,
+                layer_targets: None,
             },
             reconstruction_per_frame,
             last,
             kl_steps,
+            layers,
         }
     }
 

@@ -23,6 +23,11 @@ pub struct MetricsLine<'a> {
     /// same videos with the same noise, where the run keeps one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_nll_average: Option<f64>,
+    /// The mean layer-target term (`train --layer-targets`, model/canvas.rs)
+    /// over the steps since the last line, unweighted, where the run has one;
+    /// `loss` is the negative ELBO without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_targets: Option<f64>,
     /// Read and write windows of the logging step's batch (model/window_stats.rs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub windows: Option<&'a WindowStats>,

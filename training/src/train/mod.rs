@@ -126,6 +126,9 @@ pub struct TrainOptions {
     /// Probability, in [0, 1), of hiding each caption slot of a training video
     /// from a new run (see `Meta::slot_dropout`); slot captions only.
     pub slot_dropout: f64,
+    /// Weight of the layer-target term (see `Meta::layer_targets`); None: a new
+    /// run takes none, a resumed or continued run keeps its own.
+    pub layer_targets: Option<f64>,
     /// Number format of the training step's matrix products (evaluation is f32).
     pub products: Products,
     /// How the step runs its canvas half (the fused kernels by default).
@@ -254,6 +257,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     };
     let zero = || Tensor::zeros([], (Kind::Double, opts.device));
     let (mut win_loss, mut win_kl, mut win_bad) = (zero(), zero(), zero());
+    let (mut win_layer, mut sum_layer) = (zero(), 0.0);
     let (mut win_n, mut win_start, mut checked_step) = (0u64, Instant::now(), start_step);
     let (mut sum_loss, mut sum_kl, mut sum_n) = (0.0, 0.0, 0u64);
     let (mut last_loss, mut rate) = (f64::NAN, 0.0);
@@ -283,11 +287,21 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
         step += 1;
         let idx = batch_indices(train_data.len(), meta.batch, meta.seed, step);
         // Dynamic binarisation: a fresh sample of the batch's digits every step.
+        let binarization_seed = mix(meta.seed ^ 0xb1a7_0000, step);
         let (x, ids) = match &digits {
             None => train_b.batch(&idx),
             Some(d) => train_b
-                .binarized_batch(&idx, d, mix(meta.seed ^ 0xb1a7_0000, step))
+                .binarized_batch(&idx, d, binarization_seed)
                 .ok_or_else(no_digits)?,
+        };
+        // Each object alone, from the same sample (checked above: binarised digits).
+        let targets = match &digits {
+            Some(d) if meta.layer_targets > 0.0 => Some(
+                train_b
+                    .binarized_objects(&idx, d, binarization_seed)
+                    .ok_or_else(no_digits)?,
+            ),
+            _ => None,
         };
         tch::manual_seed((meta.seed.wrapping_mul(7919).wrapping_add(step)) as i64);
         let eps = Tensor::randn(
@@ -309,17 +323,26 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 ids.as_ref(),
                 &eps,
                 meta.kl_weight,
+                targets.as_ref().map(|t| (t, meta.layer_targets)),
                 windows.as_mut(),
             ),
             None => {
-                let loss =
-                    model.loss_observed(&x, ids.as_ref(), &eps, windows.as_mut(), opts.products);
-                (&loss.reconstruction + &loss.kl * meta.kl_weight)
-                    .mean(Kind::Float)
-                    .backward();
+                let (x, ids, eps, stats) = (&x, ids.as_ref(), &eps, windows.as_mut());
+                let loss = match &targets {
+                    Some(t) => model.loss_with_targets(x, ids, eps, stats, opts.products, t),
+                    None => model.loss_observed(x, ids, eps, stats, opts.products),
+                };
+                let mut objective = &loss.reconstruction + &loss.kl * meta.kl_weight;
+                if let Some(layer) = &loss.layer_targets {
+                    objective += layer * meta.layer_targets;
+                }
+                objective.mean(Kind::Float).backward();
                 loss
             }
         };
+        if let Some(layer) = &loss.layer_targets {
+            win_layer += layer.mean(Kind::Float).detach().to_kind(Kind::Double);
+        }
         let windows = windows.map(WindowStats::finish);
         let total = loss.nll().mean(Kind::Float);
         let norm = adam.grad_norm();
@@ -353,9 +376,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             checked_step = step;
             sum_loss += win_loss.double_value(&[]);
             sum_kl += win_kl.double_value(&[]);
+            sum_layer += win_layer.double_value(&[]);
             sum_n += win_n;
             last_loss = sum_loss / sum_n.max(1) as f64;
-            (win_loss, win_kl, win_bad, win_n) = (zero(), zero(), zero(), 0);
+            (win_loss, win_kl, win_layer, win_bad, win_n) = (zero(), zero(), zero(), zero(), 0);
         }
         if log_now || eval_now {
             let secs = win_start.elapsed().as_secs_f64().max(1e-9);
@@ -384,10 +408,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 videos_per_s: rate,
                 test_nll: if eval_now { meta.test_nll } else { None },
                 test_nll_average,
+                layer_targets: (meta.layer_targets > 0.0).then(|| sum_layer / done.max(1) as f64),
                 windows: windows.as_ref(),
             };
             report.log(&line, meta.test_nll)?;
-            (sum_loss, sum_kl, sum_n, win_start) = (0.0, 0.0, 0, Instant::now());
+            (sum_loss, sum_kl, sum_layer, sum_n, win_start) = (0.0, 0.0, 0.0, 0, Instant::now());
         }
         if step % opts.checkpoint_every == 0 || at_end {
             if !params_finite(&model) {

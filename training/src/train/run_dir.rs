@@ -52,6 +52,42 @@ fn check_optimizer(opts: &TrainOptions) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Layer targets need layers, each named by a caption slot, and each object's
+/// own video: binarised generated digits (data/binarize.rs) as many as the
+/// layers.
+fn check_layer_targets(meta: &Meta) -> Result<(), TrainError> {
+    let binarized = meta.pixels == Pixels::Binarized;
+    let objects = match &meta.model.caption {
+        Some(CaptionConfig::Slots(s)) => s.objects,
+        _ => 0,
+    };
+    let digits = meta.data.generated().map_or(0, |d| d.digits as i64);
+    let fail = |why: String| {
+        Err(TrainError::Invalid(format!(
+            "--layer-targets scores each layer against its object's own video: {why}; drop --layer-targets (or give 0)"
+        )))
+    };
+    if !meta.model.layered() {
+        return fail("this model draws on one canvas (layers come with --draw-order layers and two or more objects)".into());
+    }
+    if objects == 0 {
+        return fail(
+            "the layers must be named by caption slots (--captions --caption-encoder slots)".into(),
+        );
+    }
+    if !binarized {
+        return fail(
+            "only binarised generated digits have each object's video (--binarize)".into(),
+        );
+    }
+    if digits != objects {
+        return fail(format!(
+            "the model has {objects} layers and the data {digits} digits per video"
+        ));
+    }
+    Ok(())
+}
+
 /// A run ready to train.
 pub struct Start {
     pub model: SyncDraw,
@@ -78,6 +114,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             return Err(SourceError::NoBinarization(opts.data.name()).into());
         }
     }
+    let made_dir = !dir.exists();
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
 
     if existing && !opts.resume {
@@ -215,6 +252,7 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             frozen: frozen(opts),
             kl_weight: opts.kl_weight,
             slot_dropout: opts.slot_dropout,
+            layer_targets: 0.0,
             lr: AdamConfig::default().lr,
             beta1: AdamConfig::default().beta1,
             clip: AdamConfig::default().clip,
@@ -253,6 +291,18 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
             meta.ema_decay = Some(d);
         }
         None => {}
+    }
+    if let Some(w) = opts.layer_targets {
+        meta.layer_targets = w;
+    }
+    if meta.layer_targets > 0.0 {
+        if let Err(e) = check_layer_targets(&meta) {
+            if made_dir {
+                // Made above, and nothing written in it yet.
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e);
+        }
     }
     // The arithmetic of this run's steps (a resumed run may change it).
     meta.products = opts.products;

@@ -165,6 +165,15 @@ pub struct TrainArgs {
     /// only; kept on --resume; eval, sampling and export read whole captions.
     #[arg(long, value_parser = below_one, conflicts_with = "resume", default_value_t = 0.0)]
     slot_dropout: f64,
+    /// Also score each layer of a model that draws its objects on layers
+    /// (--draw-order layers) alone against its object's own video, with this
+    /// weight beside the ELBO: the data know which digit each caption slot
+    /// names, so each layer is told which digit is its own. Binarised,
+    /// generated digits with slot captions only. 0 turns it off; given on
+    /// --resume it replaces the run's own.
+    /// Evaluation reports the ELBO alone (docs/results.md).
+    #[arg(long, value_parser = non_negative_f64)]
+    layer_targets: Option<f64>,
     /// Number format of the training step's matrix products. bf16: faster on a
     /// CPU with AVX-512 BF16, but it trained 1.6 % worse at equal steps
     /// (docs/benchmarks.md). Parameters, the optimizer, evaluation and export
@@ -261,6 +270,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         freeze_decoder: a.freeze_decoder,
         kl_weight: a.kl_weight,
         slot_dropout: a.slot_dropout,
+        layer_targets: a.layer_targets,
         products,
         canvas_step: a.canvas_step,
         ema_decay: a.ema_decay,
