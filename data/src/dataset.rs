@@ -178,6 +178,23 @@ impl Dataset {
         out
     }
 
+    /// Every object alone of the videos `indices` of [`Dataset::binarized`]'s
+    /// fixed sample (the binarised test split), as
+    /// [`Dataset::binarized_object_videos`] lays them out.
+    pub fn fixed_object_videos(&self, digits: &Digits, indices: &[usize]) -> Vec<u8> {
+        indices
+            .iter()
+            .flat_map(|&i| {
+                super::binarize::object_videos(
+                    &self.config.video,
+                    digits,
+                    &self.videos[i].tracks,
+                    super::binarize::mix(self.binarization_seed(), i as u64),
+                )
+            })
+            .collect()
+    }
+
     /// The entropy of binarising these videos (data/binarize.rs): the floor of
     /// any model's NLL on their binarised pixels, nats per video.
     pub fn binarization_entropy(&self, digits: &Digits) -> f64 {
@@ -377,6 +394,15 @@ mod tests {
         let videos = d.binarized_videos(&digits, indices, 99);
         let objects = d.binarized_object_videos(&digits, indices, 99);
         let n = d.video_len();
+        // The fixed sample's objects are those of its videos.
+        let fixed = d.binarized(&digits);
+        let fixed_objects = d.fixed_object_videos(&digits, &indices);
+        for (j, &i) in indices.iter().enumerate() {
+            let union: Vec<u8> = (0..n)
+                .map(|p| fixed_objects[2 * j * n + p].max(fixed_objects[(2 * j + 1) * n + p]))
+                .collect();
+            assert_eq!(union, fixed.video(i), "fixed video {i}");
+        }
         assert_eq!(objects.len(), 2 * videos.len());
         for (j, &i) in indices.iter().enumerate() {
             let video = &videos[j * n..(j + 1) * n];

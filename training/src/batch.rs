@@ -74,22 +74,33 @@ impl<'a> Batcher<'a> {
     ) -> Option<Tensor> {
         let data = self.data.generated()?;
         let pixels = data.binarized_object_videos(digits, indices.iter().copied(), seed);
-        let objects = (pixels.len() / (indices.len() * self.data.video_len()).max(1)) as i64;
+        Some(self.objects(&pixels, indices.len()))
+    }
+
+    /// Every object alone of the videos `indices` of a binarised split's fixed
+    /// sample (the batcher's videos are that sample: `Videos::binarized`), as
+    /// [`Batcher::binarized_objects`] gives them. None for a folder set.
+    pub fn fixed_objects(&self, indices: &[usize], digits: &Digits) -> Option<Tensor> {
+        let data = self.data.generated()?;
+        let pixels = data.fixed_object_videos(digits, indices);
+        Some(self.objects(&pixels, indices.len()))
+    }
+
+    fn objects(&self, pixels: &[u8], count: usize) -> Tensor {
+        let objects = (pixels.len() / (count * self.data.video_len()).max(1)) as i64;
         let v = self.data.shape();
         let shape = [
-            indices.len() as i64,
+            count as i64,
             objects,
             v.frames as i64,
             v.height as i64,
             v.width as i64,
         ];
-        Some(
-            Tensor::from_slice(&pixels)
-                .reshape(shape)
-                .to_device(self.device)
-                .to_kind(Kind::Float)
-                / 255.0,
-        )
+        Tensor::from_slice(pixels)
+            .reshape(shape)
+            .to_device(self.device)
+            .to_kind(Kind::Float)
+            / 255.0
     }
 
     fn videos(&self, pixels: &[u8], count: usize) -> Tensor {

@@ -3,6 +3,7 @@
 use crate::batch::Batcher;
 use crate::model::SyncDraw;
 use serde::Serialize;
+use syncdraw_data::Digits;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize)]
@@ -13,6 +14,10 @@ pub struct EvalResult {
     pub kl: f64,
     /// Importance-weighted bound with `iwae_k` samples, nats per video.
     pub iwae: Option<f64>,
+    /// The layer-target term (model/canvas.rs `layer_target_loss`, unweighted),
+    /// nats per video, where each object's video was given: how far each layer
+    /// alone is from drawing its own object. Not part of the bound.
+    pub layer_targets: Option<f64>,
     pub iwae_k: Option<usize>,
     pub videos: usize,
     /// Where the NLL goes: L_X per frame and on the ink, KL per step.
@@ -33,7 +38,9 @@ pub struct Parts {
 
 /// Evaluates the first `limit` videos of `batcher` (all if None). The noise is
 /// seeded, so the same checkpoint gives the same numbers. A batch of 0 counts as
-/// 1 and `iwae_k` of 0 as None (the CLI refuses both).
+/// 1 and `iwae_k` of 0 as None (the CLI refuses both). With `objects`, the
+/// digits a binarised split's fixed sample was drawn from, it also takes the
+/// layer-target term of a model on layers against each object's video.
 pub fn evaluate(
     model: &SyncDraw,
     batcher: &Batcher,
@@ -41,12 +48,14 @@ pub fn evaluate(
     seed: u64,
     iwae_k: Option<usize>,
     limit: Option<usize>,
+    objects: Option<&Digits>,
 ) -> EvalResult {
     let c = &model.config;
     let batch = batch.max(1);
     let iwae_k = iwae_k.filter(|&k| k > 0);
     let n = limit.unwrap_or(batcher.data.len()).min(batcher.data.len());
     let (mut rec, mut kl, mut iw) = (0.0, 0.0, 0.0);
+    let mut layer: Option<f64> = None;
     let mut ink = 0.0;
     let mut per_frame = Tensor::zeros([c.frames], (Kind::Double, Device::Cpu));
     let mut per_step = Tensor::zeros([c.timesteps], (Kind::Double, Device::Cpu));
@@ -58,7 +67,11 @@ pub fn evaluate(
         let (x, ids) = batcher.batch(&idx);
         let b = idx.len() as i64;
         let eps = Tensor::randn([b, c.timesteps, c.z_dim], (Kind::Float, model.device()));
-        let (loss, parts) = model.loss_parts(&x, ids.as_ref(), &eps);
+        let targets = objects.and_then(|d| batcher.fixed_objects(&idx, d));
+        let (loss, parts) = model.loss_parts_with_targets(&x, ids.as_ref(), &eps, targets.as_ref());
+        if let Some(t) = &loss.layer_targets {
+            *layer.get_or_insert(0.0) += t.sum(Kind::Double).double_value(&[]);
+        }
         rec += loss.reconstruction.sum(Kind::Double).double_value(&[]);
         kl += loss.kl.sum(Kind::Double).double_value(&[]);
         ink += parts.ink.sum(Kind::Double).double_value(&[]);
@@ -95,6 +108,7 @@ pub fn evaluate(
         reconstruction: rec / nf,
         kl: kl / nf,
         iwae: iwae_k.map(|_| iw / nf),
+        layer_targets: layer.map(|l| l / nf),
         iwae_k,
         videos: n,
         parts: Parts {

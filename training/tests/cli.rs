@@ -175,6 +175,38 @@ fn eval_reports_the_pixels_and_the_entropy_floor_of_grey_data() {
     assert!((excess - (nll - floor)).abs() < 1e-6);
 }
 
+/// `eval` of a two-digit model on layers named by caption slots, on binarised
+/// digits, also scores each layer alone against its own digit's video (the
+/// `--layer-targets` term, not part of the NLL); a one-canvas model gets no
+/// such figure (the grey one-digit model above: checked here too).
+#[test]
+fn eval_scores_each_layer_against_its_own_digit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cache = tempfile::tempdir().expect("tmp");
+    let report = |model: &Path| {
+        json_report(&[
+            "--threads",
+            "1",
+            "eval",
+            "--checkpoint",
+            model.to_str().expect("utf-8 path"),
+            "--limit",
+            "4",
+            "--batch",
+            "4",
+            "--cache-dir",
+            cache.path().to_str().expect("utf-8 path"),
+        ])
+    };
+    let layered =
+        report(&root.join("docs/runs/mnist2-layers-binarized-t64/weights-step-6100.safetensors"));
+    assert_eq!(layered["pixels"], "binarized");
+    let term = layered["layer_targets"].as_f64().expect("the layer term");
+    assert!(term.is_finite() && term > 0.0, "{term}");
+    let one = report(&root.join("models/mnist1-captions.safetensors"));
+    assert!(one.get("layer_targets").is_none(), "{one}");
+}
+
 /// `evaluator accuracy --binarize` says it read binarised videos, and the
 /// shipped evaluator reads real binarised digits about as well as grey ones
 /// (97.3 % against 98.9 % of all 2,000 one-digit test videos when this was

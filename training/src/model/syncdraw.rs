@@ -255,7 +255,22 @@ impl SyncDraw {
         caption: Option<&Tensor>,
         eps: &Tensor,
     ) -> (Loss, LossParts) {
-        let pass = self.run(x, caption, eps, None, Products::F32);
+        self.loss_parts_with_targets(x, caption, eps, None)
+    }
+
+    /// [`Self::loss_parts`], with the layer-target term where `targets` gives
+    /// each object's video ([`Self::loss_with_targets`]).
+    pub fn loss_parts_with_targets(
+        &self,
+        x: &Tensor,
+        caption: Option<&Tensor>,
+        eps: &Tensor,
+        targets: Option<&Tensor>,
+    ) -> (Loss, LossParts) {
+        let mut pass = self.run(x, caption, eps, None, Products::F32);
+        if let Some(t) = targets {
+            pass.loss.layer_targets = Some(layer_target_loss(&pass.layers, t));
+        }
         let parts = LossParts {
             ink: per_frame(x * pass.last.neg_log_p(), self.config.frames),
             reconstruction: pass.reconstruction_per_frame,

@@ -390,7 +390,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             if eval_now {
                 let limit = (!at_end).then_some(opts.eval_videos);
                 let (batch, seed) = (meta.batch.max(64), meta.seed);
-                let eval = |m: &SyncDraw| evaluate(m, &test_b, batch, seed, None, limit);
+                let eval = |m: &SyncDraw| evaluate(m, &test_b, batch, seed, None, limit, None);
                 let r = eval(&model);
                 meta.test_nll = Some(r.nll);
                 test = Some(r);

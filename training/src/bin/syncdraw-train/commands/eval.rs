@@ -10,6 +10,7 @@ use syncdraw_data::dataset::default_cache_dir;
 use syncdraw_data::Pixels;
 use syncdraw_training::batch::Batcher;
 use syncdraw_training::checkpoint;
+use syncdraw_training::model::CaptionConfig;
 use syncdraw_training::nll::{evaluate, Parts};
 
 #[derive(Args)]
@@ -48,13 +49,14 @@ pub fn run(a: EvalArgs) -> Result<()> {
     // The floor of the NLL: grey (or colour) data, the entropy of the evaluated
     // pixels; binarised data, the entropy of the binarisation (one sample per
     // digit; generated digits only).
-    let (floor, videos) = match ck.meta.pixels {
+    let (floor, videos, digits) = match ck.meta.pixels {
         Pixels::Grey => (
             syncdraw_data::binarize::entropy_floor(
                 &split.pixels()[..n * split.video_len()],
                 split.video_len(),
             ),
             split,
+            None,
         ),
         Pixels::Binarized => {
             let digits = ck.meta.data.binarization_digits()?;
@@ -66,11 +68,23 @@ pub fn run(a: EvalArgs) -> Result<()> {
             let binarized = split
                 .binarized(&digits)
                 .context("binarised pixels need digits")?;
-            (floor, binarized)
+            (floor, binarized, Some(digits))
         }
     };
+    // A model on layers named by caption slots is also scored layer by layer
+    // against each digit's own video (`train --layer-targets`; model/canvas.rs).
+    let slots = matches!(ck.meta.model.caption, Some(CaptionConfig::Slots(_)));
+    let objects = digits.filter(|_| ck.meta.model.layered() && slots);
     let batcher = Batcher::new(&videos, ck.meta.captions().as_ref(), device)?;
-    let r = evaluate(&ck.model, &batcher, a.batch, a.seed, a.iwae_k, a.limit);
+    let r = evaluate(
+        &ck.model,
+        &batcher,
+        a.batch,
+        a.seed,
+        a.iwae_k,
+        a.limit,
+        objects.as_ref(),
+    );
     print_report(&EvalReport {
         pixels: ck.meta.pixels.name(),
         entropy_floor: floor,
@@ -86,6 +100,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         kl: r.kl,
         iwae: r.iwae,
         iwae_k: r.iwae_k,
+        layer_targets: r.layer_targets,
         videos: r.videos,
         unit: "nats per video",
         parts: r.parts,
@@ -117,6 +132,11 @@ struct EvalReport {
     kl: f64,
     iwae: Option<f64>,
     iwae_k: Option<usize>,
+    /// For a model on layers named by caption slots, on binarised digits: the
+    /// cross-entropy of each layer alone against its own digit's video,
+    /// summed over the layers (`train --layer-targets`); not part of the NLL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_targets: Option<f64>,
     videos: usize,
     unit: &'static str,
     /// Where the NLL goes: the reconstruction term on the ink and per frame,
