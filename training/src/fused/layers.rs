@@ -61,6 +61,19 @@ fn chunked<const N: usize>(per: usize, mut bufs: [&mut [f32]; N]) -> Vec<[&mut [
     out
 }
 
+/// [`chunked`]'s chunks with the offset of each one's first value.
+fn with_offsets<const N: usize>(chunks: Vec<[&mut [f32]; N]>) -> Vec<(usize, [&mut [f32]; N])> {
+    let mut at = 0;
+    chunks
+        .into_iter()
+        .map(|c| {
+            let first = at;
+            at += c[0].len();
+            (first, c)
+        })
+        .collect()
+}
+
 /// The end of a layer: adds softplus(c) of the finished canvas to `done`, sets
 /// `dark` to the new exp(-done), keeps sigmoid(c) in `ends` (for the
 /// backward) and starts the next layer's canvas at `c0`.
@@ -88,15 +101,7 @@ fn finish_layer_grad(
     [dcanvas, d_done, ends]: [&mut [f32]; 3],
     target: Option<(&[f32], f32)>,
 ) {
-    let chunks = chunked(per, [dcanvas, d_done, ends]);
-    let work: Vec<_> = chunks
-        .into_iter()
-        .scan(0, |at, c| {
-            let first = *at;
-            *at += c[0].len();
-            Some((first, c))
-        })
-        .collect();
+    let work = with_offsets(chunked(per, [dcanvas, d_done, ends]));
     threads::for_each_chunk(threads, work, |(first, [dc, dd, ends])| {
         for i in 0..dc.len() {
             dc[i] = dd[i] * ends[i];
@@ -107,8 +112,8 @@ fn finish_layer_grad(
     });
 }
 
-/// w BCE(x_o, sigmoid(c)) of a layer's last canvas `c` against its target
-/// `x_o`, summed over each frame (unweighted: w = 1).
+/// BCE(x_o, sigmoid(c)) of a layer's last canvas `c` against its target
+/// `x_o`, summed over each frame.
 fn target_bce(threads: usize, per: usize, canvas: &[f32], x: &[f32]) -> Vec<f32> {
     let n = canvas.len() / PIXELS;
     let mut sums = vec![0f32; n];
@@ -140,16 +145,8 @@ fn add_target_grad(
     w: f32,
     dcanvas: &mut [f32],
 ) {
-    let chunks = chunked(per, [dcanvas]);
-    let work: Vec<_> = chunks
-        .into_iter()
-        .scan(0, |at, [c]| {
-            let first = *at;
-            *at += c.len();
-            Some((first, c))
-        })
-        .collect();
-    threads::for_each_chunk(threads, work, |(first, dc)| {
+    let work = with_offsets(chunked(per, [dcanvas]));
+    threads::for_each_chunk(threads, work, |(first, [dc])| {
         for i in 0..dc.len() {
             dc[i] += w * (sigmoid(canvas[first + i]) - x[first + i]);
         }
