@@ -356,9 +356,9 @@ mod tests {
     use super::*;
     use crate::bouncing::render_images;
 
-    #[test]
-    fn the_binarised_digits_of_a_video_are_those_its_binarised_pixels_show() {
-        // Ten images per class, grey values that differ from image to image.
+    /// Twenty two-digit test videos of ten images per class, grey values that
+    /// differ from image to image.
+    fn two_digit_videos() -> (Digits, DatasetConfig, Dataset) {
         let images = (0..100)
             .map(|n| std::array::from_fn(|i| ((i * 31 + n * 17) % 256) as u8))
             .collect();
@@ -369,6 +369,12 @@ mod tests {
         let mut config = DatasetConfig::new(2);
         config.test_size = 20;
         let d = Dataset::generate(&config, &digits, Split::Test).expect("generated");
+        (digits, config, d)
+    }
+
+    #[test]
+    fn the_binarised_digits_of_a_video_are_those_its_binarised_pixels_show() {
+        let (digits, config, d) = two_digit_videos();
         let b = d.binarized(&digits);
         for i in 0..d.len() {
             let samples = d.binarized_digits(&digits, i);
@@ -380,16 +386,7 @@ mod tests {
 
     #[test]
     fn the_objects_of_a_binarised_video_are_its_digits_alone_in_caption_order() {
-        let images = (0..100)
-            .map(|n| std::array::from_fn(|i| ((i * 29 + n * 13) % 256) as u8))
-            .collect();
-        let digits = Digits {
-            images,
-            labels: (0..100).map(|n| (n % 10) as u8).collect(),
-        };
-        let mut config = DatasetConfig::new(2);
-        config.test_size = 20;
-        let d = Dataset::generate(&config, &digits, Split::Test).expect("generated");
+        let (digits, config, d) = two_digit_videos();
         let indices = [3, 0, 17, 3];
         let videos = d.binarized_videos(&digits, indices, 99);
         let objects = d.binarized_object_videos(&digits, indices, 99);

@@ -199,7 +199,7 @@ fn eval_scores_each_layer_against_its_own_digit() {
         ])
     };
     let layered =
-        report(&root.join("docs/runs/mnist2-layers-binarized-t64/weights-step-6100.safetensors"));
+        report(&root.join("docs/runs/mnist2-layers-binarized-t64/weights-step-7016.safetensors"));
     assert_eq!(layered["pixels"], "binarized");
     let term = layered["layer_targets"].as_f64().expect("the layer term");
     assert!(term.is_finite() && term > 0.0, "{term}");

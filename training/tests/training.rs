@@ -650,8 +650,10 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
-    let mut dataset = DatasetConfig::new(1);
+/// The tiny data set of [`tiny_options`]: 256 training and 64 test videos of
+/// 4 frames of 32 x 32 with `digits` digits.
+fn tiny_data(digits: usize) -> DatasetConfig {
+    let mut dataset = DatasetConfig::new(digits);
     dataset.train_size = 256;
     dataset.test_size = 64;
     dataset.video = VideoSpec {
@@ -659,6 +661,11 @@ fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
         size: 32,
         speed: 0.2,
     };
+    dataset
+}
+
+fn tiny_options(run_dir: &Path, cache: &Path, steps: u64) -> TrainOptions {
+    let dataset = tiny_data(1);
     TrainOptions {
         run_dir: run_dir.to_path_buf(),
         model: ModelConfig {
@@ -773,15 +780,7 @@ fn layer_targets_train_are_recorded_and_refused_where_they_cannot_apply() {
     let cache = tempfile::tempdir().expect("tmp");
     let on_layers = |dir: &Path, steps, weight: Option<f64>| {
         let mut o = tiny_options(dir, cache.path(), steps);
-        let mut data = DatasetConfig::new(2);
-        data.train_size = 256;
-        data.test_size = 64;
-        data.video = VideoSpec {
-            frames: 4,
-            size: 32,
-            speed: 0.2,
-        };
-        o.data = DataSource::Generated(data);
+        o.data = DataSource::Generated(tiny_data(2));
         o.pixels = Pixels::Binarized;
         o.model.draw_order = DrawOrder::Layers;
         o.layer_targets = weight;
