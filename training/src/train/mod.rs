@@ -294,7 +294,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 .binarized_batch(&idx, d, binarization_seed)
                 .ok_or_else(no_digits)?,
         };
-        // Each object alone, from the same sample (checked above: binarised digits).
+        // Each object alone, from the same sample (run_dir.rs refuses layer
+        // targets without binarised digits).
         let targets = match &digits {
             Some(d) if meta.layer_targets > 0.0 => Some(
                 train_b
