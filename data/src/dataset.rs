@@ -166,30 +166,37 @@ impl Dataset {
         indices: impl IntoIterator<Item = usize>,
         seed: u64,
     ) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (j, i) in indices.into_iter().enumerate() {
-            out.extend(super::binarize::object_videos(
-                &self.config.video,
-                digits,
-                &self.videos[i].tracks,
-                super::binarize::mix(seed, j as u64),
-            ));
-        }
-        out
+        let seeded = indices
+            .into_iter()
+            .enumerate()
+            .map(|(j, i)| (i, super::binarize::mix(seed, j as u64)));
+        self.object_videos(digits, seeded)
     }
 
     /// Every object alone of the videos `indices` of [`Dataset::binarized`]'s
     /// fixed sample (the binarised test split), as
     /// [`Dataset::binarized_object_videos`] lays them out.
     pub fn fixed_object_videos(&self, digits: &Digits, indices: &[usize]) -> Vec<u8> {
-        indices
+        let seed = self.binarization_seed();
+        let seeded = indices
             .iter()
-            .flat_map(|&i| {
+            .map(|&i| (i, super::binarize::mix(seed, i as u64)));
+        self.object_videos(digits, seeded)
+    }
+
+    /// The objects of video i sampled with its seed, for each (i, seed).
+    fn object_videos(
+        &self,
+        digits: &Digits,
+        seeded: impl Iterator<Item = (usize, u64)>,
+    ) -> Vec<u8> {
+        seeded
+            .flat_map(|(i, seed)| {
                 super::binarize::object_videos(
                     &self.config.video,
                     digits,
                     &self.videos[i].tracks,
-                    super::binarize::mix(self.binarization_seed(), i as u64),
+                    seed,
                 )
             })
             .collect()

@@ -68,7 +68,7 @@ pub fn evaluate(
         let b = idx.len() as i64;
         let eps = Tensor::randn([b, c.timesteps, c.z_dim], (Kind::Float, model.device()));
         let targets = objects.and_then(|d| batcher.fixed_objects(&idx, d));
-        let (loss, parts) = model.loss_parts_with_targets(&x, ids.as_ref(), &eps, targets.as_ref());
+        let (loss, parts) = model.loss_parts(&x, ids.as_ref(), &eps, targets.as_ref());
         if let Some(t) = &loss.layer_targets {
             *layer.get_or_insert(0.0) += t.sum(Kind::Double).double_value(&[]);
         }

@@ -144,25 +144,29 @@ fn bad_numeric_flags_are_refused_with_what_is_accepted() {
     }
 }
 
+/// What `eval --checkpoint MODEL EXTRA` prints, on one thread, with a
+/// fresh cache.
+fn eval_report(model: &Path, cache: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--threads",
+        "1",
+        "eval",
+        "--checkpoint",
+        model.to_str().expect("utf-8 path"),
+        "--cache-dir",
+        cache.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    json_report(&args)
+}
+
 /// `eval` on the shipped one-digit model reports grey pixels, the entropy floor
 /// of the evaluated videos and the NLL's excess over it.
 #[test]
 fn eval_reports_the_pixels_and_the_entropy_floor_of_grey_data() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist1-captions.safetensors");
     let cache = tempfile::tempdir().expect("tmp");
-    let r = json_report(&[
-        "--threads",
-        "1",
-        "eval",
-        "--checkpoint",
-        model.to_str().expect("utf-8 path"),
-        "--limit",
-        "20",
-        "--batch",
-        "20",
-        "--cache-dir",
-        cache.path().to_str().expect("utf-8 path"),
-    ]);
+    let r = eval_report(&model, cache.path(), &["--limit", "20", "--batch", "20"]);
     assert_eq!(r["pixels"], "grey");
     let (floor, nll, excess) = (
         r["entropy_floor"].as_f64().expect("floor"),
@@ -183,21 +187,7 @@ fn eval_reports_the_pixels_and_the_entropy_floor_of_grey_data() {
 fn eval_scores_each_layer_against_its_own_digit() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cache = tempfile::tempdir().expect("tmp");
-    let report = |model: &Path| {
-        json_report(&[
-            "--threads",
-            "1",
-            "eval",
-            "--checkpoint",
-            model.to_str().expect("utf-8 path"),
-            "--limit",
-            "4",
-            "--batch",
-            "4",
-            "--cache-dir",
-            cache.path().to_str().expect("utf-8 path"),
-        ])
-    };
+    let report = |model: &Path| eval_report(model, cache.path(), &["--limit", "4", "--batch", "4"]);
     let layered =
         report(&root.join("docs/runs/mnist2-layers-binarized-t64/weights-step-7016.safetensors"));
     assert_eq!(layered["pixels"], "binarized");
@@ -248,22 +238,12 @@ fn the_evaluator_reads_real_binarised_videos() {
 fn eval_measures_the_training_split_on_request() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist1-captions.safetensors");
     let cache = tempfile::tempdir().expect("tmp");
-    let report = |split: &str| -> serde_json::Value {
-        json_report(&[
-            "--threads",
-            "1",
-            "eval",
-            "--checkpoint",
-            model.to_str().expect("utf-8 path"),
-            "--split",
-            split,
-            "--limit",
-            "50",
-            "--batch",
-            "50",
-            "--cache-dir",
-            cache.path().to_str().expect("utf-8 path"),
-        ])
+    let report = |split: &str| {
+        eval_report(
+            &model,
+            cache.path(),
+            &["--split", split, "--limit", "50", "--batch", "50"],
+        )
     };
     let (train, test) = (report("train"), report("test"));
     assert_eq!(train["split"], "train");

@@ -374,12 +374,14 @@ fn compare_steps(config: ModelConfig, kernels: Kernels, weight: Option<f64>) {
 
     let mut plain_stats = WindowStats::default();
     let products = syncdraw_training::backend::tch_backend::Products::F32;
-    let plain = match &targets {
-        Some((t, _)) => {
-            model.loss_with_targets(&x, ids.as_ref(), &eps, Some(&mut plain_stats), products, t)
-        }
-        None => model.loss_observed(&x, ids.as_ref(), &eps, Some(&mut plain_stats), products),
-    };
+    let plain = model.loss_observed(
+        &x,
+        ids.as_ref(),
+        &eps,
+        Some(&mut plain_stats),
+        products,
+        targets.as_ref().map(|(t, _)| t),
+    );
     let mut objective = &plain.reconstruction + &plain.kl * kl_weight;
     if let (Some(layer), Some((_, w))) = (&plain.layer_targets, &targets) {
         objective += layer * *w;

@@ -139,7 +139,7 @@ fn two_steps(a: (&ModelConfig, Products), b: (&ModelConfig, Products)) -> (StepR
     let x = Tensor::rand([6, 4, 32, 32], (Kind::Float, Device::Cpu));
     let eps = Tensor::randn([6, 4, 8], (Kind::Float, Device::Cpu));
     let step = |model: &SyncDraw, products: Products| {
-        let loss = model.loss_observed(&x, None, &eps, None, products);
+        let loss = model.loss_observed(&x, None, &eps, None, products, None);
         let objective = loss.nll().mean(Kind::Float);
         objective.backward();
         let mut named: Vec<(String, Tensor)> = model
@@ -1687,7 +1687,7 @@ fn the_parts_of_the_bound_add_up_on_one_canvas_and_on_layers() {
             (Kind::Float, Device::Cpu),
         )
         .round();
-        let (loss, parts) = tch::no_grad(|| model.loss_parts(&x, Some(&ids), &z));
+        let (loss, parts) = tch::no_grad(|| model.loss_parts(&x, Some(&ids), &z, None));
         let close = |a: &Tensor, b: &Tensor, what: &str| {
             // relative, and absolute for terms near 0
             let rel = ((a - b).abs() / (b.abs() + 1.0)).max().double_value(&[]);
@@ -1707,7 +1707,7 @@ fn the_parts_of_the_bound_add_up_on_one_canvas_and_on_layers() {
         // were and changes the later ones.
         let other = z.copy();
         let _ = other.select(1, 1).fill_(3.0);
-        let (_, moved) = tch::no_grad(|| model.loss_parts(&x, Some(&ids), &other));
+        let (_, moved) = tch::no_grad(|| model.loss_parts(&x, Some(&ids), &other, None));
         let step_diff = |t: i64| {
             (parts.kl.select(1, t) - moved.kl.select(1, t))
                 .abs()
@@ -1724,7 +1724,7 @@ fn the_parts_of_the_bound_add_up_on_one_canvas_and_on_layers() {
                 }
             }
         });
-        let (_, parts) = tch::no_grad(|| model.loss_parts(&x, Some(&ids), &z));
+        let (_, parts) = tch::no_grad(|| model.loss_parts(&x, Some(&ids), &z, None));
         let (video, _) = model.generate(&z, Some(&ids));
         let per_frame = |t: Tensor| {
             t.reshape([3, config.frames, -1])

@@ -207,14 +207,15 @@ pub struct Layers {
     d_done: Vec<f32>,
     darks: Vec<Vec<f32>>,
     ends: Vec<Vec<f32>>,
-    /// Every layer's target video ([frames, A, A] each, in drawing order) and
-    /// its weight, with layer targets.
-    targets: Option<(Vec<Vec<f32>>, f32)>,
-    /// The targets' BCE per frame, summed over the layers so far.
-    target_sums: Vec<f32>,
-    /// The objective's scale (1 / B), from [`Layers::bce`], for the targets'
-    /// gradients in the backward.
-    scale: f32,
+    targets: Option<Targets>,
+}
+
+/// Layer targets: every layer's target video ([frames, A, A] each, in drawing
+/// order), their weight, and their BCE per frame summed over the layers so far.
+struct Targets {
+    videos: Vec<Vec<f32>>,
+    weight: f32,
+    sums: Vec<f32>,
 }
 
 impl Layers {
@@ -230,30 +231,31 @@ impl Layers {
             darks: Vec::new(),
             ends: Vec::new(),
             targets: None,
-            target_sums: Vec::new(),
-            scale: 1.0,
         }
     }
 
     /// Scores every layer's last canvas against its object's video as well:
     /// `targets` [frames, A, A] per layer, in drawing order, weighted by `weight`.
     pub fn with_targets(mut self, targets: Vec<Vec<f32>>, weight: f32) -> Self {
-        self.target_sums = vec![0.0; self.done.len() / PIXELS];
-        self.targets = Some((targets, weight));
+        self.targets = Some(Targets {
+            videos: targets,
+            weight,
+            sums: vec![0.0; self.done.len() / PIXELS],
+        });
         self
     }
 
     /// The targets' BCE per frame over every layer (after [`Layers::bce`]); none
     /// without targets.
     pub fn target_sums(&self) -> Option<&[f32]> {
-        self.targets.as_ref().map(|_| self.target_sums.as_slice())
+        self.targets.as_ref().map(|t| t.sums.as_slice())
     }
 
     /// Adds the BCE of layer `o`'s last canvas against its target.
     fn score(&mut self, o: usize, canvas: &[f32]) {
-        if let Some((targets, _)) = &self.targets {
-            let sums = target_bce(self.threads, self.per, canvas, &targets[o]);
-            for (s, v) in self.target_sums.iter_mut().zip(sums) {
+        if let Some(t) = &mut self.targets {
+            let sums = target_bce(self.threads, self.per, canvas, &t.videos[o]);
+            for (s, v) in t.sums.iter_mut().zip(sums) {
                 *s += v;
             }
         }
@@ -293,14 +295,14 @@ impl Layers {
         self.ends.push(end);
     }
 
-    /// Back through the end of layer `o - 1` ([`finish_layer_grad`]).
-    pub fn finish_grad(&mut self, o: usize, dcanvas: &mut [f32]) {
+    /// Back through the end of layer `o - 1` ([`finish_layer_grad`]), the
+    /// objective scaled by `scale` (as in [`Layers::bce`]).
+    pub fn finish_grad(&mut self, o: usize, scale: f32, dcanvas: &mut [f32]) {
         let end = &mut self.ends[o - 1];
-        let scale = self.scale;
         let target = self
             .targets
             .as_ref()
-            .map(|(t, w)| (t[o - 1].as_slice(), w * scale));
+            .map(|t| (t.videos[o - 1].as_slice(), t.weight * scale));
         finish_layer_grad(
             self.threads,
             self.per,
@@ -310,10 +312,10 @@ impl Layers {
     }
 
     /// The BCE of `x` over every layer ([`bce`]), its gradient in the last
-    /// canvas into `dcanvas` and in done kept.
+    /// canvas into `dcanvas` and in done kept; with targets, the last layer's
+    /// target is scored and its gradient added too.
     pub fn bce(&mut self, scale: f32, canvas: &[f32], x: &[f32], dcanvas: &mut [f32]) -> Vec<f32> {
         let (threads, per) = (self.threads, self.per);
-        self.scale = scale;
         let sums = bce(
             threads,
             per,
@@ -324,8 +326,9 @@ impl Layers {
         // The last layer's target.
         let last = self.finished();
         self.score(last, canvas);
-        if let Some((targets, w)) = &self.targets {
-            add_target_grad(threads, per, canvas, &targets[last], w * scale, dcanvas);
+        if let Some(t) = &self.targets {
+            let w = t.weight * scale;
+            add_target_grad(threads, per, canvas, &t.videos[last], w, dcanvas);
         }
         sums
     }

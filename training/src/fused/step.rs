@@ -124,7 +124,7 @@ fn add_grad(w: &Tensor, g: &Tensor, rest: &mut Tensor) {
 /// `eps` [B, T, z_dim]; the model must be [`supported`] and on the CPU.
 /// With `targets` (each object's video [B, objects, N, A, B] and a weight w,
 /// for a model on layers) the objective adds w times the layer-target term,
-/// as [`SyncDraw::loss_with_targets`] gives it (in `Loss::layer_targets`).
+/// as [`SyncDraw::loss_observed`] gives it (in `Loss::layer_targets`).
 #[allow(clippy::too_many_arguments)]
 pub fn loss_and_backward(
     model: &SyncDraw,
@@ -425,7 +425,7 @@ pub fn loss_and_backward(
             let slot = layer_read(o);
             let (_, rg) = kernels.backward(slot, dcanvas, x_values, None, read, &dgx, &dgs, dark);
             d_c0 += kernels.sum(dcanvas);
-            layers.finish_grad(o, dcanvas);
+            layers.finish_grad(o, scale, dcanvas);
             let (wg, _) = kernels.backward(t, dcanvas, x_values, write, None, &[], &[], None);
             (wg, rg)
         } else {

@@ -91,8 +91,6 @@ struct Pass {
     last: LastCanvas,
     /// KL_t of every step, each [B].
     kl_steps: Vec<Tensor>,
-    /// The last canvas c_o of every layer, in drawing order (one: the canvas).
-    layers: Vec<Tensor>,
 }
 
 /// A per-pixel term [B, N, ...] summed over each frame's pixels, [B, N].
@@ -213,11 +211,13 @@ impl SyncDraw {
     /// them) and caption ids [B, L], with `eps` [B, T, z_dim] the
     /// reparameterisation noise.
     pub fn loss(&self, x: &Tensor, caption: Option<&Tensor>, eps: &Tensor) -> Loss {
-        self.loss_observed(x, caption, eps, None, Products::F32)
+        self.loss_observed(x, caption, eps, None, Products::F32, None)
     }
 
     /// [`Self::loss`] with the matrix products in `products`, adding every step's
-    /// read and write windows to `stats`.
+    /// read and write windows to `stats`. With `targets`, each object's own
+    /// video [B, objects, N, A, B], it also takes the layer-target term (`train
+    /// --layer-targets`; canvas.rs, `layer_target_loss`) in `Loss::layer_targets`.
     pub fn loss_observed(
         &self,
         x: &Tensor,
@@ -225,52 +225,22 @@ impl SyncDraw {
         eps: &Tensor,
         stats: Option<&mut WindowStats>,
         products: Products,
+        targets: Option<&Tensor>,
     ) -> Loss {
-        self.run(x, caption, eps, stats, products).loss
+        self.run(x, caption, eps, stats, products, targets).loss
     }
 
-    /// [`Self::loss_observed`] with the layer-target term (`train
-    /// --layer-targets`): the last canvas of every layer the model draws on
-    /// against `targets`, each object's own video [B, objects, N, A, B]
-    /// (canvas.rs, `layer_target_loss`), in `Loss::layer_targets`.
-    pub fn loss_with_targets(
-        &self,
-        x: &Tensor,
-        caption: Option<&Tensor>,
-        eps: &Tensor,
-        stats: Option<&mut WindowStats>,
-        products: Products,
-        targets: &Tensor,
-    ) -> Loss {
-        let pass = self.run(x, caption, eps, stats, products);
-        let mut loss = pass.loss;
-        loss.layer_targets = Some(layer_target_loss(&pass.layers, targets));
-        loss
-    }
-
-    /// [`Self::loss`] with where its nats go ([`LossParts`]).
+    /// [`Self::loss`] with where its nats go ([`LossParts`]), and the
+    /// layer-target term where `targets` gives each object's video
+    /// ([`Self::loss_observed`]).
     pub fn loss_parts(
-        &self,
-        x: &Tensor,
-        caption: Option<&Tensor>,
-        eps: &Tensor,
-    ) -> (Loss, LossParts) {
-        self.loss_parts_with_targets(x, caption, eps, None)
-    }
-
-    /// [`Self::loss_parts`], with the layer-target term where `targets` gives
-    /// each object's video ([`Self::loss_with_targets`]).
-    pub fn loss_parts_with_targets(
         &self,
         x: &Tensor,
         caption: Option<&Tensor>,
         eps: &Tensor,
         targets: Option<&Tensor>,
     ) -> (Loss, LossParts) {
-        let mut pass = self.run(x, caption, eps, None, Products::F32);
-        if let Some(t) = targets {
-            pass.loss.layer_targets = Some(layer_target_loss(&pass.layers, t));
-        }
+        let pass = self.run(x, caption, eps, None, Products::F32, targets);
         let parts = LossParts {
             ink: per_frame(x * pass.last.neg_log_p(), self.config.frames),
             reconstruction: pass.reconstruction_per_frame,
@@ -279,7 +249,8 @@ impl SyncDraw {
         (pass.loss, parts)
     }
 
-    /// The R-VAE's pass over T steps.
+    /// The R-VAE's pass over T steps (with the layer-target term where
+    /// `targets` are given).
     fn run(
         &self,
         x: &Tensor,
@@ -287,6 +258,7 @@ impl SyncDraw {
         eps: &Tensor,
         mut stats: Option<&mut WindowStats>,
         products: Products,
+        targets: Option<&Tensor>,
     ) -> Pass {
         let c = &self.config;
         let be = &mut TchBackend::with_products(self.device(), products);
@@ -314,10 +286,13 @@ impl SyncDraw {
         let mut kl = Tensor::zeros([batch], (Kind::Float, self.device()));
         let mut log_q_over_p = Tensor::zeros([batch], (Kind::Float, self.device()));
         let mut kl_steps = Vec::with_capacity(c.timesteps as usize);
+        // The last canvas of every layer, in drawing order, for the targets.
         let mut layers = Vec::new();
         for t in 0..c.timesteps {
             if layered && c.starts_block(t) {
-                layers.push(canvas.shallow_clone());
+                if targets.is_some() {
+                    layers.push(canvas.shallow_clone());
+                }
                 let mass = layer_mass(be, &canvas);
                 done = Some(match done {
                     None => mass,
@@ -371,7 +346,10 @@ impl SyncDraw {
             dec_state = Some(next_dec);
             enc_state = Some(next_enc);
         }
-        layers.push(canvas.shallow_clone());
+        let layer_targets = targets.map(|t| {
+            layers.push(canvas.shallow_clone());
+            layer_target_loss(&layers, t)
+        });
         // L_X = BCE(x, sigmoid(c^T)) summed over pixels, computed from the logits
         // (from every layer's mass when objects are drawn on layers).
         let last = match done {
@@ -386,12 +364,11 @@ impl SyncDraw {
                 reconstruction,
                 kl,
                 log_q_over_p,
-                layer_targets: None,
+                layer_targets,
             },
             reconstruction_per_frame,
             last,
             kl_steps,
-            layers,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::nll::{evaluate, EvalResult};
 use crate::source::{DataSource, SourceError};
 use crate::warm_start::WarmStartError;
 use metrics::{MetricsLine, Reporter};
-pub use run_dir::{mean_logit, slots_config, words_config, CHECKPOINT};
+pub use run_dir::{check_layer_targets, mean_logit, slots_config, words_config, CHECKPOINT};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -328,11 +328,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 windows.as_mut(),
             ),
             None => {
-                let (x, ids, eps, stats) = (&x, ids.as_ref(), &eps, windows.as_mut());
-                let loss = match &targets {
-                    Some(t) => model.loss_with_targets(x, ids, eps, stats, opts.products, t),
-                    None => model.loss_observed(x, ids, eps, stats, opts.products),
-                };
+                let loss = model.loss_observed(
+                    &x,
+                    ids.as_ref(),
+                    &eps,
+                    windows.as_mut(),
+                    opts.products,
+                    targets.as_ref(),
+                );
                 let mut objective = &loss.reconstruction + &loss.kl * meta.kl_weight;
                 if let Some(layer) = &loss.layer_targets {
                     objective += layer * meta.layer_targets;

@@ -54,8 +54,8 @@ fn check_optimizer(opts: &TrainOptions) -> Result<(), TrainError> {
 
 /// Layer targets need layers, each named by a caption slot, and each object's
 /// own video: binarised generated digits (data/binarize.rs) as many as the
-/// layers.
-fn check_layer_targets(meta: &Meta) -> Result<(), TrainError> {
+/// layers. `eval` takes the term where this holds.
+pub fn check_layer_targets(meta: &Meta) -> Result<(), TrainError> {
     let binarized = meta.pixels == Pixels::Binarized;
     let objects = match &meta.model.caption {
         Some(CaptionConfig::Slots(s)) => s.objects,

@@ -10,8 +10,8 @@ use syncdraw_data::dataset::default_cache_dir;
 use syncdraw_data::Pixels;
 use syncdraw_training::batch::Batcher;
 use syncdraw_training::checkpoint;
-use syncdraw_training::model::CaptionConfig;
 use syncdraw_training::nll::{evaluate, Parts};
+use syncdraw_training::train::check_layer_targets;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -72,9 +72,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
         }
     };
     // A model on layers named by caption slots is also scored layer by layer
-    // against each digit's own video (`train --layer-targets`; model/canvas.rs).
-    let slots = matches!(ck.meta.model.caption, Some(CaptionConfig::Slots(_)));
-    let objects = digits.filter(|_| ck.meta.model.layered() && slots);
+    // against each digit's own video, where training could take that term
+    // (`train --layer-targets`; model/canvas.rs).
+    let objects = digits.filter(|_| check_layer_targets(&ck.meta).is_ok());
     let batcher = Batcher::new(&videos, ck.meta.captions().as_ref(), device)?;
     let r = evaluate(
         &ck.model,

@@ -169,8 +169,9 @@ pub struct TrainArgs {
     /// (--draw-order layers) alone against its object's own video, with this
     /// weight beside the ELBO: the data know which digit each caption slot
     /// names, so each layer is told which digit is its own. Binarised,
-    /// generated digits with slot captions only. 0 turns it off; given on
-    /// --resume it replaces the run's own.
+    /// generated digits with slot captions only. 0 turns it off; a run
+    /// resumed or started with --init-from keeps its checkpoint's weight
+    /// unless this gives another.
     /// Evaluation reports the ELBO alone (docs/results.md).
     #[arg(long, value_parser = non_negative_f64)]
     layer_targets: Option<f64>,
