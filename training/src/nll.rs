@@ -18,6 +18,13 @@ pub struct EvalResult {
     /// nats per video, where each object's video was given: how far each layer
     /// alone is from drawing its own object. Not part of the bound.
     pub layer_targets: Option<f64>,
+    /// The same term with each layer scored against the object it draws best:
+    /// the smallest over the ways of giving every layer one object, nats per
+    /// video.
+    pub layer_targets_best: Option<f64>,
+    /// The share of videos whose best way is not caption order: the layer a
+    /// caption slot names draws another slot's object.
+    pub layers_reassigned: Option<f64>,
     pub iwae_k: Option<usize>,
     pub videos: usize,
     /// Where the NLL goes: L_X per frame and on the ink, KL per step.
@@ -56,6 +63,7 @@ pub fn evaluate(
     let n = limit.unwrap_or(batcher.data.len()).min(batcher.data.len());
     let (mut rec, mut kl, mut iw) = (0.0, 0.0, 0.0);
     let mut layer: Option<f64> = None;
+    let (mut best, mut reassigned) = (0.0, 0usize);
     let mut ink = 0.0;
     let mut per_frame = Tensor::zeros([c.frames], (Kind::Double, Device::Cpu));
     let mut per_step = Tensor::zeros([c.timesteps], (Kind::Double, Device::Cpu));
@@ -71,6 +79,11 @@ pub fn evaluate(
         let (loss, parts) = model.loss_parts(&x, ids.as_ref(), &eps, targets.as_ref());
         if let Some(t) = &loss.layer_targets {
             *layer.get_or_insert(0.0) += t.sum(Kind::Double).double_value(&[]);
+        }
+        if let Some(costs) = &parts.layer_costs {
+            let (b, r) = best_assignment(costs);
+            best += b;
+            reassigned += r;
         }
         rec += loss.reconstruction.sum(Kind::Double).double_value(&[]);
         kl += loss.kl.sum(Kind::Double).double_value(&[]);
@@ -109,6 +122,8 @@ pub fn evaluate(
         kl: kl / nf,
         iwae: iwae_k.map(|_| iw / nf),
         layer_targets: layer.map(|l| l / nf),
+        layer_targets_best: layer.map(|_| best / nf),
+        layers_reassigned: layer.map(|_| reassigned as f64 / nf),
         iwae_k,
         videos: n,
         parts: Parts {
@@ -124,4 +139,73 @@ fn per_nats(sum: &Tensor, videos: f64) -> Vec<f64> {
     (0..sum.size()[0])
         .map(|i| sum.double_value(&[i]) / videos)
         .collect()
+}
+
+/// Over the videos of `costs` [B, layers, objects] (layer l against object o):
+/// the sum of each video's smallest total over the one-to-one ways of giving
+/// the layers objects, and the number of videos whose smallest is not layer l
+/// drawing object l.
+fn best_assignment(costs: &Tensor) -> (f64, usize) {
+    let size = costs.size();
+    let (videos, n) = (size[0] as usize, size[1] as usize);
+    let c: Vec<f64> = Vec::try_from(costs.to_kind(Kind::Double).to(Device::Cpu).reshape([-1]))
+        .expect("a float tensor");
+    let ways = permutations(n);
+    let (mut sum, mut other) = (0.0, 0);
+    for v in c.chunks(n * n).take(videos) {
+        let total = |p: &Vec<usize>| {
+            p.iter()
+                .enumerate()
+                .map(|(l, &o)| v[l * n + o])
+                .sum::<f64>()
+        };
+        let own = total(&ways[0]);
+        let min = ways.iter().map(total).fold(own, f64::min);
+        sum += min;
+        other += usize::from(min < own);
+    }
+    (sum, other)
+}
+
+/// Every ordering of 0..n, the identity first.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![vec![]];
+    }
+    let mut out = Vec::new();
+    for p in permutations(n - 1) {
+        for at in (0..n).rev() {
+            let mut q = p.clone();
+            q.insert(at, n - 1);
+            out.push(q);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutations_are_every_ordering_identity_first() {
+        let p = permutations(3);
+        assert_eq!(p.len(), 6);
+        assert_eq!(p[0], vec![0, 1, 2]);
+        let mut sorted = p.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 6);
+    }
+
+    #[test]
+    fn best_assignment_takes_the_cheaper_way_per_video() {
+        // Video 0: caption order is cheaper (1 + 4 against 3 + 5); video 1:
+        // swapped is (2 + 1 against 10 + 10).
+        let costs =
+            Tensor::from_slice(&[1.0f32, 3.0, 5.0, 4.0, 10.0, 2.0, 1.0, 10.0]).reshape([2, 2, 2]);
+        let (sum, other) = best_assignment(&costs);
+        assert!((sum - (5.0 + 3.0)).abs() < 1e-9, "{sum}");
+        assert_eq!(other, 1);
+    }
 }

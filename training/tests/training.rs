@@ -760,6 +760,8 @@ fn tiny_model_learns_loss_falls_by_1_4x() {
         m[5]["loss"].as_f64().expect("loss"),
     );
     assert!(last * 1.4 < first, "loss fell from {first} to {last} only");
+    // One canvas, grey pixels: no layer term.
+    assert!(m[5]["test_nll"].is_f64() && m[5].get("test_layer_targets").is_none());
     let test = summary.test.expect("final evaluation");
     assert!(
         test.nll.is_finite() && (test.nll - test.reconstruction - test.kl).abs() < 1e-3 * test.nll
@@ -815,6 +817,15 @@ fn layer_targets_train_are_recorded_and_refused_where_they_cannot_apply() {
         .expect("the term is logged");
     assert!(term.is_finite() && term > 0.0, "{term}");
     assert!(metrics(dirs[1].path())[0].get("layer_targets").is_none());
+    // The test evaluation scores each layer against its own digit, with the
+    // term in training or not.
+    for dir in &dirs[..2] {
+        let m = metrics(dir.path());
+        let last = m.last().expect("a line");
+        assert!(last["test_nll"].is_f64(), "{last}");
+        let t = last["test_layer_targets"].as_f64().expect("the test term");
+        assert!(t.is_finite() && t > 0.0, "{t}");
+    }
     // A resumed run keeps the weight.
     let resumed = TrainOptions {
         resume: true,

@@ -70,20 +70,35 @@ pub fn layered_neg_log_p(s: &Tensor) -> Tensor {
 /// union of the x_o is the video, so layers that reach their targets also
 /// reach the video; the term only says which object each layer is to draw.
 pub fn layer_target_loss(layers: &[Tensor], targets: &Tensor) -> Tensor {
-    let batch = targets.size()[0];
     layers
         .iter()
         .enumerate()
-        .map(|(o, c)| {
-            c.binary_cross_entropy_with_logits::<Tensor>(
-                &targets.select(1, o as i64),
-                None,
-                None,
-                tch::Reduction::None,
-            )
-            .reshape([batch, -1])
-            .sum_dim_intlist([1].as_slice(), false, tch::Kind::Float)
-        })
+        .map(|(o, c)| layer_cost(c, &targets.select(1, o as i64)))
         .reduce(|a, b| a + b)
         .expect("at least one layer")
+}
+
+/// Every layer against every object, [B, L, O]: entry (l, o) is the
+/// cross-entropy of layer l's last canvas alone against object o's video (the
+/// terms of [`layer_target_loss`] on the diagonal). `eval` reads from it which
+/// object each layer draws.
+pub fn layer_costs(layers: &[Tensor], targets: &Tensor) -> Tensor {
+    let rows: Vec<Tensor> = layers
+        .iter()
+        .map(|c| {
+            let per_object: Vec<Tensor> = (0..targets.size()[1])
+                .map(|o| layer_cost(c, &targets.select(1, o)))
+                .collect();
+            Tensor::stack(&per_object, 1)
+        })
+        .collect();
+    Tensor::stack(&rows, 1)
+}
+
+/// The cross-entropy of one layer's canvas (logits) alone against one
+/// object's video, summed over the pixels, [B].
+fn layer_cost(c: &Tensor, x_o: &Tensor) -> Tensor {
+    c.binary_cross_entropy_with_logits::<Tensor>(x_o, None, None, tch::Reduction::None)
+        .reshape([x_o.size()[0], -1])
+        .sum_dim_intlist([1].as_slice(), false, tch::Kind::Float)
 }

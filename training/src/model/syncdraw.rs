@@ -1,5 +1,7 @@
 //! The full Sync-DRAW model and its loss (§3.1.5).
-use super::canvas::{composed, layer_mass, layer_target_loss, layered_bce, layered_neg_log_p};
+use super::canvas::{
+    composed, layer_costs, layer_mass, layer_target_loss, layered_bce, layered_neg_log_p,
+};
 use super::caption::CaptionFeatures;
 use super::config::{ModelConfig, Variant};
 use super::decoder::DecoderParams;
@@ -51,6 +53,9 @@ pub struct LossParts {
     pub ink: Tensor,
     /// KL_t of every step, [B, T].
     pub kl: Tensor,
+    /// Where each object's video was given: every layer alone against every
+    /// object, [B, layers, objects] (canvas.rs, `layer_costs`).
+    pub layer_costs: Option<Tensor>,
 }
 
 /// The model's last canvas, from which L_X is taken (eq. 10).
@@ -91,6 +96,9 @@ struct Pass {
     last: LastCanvas,
     /// KL_t of every step, each [B].
     kl_steps: Vec<Tensor>,
+    /// The last canvas of every layer, in drawing order, where the pass was
+    /// given each object's video (none otherwise).
+    layers: Vec<Tensor>,
 }
 
 /// A per-pixel term [B, N, ...] summed over each frame's pixels, [B, N].
@@ -245,6 +253,7 @@ impl SyncDraw {
             ink: per_frame(x * pass.last.neg_log_p(), self.config.frames),
             reconstruction: pass.reconstruction_per_frame,
             kl: Tensor::stack(&pass.kl_steps, 1),
+            layer_costs: targets.map(|t| layer_costs(&pass.layers, t)),
         };
         (pass.loss, parts)
     }
@@ -346,10 +355,10 @@ impl SyncDraw {
             dec_state = Some(next_dec);
             enc_state = Some(next_enc);
         }
-        let layer_targets = targets.map(|t| {
+        if targets.is_some() {
             layers.push(canvas.shallow_clone());
-            layer_target_loss(&layers, t)
-        });
+        }
+        let layer_targets = targets.map(|t| layer_target_loss(&layers, t));
         // L_X = BCE(x, sigmoid(c^T)) summed over pixels, computed from the logits
         // (from every layer's mass when objects are drawn on layers).
         let last = match done {
@@ -369,6 +378,7 @@ impl SyncDraw {
             reconstruction_per_frame,
             last,
             kl_steps,
+            layers,
         }
     }
 

@@ -19,6 +19,11 @@ pub struct MetricsLine<'a> {
     pub videos_per_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_nll: Option<f64>,
+    /// The layer-target term of the same test videos (nll.rs), unweighted,
+    /// for a model on layers named by caption slots, on binarised digits: how
+    /// far each layer alone is from its own digit. Not part of `test_nll`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_layer_targets: Option<f64>,
     /// The test NLL of the moving average of the weights (average.rs), on the
     /// same videos with the same noise, where the run keeps one.
     #[serde(skip_serializing_if = "Option::is_none")]

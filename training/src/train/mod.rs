@@ -225,6 +225,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     let codec = meta.captions();
     let train_b = Batcher::new(&train_data, codec.as_ref(), opts.device)?;
     let test_b = Batcher::new(&test_data, codec.as_ref(), opts.device)?;
+    // The test evaluations also score each layer against its own digit where
+    // `eval` would (whether or not training takes that term).
+    let test_objects = digits
+        .as_ref()
+        .filter(|_| check_layer_targets(&meta).is_ok());
     // Frozen variables get no gradient and no update (Adam skips them).
     for (name, var) in model.vs.variables() {
         if meta.frozen.iter().any(|p| name.starts_with(p.as_str())) {
@@ -394,7 +399,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
             if eval_now {
                 let limit = (!at_end).then_some(opts.eval_videos);
                 let (batch, seed) = (meta.batch.max(64), meta.seed);
-                let eval = |m: &SyncDraw| evaluate(m, &test_b, batch, seed, None, limit, None);
+                let eval =
+                    |m: &SyncDraw| evaluate(m, &test_b, batch, seed, None, limit, test_objects);
                 let r = eval(&model);
                 meta.test_nll = Some(r.nll);
                 test = Some(r);
@@ -411,6 +417,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
                 kl: k,
                 videos_per_s: rate,
                 test_nll: if eval_now { meta.test_nll } else { None },
+                test_layer_targets: test
+                    .as_ref()
+                    .filter(|_| eval_now)
+                    .and_then(|r| r.layer_targets),
                 test_nll_average,
                 layer_targets: (meta.layer_targets > 0.0).then(|| sum_layer / done.max(1) as f64),
                 windows: windows.as_ref(),

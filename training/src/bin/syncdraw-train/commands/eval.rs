@@ -101,6 +101,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
         iwae: r.iwae,
         iwae_k: r.iwae_k,
         layer_targets: r.layer_targets,
+        layer_targets_best: r.layer_targets_best,
+        layers_reassigned: r.layers_reassigned,
         videos: r.videos,
         unit: "nats per video",
         parts: r.parts,
@@ -137,6 +139,13 @@ struct EvalReport {
     /// summed over the layers (`train --layer-targets`); not part of the NLL.
     #[serde(skip_serializing_if = "Option::is_none")]
     layer_targets: Option<f64>,
+    /// The same with each layer against the digit it draws best (the smallest
+    /// over the ways of giving each layer one digit), and the share of videos
+    /// where that is not the digit its caption slot names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_targets_best: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layers_reassigned: Option<f64>,
     videos: usize,
     unit: &'static str,
     /// Where the NLL goes: the reconstruction term on the ink and per frame,
