@@ -29,6 +29,24 @@ pub struct EvalResult {
     pub videos: usize,
     /// Where the NLL goes: L_X per frame and on the ink, KL per step.
     pub parts: Parts,
+    /// Every evaluated video's own figures, in split order (`eval
+    /// --per-video`).
+    #[serde(skip)]
+    pub per_video: Vec<VideoScore>,
+}
+
+/// One video's bound and layer terms, nats.
+#[derive(Debug, Clone, Serialize)]
+pub struct VideoScore {
+    pub nll: f64,
+    pub reconstruction: f64,
+    pub kl: f64,
+    /// Each layer against the object its caption slot names ([`EvalResult`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_targets: Option<f64>,
+    /// Each layer against the object it draws best.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_targets_best: Option<f64>,
 }
 
 /// [`crate::model::syncdraw::LossParts`] averaged over the evaluated videos, nats per video.
@@ -63,7 +81,7 @@ pub fn evaluate(
     let n = limit.unwrap_or(batcher.data.len()).min(batcher.data.len());
     let (mut rec, mut kl, mut iw) = (0.0, 0.0, 0.0);
     let mut layer: Option<f64> = None;
-    let (mut best, mut reassigned) = (0.0, 0usize);
+    let mut per_video = Vec::with_capacity(n);
     let mut ink = 0.0;
     let mut per_frame = Tensor::zeros([c.frames], (Kind::Double, Device::Cpu));
     let mut per_step = Tensor::zeros([c.timesteps], (Kind::Double, Device::Cpu));
@@ -80,10 +98,25 @@ pub fn evaluate(
         if let Some(t) = &loss.layer_targets {
             *layer.get_or_insert(0.0) += t.sum(Kind::Double).double_value(&[]);
         }
-        if let Some(costs) = &parts.layer_costs {
-            let (b, r) = best_assignment(costs);
-            best += b;
-            reassigned += r;
+        let values = |t: &Tensor| -> Vec<f64> {
+            Vec::try_from(t.to_kind(Kind::Double).to(Device::Cpu)).expect("a float tensor")
+        };
+        let (v_rec, v_kl) = (values(&loss.reconstruction), values(&loss.kl));
+        let in_order = parts.layer_costs.as_ref().map(|c| {
+            own_and_best(c)
+                .into_iter()
+                .map(|(own, best)| (Some(own), Some(best)))
+                .collect::<Vec<_>>()
+        });
+        for (j, (r, k)) in v_rec.into_iter().zip(v_kl).enumerate() {
+            let (own, best) = in_order.as_ref().map_or((None, None), |v| v[j]);
+            per_video.push(VideoScore {
+                nll: r + k,
+                reconstruction: r,
+                kl: k,
+                layer_targets: own,
+                layer_targets_best: best,
+            });
         }
         rec += loss.reconstruction.sum(Kind::Double).double_value(&[]);
         kl += loss.kl.sum(Kind::Double).double_value(&[]);
@@ -122,8 +155,20 @@ pub fn evaluate(
         kl: kl / nf,
         iwae: iwae_k.map(|_| iw / nf),
         layer_targets: layer.map(|l| l / nf),
-        layer_targets_best: layer.map(|_| best / nf),
-        layers_reassigned: layer.map(|_| reassigned as f64 / nf),
+        layer_targets_best: layer.map(|_| {
+            per_video
+                .iter()
+                .filter_map(|v| v.layer_targets_best)
+                .sum::<f64>()
+                / nf
+        }),
+        layers_reassigned: layer.map(|_| {
+            let other = per_video
+                .iter()
+                .filter(|v| v.layer_targets_best < v.layer_targets)
+                .count();
+            other as f64 / nf
+        }),
         iwae_k,
         videos: n,
         parts: Parts {
@@ -131,6 +176,7 @@ pub fn evaluate(
             reconstruction_per_frame: per_nats(&per_frame, nf),
             kl_per_step: per_nats(&per_step, nf),
         },
+        per_video,
     }
 }
 
@@ -141,30 +187,26 @@ fn per_nats(sum: &Tensor, videos: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Over the videos of `costs` [B, layers, objects] (layer l against object o):
-/// the sum of each video's smallest total over the one-to-one ways of giving
-/// the layers objects, and the number of videos whose smallest is not layer l
-/// drawing object l.
-fn best_assignment(costs: &Tensor) -> (f64, usize) {
-    let size = costs.size();
-    let (videos, n) = (size[0] as usize, size[1] as usize);
+/// For each video of `costs` [B, layers, objects] (layer l against object
+/// o): the total with layer l drawing object l, and the smallest total over
+/// the one-to-one ways of giving the layers objects.
+fn own_and_best(costs: &Tensor) -> Vec<(f64, f64)> {
+    let n = costs.size()[1] as usize;
     let c: Vec<f64> = Vec::try_from(costs.to_kind(Kind::Double).to(Device::Cpu).reshape([-1]))
         .expect("a float tensor");
     let ways = permutations(n);
-    let (mut sum, mut other) = (0.0, 0);
-    for v in c.chunks(n * n).take(videos) {
-        let total = |p: &Vec<usize>| {
-            p.iter()
-                .enumerate()
-                .map(|(l, &o)| v[l * n + o])
-                .sum::<f64>()
-        };
-        let own = total(&ways[0]);
-        let min = ways.iter().map(total).fold(own, f64::min);
-        sum += min;
-        other += usize::from(min < own);
-    }
-    (sum, other)
+    c.chunks(n * n)
+        .map(|v| {
+            let total = |p: &Vec<usize>| {
+                p.iter()
+                    .enumerate()
+                    .map(|(l, &o)| v[l * n + o])
+                    .sum::<f64>()
+            };
+            let own = total(&ways[0]);
+            (own, ways.iter().map(total).fold(own, f64::min))
+        })
+        .collect()
 }
 
 /// Every ordering of 0..n, the identity first.
@@ -199,13 +241,11 @@ mod tests {
     }
 
     #[test]
-    fn best_assignment_takes_the_cheaper_way_per_video() {
+    fn the_best_way_is_the_cheaper_one_per_video() {
         // Video 0: caption order is cheaper (1 + 4 against 3 + 5); video 1:
         // swapped is (2 + 1 against 10 + 10).
         let costs =
             Tensor::from_slice(&[1.0f32, 3.0, 5.0, 4.0, 10.0, 2.0, 1.0, 10.0]).reshape([2, 2, 2]);
-        let (sum, other) = best_assignment(&costs);
-        assert!((sum - (5.0 + 3.0)).abs() < 1e-9, "{sum}");
-        assert_eq!(other, 1);
+        assert_eq!(own_and_best(&costs), vec![(5.0, 5.0), (20.0, 3.0)]);
     }
 }

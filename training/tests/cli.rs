@@ -196,14 +196,21 @@ fn eval_reports_the_pixels_and_the_entropy_floor_of_grey_data() {
 /// against the digit it draws best, the layers miss by less than twice the
 /// union's reconstruction; in three of these four videos (both digits moving the
 /// same way) the layer a slot names draws the other slot's digit
-/// (docs/results.md).
+/// (docs/results.md). `--per-video` writes each video's figures, which add
+/// up to the report, with its caption.
 #[test]
 fn eval_scores_each_layer_against_its_own_digit() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cache = tempfile::tempdir().expect("tmp");
     let report = |model: &Path| eval_report(model, cache.path(), &["--limit", "4", "--batch", "4"]);
     let weights = root.join("docs/runs/mnist2-layers-binarized-t64/weights-step-7016.safetensors");
-    let layered = report(&weights);
+    let lines = cache.path().join("per-video.jsonl");
+    let per_video = ["--per-video", lines.to_str().expect("utf-8")];
+    let layered = eval_report(
+        &weights,
+        cache.path(),
+        &[&["--limit", "4", "--batch", "4"], &per_video[..]].concat(),
+    );
     assert_eq!(layered["pixels"], "binarized");
     let term = layered["layer_targets"].as_f64().expect("the layer term");
     assert!(term.is_finite() && term > 0.0, "{term}");
@@ -251,6 +258,52 @@ fn eval_scores_each_layer_against_its_own_digit() {
     );
     assert!(best < 2.0 * figure("reconstruction"), "{layered}");
     assert!(share > 0.0 && share < 1.0, "{share}");
+
+    // --per-video: a line per video, with its caption, adding up to the report.
+    let videos: Vec<serde_json::Value> = std::fs::read_to_string(&lines)
+        .expect("per-video file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(videos.len(), 4);
+    let mean = |key: &str| {
+        videos
+            .iter()
+            .map(|v| v[key].as_f64().expect(key))
+            .sum::<f64>()
+            / 4.0
+    };
+    for key in ["test_nll", "layer_targets", "layer_targets_best"] {
+        let line_key = if key == "test_nll" { "nll" } else { key };
+        assert!(close(mean(line_key), figure(key)), "{key}: {videos:?}");
+    }
+    let g = ck
+        .meta
+        .data
+        .load(Split::Test, cache.path())
+        .expect("test split");
+    for (i, v) in videos.iter().enumerate() {
+        assert_eq!(v["video"], i);
+        assert_eq!(v["caption"], g.caption(i));
+    }
+    // A path that cannot be written: refused with the path, after the report.
+    let out = cli(&[
+        "--threads",
+        "1",
+        "eval",
+        "--checkpoint",
+        weights.to_str().expect("utf-8"),
+        "--cache-dir",
+        cache.path().to_str().expect("utf-8"),
+        "--limit",
+        "1",
+        "--per-video",
+        "/nonexistent/dir/v.jsonl",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/v.jsonl"));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the report");
+    assert!(printed["test_nll"].is_f64());
     let one = report(&root.join("models/mnist1-captions.safetensors"));
     assert!(one.get("layer_targets").is_none(), "{one}");
 }

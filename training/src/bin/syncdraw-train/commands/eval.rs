@@ -5,12 +5,13 @@ use crate::args::{positive, DeviceArg, SplitArg};
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use syncdraw_data::dataset::default_cache_dir;
 use syncdraw_data::Pixels;
 use syncdraw_training::batch::Batcher;
 use syncdraw_training::checkpoint;
-use syncdraw_training::nll::{evaluate, Parts};
+use syncdraw_training::nll::{evaluate, Parts, VideoScore};
+use syncdraw_training::source::Videos;
 use syncdraw_training::train::check_layer_targets;
 
 #[derive(Args)]
@@ -38,6 +39,12 @@ pub struct EvalArgs {
     device: DeviceArg,
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Also write every evaluated video's figures to FILE, a JSON object per
+    /// line: its index in the split, its caption, nll, reconstruction and kl,
+    /// and for a model on layers named by caption slots its layer_targets and
+    /// layer_targets_best (nats). The report on standard output is unchanged.
+    #[arg(long, value_name = "FILE")]
+    per_video: Option<PathBuf>,
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -85,11 +92,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
         a.limit,
         objects.as_ref(),
     );
+    // The report first, so a bad --per-video path loses nothing computed.
     print_report(&EvalReport {
         pixels: ck.meta.pixels.name(),
         entropy_floor: floor,
         excess_over_floor: r.nll - floor,
-        checkpoint: a.checkpoint,
+        checkpoint: a.checkpoint.clone(),
         split: a.split.name(),
         dataset: ck.meta.data.name(),
         variant: ck.meta.model.variant.name(),
@@ -106,7 +114,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
         videos: r.videos,
         unit: "nats per video",
         parts: r.parts,
-    })
+    })?;
+    match &a.per_video {
+        Some(path) => write_per_video(path, &videos, &r.per_video),
+        None => Ok(()),
+    }
 }
 
 /// What `eval` prints.
@@ -152,4 +164,27 @@ struct EvalReport {
     /// the KL term per drawing step.
     #[serde(flatten)]
     parts: Parts,
+}
+
+/// One line of `--per-video`.
+#[derive(Serialize)]
+struct VideoLine<'a> {
+    video: usize,
+    caption: &'a str,
+    #[serde(flatten)]
+    score: &'a VideoScore,
+}
+
+fn write_per_video(path: &Path, videos: &Videos, scores: &[VideoScore]) -> Result<()> {
+    let mut out = String::new();
+    for (i, score) in scores.iter().enumerate() {
+        let line = VideoLine {
+            video: i,
+            caption: videos.caption(i),
+            score,
+        };
+        out += &serde_json::to_string(&line)?;
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
