@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Groups the test videos of a captioned two-digit model on layers by their
+captions' two motions, and by whether its layers draw the digits in caption
+order, from `syncdraw-train eval --per-video FILE` (docs/results.md, "Layer
+targets at a fixed budget").
+
+    python3 scripts/layers-by-motion.py FILE
+"""
+import json
+import re
+import sys
+
+
+def main(path):
+    groups = {}
+    for line in open(path, encoding="utf-8"):
+        v = json.loads(line)
+        if "layer_targets" not in v:
+            sys.exit(f"{path}: no layer terms (a model on layers named by two caption slots, binarised digits)")
+        motions = re.findall(r"moving (up and down|left and right)", v["caption"])
+        if len(motions) != 2:
+            sys.exit(f"{path}: video {v['video']}: not a two-digit caption: {v['caption']!r}")
+        kind = "same motion" if motions[0] == motions[1] else "different motions"
+        order = "other order" if v["layer_targets_best"] < v["layer_targets"] else "caption order"
+        groups.setdefault((kind, order), []).append(v)
+    print(f"{'videos':<18} {'layers':<14} {'count':>6} {'nll':>8} {'recon':>8} {'kl':>8}")
+    for (kind, order), vs in sorted(groups.items()):
+        mean = lambda k: sum(v[k] for v in vs) / len(vs)
+        print(f"{kind:<18} {order:<14} {len(vs):>6} {mean('nll'):>8.1f} {mean('reconstruction'):>8.1f} {mean('kl'):>8.1f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
