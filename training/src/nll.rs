@@ -55,6 +55,9 @@ pub struct Parts {
     /// The reconstruction term on the pixels that are on, sum x (-log p); the
     /// rest of it is on the background.
     pub reconstruction_ink: f64,
+    /// The part on the background far from the ink (model/syncdraw.rs
+    /// `LossParts::far`): the canvas's floor, where nothing is drawn.
+    pub reconstruction_far_background: f64,
     /// The reconstruction term of each frame.
     pub reconstruction_per_frame: Vec<f64>,
     /// The KL term of each drawing step.
@@ -82,7 +85,7 @@ pub fn evaluate(
     let (mut rec, mut kl, mut iw) = (0.0, 0.0, 0.0);
     let mut layer: Option<f64> = None;
     let mut per_video = Vec::with_capacity(n);
-    let mut ink = 0.0;
+    let (mut ink, mut far) = (0.0, 0.0);
     let mut per_frame = Tensor::zeros([c.frames], (Kind::Double, Device::Cpu));
     let mut per_step = Tensor::zeros([c.timesteps], (Kind::Double, Device::Cpu));
     let _guard = tch::no_grad_guard();
@@ -121,6 +124,7 @@ pub fn evaluate(
         rec += loss.reconstruction.sum(Kind::Double).double_value(&[]);
         kl += loss.kl.sum(Kind::Double).double_value(&[]);
         ink += parts.ink.sum(Kind::Double).double_value(&[]);
+        far += parts.far.sum(Kind::Double).double_value(&[]);
         let over_videos = |t: &Tensor| {
             t.sum_dim_intlist([0].as_slice(), false, Kind::Double)
                 .to(Device::Cpu)
@@ -173,6 +177,7 @@ pub fn evaluate(
         videos: n,
         parts: Parts {
             reconstruction_ink: ink / nf,
+            reconstruction_far_background: far / nf,
             reconstruction_per_frame: per_nats(&per_frame, nf),
             kl_per_step: per_nats(&per_step, nf),
         },

@@ -51,6 +51,11 @@ pub struct LossParts {
     /// drawing the object's pixels (the rest, sum (1 - x)(-log(1 - p)), is lost
     /// on the background).
     pub ink: Tensor,
+    /// The part of it on the background far from the ink: pixels more than
+    /// [`FAR`] pixels (in either direction) from every pixel that is on in
+    /// their frame, [B, N]. What is lost there is the canvas's floor, not the
+    /// edges of strokes.
+    pub far: Tensor,
     /// KL_t of every step, [B, T].
     pub kl: Tensor,
     /// Where each object's video was given: every layer alone against every
@@ -99,6 +104,23 @@ struct Pass {
     /// The last canvas of every layer, in drawing order, where the pass was
     /// given each object's video (none otherwise).
     layers: Vec<Tensor>,
+}
+
+/// How far from the ink [`LossParts::far`] begins, pixels.
+pub const FAR: i64 = 3;
+
+/// 1 where a pixel of `x` [..., A, B] is more than [`FAR`] pixels from every
+/// pixel that is on (above 0.5) in its image, 0 elsewhere.
+fn far_from_ink(x: &Tensor) -> Tensor {
+    let size = x.size();
+    let (h, w) = (size[size.len() - 2], size[size.len() - 1]);
+    let k = 2 * FAR + 1;
+    let near = x
+        .gt(0.5)
+        .to_kind(Kind::Float)
+        .reshape([-1, 1, h, w])
+        .max_pool2d([k, k], [1, 1], [FAR, FAR], [1, 1], false);
+    (near.neg() + 1.0).reshape(size.as_slice())
 }
 
 /// A per-pixel term [B, N, ...] summed over each frame's pixels, [B, N].
@@ -251,6 +273,7 @@ impl SyncDraw {
         let pass = self.run(x, caption, eps, None, Products::F32, targets);
         let parts = LossParts {
             ink: per_frame(x * pass.last.neg_log_p(), self.config.frames),
+            far: per_frame(far_from_ink(x) * pass.last.bce(x), self.config.frames),
             reconstruction: pass.reconstruction_per_frame,
             kl: Tensor::stack(&pass.kl_steps, 1),
             layer_costs: targets.map(|t| layer_costs(&pass.layers, t)),
@@ -388,5 +411,32 @@ impl SyncDraw {
         let dec = self.decoder.bind(be);
         let g = dec.generate(be, z, caption);
         (g.video, g.canvases)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One pixel on at (10, 20) of a 32 x 32 frame: the mask is 0 within FAR
+    /// pixels of it in both directions and 1 beyond, in every frame alone.
+    #[test]
+    fn far_from_ink_is_beyond_far_pixels_of_every_ink_pixel() {
+        let x = Tensor::zeros([1, 2, 32, 32], (Kind::Float, Device::Cpu));
+        let _ = x.get(0).get(0).get(10).get(20).fill_(1.0);
+        let far = far_from_ink(&x);
+        assert_eq!(far.size(), vec![1, 2, 32, 32]);
+        let at = |f: i64, r: i64, c: i64| far.double_value(&[0, f, r, c]);
+        assert_eq!(at(0, 10, 20), 0.0);
+        assert_eq!(at(0, 10 + FAR, 20 - FAR), 0.0);
+        assert_eq!(at(0, 10 + FAR + 1, 20), 1.0);
+        assert_eq!(at(0, 10, 20 - FAR - 1), 1.0);
+        // The empty second frame is far from ink everywhere.
+        assert_eq!(
+            far.get(0).get(1).sum(Kind::Double).double_value(&[]),
+            1024.0
+        );
+        let near = 32.0 * 32.0 - far.get(0).get(0).sum(Kind::Double).double_value(&[]);
+        assert_eq!(near, ((2 * FAR + 1) * (2 * FAR + 1)) as f64);
     }
 }
