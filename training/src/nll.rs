@@ -82,8 +82,7 @@ pub fn evaluate(
     let batch = batch.max(1);
     let iwae_k = iwae_k.filter(|&k| k > 0);
     let n = limit.unwrap_or(batcher.data.len()).min(batcher.data.len());
-    let (mut rec, mut kl, mut iw) = (0.0, 0.0, 0.0);
-    let mut layer: Option<f64> = None;
+    let mut iw = 0.0;
     let mut per_video = Vec::with_capacity(n);
     let (mut ink, mut far) = (0.0, 0.0);
     let mut per_frame = Tensor::zeros([c.frames], (Kind::Double, Device::Cpu));
@@ -98,21 +97,15 @@ pub fn evaluate(
         let eps = Tensor::randn([b, c.timesteps, c.z_dim], (Kind::Float, model.device()));
         let targets = objects.and_then(|d| batcher.fixed_objects(&idx, d));
         let (loss, parts) = model.loss_parts(&x, ids.as_ref(), &eps, targets.as_ref());
-        if let Some(t) = &loss.layer_targets {
-            *layer.get_or_insert(0.0) += t.sum(Kind::Double).double_value(&[]);
-        }
         let values = |t: &Tensor| -> Vec<f64> {
             Vec::try_from(t.to_kind(Kind::Double).to(Device::Cpu)).expect("a float tensor")
         };
         let (v_rec, v_kl) = (values(&loss.reconstruction), values(&loss.kl));
-        let in_order = parts.layer_costs.as_ref().map(|c| {
-            own_and_best(c)
-                .into_iter()
-                .map(|(own, best)| (Some(own), Some(best)))
-                .collect::<Vec<_>>()
-        });
+        let layers = parts.layer_costs.as_ref().map(own_and_best);
         for (j, (r, k)) in v_rec.into_iter().zip(v_kl).enumerate() {
-            let (own, best) = in_order.as_ref().map_or((None, None), |v| v[j]);
+            let (own, best) = layers
+                .as_ref()
+                .map_or((None, None), |v| (Some(v[j].0), Some(v[j].1)));
             per_video.push(VideoScore {
                 nll: r + k,
                 reconstruction: r,
@@ -121,8 +114,6 @@ pub fn evaluate(
                 layer_targets_best: best,
             });
         }
-        rec += loss.reconstruction.sum(Kind::Double).double_value(&[]);
-        kl += loss.kl.sum(Kind::Double).double_value(&[]);
         ink += parts.ink.sum(Kind::Double).double_value(&[]);
         far += parts.far.sum(Kind::Double).double_value(&[]);
         let over_videos = |t: &Tensor| {
@@ -153,26 +144,28 @@ pub fn evaluate(
         start += idx.len();
     }
     let nf = n.max(1) as f64;
+    let mean = |f: &dyn Fn(&VideoScore) -> f64| per_video.iter().map(f).sum::<f64>() / nf;
+    // The layer terms where the videos' objects were given (all or none).
+    let layered = per_video.first().is_some_and(|v| v.layer_targets.is_some());
+    let of_layers = |f: &dyn Fn(f64, f64) -> f64| {
+        layered.then(|| {
+            mean(&|v| {
+                let (own, best) = (
+                    v.layer_targets.unwrap_or(0.0),
+                    v.layer_targets_best.unwrap_or(0.0),
+                );
+                f(own, best)
+            })
+        })
+    };
     EvalResult {
-        nll: (rec + kl) / nf,
-        reconstruction: rec / nf,
-        kl: kl / nf,
+        nll: mean(&|v| v.nll),
+        reconstruction: mean(&|v| v.reconstruction),
+        kl: mean(&|v| v.kl),
         iwae: iwae_k.map(|_| iw / nf),
-        layer_targets: layer.map(|l| l / nf),
-        layer_targets_best: layer.map(|_| {
-            per_video
-                .iter()
-                .filter_map(|v| v.layer_targets_best)
-                .sum::<f64>()
-                / nf
-        }),
-        layers_reassigned: layer.map(|_| {
-            let other = per_video
-                .iter()
-                .filter(|v| v.layer_targets_best < v.layer_targets)
-                .count();
-            other as f64 / nf
-        }),
+        layer_targets: of_layers(&|own, _| own),
+        layer_targets_best: of_layers(&|_, best| best),
+        layers_reassigned: of_layers(&|own, best| f64::from(u8::from(best < own))),
         iwae_k,
         videos: n,
         parts: Parts {
@@ -193,8 +186,9 @@ fn per_nats(sum: &Tensor, videos: f64) -> Vec<f64> {
 }
 
 /// For each video of `costs` [B, layers, objects] (layer l against object
-/// o): the total with layer l drawing object l, and the smallest total over
-/// the one-to-one ways of giving the layers objects.
+/// o): the total with layer l drawing object l (the layer-target term), and
+/// the smallest total over the one-to-one ways of giving the layers objects.
+/// Both from the same sums, so "smaller" means another way.
 fn own_and_best(costs: &Tensor) -> Vec<(f64, f64)> {
     let n = costs.size()[1] as usize;
     let c: Vec<f64> = Vec::try_from(costs.to_kind(Kind::Double).to(Device::Cpu).reshape([-1]))
