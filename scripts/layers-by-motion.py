@@ -2,17 +2,21 @@
 """Groups the test videos of a captioned two-digit model on layers by their
 captions' two motions, and by whether its layers draw the digits in caption
 order, from `syncdraw-train eval --per-video FILE` (docs/results.md, "Layer
-targets at a fixed budget").
+targets at a fixed budget"). Then, per motion group, the videos where even the
+layers' best order misses by more than MISSED nats (default 1,500, about
+three times a typical video's): a layer that misses its digit, or both
+layers on one digit, and what those videos add to the mean NLL of all.
 
-    python3 scripts/layers-by-motion.py FILE
+    python3 scripts/layers-by-motion.py FILE [MISSED]
 """
 import json
 import re
 import sys
 
 
-def main(path):
+def main(path, missed):
     groups = {}
+    every = []
     for line in open(path, encoding="utf-8"):
         v = json.loads(line)
         if "layer_targets" not in v:
@@ -23,13 +27,21 @@ def main(path):
         kind = "same motion" if motions[0] == motions[1] else "different motions"
         order = "other order" if v["layer_targets_best"] < v["layer_targets"] else "caption order"
         groups.setdefault((kind, order), []).append(v)
+        every.append((kind, v))
     print(f"{'videos':<18} {'layers':<14} {'count':>6} {'nll':>8} {'recon':>8} {'kl':>8}")
     for (kind, order), vs in sorted(groups.items()):
         mean = lambda k: sum(v[k] for v in vs) / len(vs)
         print(f"{kind:<18} {order:<14} {len(vs):>6} {mean('nll'):>8.1f} {mean('reconstruction'):>8.1f} {mean('kl'):>8.1f}")
+    print(f"\nlayers missing a digit (best order above {missed:g} nats)")
+    print(f"{'videos':<18} {'of':>6} {'missed':>7} {'nats of the mean NLL':>21}")
+    for kind in sorted({k for k, _ in every}):
+        vs = [v for k, v in every if k == kind]
+        bad = [v for v in vs if v["layer_targets_best"] > missed]
+        added = sum(v["nll"] for v in bad) / len(every)
+        print(f"{kind:<18} {len(vs):>6} {len(bad):>7} {added:>21.1f}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
-    main(sys.argv[1])
+    main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) == 3 else 1500.0)
