@@ -32,14 +32,16 @@ def main(path, missed):
     for (kind, order), vs in sorted(groups.items()):
         mean = lambda k: sum(v[k] for v in vs) / len(vs)
         print(f"{kind:<18} {order:<14} {len(vs):>6} {mean('nll'):>8.1f} {mean('reconstruction'):>8.1f} {mean('kl'):>8.1f}")
+    nll = sorted(v["nll"] for _, v in every)
+    print(f"\nall {len(nll)} videos: mean NLL {sum(nll) / len(nll):.1f}, median {nll[len(nll) // 2]:.1f}")
     print(f"\nlayers missing a digit (best order above {missed:g} nats)")
-    print(f"{'videos':<18} {'of':>6} {'missed':>7} {'nats of the mean NLL':>21}")
+    print(f"{'videos':<18} {'of':>6} {'missed':>7} {'their NLL':>10} {'the rest':>9} {'nats of the mean NLL':>21}")
     for kind in sorted({k for k, _ in every}):
         vs = [v for k, v in every if k == kind]
-        bad = [v for v in vs if v["layer_targets_best"] > missed]
-        added = sum(v["nll"] for v in bad) / len(every)
-        print(f"{kind:<18} {len(vs):>6} {len(bad):>7} {added:>21.1f}")
-
+        bad = [v["nll"] for v in vs if v["layer_targets_best"] > missed]
+        rest = [v["nll"] for v in vs if v["layer_targets_best"] <= missed]
+        avg = lambda xs: sum(xs) / len(xs) if xs else float("nan")
+        print(f"{kind:<18} {len(vs):>6} {len(bad):>7} {avg(bad):>10.1f} {avg(rest):>9.1f} {sum(bad) / len(every):>21.1f}")
 
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
