@@ -8,23 +8,54 @@ three times a typical video's): a layer that misses its digit, or both
 layers on one digit, and what those videos add to the mean NLL of all.
 
     python3 scripts/layers-by-motion.py FILE [MISSED]
+
+Given instead the JSON report of `syncdraw-train fidelity` on the same kind of
+model, it prints the fidelity of the captions of each motion group (each
+caption's videos pooled).
 """
 import json
 import re
 import sys
 
 
+def motion_kind(caption, where):
+    motions = re.findall(r"moving (up and down|left and right)", caption)
+    if len(motions) != 2:
+        sys.exit(f"{where}: not a two-digit caption: {caption!r}")
+    return "same motion" if motions[0] == motions[1] else "different motions"
+
+
+def fidelity(report, path):
+    pooled = {}
+    for c in report["per_caption"]:
+        s = c["score"]
+        p = pooled.setdefault(motion_kind(c["caption"], path), {"captions": 0, "videos": 0})
+        p["captions"] += 1
+        p["videos"] += s["videos"]
+        for k in ("exact", "digits", "motion", "count"):
+            p[k] = p.get(k, 0.0) + s[k] * s["videos"]
+    print(f"{'captions':<18} {'of':>4} {'videos':>7} {'exact':>7} {'digits':>7} {'motion':>7} {'count':>7}")
+    for kind, p in sorted(pooled.items()):
+        shares = " ".join(f"{p[k] / p['videos']:>7.1%}" for k in ("exact", "digits", "motion", "count"))
+        print(f"{kind:<18} {p['captions']:>4} {p['videos']:>7} {shares}")
+
+
 def main(path, missed):
+    text = open(path, encoding="utf-8").read()
+    try:
+        report = json.loads(text)
+    except json.JSONDecodeError:
+        report = None  # JSON lines
+    if isinstance(report, dict) and "per_caption" in report:
+        return fidelity(report, path)
+    lines = text.splitlines()
     groups = {}
     every = []
-    for line in open(path, encoding="utf-8"):
+    for line in lines:
         v = json.loads(line)
         if "layer_targets" not in v:
             sys.exit(f"{path}: no layer terms (a model on layers named by two caption slots, binarised digits)")
-        motions = re.findall(r"moving (up and down|left and right)", v["caption"])
-        if len(motions) != 2:
-            sys.exit(f"{path}: video {v['video']}: not a two-digit caption: {v['caption']!r}")
-        kind = "same motion" if motions[0] == motions[1] else "different motions"
+        kind = motion_kind(v["caption"], f"{path}: video {v['video']}")
         order = "other order" if v["layer_targets_best"] < v["layer_targets"] else "caption order"
         groups.setdefault((kind, order), []).append(v)
         every.append((kind, v))
