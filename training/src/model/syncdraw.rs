@@ -51,10 +51,10 @@ pub struct LossParts {
     /// drawing the object's pixels (the rest, sum (1 - x)(-log(1 - p)), is lost
     /// on the background).
     pub ink: Tensor,
-    /// The part of it on the background far from the ink: pixels more than
-    /// [`FAR`] pixels (in either direction) from every pixel that is on in
-    /// their frame, [B, N]. What is lost there is the canvas's floor, not the
-    /// edges of strokes.
+    /// The part of the rest, sum (1 - x)(-log(1 - p)), on the background far
+    /// from the ink: pixels more than [`FAR`] pixels (in either direction)
+    /// from every pixel that is on (above 0.5) in their frame, [B, N]. What is
+    /// lost there is the canvas's floor, not the edges of strokes.
     pub far: Tensor,
     /// KL_t of every step, [B, T].
     pub kl: Tensor,
@@ -257,7 +257,10 @@ impl SyncDraw {
         products: Products,
         targets: Option<&Tensor>,
     ) -> Loss {
-        self.run(x, caption, eps, stats, products, targets).loss
+        let pass = self.run(x, caption, eps, stats, products, targets.is_some());
+        let mut loss = pass.loss;
+        loss.layer_targets = targets.map(|t| layer_target_loss(&pass.layers, t));
+        loss
     }
 
     /// [`Self::loss`] with where its nats go ([`LossParts`]), and the
@@ -270,19 +273,29 @@ impl SyncDraw {
         eps: &Tensor,
         targets: Option<&Tensor>,
     ) -> (Loss, LossParts) {
-        let pass = self.run(x, caption, eps, None, Products::F32, targets);
+        let pass = self.run(x, caption, eps, None, Products::F32, targets.is_some());
+        let frames = self.config.frames;
+        let ink = x * pass.last.neg_log_p();
+        let background = pass.last.bce(x) - &ink;
+        // Every layer against every object; the layer-target term is its diagonal.
+        let costs = targets.map(|t| layer_costs(&pass.layers, t));
+        let mut loss = pass.loss;
+        loss.layer_targets = costs.as_ref().map(|c| {
+            c.diagonal(0, 1, 2)
+                .sum_dim_intlist([1].as_slice(), false, Kind::Float)
+        });
         let parts = LossParts {
-            ink: per_frame(x * pass.last.neg_log_p(), self.config.frames),
-            far: per_frame(far_from_ink(x) * pass.last.bce(x), self.config.frames),
+            ink: per_frame(ink, frames),
+            far: per_frame(far_from_ink(x) * background, frames),
             reconstruction: pass.reconstruction_per_frame,
             kl: Tensor::stack(&pass.kl_steps, 1),
-            layer_costs: targets.map(|t| layer_costs(&pass.layers, t)),
+            layer_costs: costs,
         };
-        (pass.loss, parts)
+        (loss, parts)
     }
 
-    /// The R-VAE's pass over T steps (with the layer-target term where
-    /// `targets` are given).
+    /// The R-VAE's pass over T steps, keeping every layer's last canvas
+    /// where `keep_layers` (for the layer-target term).
     fn run(
         &self,
         x: &Tensor,
@@ -290,7 +303,7 @@ impl SyncDraw {
         eps: &Tensor,
         mut stats: Option<&mut WindowStats>,
         products: Products,
-        targets: Option<&Tensor>,
+        keep_layers: bool,
     ) -> Pass {
         let c = &self.config;
         let be = &mut TchBackend::with_products(self.device(), products);
@@ -322,7 +335,7 @@ impl SyncDraw {
         let mut layers = Vec::new();
         for t in 0..c.timesteps {
             if layered && c.starts_block(t) {
-                if targets.is_some() {
+                if keep_layers {
                     layers.push(canvas.shallow_clone());
                 }
                 let mass = layer_mass(be, &canvas);
@@ -378,10 +391,9 @@ impl SyncDraw {
             dec_state = Some(next_dec);
             enc_state = Some(next_enc);
         }
-        if targets.is_some() {
+        if keep_layers {
             layers.push(canvas.shallow_clone());
         }
-        let layer_targets = targets.map(|t| layer_target_loss(&layers, t));
         // L_X = BCE(x, sigmoid(c^T)) summed over pixels, computed from the logits
         // (from every layer's mass when objects are drawn on layers).
         let last = match done {
@@ -396,7 +408,7 @@ impl SyncDraw {
                 reconstruction,
                 kl,
                 log_q_over_p,
-                layer_targets,
+                layer_targets: None,
             },
             reconstruction_per_frame,
             last,
