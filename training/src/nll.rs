@@ -41,6 +41,8 @@ pub struct VideoScore {
     pub nll: f64,
     pub reconstruction: f64,
     pub kl: f64,
+    /// The reconstruction term of each frame.
+    pub reconstruction_per_frame: Vec<f64>,
     /// Each layer against the object its caption slot names ([`EvalResult`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer_targets: Option<f64>,
@@ -101,7 +103,9 @@ pub fn evaluate(
             Vec::try_from(t.to_kind(Kind::Double).to(Device::Cpu)).expect("a float tensor")
         };
         let (v_rec, v_kl) = (values(&loss.reconstruction), values(&loss.kl));
+        let v_frames = values(&parts.reconstruction.reshape([-1]));
         let layers = parts.layer_costs.as_ref().map(own_and_best);
+        let frames = c.frames as usize;
         for (j, (r, k)) in v_rec.into_iter().zip(v_kl).enumerate() {
             let (own, best) = layers
                 .as_ref()
@@ -110,6 +114,7 @@ pub fn evaluate(
                 nll: r + k,
                 reconstruction: r,
                 kl: k,
+                reconstruction_per_frame: v_frames[j * frames..(j + 1) * frames].to_vec(),
                 layer_targets: own,
                 layer_targets_best: best,
             });

@@ -304,9 +304,23 @@ fn eval_scores_each_layer_against_its_own_digit() {
         .data
         .load(Split::Test, cache.path())
         .expect("test split");
+    let frames = ck.meta.data.shape().frames;
     for (i, v) in videos.iter().enumerate() {
         assert_eq!(v["video"], i);
         assert_eq!(v["caption"], g.caption(i));
+        // Its frames' reconstruction terms add up to its own.
+        let per_frame: Vec<f64> = v["reconstruction_per_frame"]
+            .as_array()
+            .expect("a term per frame")
+            .iter()
+            .map(|f| f.as_f64().expect("nats"))
+            .collect();
+        assert_eq!(per_frame.len(), frames);
+        let r = v["reconstruction"].as_f64().expect("nats");
+        assert!(
+            close(per_frame.iter().sum(), r),
+            "{per_frame:?} against {r}"
+        );
     }
     // A path that cannot be written: refused with the path, after the report.
     let out = cli(&[
@@ -585,4 +599,80 @@ fn weights_writes_the_moving_average_on_request() {
         "{stderr}"
     );
     assert!(!Path::new(&again).exists());
+}
+
+/// `data --overlap --per-video` writes a line per test video, in split order
+/// with its caption, whose counts average to the printed summary and whose
+/// distances between the two digits are per frame, with their least and mean.
+#[test]
+fn overlap_per_video_lines_add_up_to_the_summary() {
+    let cache = tempfile::tempdir().expect("tmp");
+    let file = cache.path().join("overlap.jsonl");
+    let out = cli(&[
+        "--threads",
+        "1",
+        "data",
+        "--digits",
+        "2",
+        "--train-size",
+        "20",
+        "--test-size",
+        "60",
+        "--cache-dir",
+        cache.path().to_str().expect("utf-8"),
+        "--overlap",
+        "--per-video",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The test split's summary: the JSON line after "Test: ...".
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a summary"))
+        .find(|v| v["split"] == "Test")
+        .expect("the test split's summary");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .expect("the per-video file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 60);
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().expect(k);
+    let mean = |k: &str| lines.iter().map(|v| f(v, k)).sum::<f64>() / 60.0;
+    for k in ["pixels_covered_twice", "hidden_pixels", "ink_pixels"] {
+        assert!((mean(k) - f(&summary, k)).abs() < 1e-9, "{k}");
+    }
+    let mut near = 0;
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v["video"], i);
+        assert_eq!(
+            v["caption"].as_str().map(|c| c.matches("digit").count()),
+            Some(2)
+        );
+        let d: Vec<f64> = v["distances"]
+            .as_array()
+            .expect("distances")
+            .iter()
+            .map(|x| x.as_f64().expect("px"))
+            .collect();
+        assert_eq!(d.len(), 10);
+        let least = d.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!((f(v, "least_distance") - least).abs() < 1e-9);
+        assert!((f(v, "mean_distance") - d.iter().sum::<f64>() / 10.0).abs() < 1e-9);
+        // Digits whose 28 x 28 boxes never meet cover no pixel twice.
+        if least >= 28.0 * std::f64::consts::SQRT_2 {
+            assert_eq!(f(v, "pixels_covered_twice"), 0.0, "{v}");
+        }
+        near += usize::from(f(v, "pixels_covered_twice") > 0.0);
+    }
+    assert!(
+        near > 0,
+        "no video whose digits meet: the counts are untested"
+    );
 }

@@ -99,6 +99,8 @@ struct Pass {
     /// L_X per frame, [B, N].
     reconstruction_per_frame: Tensor,
     last: LastCanvas,
+    /// BCE(x, p) of every pixel, [B, N, ...]: L_X before its sums.
+    bce: Tensor,
     /// KL_t of every step, each [B].
     kl_steps: Vec<Tensor>,
     /// The last canvas of every layer, in drawing order, where the pass was
@@ -276,7 +278,7 @@ impl SyncDraw {
         let pass = self.run(x, caption, eps, None, Products::F32, targets.is_some());
         let frames = self.config.frames;
         let ink = x * pass.last.neg_log_p();
-        let background = pass.last.bce(x) - &ink;
+        let background = &pass.bce - &ink;
         // Every layer against every object; the layer-target term is its diagonal.
         let costs = targets.map(|t| layer_costs(&pass.layers, t));
         let mut loss = pass.loss;
@@ -400,7 +402,8 @@ impl SyncDraw {
             None => LastCanvas::Logits(canvas),
             Some(d) => LastCanvas::Mass(d + layer_mass(be, &canvas)),
         };
-        let reconstruction_per_frame = per_frame(last.bce(x), c.frames);
+        let bce = last.bce(x);
+        let reconstruction_per_frame = per_frame(bce.shallow_clone(), c.frames);
         let reconstruction =
             reconstruction_per_frame.sum_dim_intlist([1].as_slice(), false, Kind::Float);
         Pass {
@@ -412,6 +415,7 @@ impl SyncDraw {
             },
             reconstruction_per_frame,
             last,
+            bce,
             kl_steps,
             layers,
         }

@@ -51,6 +51,12 @@ pub struct DataArgs {
     /// covered in every frame (whose value no frame shows), per video.
     #[arg(long, conflicts_with_all = ["videos", "make_shapes"])]
     overlap: bool,
+    /// With --overlap, also write each test video's figures to FILE, a JSON
+    /// object per line in split order: its index and caption, the same counts,
+    /// and the distance in pixels between its two digits (their 28 x 28 boxes'
+    /// corners, so their centres) in each frame, with the least and the mean.
+    #[arg(long, value_name = "FILE", requires = "overlap")]
+    per_video: Option<PathBuf>,
 }
 
 pub fn run(a: DataArgs) -> Result<()> {
@@ -107,6 +113,9 @@ pub fn run(a: DataArgs) -> Result<()> {
         );
         if let Some(digits) = &digits {
             println!("{}", serde_json::to_string(&overlap_summary(&d, digits))?);
+            if let (Some(path), Split::Test) = (&a.per_video, split) {
+                write_overlap_per_video(&d, digits, path)?;
+            }
         }
     }
     Ok(())
@@ -134,6 +143,54 @@ fn overlap_summary(d: &Dataset, digits: &Digits) -> serde_json::Value {
         "hidden_ink_pixels": sum.hidden_ink as f64 / n,
         "hidden_nats_at_most": hidden * std::f64::consts::LN_2,
     })
+}
+
+/// One JSON line per video of `d`: what its digits hide of each other and how
+/// close they come (`--per-video`).
+fn write_overlap_per_video(d: &Dataset, digits: &Digits, path: &PathBuf) -> Result<()> {
+    use std::io::Write;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for (i, v) in d.videos.iter().enumerate() {
+        let o = overlap(&d.config.video, &v.tracks, &d.binarized_digits(digits, i));
+        let distances = digit_distances(&v.tracks);
+        let least = distances.iter().copied().reduce(f64::min);
+        let mean =
+            (!distances.is_empty()).then(|| distances.iter().sum::<f64>() / distances.len() as f64);
+        let line = serde_json::json!({
+            "video": i,
+            "caption": v.caption,
+            "ink_pixels": o.ink,
+            "pixels_covered_twice": o.covered_twice,
+            "hidden_pixels": o.hidden,
+            "hidden_ink_pixels": o.hidden_ink,
+            "least_distance": least,
+            "mean_distance": mean,
+            "distances": distances,
+        });
+        writeln!(out, "{line}").with_context(|| format!("writing {}", path.display()))?;
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The distance between the first two tracks' positions in each frame, pixels
+/// (none for a video of one digit).
+fn digit_distances(tracks: &[syncdraw_data::bouncing::Track]) -> Vec<f64> {
+    match tracks {
+        [a, b, ..] => a
+            .positions
+            .iter()
+            .zip(&b.positions)
+            .map(|(&(r0, c0), &(r1, c1))| {
+                let (dr, dc) = (f64::from(r0) - f64::from(r1), f64::from(c0) - f64::from(c1));
+                dr.hypot(dc)
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The moving-shapes videos as MP4 files (10 frames per second) with their

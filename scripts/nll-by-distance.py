@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Groups a two-digit model's test videos by how close their two digits come,
+and prints each group's mean bound, so a reader sees whether the two-digit
+models lose where the digits are near each other (where a read window cannot
+take one digit without the other) or everywhere (docs/results.md, "Where the
+two-digit bound goes: near digits or all").
+
+    python3 scripts/nll-by-distance.py EVAL_PER_VIDEO OVERLAP_PER_VIDEO
+
+EVAL_PER_VIDEO: `syncdraw-train eval --checkpoint W --per-video FILE` (all
+2,000 test videos). OVERLAP_PER_VIDEO: `syncdraw-train data --digits 2
+--overlap --per-video FILE` (its test split). Videos are matched by index and
+checked by caption. Also prints the least-squares fit of the NLL on the
+video's ink pixels and its digits' least distance, since larger digits cost
+more whatever their distance.
+"""
+import json
+import sys
+
+BINS = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 1000)]
+
+
+def lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def fit(rows):
+    """NLL = a + b ink + c distance by least squares (normal equations)."""
+    xs = [(1.0, r["ink_pixels"], r["least_distance"]) for r in rows]
+    ys = [r["nll"] for r in rows]
+    m = [[sum(x[i] * x[j] for x in xs) for j in range(3)] for i in range(3)]
+    v = [sum(x[i] * y for x, y in zip(xs, ys)) for i in range(3)]
+    # Gaussian elimination on the 3 x 3 system.
+    for i in range(3):
+        for k in range(i + 1, 3):
+            f = m[k][i] / m[i][i]
+            m[k] = [a - f * b for a, b in zip(m[k], m[i])]
+            v[k] -= f * v[i]
+    coef = [0.0] * 3
+    for i in reversed(range(3)):
+        coef[i] = (v[i] - sum(m[i][j] * coef[j] for j in range(i + 1, 3))) / m[i][i]
+    return coef
+
+
+def main(eval_path, overlap_path):
+    scores, overlaps = lines(eval_path), lines(overlap_path)
+    by_index = {o["video"]: o for o in overlaps}
+    rows = []
+    for s in scores:
+        o = by_index.get(s["video"])
+        if o is None or o["caption"] != s["caption"]:
+            sys.exit(f"video {s['video']}: not the same video in both files (different splits or data?)")
+        if o["least_distance"] is None:
+            sys.exit(f"video {s['video']}: one digit; this needs two-digit videos")
+        rows.append({**o, **s})
+    print(f"{'least distance (px)':<20} {'videos':>6} {'covered twice':>13} {'ink':>6} {'nll':>8} {'recon':>8} {'kl':>7} {'nll per ink px':>14}")
+    for lo, hi in BINS:
+        g = [r for r in rows if lo <= r["least_distance"] < hi]
+        if not g:
+            continue
+        mean = lambda k: sum(r[k] for r in g) / len(g)
+        label = f"{lo}-{hi}" if hi < 1000 else f"{lo} or more"
+        print(f"{label:<20} {len(g):>6} {mean('pixels_covered_twice'):>13.1f} {mean('ink_pixels'):>6.1f} "
+              f"{mean('nll'):>8.1f} {mean('reconstruction'):>8.1f} {mean('kl'):>7.1f} {mean('nll') / mean('ink_pixels'):>14.2f}")
+    n = len(rows)
+    print(f"all{'':<17} {n:>6} {sum(r['pixels_covered_twice'] for r in rows) / n:>13.1f} "
+          f"{sum(r['ink_pixels'] for r in rows) / n:>6.1f} {sum(r['nll'] for r in rows) / n:>8.1f}")
+    a, b, c = fit(rows)
+    print(f"\nleast squares: nll = {a:.1f} + {b:.3f} x ink pixels + {c:.3f} x least distance (px)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])
