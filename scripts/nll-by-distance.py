@@ -11,10 +11,12 @@ EVAL_PER_VIDEO: `syncdraw-train eval --checkpoint W --per-video FILE` (all
 2,000 test videos). OVERLAP_PER_VIDEO: `syncdraw-train data --digits 2
 --overlap --per-video FILE` (its test split). Videos are matched by index and
 checked by caption. Also prints the least-squares fit of the NLL on the
-video's ink pixels and its digits' least distance, since larger digits cost
-more whatever their distance.
+video's ink pixels and its digits' least distance (larger digits cost more
+whatever their distance), the groups split by whether both digits have one
+motion, and each frame's reconstruction against that frame's distance.
 """
 import json
+import re
 import sys
 
 BINS = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 1000)]
@@ -68,6 +70,48 @@ def main(eval_path, overlap_path):
           f"{sum(r['ink_pixels'] for r in rows) / n:>6.1f} {sum(r['nll'] for r in rows) / n:>8.1f}")
     a, b, c = fit(rows)
     print(f"\nleast squares: nll = {a:.1f} + {b:.3f} x ink pixels + {c:.3f} x least distance (px)")
+    by_motion(rows)
+    by_frame(rows)
+
+
+def by_motion(rows):
+    """The same groups split by whether the caption gives both digits one motion."""
+    print(f"\n{'motions':<18} {'least distance':<15} {'videos':>6} {'nll':>8} {'recon':>8} {'kl':>7}")
+    for kind in ("same", "different"):
+        for lo, hi, label in ((0, 10, "under 10"), (10, 20, "10-20"), (20, 1000, "20 or more")):
+            g = [r for r in rows if motion_kind(r["caption"]) == kind and lo <= r["least_distance"] < hi]
+            if g:
+                mean = lambda k: sum(r[k] for r in g) / len(g)
+                print(f"{kind:<18} {label:<15} {len(g):>6} {mean('nll'):>8.1f} {mean('reconstruction'):>8.1f} {mean('kl'):>7.1f}")
+
+
+def motion_kind(caption):
+    motions = re.findall(r"moving (up and down|left and right)", caption)
+    return "same" if len(set(motions)) == 1 else "different"
+
+
+def by_frame(rows):
+    """Whether a video whose digits meet is drawn worse where they meet or in
+    every frame: the reconstruction of each frame against that frame's
+    distance, and in videos whose digits meet, their near and their far frames."""
+    if "reconstruction_per_frame" not in rows[0]:
+        return
+    frames = [(d, c, r["least_distance"]) for r in rows
+              for d, c in zip(r["distances"], r["reconstruction_per_frame"])]
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
+    print(f"\n{'frame distance (px)':<20} {'frames':>6} {'reconstruction of the frame':>28}")
+    for lo in range(0, 40, 5):
+        hi = lo + 5 if lo < 35 else 1000
+        g = [c for d, c, _ in frames if lo <= d < hi]
+        if g:
+            label = f"{lo}-{hi}" if hi < 1000 else f"{lo} or more"
+            print(f"{label:<20} {len(g):>6} {mean(g):>28.1f}")
+    near_near = [c for d, c, least in frames if least < 10 and d < 10]
+    near_far = [c for d, c, least in frames if least < 10 and d >= 25]
+    apart = [c for d, c, least in frames if least >= 25]
+    print(f"\nvideos whose digits come within 10 px: frames within 10 px {mean(near_near):.1f} "
+          f"({len(near_near)}), frames 25 px or more apart {mean(near_far):.1f} ({len(near_far)})")
+    print(f"videos whose digits stay 25 px or more apart: every frame {mean(apart):.1f} ({len(apart)})")
 
 
 if __name__ == "__main__":
