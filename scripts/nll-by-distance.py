@@ -75,14 +75,25 @@ def main(eval_path, overlap_path):
 
 
 def by_motion(rows):
-    """The same groups split by whether the caption gives both digits one motion."""
-    print(f"\n{'motions':<18} {'least distance':<15} {'videos':>6} {'nll':>8} {'recon':>8} {'kl':>7}")
+    """The same groups split by whether the caption gives both digits one
+    motion; for a model on layers named by caption slots, also how many of
+    the group's videos have their layers in the other order, and how many have
+    a layer that misses its digit whatever the order (best order above 1,500
+    nats, as scripts/layers-by-motion.py counts them)."""
+    layered = "layer_targets" in rows[0]
+    extra = f" {'other order':>11} {'a layer misses':>14}" if layered else ""
+    print(f"\n{'motions':<18} {'least distance':<15} {'videos':>6} {'nll':>8} {'recon':>8} {'kl':>7}{extra}")
     for kind in ("same", "different"):
         for lo, hi, label in ((0, 10, "under 10"), (10, 20, "10-20"), (20, 1000, "20 or more")):
             g = [r for r in rows if motion_kind(r["caption"]) == kind and lo <= r["least_distance"] < hi]
             if g:
                 mean = lambda k: sum(r[k] for r in g) / len(g)
-                print(f"{kind:<18} {label:<15} {len(g):>6} {mean('nll'):>8.1f} {mean('reconstruction'):>8.1f} {mean('kl'):>7.1f}")
+                layers = ""
+                if layered:
+                    other = sum(r["layer_targets_best"] < r["layer_targets"] for r in g)
+                    missed = sum(r["layer_targets_best"] > 1500 for r in g)
+                    layers = f" {other:>11} {missed:>14}"
+                print(f"{kind:<18} {label:<15} {len(g):>6} {mean('nll'):>8.1f} {mean('reconstruction'):>8.1f} {mean('kl'):>7.1f}{layers}")
 
 
 def motion_kind(caption):
