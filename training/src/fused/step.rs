@@ -19,6 +19,7 @@ use super::recurrent::{self, Decoder, Encoder, WindowLayer, WindowValues};
 use super::{layers, Canvases, FusedCanvas, Grid, Read, ReadGrads, Write, WriteGrads};
 use crate::backend::tch_backend::TchBackend;
 use crate::model::caption::CaptionFeatures;
+use crate::model::config::DrawOrder;
 use crate::model::filterbank::Geometry;
 use crate::model::syncdraw::{encoder_input, Loss, SyncDraw};
 use crate::model::window_stats::WindowStats;
@@ -31,6 +32,7 @@ use tch::{Device, Kind, Tensor};
 /// models, colour and other sizes train on the plain step).
 pub fn supported(c: &ModelConfig) -> bool {
     c.variant != Variant::Baseline
+        && c.draw_order != DrawOrder::LayersInterleaved
         && c.stable_filterbank
         && c.channels == 1
         && FusedCanvas::supports(c.height, c.width, c.read_k, c.write_k)

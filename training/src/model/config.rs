@@ -155,6 +155,17 @@ pub enum DrawOrder {
     /// sigmoid(c_o)) (canvas.rs). An object's early steps, which paint its
     /// background, cannot erase another object.
     Layers,
+    /// The decoder of `layers`, inferred in another order: the encoder takes
+    /// the objects' steps in turn, one step of each object's block after
+    /// another (for two objects of 32 steps: the first object's step 0, the
+    /// second's step 0, the first's step 1, ...), every layer going on from
+    /// its own last state, and every read sees all layers composed. So the
+    /// first object's steps read an error video from which the other layer
+    /// already takes what it has drawn, where `layers` reads both objects
+    /// until the first layer is finished. Generation is that of `layers`
+    /// (the decoder never reads the canvas), so the two export the same
+    /// graph; only the encoder and the bound differ.
+    LayersInterleaved,
 }
 
 impl DrawOrder {
@@ -163,6 +174,7 @@ impl DrawOrder {
             DrawOrder::Together => "together",
             DrawOrder::InTurn => "in-turn",
             DrawOrder::Layers => "layers",
+            DrawOrder::LayersInterleaved => "layers-interleaved",
         }
     }
 }
@@ -330,9 +342,34 @@ impl ModelConfig {
     }
 
     /// Whether objects are drawn on canvas layers of their own (more than one
-    /// block of steps with [`DrawOrder::Layers`]).
+    /// block of steps with [`DrawOrder::Layers`] or
+    /// [`DrawOrder::LayersInterleaved`]).
     pub fn layered(&self) -> bool {
-        self.draw_order == DrawOrder::Layers && self.step_blocks().len() > 1
+        matches!(
+            self.draw_order,
+            DrawOrder::Layers | DrawOrder::LayersInterleaved
+        ) && self.step_blocks().len() > 1
+    }
+
+    /// The decoder step (as [`Self::object_of_step`] counts them) that each
+    /// step of inference draws: t itself, or with
+    /// [`DrawOrder::LayersInterleaved`] the blocks' steps taken in turn, one
+    /// of each block at a time (a shorter block's turn is skipped once it is
+    /// done).
+    pub fn inference_order(&self) -> Vec<i64> {
+        if !(self.draw_order == DrawOrder::LayersInterleaved && self.layered()) {
+            return (0..self.timesteps).collect();
+        }
+        let blocks = self.step_blocks();
+        let longest = blocks.iter().map(|&(_, len)| len).max().unwrap_or(0);
+        (0..longest)
+            .flat_map(|i| {
+                blocks
+                    .iter()
+                    .filter(move |&&(_, len)| i < len)
+                    .map(move |&(first, _)| first + i)
+            })
+            .collect()
     }
 
     /// Whether step t starts a new object's block after another's: the decoder

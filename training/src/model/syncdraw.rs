@@ -3,7 +3,7 @@ use super::canvas::{
     composed, layer_costs, layer_mass, layer_target_loss, layered_bce, layered_neg_log_p,
 };
 use super::caption::CaptionFeatures;
-use super::config::{ModelConfig, Variant};
+use super::config::{DrawOrder, ModelConfig, Variant};
 use super::decoder::DecoderParams;
 use super::decoder::DecoderState;
 use super::encoder::EncoderParams;
@@ -318,7 +318,8 @@ impl SyncDraw {
         let batch = x.size()[0];
 
         let s = dec.caption_embedding(be, caption);
-        let mut h_dec_prev = Tensor::zeros([batch, c.dec_size], (Kind::Float, self.device()));
+        let h_dec_zero = || Tensor::zeros([batch, c.dec_size], (Kind::Float, self.device()));
+        let mut h_dec_prev = h_dec_zero();
         let mut dec_state: Option<DecoderState<Tensor>> = None;
         let mut enc_state: Option<LstmState<Tensor>> = None;
         // c^0: zero as in the paper, or the learned initial logit (config.canvas_init).
@@ -332,11 +333,41 @@ impl SyncDraw {
         let mut done: Option<Tensor> = None;
         let mut kl = Tensor::zeros([batch], (Kind::Float, self.device()));
         let mut log_q_over_p = Tensor::zeros([batch], (Kind::Float, self.device()));
-        let mut kl_steps = Vec::with_capacity(c.timesteps as usize);
+        // KL_t of every decoder step t, whatever order inference takes them in.
+        let mut kl_steps: Vec<Option<Tensor>> = (0..c.timesteps).map(|_| None).collect();
         // The last canvas of every layer, in drawing order, for the targets.
         let mut layers = Vec::new();
-        for t in 0..c.timesteps {
-            if layered && c.starts_block(t) {
+        // Layers inferred in turn (config.rs, `LayersInterleaved`): each
+        // object's layer, its canvas, decoder state and last h_dec, waits here
+        // while another object's step is drawn.
+        let interleaved = layered && c.draw_order == DrawOrder::LayersInterleaved;
+        let objects = if interleaved {
+            c.objects_in_turn().unwrap_or(1) as usize
+        } else {
+            0
+        };
+        type Layer = (Tensor, Option<DecoderState<Tensor>>, Tensor);
+        let mut parked: Vec<Option<Layer>> = (0..objects).map(|_| None).collect();
+        let mut current: Option<usize> = None;
+        for t in c.inference_order() {
+            if interleaved {
+                let o = c.object_of_step(t).unwrap_or(0) as usize;
+                if current != Some(o) {
+                    if let Some(p) = current {
+                        parked[p] = Some((canvas, dec_state.take(), h_dec_prev));
+                    }
+                    (canvas, dec_state, h_dec_prev) = parked[o]
+                        .take()
+                        .unwrap_or_else(|| (canvas_start(), None, h_dec_zero()));
+                    current = Some(o);
+                    // The other layers as they stand: their summed mass.
+                    done = parked
+                        .iter()
+                        .flatten()
+                        .map(|(other, _, _)| layer_mass(be, other))
+                        .reduce(|a, b| a + b);
+                }
+            } else if layered && c.starts_block(t) {
                 if keep_layers {
                     layers.push(canvas.shallow_clone());
                 }
@@ -374,7 +405,7 @@ impl SyncDraw {
                 &eps.select(1, t),
             );
             kl += &step.kl;
-            kl_steps.push(step.kl.shallow_clone());
+            kl_steps[t as usize] = Some(step.kl.shallow_clone());
             log_q_over_p += &step.log_q_over_p;
             let (z, next_enc) = (step.z, step.enc);
             let next_dec = dec.step(be, &z, s.as_ref(), dec_state.as_ref(), t);
@@ -394,8 +425,22 @@ impl SyncDraw {
             enc_state = Some(next_enc);
         }
         if keep_layers {
-            layers.push(canvas.shallow_clone());
+            if interleaved {
+                // Every object's layer, in object order.
+                layers = (0..objects)
+                    .map(|o| match &parked[o] {
+                        Some((layer, _, _)) => layer.shallow_clone(),
+                        None => canvas.shallow_clone(),
+                    })
+                    .collect();
+            } else {
+                layers.push(canvas.shallow_clone());
+            }
         }
+        let kl_steps = kl_steps
+            .into_iter()
+            .map(|k| k.expect("inference draws every decoder step once"))
+            .collect();
         // L_X = BCE(x, sigmoid(c^T)) summed over pixels, computed from the logits
         // (from every layer's mass when objects are drawn on layers).
         let last = match done {

@@ -131,7 +131,16 @@ pub fn start(opts: &TrainOptions) -> Result<Start, TrainError> {
         let ck = checkpoint::load(&checkpoint_path, opts.device)?;
         (ck.model, (ck.adam, ck.average), ck.meta, None)
     } else if let Some(init) = &opts.init_from {
-        let ck = checkpoint::load(init, opts.device)?;
+        let mut ck = checkpoint::load(init, opts.device)?;
+        // A model on layers may switch between the two orders of inferring
+        // them: the same weights, the same decoder (config.rs,
+        // `LayersInterleaved`).
+        let on_layers =
+            |o: DrawOrder| matches!(o, DrawOrder::Layers | DrawOrder::LayersInterleaved);
+        if on_layers(opts.model.draw_order) && on_layers(ck.model.config.draw_order) {
+            ck.model.config.draw_order = opts.model.draw_order;
+            ck.meta.model.draw_order = opts.model.draw_order;
+        }
         let mut meta = ck.meta;
         meta.steps_before = meta.total_steps();
         meta.step = 0;

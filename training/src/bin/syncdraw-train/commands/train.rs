@@ -70,7 +70,11 @@ pub struct TrainArgs {
     /// in turn on canvas layers of their own, composed as a union (needs the
     /// slots caption encoder or --captions false, which gives one block per
     /// digit of the data; give each object as many steps as a one-object
-    /// model has, e.g. --timesteps 20 for two digits).
+    /// model has, e.g. --timesteps 20 for two digits); layers-interleaved
+    /// draws the same layers but infers their steps in turn, one step of each
+    /// object at a time (docs/architecture.md). With --init-from of a model on
+    /// layers, layers or layers-interleaved switches its order of inference
+    /// (the other orders are the checkpoint's).
     #[arg(long, value_enum, default_value_t = DrawOrder::Together)]
     draw_order: DrawOrder,
     #[arg(long, value_enum, default_value_t = Variant::Syncdraw)]
