@@ -834,6 +834,24 @@ fn layer_targets_train_are_recorded_and_refused_where_they_cannot_apply() {
     train(&resumed).expect("resumes");
     assert_eq!(load(&dirs[0]).meta.layer_targets, 1.0);
 
+    // --init-from a model on layers with --draw-order layers-interleaved
+    // infers the same model in turn (recorded in the model and its
+    // metadata); the default order keeps the checkpoint's.
+    let from = dirs[1].path().join("checkpoint.safetensors");
+    for (order, kept) in [
+        (DrawOrder::LayersInterleaved, DrawOrder::LayersInterleaved),
+        (DrawOrder::Together, DrawOrder::Layers),
+    ] {
+        let d = tempfile::tempdir().expect("tmp");
+        let mut o = on_layers(d.path(), 2, None);
+        o.init_from = Some(from.clone());
+        o.model.draw_order = order;
+        train(&o).expect("starts from the layered weights");
+        let ck = load(&d);
+        assert_eq!(ck.meta.model.draw_order, kept);
+        assert_eq!(ck.model.config.draw_order, kept);
+    }
+
     // Refused, with what is needed: grey pixels, no layers, no captions.
     let refused = |o: TrainOptions| train(&o).err().map(|e| e.to_string()).expect("refused");
     let d = tempfile::tempdir().expect("tmp");
@@ -2225,6 +2243,14 @@ fn interleaved_layers_draw_the_same_layers_in_another_order() {
     ci.draw_order = DrawOrder::LayersInterleaved;
     assert_eq!(c.inference_order(), (0..6).collect::<Vec<i64>>());
     assert_eq!(ci.inference_order(), vec![0, 3, 1, 4, 2, 5]);
+    // The fused step draws layers block by block only: in turn, training
+    // takes libtorch's operations.
+    let (mut fusable, mut in_turn) = (c.clone(), ci.clone());
+    for m in [&mut fusable, &mut in_turn] {
+        (m.stable_filterbank, m.height, m.width, m.read_k, m.write_k) = (true, 64, 64, 10, 10);
+    }
+    use syncdraw_training::fused::step::supported;
+    assert!(supported(&fusable) && !supported(&in_turn));
     tch::manual_seed(21);
     let mut blocks = SyncDraw::new(&c, Device::Cpu);
     let mut interleaved = SyncDraw::new(&ci, Device::Cpu);

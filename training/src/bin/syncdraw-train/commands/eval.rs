@@ -41,8 +41,9 @@ pub struct EvalArgs {
     cache_dir: Option<PathBuf>,
     /// Also write every evaluated video's figures to FILE, a JSON object per
     /// line: its index in the split, its caption, nll, reconstruction, kl and
-    /// reconstruction_per_frame, and for a model on layers named by caption slots its layer_targets and
-    /// layer_targets_best (nats). The report on standard output is unchanged.
+    /// reconstruction_per_frame, and for a model on layers named by caption
+    /// slots its layer_targets and layer_targets_best (nats). The report on
+    /// standard output is unchanged.
     #[arg(long, value_name = "FILE")]
     per_video: Option<PathBuf>,
 }
