@@ -280,7 +280,11 @@ fn only_the_models_the_kernels_take_run_fused() {
         false,
         DecoderKind::Joint
     )));
-    for draw_order in [DrawOrder::InTurn, DrawOrder::Layers] {
+    for draw_order in [
+        DrawOrder::InTurn,
+        DrawOrder::Layers,
+        DrawOrder::LayersInterleaved,
+    ] {
         assert!(step::supported(&on_layers(
             draw_order,
             true,
@@ -310,7 +314,19 @@ fn only_the_models_the_kernels_take_run_fused() {
             read_k: 5,
             ..base()
         },
+        // Layers inferred in turn: two objects only (three take libtorch's
+        // operations), where the same model in blocks runs fused.
+        ModelConfig {
+            objects: Some(3),
+            timesteps: 6,
+            ..on_layers(DrawOrder::LayersInterleaved, false, DecoderKind::WhatWhere)
+        },
     ];
+    assert!(step::supported(&ModelConfig {
+        objects: Some(3),
+        timesteps: 6,
+        ..on_layers(DrawOrder::Layers, false, DecoderKind::WhatWhere)
+    }));
     for c in refused {
         assert!(!step::supported(&c), "{c:?}");
     }
@@ -497,6 +513,14 @@ fn the_fused_training_step_has_the_plain_steps_loss_and_gradients() {
         on_layers(DrawOrder::Layers, true, DecoderKind::WhatWhere),
         on_layers(DrawOrder::Layers, false, DecoderKind::WhatWhere),
         on_layers(DrawOrder::InTurn, true, DecoderKind::Joint),
+        // Layers inferred in turn, captioned or not; and with blocks of
+        // unequal length (T = 5: steps 0-2 and 3-4, taken 0, 3, 1, 4, 2).
+        on_layers(DrawOrder::LayersInterleaved, true, DecoderKind::WhatWhere),
+        on_layers(DrawOrder::LayersInterleaved, false, DecoderKind::Joint),
+        ModelConfig {
+            timesteps: 5,
+            ..on_layers(DrawOrder::LayersInterleaved, true, DecoderKind::WhatWhere)
+        },
     ];
     for kernels in [Kernels::detect(), Kernels::Portable] {
         for config in &configs {
@@ -504,8 +528,10 @@ fn the_fused_training_step_has_the_plain_steps_loss_and_gradients() {
         }
         // Layer targets (`train --layer-targets`): every layer scored alone
         // against its object's video, in the loss and in every gradient.
-        let layers = on_layers(DrawOrder::Layers, true, DecoderKind::WhatWhere);
-        compare_steps(layers, kernels, Some(0.7));
+        for draw_order in [DrawOrder::Layers, DrawOrder::LayersInterleaved] {
+            let layers = on_layers(draw_order, true, DecoderKind::WhatWhere);
+            compare_steps(layers, kernels, Some(0.7));
+        }
     }
 }
 
@@ -564,14 +590,31 @@ fn checkpoint_tensors(dir: &std::path::Path) -> Vec<(String, Tensor)> {
 }
 
 /// A few steps of `train` with each canvas step, from the same seed: the same
-/// losses and, after three Adam updates, the same weights.
+/// losses and, after three Adam updates, the same weights; for the small
+/// captioned model, and for two captioned digits on layers inferred in turn.
 #[test]
 fn training_runs_alike_with_either_canvas_step() {
     let _serial = training_lock();
     let cache = tempfile::tempdir().expect("tmp");
+    for two_in_turn in [false, true] {
+        runs_alike(cache.path(), two_in_turn);
+    }
+}
+
+fn runs_alike(cache: &std::path::Path, two_in_turn: bool) {
     let run = |canvas_step: CanvasStep| {
         let dir = tempfile::tempdir().expect("tmp");
-        let opts = small_run(dir.path(), cache.path(), 3, canvas_step);
+        let mut opts = small_run(dir.path(), cache, 3, canvas_step);
+        if two_in_turn {
+            opts.model = on_layers(DrawOrder::LayersInterleaved, true, DecoderKind::WhatWhere);
+            let DataSource::Generated(d) = &opts.data else {
+                unreachable!("small_run generates its videos")
+            };
+            let mut two = syncdraw_data::DatasetConfig::new(2);
+            (two.train_size, two.test_size, two.video) =
+                (d.train_size, d.test_size, d.video.clone());
+            opts.data = DataSource::Generated(two);
+        }
         train(&opts).expect("training runs");
         // The run records the step it trained with: fused where asked for and
         // the CPU has AVX2 + FMA.

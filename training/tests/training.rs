@@ -2243,14 +2243,6 @@ fn interleaved_layers_draw_the_same_layers_in_another_order() {
     ci.draw_order = DrawOrder::LayersInterleaved;
     assert_eq!(c.inference_order(), (0..6).collect::<Vec<i64>>());
     assert_eq!(ci.inference_order(), vec![0, 3, 1, 4, 2, 5]);
-    // The fused step draws layers block by block only: in turn, training
-    // takes libtorch's operations.
-    let (mut fusable, mut in_turn) = (c.clone(), ci.clone());
-    for m in [&mut fusable, &mut in_turn] {
-        (m.stable_filterbank, m.height, m.width, m.read_k, m.write_k) = (true, 64, 64, 10, 10);
-    }
-    use syncdraw_training::fused::step::supported;
-    assert!(supported(&fusable) && !supported(&in_turn));
     tch::manual_seed(21);
     let mut blocks = SyncDraw::new(&c, Device::Cpu);
     let mut interleaved = SyncDraw::new(&ci, Device::Cpu);

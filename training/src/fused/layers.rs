@@ -114,7 +114,7 @@ fn finish_layer_grad(
 
 /// BCE(x_o, sigmoid(c)) of a layer's last canvas `c` against its target
 /// `x_o`, summed over each frame.
-fn target_bce(threads: usize, per: usize, canvas: &[f32], x: &[f32]) -> Vec<f32> {
+pub(super) fn target_bce(threads: usize, per: usize, canvas: &[f32], x: &[f32]) -> Vec<f32> {
     let n = canvas.len() / PIXELS;
     let mut sums = vec![0f32; n];
     let work: Vec<_> = sums
@@ -137,7 +137,7 @@ fn target_bce(threads: usize, per: usize, canvas: &[f32], x: &[f32]) -> Vec<f32>
 }
 
 /// Adds w (sigmoid(c) - x_o) to the last layer's canvas gradient.
-fn add_target_grad(
+pub(super) fn add_target_grad(
     threads: usize,
     per: usize,
     canvas: &[f32],
@@ -151,6 +151,59 @@ fn add_target_grad(
             dc[i] += w * (sigmoid(canvas[first + i]) - x[first + i]);
         }
     });
+}
+
+/// Layers taken in turn (`DrawOrder::LayersInterleaved`, two objects): the
+/// light the other layer `other` lets through as it stands,
+/// D = exp(-softplus(c)) = sigmoid(-c), into `dark`.
+pub fn dark_of(threads: usize, per: usize, other: &[f32], dark: &mut [f32]) {
+    let work = with_offsets(chunked(per, [dark]));
+    threads::for_each_chunk(threads, work, |(first, [d])| {
+        for (i, d) in d.iter_mut().enumerate() {
+            *d = sigmoid(-other[first + i]);
+        }
+    });
+}
+
+/// Back through [`dark_of`]: done = softplus(c) of the other layer, so its
+/// canvas gets done's gradient times sigmoid(c) = 1 - D (added to `d_other`).
+pub fn dark_grad_to(threads: usize, per: usize, d_done: &[f32], dark: &[f32], d_other: &mut [f32]) {
+    let work = with_offsets(chunked(per, [d_other]));
+    threads::for_each_chunk(threads, work, |(first, [d])| {
+        for (i, d) in d.iter_mut().enumerate() {
+            *d += d_done[first + i] * (1.0 - dark[first + i]);
+        }
+    });
+}
+
+/// The binary cross-entropy of `x` under the two layers `canvas` and `other`
+/// composed, 1 - exp(-(softplus(c) + softplus(c_other))), summed over each
+/// frame, with its gradient times `scale` in both canvases (written).
+pub fn two_layers_bce(
+    threads: usize,
+    per: usize,
+    scale: f32,
+    [canvas, other, x]: [&[f32]; 3],
+    [dcanvas, d_other]: [&mut [f32]; 2],
+) -> Vec<f32> {
+    let mut done = vec![0f32; other.len()];
+    {
+        let work = with_offsets(chunked(per, [&mut done]));
+        threads::for_each_chunk(threads, work, |(first, [d])| {
+            for (i, d) in d.iter_mut().enumerate() {
+                *d = softplus(other[first + i] as f64) as f32;
+            }
+        });
+    }
+    let sums = bce(threads, per, scale, [canvas, x, &done], [dcanvas, d_other]);
+    // d_other held done's gradient: d softplus(c)/dc = sigmoid(c).
+    let work = with_offsets(chunked(per, [d_other]));
+    threads::for_each_chunk(threads, work, |(first, [d])| {
+        for (i, d) in d.iter_mut().enumerate() {
+            *d *= sigmoid(other[first + i]);
+        }
+    });
+    sums
 }
 
 /// The binary cross-entropy of `x` under 1 - exp(-(done + softplus(c))),

@@ -29,6 +29,7 @@
 //! qualify.
 pub mod frame;
 pub mod gemm;
+mod in_turn;
 pub mod layers;
 pub mod recurrent;
 pub mod step;

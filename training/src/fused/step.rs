@@ -32,13 +32,15 @@ use tch::{Device, Kind, Tensor};
 /// models, colour and other sizes train on the plain step).
 pub fn supported(c: &ModelConfig) -> bool {
     c.variant != Variant::Baseline
-        && c.draw_order != DrawOrder::LayersInterleaved
+        && (c.draw_order != DrawOrder::LayersInterleaved
+            || !c.layered()
+            || c.objects_in_turn() == Some(2))
         && c.stable_filterbank
         && c.channels == 1
         && FusedCanvas::supports(c.height, c.width, c.read_k, c.write_k)
 }
 
-fn grid(v: &WindowValues) -> Grid<'_> {
+pub(super) fn grid(v: &WindowValues) -> Grid<'_> {
     let [g_row, g_col, delta, sigma2, _] = &v.values;
     Grid {
         g_row,
@@ -48,21 +50,21 @@ fn grid(v: &WindowValues) -> Grid<'_> {
     }
 }
 
-fn write_in(v: &WindowValues) -> Write<'_> {
+pub(super) fn write_in(v: &WindowValues) -> Write<'_> {
     Write {
         grid: grid(v),
         patch: &v.values[4],
     }
 }
 
-fn read_in(v: &WindowValues) -> Read<'_> {
+pub(super) fn read_in(v: &WindowValues) -> Read<'_> {
     Read {
         grid: grid(v),
         gamma: &v.values[4],
     }
 }
 
-fn grid_grads(g: &super::GridGrads) -> [&[f32]; 4] {
+pub(super) fn grid_grads(g: &super::GridGrads) -> [&[f32]; 4] {
     [&g.g_row, &g.g_col, &g.delta, &g.sigma2]
 }
 
@@ -120,6 +122,256 @@ fn add_grad(w: &Tensor, g: &Tensor, rest: &mut Tensor) {
     }
 }
 
+/// What both orders of the step set up before their first drawing step and
+/// add up after their last: the recurrent half's layers, W_x packed for the T
+/// steps, the caption features (detached: their graph runs back once, after
+/// the last step), c^0, and the weights' gradients over all steps.
+pub(super) struct Setup<'m> {
+    pub model: &'m SyncDraw,
+    pub encoder: Encoder<'m>,
+    pub decoder: Decoder<'m>,
+    pub reader: WindowLayer<'m>,
+    pub batch: i64,
+    /// Values of one step's glimpse over the batch, B N K K.
+    pub per_step: usize,
+    /// h_dec before a layer's first step.
+    pub h0: Tensor,
+    times_wx: PackedWeights,
+    times_wx_t: PackedWeights,
+    s_full: Option<CaptionFeatures<Tensor>>,
+    pub s: Option<CaptionFeatures<Tensor>>,
+    pub features: Option<Vec<Tensor>>,
+    c0: Option<Tensor>,
+    /// c^0 as a number (0 where the model has no learned initial logit).
+    pub c0_value: f32,
+}
+
+/// What the steps of a batch kept and handed back, for the weights'
+/// gradients: each list in any one order, the same for all (a read and its
+/// gradient at the same place).
+#[derive(Default)]
+pub(super) struct Recorded<'a> {
+    pub enc_in: Vec<&'a Tensor>,
+    pub enc: Vec<&'a recurrent::EncoderSaved>,
+    pub enc_grads: Vec<recurrent::EncoderGrads>,
+    pub dec: Vec<&'a recurrent::DecoderSaved>,
+    pub dec_grads: Vec<recurrent::DecoderGrads>,
+    pub writes: Vec<&'a WindowValues>,
+    pub d_writes: Vec<Tensor>,
+    pub reads: Vec<&'a WindowValues>,
+    pub d_reads: Vec<Tensor>,
+}
+
+/// A contiguous f32 CPU tensor's values.
+pub(super) fn values_of(t: &Tensor) -> &[f32] {
+    assert!(
+        t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous(),
+        "a contiguous f32 tensor on the CPU"
+    );
+    // SAFETY: checked above: `t` holds `numel` contiguous f32 values in CPU
+    // memory, borrowed as long as the slice lives; nothing writes them then.
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) }
+}
+
+/// Each object's video of `videos` [B, objects, N, A, B], as the kernels
+/// take a canvas ([frames, A, A] values).
+pub(super) fn object_videos(videos: &Tensor) -> Vec<Vec<f32>> {
+    (0..videos.size()[1])
+        .map(|o| {
+            Vec::<f32>::try_from(
+                videos
+                    .select(1, o)
+                    .to_kind(Kind::Float)
+                    .contiguous()
+                    .view([-1]),
+            )
+            .expect("a float tensor on the CPU")
+        })
+        .collect()
+}
+
+/// Sums of `n` consecutive frames' values: per video.
+pub(super) fn per_video(per_frame: &[f32], n: usize) -> Tensor {
+    let sums: Vec<f32> = per_frame
+        .chunks(n)
+        .map(|f| f.iter().map(|&v| v as f64).sum::<f64>() as f32)
+        .collect();
+    Tensor::from_slice(&sums)
+}
+
+impl<'m> Setup<'m> {
+    /// The setup of a batch of `batch` videos, with the caption ids
+    /// `caption` (none without captions); returns the features' gradient
+    /// slots too, one per feature tensor, none yet.
+    pub fn new(
+        model: &'m SyncDraw,
+        batch: i64,
+        caption: Option<&Tensor>,
+    ) -> (Self, Vec<Option<Tensor>>) {
+        let c = &model.config;
+        let be = &mut TchBackend::new(Device::Cpu);
+        let s_full = model.decoder.bind(be).caption_embedding(be, caption);
+        let s = s_full.as_ref().map(|f| CaptionFeatures {
+            all: f.all.detach(),
+            by_role: f.by_role.as_ref().map(|r| r.each_ref().map(Tensor::detach)),
+            per_object: f
+                .per_object
+                .as_ref()
+                .map(|p| p.iter().map(|o| o.each_ref().map(Tensor::detach)).collect()),
+        });
+        let features: Option<Vec<Tensor>> = s.as_ref().map(|s| {
+            feature_tensors(s)
+                .into_iter()
+                .map(Tensor::shallow_clone)
+                .collect()
+        });
+        let d_features = (0..features.as_ref().map_or(0, Vec::len))
+            .map(|_| None)
+            .collect();
+        // c^0: zero as in the paper, or the learned initial logit.
+        let c0 = model.decoder.canvas0.as_ref().map(Tensor::shallow_clone);
+        let c0_value = c0.as_ref().map_or(0.0, |t| t.double_value(&[0]) as f32);
+        let setup = Self {
+            model,
+            encoder: Encoder::new(model),
+            decoder: Decoder::new(model),
+            reader: WindowLayer::new(&model.encoder.read_window, Geometry::of(c, c.read_k)),
+            batch,
+            per_step: (batch * c.frames * c.read_k * c.read_k) as usize,
+            h0: Tensor::zeros([batch, c.dec_size], (Kind::Float, Device::Cpu)),
+            // x W_x and d(x W_x) W_x^T from W_x packed once for the T steps.
+            times_wx: PackedWeights::new(&model.encoder.lstm.wx, batch, false),
+            times_wx_t: PackedWeights::new(&model.encoder.lstm.wx, batch, true),
+            s_full,
+            s,
+            features,
+            c0,
+            c0_value,
+        };
+        (setup, d_features)
+    }
+
+    /// The encoder's input [R^t, h_dec^{t-1}, S] (eq. 7, 12) from the
+    /// kernels' glimpses [read(x), read(video shown)], and its product x W_x.
+    pub fn encoder_input(&self, glimpse: &[Vec<f32>; 2], h_dec_prev: &Tensor) -> (Tensor, Tensor) {
+        let c = &self.model.config;
+        let enc_in = tch::no_grad(|| {
+            let [r_x, r_shown] = glimpse
+                .each_ref()
+                .map(|g| Tensor::from_slice(g).view([self.batch, -1]));
+            let r_hat = &r_x - r_shown;
+            encoder_input(c, [&r_x, &r_hat], h_dec_prev, self.s.as_ref())
+        });
+        let product = self.times_wx.times(&enc_in);
+        (enc_in, product)
+    }
+
+    /// The caption features each decoder LSTM reads at decoder step t (none
+    /// without captions).
+    pub fn slots(&self, t: usize) -> Option<Vec<usize>> {
+        self.s
+            .as_ref()
+            .map(|s| feature_indices(&self.model.config, s, t))
+    }
+
+    /// Back through the encoder's input from the gradient of its product,
+    /// d(x W_x): adds S's part to `d_features` (where the encoder reads the
+    /// caption) and returns d h_dec^{t-1} and the gradients of the two
+    /// glimpses, [read(x), read(video shown)] (R^t = [read(x), read(x) -
+    /// read(shown)]).
+    pub fn input_grads(
+        &self,
+        d_product: &Tensor,
+        d_features: &mut [Option<Tensor>],
+    ) -> (Tensor, [Vec<f32>; 2]) {
+        let c = &self.model.config;
+        let d_in = self.times_wx_t.times(d_product);
+        let glimpse_size = self.per_step / self.batch as usize;
+        let dh_dec = d_in.narrow(1, 2 * glimpse_size as i64, c.dec_size);
+        if self.s.is_some() && c.encoder_caption {
+            let at = 2 * glimpse_size as i64 + c.dec_size;
+            let d = d_in.narrow(1, at, d_in.size()[1] - at);
+            d_features[0] = Some(match d_features[0].take() {
+                Some(sum) => sum + d,
+                None => d.copy(),
+            });
+        }
+        let d_in = Vec::<f32>::try_from(
+            &d_in
+                .narrow(1, 0, 2 * glimpse_size as i64)
+                .contiguous()
+                .view([-1]),
+        )
+        .expect("a float tensor on the CPU");
+        let (mut dgx, mut dgs) = (vec![0f32; self.per_step], vec![0f32; self.per_step]);
+        for ((d, gx), gs) in d_in
+            .chunks(2 * glimpse_size)
+            .zip(dgx.chunks_mut(glimpse_size))
+            .zip(dgs.chunks_mut(glimpse_size))
+        {
+            let (d_rx, d_rhat) = d.split_at(glimpse_size);
+            for (((gx, gs), a), b) in gx.iter_mut().zip(gs.iter_mut()).zip(d_rx).zip(d_rhat) {
+                *gx = a + b;
+                *gs = -b;
+            }
+        }
+        (dh_dec, [dgx, dgs])
+    }
+
+    /// d h_dec from a read window's raw gradient (the window is a linear
+    /// layer of h_dec).
+    pub fn read_dh(&self, d_read: &Tensor) -> Tensor {
+        tch::no_grad(|| d_read.matmul(&self.model.encoder.read_window.w.tr()))
+    }
+
+    /// Adds every weight's gradient over all steps (`rec`), the caption
+    /// features' (`d_features`, through their graph) and c^0's (`d_c0`, the
+    /// summed gradient of every layer's first canvas) to the parameters'.
+    pub fn finish(&self, rec: Recorded, d_features: &[Option<Tensor>], d_c0: f64) {
+        let model = self.model;
+        let mut rest = Tensor::zeros([], (Kind::Float, Device::Cpu));
+        // W_x: sum_t (x^t)^T d(x^t W_x).
+        let d_product: Vec<&Tensor> = rec.enc_grads.iter().map(|g| &g.d_product).collect();
+        let (enc_in, d_product) = (Tensor::cat(&rec.enc_in, 0), Tensor::cat(&d_product, 0));
+        let mut wx_grad = model.encoder.lstm.wx.grad();
+        if wx_grad.defined() {
+            // Added in place: W_x is the largest weight (2,320 x 1,024).
+            tch::no_grad(|| {
+                let _ = wx_grad.addmm_(&enc_in.tr(), &d_product);
+            });
+        } else {
+            // The first step: W_x has no gradient yet, so autograd makes it.
+            rest += (&model.encoder.lstm.wx * enc_in.tr().matmul(&d_product)).sum(Kind::Float);
+        }
+        let grads = self
+            .encoder
+            .weight_grads(&rec.enc, &rec.enc_grads)
+            .into_iter()
+            .chain(
+                self.decoder
+                    .weight_grads(&rec.dec, &rec.dec_grads, &rec.writes, &rec.d_writes),
+            )
+            .chain(self.reader.weight_grads(&rec.reads, &rec.d_reads));
+        for (w, g) in grads {
+            add_grad(w, &g, &mut rest);
+        }
+        // The caption features' graph and c^0.
+        if let Some(full) = &self.s_full {
+            for (f, g) in feature_tensors(full).into_iter().zip(d_features) {
+                if let Some(g) = g {
+                    rest += (f * g).sum(Kind::Float);
+                }
+            }
+        }
+        if let Some(c0) = &self.c0 {
+            rest += (c0 * d_c0).sum(Kind::Float);
+        }
+        if rest.requires_grad() {
+            rest.backward();
+        }
+    }
+}
+
 /// The loss of a batch as [`SyncDraw::loss_observed`] gives it, with the
 /// gradient of the objective mean(L_X + kl_weight L_Z) over the batch added to
 /// every parameter's gradient (zero them first). `x` [B, N, A, B] in [0, 1],
@@ -136,50 +388,53 @@ pub fn loss_and_backward(
     eps: &Tensor,
     kl_weight: f64,
     targets: Option<(&Tensor, f64)>,
-    mut stats: Option<&mut WindowStats>,
+    stats: Option<&mut WindowStats>,
 ) -> Loss {
     let c = &model.config;
     assert!(supported(c), "the fused step does not run this model");
-    let be = &mut TchBackend::new(Device::Cpu);
-    let encoder = Encoder::new(model);
-    let decoder = Decoder::new(model);
-    let reader = WindowLayer::new(&model.encoder.read_window, Geometry::of(c, c.read_k));
-    let batch = x.size()[0];
-    let (n, k) = (c.frames, c.read_k);
-    let steps = c.timesteps as usize;
-    let per_step = (batch * n * k * k) as usize;
     assert_eq!(x.device(), Device::Cpu, "the fused step runs on the CPU");
     let x = x.to_kind(Kind::Float).contiguous();
-    // SAFETY: `x` is a contiguous f32 tensor in CPU memory, of `numel` values,
-    // and outlives `x_values` (both end with this function); nothing writes it.
-    let x_values: &[f32] =
-        unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, x.numel()) };
+    let (setup, d_features) = Setup::new(model, x.size()[0], caption);
+    if c.layered() && c.draw_order == DrawOrder::LayersInterleaved {
+        let targets = targets.map(|(videos, w)| (object_videos(videos), w as f32));
+        return super::in_turn::loss_and_backward(
+            &setup, d_features, kernels, &x, eps, kl_weight, targets, stats,
+        );
+    }
+    in_blocks(
+        &setup, d_features, kernels, &x, eps, kl_weight, targets, stats,
+    )
+}
 
-    // x W_x and d(x W_x) W_x^T from W_x packed once for the T steps.
-    let times_wx = PackedWeights::new(&model.encoder.lstm.wx, batch, false);
-    let times_wx_t = PackedWeights::new(&model.encoder.lstm.wx, batch, true);
-    // The caption features: their graph runs back once, after the last step.
-    let s_full = model.decoder.bind(be).caption_embedding(be, caption);
-    let s = s_full.as_ref().map(|f| CaptionFeatures {
-        all: f.all.detach(),
-        by_role: f.by_role.as_ref().map(|r| r.each_ref().map(Tensor::detach)),
-        per_object: f
-            .per_object
-            .as_ref()
-            .map(|p| p.iter().map(|o| o.each_ref().map(Tensor::detach)).collect()),
-    });
-    let features: Option<Vec<Tensor>> = s.as_ref().map(|s| {
-        feature_tensors(s)
-            .into_iter()
-            .map(Tensor::shallow_clone)
-            .collect()
-    });
-    let mut d_features: Vec<Option<Tensor>> = (0..features.as_ref().map_or(0, Vec::len))
-        .map(|_| None)
-        .collect();
-    // c^0: zero as in the paper, or the learned initial logit.
-    let c0 = model.decoder.canvas0.as_ref().map(Tensor::shallow_clone);
-    let c0_value = c0.as_ref().map_or(0.0, |t| t.double_value(&[0]) as f32);
+/// [`loss_and_backward`] with the steps in decoder order: one canvas, or
+/// layers drawn one after another (a write that ends a layer and the next
+/// step's read of a new one are two calls of the kernels).
+#[allow(clippy::too_many_arguments)]
+fn in_blocks(
+    setup: &Setup,
+    mut d_features: Vec<Option<Tensor>>,
+    kernels: &mut FusedCanvas,
+    x: &Tensor,
+    eps: &Tensor,
+    kl_weight: f64,
+    targets: Option<(&Tensor, f64)>,
+    mut stats: Option<&mut WindowStats>,
+) -> Loss {
+    let Setup {
+        model,
+        encoder,
+        decoder,
+        reader,
+        batch,
+        per_step,
+        ..
+    } = setup;
+    let (model, batch, per_step) = (*model, *batch, *per_step);
+    let c = &model.config;
+    let n = c.frames;
+    let steps = c.timesteps as usize;
+    let x_values = values_of(x);
+    let c0_value = setup.c0_value;
     let frames = (batch * n) as usize;
     let mut canvases = kernels.take_canvases(frames, c0_value);
     let Canvases { canvas, dcanvas } = &mut canvases;
@@ -189,20 +444,7 @@ pub fn loss_and_backward(
     let mut layers = layers::Layers::new(layered, frames, threads, per);
     if let Some((videos, weight)) = targets {
         assert!(layered, "layer targets need a model on layers");
-        let objects = videos.size()[1];
-        let each = (0..objects)
-            .map(|o| {
-                Vec::<f32>::try_from(
-                    videos
-                        .select(1, o)
-                        .to_kind(Kind::Float)
-                        .contiguous()
-                        .view([-1]),
-                )
-                .expect("a float tensor on the CPU")
-            })
-            .collect();
-        layers = layers.with_targets(each, weight as f32);
+        layers = layers.with_targets(object_videos(videos), weight as f32);
     }
     // The kernels' slot of the read that starts layer o > 0 (a call of its
     // own, after the end of the layer before).
@@ -211,8 +453,8 @@ pub fn loss_and_backward(
 
     // Forward: the read of step 0 from h_dec = 0, then each step's recurrent
     // half and the kernels of its write and of the next step's read.
-    let h0 = Tensor::zeros([batch, c.dec_size], (Kind::Float, Device::Cpu));
-    let first_read = reader.read(&h0);
+    let h0 = &setup.h0;
+    let first_read = reader.read(h0);
     if let Some(stats) = stats.as_deref_mut() {
         stats.read.add(&reader.window(&first_read), rgeo);
     }
@@ -241,21 +483,14 @@ pub fn loss_and_backward(
         if c.starts_block(t as i64) {
             dec_prev = None;
         }
-        let enc_in = tch::no_grad(|| {
-            let [r_x, r_shown] = glimpse
-                .each_ref()
-                .map(|g| Tensor::from_slice(g).view([batch, -1]));
-            let r_hat = &r_x - r_shown;
-            encoder_input(c, [&r_x, &r_hat], &h_dec_prev, s.as_ref())
-        });
-        let product = times_wx.times(&enc_in);
+        let (enc_in, product) = setup.encoder_input(&glimpse, &h_dec_prev);
         let inferred = encoder.forward(&product, enc_prev, &eps.select(1, t as i64));
         kl += &inferred.kl;
         log_q_over_p += &inferred.log_q_over_p;
-        let slots = s.as_ref().map(|s| feature_indices(c, s, t));
+        let slots = setup.slots(t);
         let (next_dec, write) = decoder.forward(
             &inferred.z,
-            features.as_deref().zip(slots.as_deref()),
+            setup.features.as_deref().zip(slots.as_deref()),
             dec_prev,
         );
         let next_read = (t + 1 < steps).then(|| reader.read(&next_dec.h));
@@ -310,18 +545,8 @@ pub fn loss_and_backward(
     } else {
         kernels.bce(canvas, x_values, scale, dcanvas)
     };
-    let per_video: Vec<f32> = per_frame
-        .chunks(n as usize)
-        .map(|f| f.iter().map(|&v| v as f64).sum::<f64>() as f32)
-        .collect();
-    let reconstruction = Tensor::from_slice(&per_video);
-    let layer_targets = layers.target_sums().map(|sums| {
-        let per_video: Vec<f32> = sums
-            .chunks(n as usize)
-            .map(|f| f.iter().map(|&v| v as f64).sum::<f64>() as f32)
-            .collect();
-        Tensor::from_slice(&per_video)
-    });
+    let reconstruction = per_video(&per_frame, n as usize);
+    let layer_targets = layers.target_sums().map(|sums| per_video(sums, n as usize));
 
     // Backward, last step first.
     let mut after: Option<ReadGrads> = None;
@@ -337,17 +562,12 @@ pub fn loss_and_backward(
     );
     // The gradient of c^0 from the first canvas of every layer but the last.
     let mut d_c0 = 0f64;
-    let glimpse_size = per_step / batch as usize;
     let kl_scale = kl_weight / batch as f64;
     let mut enc_after: Option<recurrent::State> = None;
     let mut dec_after: Option<Vec<recurrent::State>> = None;
     // d h_dec^t from step t + 1's encoder input.
     let mut dh_dec_after: Option<Tensor> = None;
-    let mut enc_grads = Vec::with_capacity(steps);
-    let mut dec_grads = Vec::with_capacity(steps);
-    let mut d_writes = Vec::with_capacity(steps);
-    // d raw of the read windows made from h_dec^t, t = T - 2 down to 0.
-    let mut d_reads = Vec::with_capacity(steps);
+    let mut rec = Recorded::default();
     for t in (0..steps).rev() {
         let seg = &segments[t];
         let wg: WriteGrads = write_grads.take().expect("the write's gradients");
@@ -358,12 +578,12 @@ pub fn loss_and_backward(
         let mut dh_dec = dh_dec_after.take();
         if let (Some(r), Some(g)) = (&seg.next_read, after.take()) {
             let d_read = reader.read_backward(r, grid_grads(&g.grid), &g.gamma);
-            let dh = tch::no_grad(|| d_read.matmul(&model.encoder.read_window.w.tr()));
+            let dh = setup.read_dh(&d_read);
             dh_dec = Some(match dh_dec {
                 Some(d) => d + dh,
                 None => dh,
             });
-            d_reads.push(d_read);
+            rec.d_reads.push(d_read);
         }
         let mut dec_step = decoder.backward(
             &seg.dec,
@@ -373,45 +593,15 @@ pub fn loss_and_backward(
             &mut d_features,
         );
         let mut enc_step = encoder.backward(&seg.enc, &dec_step.dz, kl_scale, enc_after.take());
-        // The encoder's input: d[R^t, h_dec^{t-1}, S] = d(x W_x) W_x^T.
-        let d_in = times_wx_t.times(&enc_step.d_product);
+        let (dh_in, [dgx, dgs]) = setup.input_grads(&enc_step.d_product, &mut d_features);
         if t > 0 {
-            dh_dec_after = Some(d_in.narrow(1, 2 * glimpse_size as i64, c.dec_size));
-        }
-        // S's part of the input, where the encoder reads it (encoder_input).
-        if s.is_some() && c.encoder_caption {
-            let at = 2 * glimpse_size as i64 + c.dec_size;
-            let d = d_in.narrow(1, at, d_in.size()[1] - at);
-            d_features[0] = Some(match d_features[0].take() {
-                Some(sum) => sum + d,
-                None => d.copy(),
-            });
+            dh_dec_after = Some(dh_in);
         }
         enc_after = enc_step.carry.take();
         dec_after = dec_step.carry.take();
-        enc_grads.push(enc_step);
-        dec_grads.push(dec_step);
-        d_writes.push(d_write);
-        // R^t = [read(x), read(x) - read(sigmoid(c))]: the kernels' glimpse gradients.
-        let d_in = Vec::<f32>::try_from(
-            &d_in
-                .narrow(1, 0, 2 * glimpse_size as i64)
-                .contiguous()
-                .view([-1]),
-        )
-        .expect("a float tensor on the CPU");
-        let (mut dgx, mut dgs) = (vec![0f32; per_step], vec![0f32; per_step]);
-        for ((d, gx), gs) in d_in
-            .chunks(2 * glimpse_size)
-            .zip(dgx.chunks_mut(glimpse_size))
-            .zip(dgs.chunks_mut(glimpse_size))
-        {
-            let (d_rx, d_rhat) = d.split_at(glimpse_size);
-            for (((gx, gs), a), b) in gx.iter_mut().zip(gs.iter_mut()).zip(d_rx).zip(d_rhat) {
-                *gx = a + b;
-                *gs = -b;
-            }
-        }
+        rec.enc_grads.push(enc_step);
+        rec.dec_grads.push(dec_step);
+        rec.d_writes.push(d_write);
         let write = (t > 0).then(|| write_in(&segments[t - 1].write));
         let read = if t > 0 {
             segments[t - 1].next_read.as_ref().map(read_in)
@@ -439,57 +629,24 @@ pub fn loss_and_backward(
     }
     // The first read's window.
     if let Some(g) = after.take() {
-        d_reads.push(reader.read_backward(&first_read, grid_grads(&g.grid), &g.gamma));
+        rec.d_reads
+            .push(reader.read_backward(&first_read, grid_grads(&g.grid), &g.gamma));
     }
-    // Every weight's gradient over all steps, in step order.
-    enc_grads.reverse();
-    dec_grads.reverse();
-    d_writes.reverse();
-    d_reads.reverse();
-    let mut rest = Tensor::zeros([], (Kind::Float, Device::Cpu));
-    // W_x: sum_t (x^t)^T d(x^t W_x).
-    let enc_in: Vec<&Tensor> = segments.iter().map(|s| &s.enc_in).collect();
-    let d_product: Vec<&Tensor> = enc_grads.iter().map(|g| &g.d_product).collect();
-    let (enc_in, d_product) = (Tensor::cat(&enc_in, 0), Tensor::cat(&d_product, 0));
-    let mut wx_grad = model.encoder.lstm.wx.grad();
-    if wx_grad.defined() {
-        // Added in place: W_x is the largest weight (2,320 x 1,024).
-        tch::no_grad(|| {
-            let _ = wx_grad.addmm_(&enc_in.tr(), &d_product);
-        });
-    } else {
-        // The first step: W_x has no gradient yet, so autograd makes it.
-        rest += (&model.encoder.lstm.wx * enc_in.tr().matmul(&d_product)).sum(Kind::Float);
-    }
-    let enc_saved: Vec<&recurrent::EncoderSaved> = segments.iter().map(|s| &s.enc).collect();
-    let dec_saved: Vec<&recurrent::DecoderSaved> = segments.iter().map(|s| &s.dec).collect();
-    let writes: Vec<&WindowValues> = segments.iter().map(|s| &s.write).collect();
-    let reads: Vec<&WindowValues> = std::iter::once(&first_read)
+    // Every list in step order.
+    rec.enc_grads.reverse();
+    rec.dec_grads.reverse();
+    rec.d_writes.reverse();
+    rec.d_reads.reverse();
+    rec.enc_in = segments.iter().map(|s| &s.enc_in).collect();
+    rec.enc = segments.iter().map(|s| &s.enc).collect();
+    rec.dec = segments.iter().map(|s| &s.dec).collect();
+    rec.writes = segments.iter().map(|s| &s.write).collect();
+    rec.reads = std::iter::once(&first_read)
         .chain(segments.iter().filter_map(|s| s.next_read.as_ref()))
         .collect();
-    let grads = encoder
-        .weight_grads(&enc_saved, &enc_grads)
-        .into_iter()
-        .chain(decoder.weight_grads(&dec_saved, &dec_grads, &writes, &d_writes))
-        .chain(reader.weight_grads(&reads, &d_reads));
-    for (w, g) in grads {
-        add_grad(w, &g, &mut rest);
-    }
-    // The caption features' graph and c^0.
-    if let Some(full) = &s_full {
-        for (f, g) in feature_tensors(full).into_iter().zip(&d_features) {
-            if let Some(g) = g {
-                rest += (f * g).sum(Kind::Float);
-            }
-        }
-    }
-    if let Some(c0) = &c0 {
-        rest += (c0 * (kernels.sum(dcanvas) + d_c0)).sum(Kind::Float);
-    }
+    d_c0 += kernels.sum(dcanvas);
     kernels.return_canvases(canvases);
-    if rest.requires_grad() {
-        rest.backward();
-    }
+    setup.finish(rec, &d_features, d_c0);
     Loss {
         reconstruction,
         kl,
