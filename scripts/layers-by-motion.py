@@ -14,15 +14,13 @@ model, it prints the fidelity of the captions of each motion group (each
 caption's videos pooled).
 """
 import json
-import re
 import sys
+
+from two_digit_captions import same_motion
 
 
 def motion_kind(caption, where):
-    motions = re.findall(r"moving (up and down|left and right)", caption)
-    if len(motions) != 2:
-        sys.exit(f"{where}: not a two-digit caption: {caption!r}")
-    return "same motion" if motions[0] == motions[1] else "different motions"
+    return "same motion" if same_motion(caption, where) else "different motions"
 
 
 def fidelity(report, path):
