@@ -72,16 +72,18 @@ pub(super) fn loss_and_backward(
     let order = c.inference_order();
     let layer_of = |t: i64| c.object_of_step(t).unwrap_or(0) as usize;
 
-    // Both layers' canvases and gradients, and every read's D.
-    let len = frames * super::PIXELS;
+    // Both layers' canvases and gradients (the second layer's, and every
+    // read's D and done's gradient, in buffers kept from batch to batch; the
+    // BCE below writes every canvas gradient value, dark_of every D).
+    let mut buffers = kernels.take_buffers(order.len() + 3, frames);
+    let mut darks = buffers.split_off(3);
+    let [canvas, dcanvas, mut d_done] = <[Vec<f32>; 3]>::try_from(buffers)
+        .unwrap_or_else(|_| unreachable!("three buffers asked for"));
     let mut canvases = [
         kernels.take_canvases(frames, setup.c0_value),
-        super::Canvases {
-            canvas: vec![setup.c0_value; len],
-            dcanvas: vec![0.0; len],
-        },
+        super::Canvases { canvas, dcanvas },
     ];
-    let mut darks: Vec<Vec<f32>> = (0..order.len()).map(|_| vec![0.0; len]).collect();
+    kernels.fill(&mut canvases[1].canvas, setup.c0_value);
     let mut drawn = [false; 2];
     let mut waiting: [Option<Waiting>; 2] = [None, None];
     let mut enc_state: Option<recurrent::State> = None;
@@ -186,7 +188,6 @@ pub(super) fn loss_and_backward(
     let mut dec_after: [Option<Vec<recurrent::State>>; 2] = [None, None];
     // d h_dec of each layer's latest step not yet gone back through.
     let mut dh_after: [Option<Tensor>; 2] = [None, None];
-    let mut d_done = vec![0f32; len];
     let mut rec = Recorded::default();
     for (i, seg) in segments.iter().enumerate().rev() {
         let o = seg.layer;
@@ -258,8 +259,10 @@ pub(super) fn loss_and_backward(
     rec.reads = segments.iter().map(|s| &s.read).collect();
     // Both layers start at c^0.
     let d_c0 = canvases.iter().map(|l| kernels.sum(&l.dcanvas)).sum();
-    let [first, _] = canvases;
+    let [first, second] = canvases;
     kernels.return_canvases(first);
+    darks.extend([second.canvas, second.dcanvas, d_done]);
+    kernels.return_buffers(darks);
     setup.finish(rec, &d_features, d_c0);
     Loss {
         reconstruction,

@@ -240,6 +240,8 @@ pub struct FusedCanvas {
     /// The canvas and its gradient, lent to a step ([`Self::take_canvases`])
     /// and kept between steps, so that no step allocates or zeroes them.
     canvases: Option<Canvases>,
+    /// Other buffers of whole frames a step borrows ([`Self::take_buffers`]).
+    spare: Vec<Vec<f32>>,
 }
 
 /// A batch's canvas c of logits and its gradient dL/dc ([frames, A, A] each).
@@ -266,6 +268,7 @@ impl FusedCanvas {
             threads: threads.max(1),
             saved: Vec::new(),
             canvases: None,
+            spare: Vec::new(),
         }
     }
 
@@ -291,6 +294,34 @@ impl FusedCanvas {
     /// Keeps a step's canvases for the next.
     pub fn return_canvases(&mut self, canvases: Canvases) {
         self.canvases = Some(canvases);
+    }
+
+    /// `count` buffers of `frames` frames each, from those of the previous
+    /// step where there are any: their values are left as they are (the
+    /// borrower writes every one before it reads it). Give them back with
+    /// [`Self::return_buffers`].
+    pub fn take_buffers(&mut self, count: usize, frames: usize) -> Vec<Vec<f32>> {
+        let len = frames * PIXELS;
+        let mut out: Vec<Vec<f32>> = self.spare.drain(..count.min(self.spare.len())).collect();
+        out.resize_with(count, Vec::new);
+        for b in &mut out {
+            b.resize(len, 0.0);
+        }
+        out
+    }
+
+    /// Keeps a step's borrowed buffers for the next.
+    pub fn return_buffers(&mut self, buffers: Vec<Vec<f32>>) {
+        self.spare.extend(buffers);
+    }
+
+    /// Sets every value of `values` (whole frames) to `v`, on the kernels'
+    /// threads.
+    pub fn fill(&self, values: &mut [f32], v: f32) {
+        let per = self.frames_per_chunk(frames_in("values", values)) * PIXELS;
+        threads::for_each_chunk(self.threads, values.chunks_mut(per).collect(), |chunk| {
+            chunk.fill(v)
+        });
     }
 
     /// The sum of `values` (whole frames), on the kernels' threads.
