@@ -28,8 +28,9 @@ use tch::{Device, Kind, Tensor};
 
 /// Whether the fused step runs this model: Sync-DRAW or Global windows with
 /// stable filterbank rows on grey 64 x 64 frames with grids of 10, in any
-/// draw order (the Baseline's temporal windows, the unstable rows of older
-/// models, colour and other sizes train on the plain step).
+/// draw order, layers inferred in turn for two objects only (the Baseline's
+/// temporal windows, the unstable rows of older models, colour, other sizes
+/// and three or more objects' layers in turn train on the plain step).
 pub fn supported(c: &ModelConfig) -> bool {
     c.variant != Variant::Baseline
         && (c.draw_order != DrawOrder::LayersInterleaved

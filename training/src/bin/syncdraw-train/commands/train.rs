@@ -188,8 +188,9 @@ pub struct TrainArgs {
     /// How the step computes its canvas half (each step's write, the canvas's
     /// sigmoid and the reads of it and of the video). fused: kernels of our own
     /// with their own backward, one pass per frame (Sync-DRAW and Global models
-    /// with stable filterbank rows on grey 64 x 64 frames with grids of 10, on a
-    /// CPU with AVX2 and FMA, with f32 products; other runs take the plain step);
+    /// with stable filterbank rows on grey 64 x 64 frames with grids of 10, in
+    /// any draw order (layers-interleaved: two objects), on a CPU with AVX2 and
+    /// FMA, with f32 products; other runs take the plain step);
     /// plain: libtorch's operations and autograd. The same numbers to float
     /// rounding; the checkpoint records which one ran (`canvas_step`).
     #[arg(long, value_enum, default_value_t = CanvasStep::Fused)]
