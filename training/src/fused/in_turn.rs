@@ -247,16 +247,10 @@ pub(super) fn loss_and_backward(
         rec.d_writes.push(d_write);
         rec.d_reads.push(d_read);
     }
-    // Every list in inference order.
-    rec.enc_grads.reverse();
-    rec.dec_grads.reverse();
-    rec.d_writes.reverse();
-    rec.d_reads.reverse();
-    rec.enc_in = segments.iter().map(|s| &s.enc_in).collect();
-    rec.enc = segments.iter().map(|s| &s.enc).collect();
-    rec.dec = segments.iter().map(|s| &s.dec).collect();
-    rec.writes = segments.iter().map(|s| &s.write).collect();
-    rec.reads = segments.iter().map(|s| &s.read).collect();
+    for s in &segments {
+        rec.forward(&s.enc_in, &s.enc, &s.dec, &s.write);
+        rec.reads.push(&s.read);
+    }
     // Both layers start at c^0.
     let d_c0 = canvases.iter().map(|l| kernels.sum(&l.dcanvas)).sum();
     let [first, second] = canvases;

@@ -153,26 +153,29 @@ pub(super) fn add_target_grad(
     });
 }
 
+/// Sets every value of `out` (whole frames, `per` to a chunk of work) to
+/// f(its index, its value).
+fn each_value(threads: usize, per: usize, out: &mut [f32], f: impl Fn(usize, f32) -> f32 + Sync) {
+    let work = with_offsets(chunked(per, [out]));
+    threads::for_each_chunk(threads, work, |(first, [chunk])| {
+        for (i, v) in chunk.iter_mut().enumerate() {
+            *v = f(first + i, *v);
+        }
+    });
+}
+
 /// Layers taken in turn (`DrawOrder::LayersInterleaved`, two objects): the
 /// light the other layer `other` lets through as it stands,
 /// D = exp(-softplus(c)) = sigmoid(-c), into `dark`.
 pub fn dark_of(threads: usize, per: usize, other: &[f32], dark: &mut [f32]) {
-    let work = with_offsets(chunked(per, [dark]));
-    threads::for_each_chunk(threads, work, |(first, [d])| {
-        for (i, d) in d.iter_mut().enumerate() {
-            *d = sigmoid(-other[first + i]);
-        }
-    });
+    each_value(threads, per, dark, |j, _| sigmoid(-other[j]));
 }
 
 /// Back through [`dark_of`]: done = softplus(c) of the other layer, so its
 /// canvas gets done's gradient times sigmoid(c) = 1 - D (added to `d_other`).
 pub fn dark_grad_to(threads: usize, per: usize, d_done: &[f32], dark: &[f32], d_other: &mut [f32]) {
-    let work = with_offsets(chunked(per, [d_other]));
-    threads::for_each_chunk(threads, work, |(first, [d])| {
-        for (i, d) in d.iter_mut().enumerate() {
-            *d += d_done[first + i] * (1.0 - dark[first + i]);
-        }
+    each_value(threads, per, d_other, |j, d| {
+        d + d_done[j] * (1.0 - dark[j])
     });
 }
 
@@ -187,22 +190,12 @@ pub fn two_layers_bce(
     [dcanvas, d_other]: [&mut [f32]; 2],
 ) -> Vec<f32> {
     let mut done = vec![0f32; other.len()];
-    {
-        let work = with_offsets(chunked(per, [&mut done]));
-        threads::for_each_chunk(threads, work, |(first, [d])| {
-            for (i, d) in d.iter_mut().enumerate() {
-                *d = softplus(other[first + i] as f64) as f32;
-            }
-        });
-    }
+    each_value(threads, per, &mut done, |j, _| {
+        softplus(other[j] as f64) as f32
+    });
     let sums = bce(threads, per, scale, [canvas, x, &done], [dcanvas, d_other]);
     // d_other held done's gradient: d softplus(c)/dc = sigmoid(c).
-    let work = with_offsets(chunked(per, [d_other]));
-    threads::for_each_chunk(threads, work, |(first, [d])| {
-        for (i, d) in d.iter_mut().enumerate() {
-            *d *= sigmoid(other[first + i]);
-        }
-    });
+    each_value(threads, per, d_other, |j, d| d * sigmoid(other[j]));
     sums
 }
 

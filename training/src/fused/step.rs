@@ -148,8 +148,9 @@ pub(super) struct Setup<'m> {
 }
 
 /// What the steps of a batch kept and handed back, for the weights'
-/// gradients: each list in any one order, the same for all (a read and its
-/// gradient at the same place).
+/// gradients: the forward's values in the order of the steps, the
+/// gradients as the backward made them, last step first (a read's gradient
+/// at its read's place from the end).
 #[derive(Default)]
 pub(super) struct Recorded<'a> {
     pub enc_in: Vec<&'a Tensor>,
@@ -198,6 +199,23 @@ pub(super) fn per_video(per_frame: &[f32], n: usize) -> Tensor {
         .map(|f| f.iter().map(|&v| v as f64).sum::<f64>() as f32)
         .collect();
     Tensor::from_slice(&sums)
+}
+
+impl<'a> Recorded<'a> {
+    /// A step's encoder input, encoder and decoder values and write window,
+    /// in the order of the steps.
+    pub fn forward(
+        &mut self,
+        enc_in: &'a Tensor,
+        enc: &'a recurrent::EncoderSaved,
+        dec: &'a recurrent::DecoderSaved,
+        write: &'a WindowValues,
+    ) {
+        self.enc_in.push(enc_in);
+        self.enc.push(enc);
+        self.dec.push(dec);
+        self.writes.push(write);
+    }
 }
 
 impl<'m> Setup<'m> {
@@ -328,8 +346,13 @@ impl<'m> Setup<'m> {
     /// Adds every weight's gradient over all steps (`rec`), the caption
     /// features' (`d_features`, through their graph) and c^0's (`d_c0`, the
     /// summed gradient of every layer's first canvas) to the parameters'.
-    pub fn finish(&self, rec: Recorded, d_features: &[Option<Tensor>], d_c0: f64) {
+    pub fn finish(&self, mut rec: Recorded, d_features: &[Option<Tensor>], d_c0: f64) {
         let model = self.model;
+        // The gradients in the order of the steps.
+        rec.enc_grads.reverse();
+        rec.dec_grads.reverse();
+        rec.d_writes.reverse();
+        rec.d_reads.reverse();
         let mut rest = Tensor::zeros([], (Kind::Float, Device::Cpu));
         // W_x: sum_t (x^t)^T d(x^t W_x).
         let d_product: Vec<&Tensor> = rec.enc_grads.iter().map(|g| &g.d_product).collect();
@@ -633,15 +656,9 @@ fn in_blocks(
         rec.d_reads
             .push(reader.read_backward(&first_read, grid_grads(&g.grid), &g.gamma));
     }
-    // Every list in step order.
-    rec.enc_grads.reverse();
-    rec.dec_grads.reverse();
-    rec.d_writes.reverse();
-    rec.d_reads.reverse();
-    rec.enc_in = segments.iter().map(|s| &s.enc_in).collect();
-    rec.enc = segments.iter().map(|s| &s.enc).collect();
-    rec.dec = segments.iter().map(|s| &s.dec).collect();
-    rec.writes = segments.iter().map(|s| &s.write).collect();
+    for s in &segments {
+        rec.forward(&s.enc_in, &s.enc, &s.dec, &s.write);
+    }
     rec.reads = std::iter::once(&first_read)
         .chain(segments.iter().filter_map(|s| s.next_read.as_ref()))
         .collect();
