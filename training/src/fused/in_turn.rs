@@ -72,9 +72,10 @@ pub(super) fn loss_and_backward(
     let order = c.inference_order();
     let layer_of = |t: i64| c.object_of_step(t).unwrap_or(0) as usize;
 
-    // Both layers' canvases and gradients (the second layer's, and every
-    // read's D and done's gradient, in buffers kept from batch to batch; the
-    // BCE below writes every canvas gradient value, dark_of every D).
+    // Both layers' canvases and gradients; the second layer's, every read's
+    // D and done's gradient (first the BCE's room for done) in buffers kept
+    // from batch to batch (the BCE below writes every canvas gradient value,
+    // dark_of every D).
     let mut buffers = kernels.take_buffers(order.len() + 3, frames);
     let mut darks = buffers.split_off(3);
     let [canvas, dcanvas, mut d_done] = <[Vec<f32>; 3]>::try_from(buffers)
@@ -168,7 +169,7 @@ pub(super) fn loss_and_backward(
         per,
         scale,
         [&mine.canvas, &other.canvas, x_values],
-        [&mut mine.dcanvas, &mut other.dcanvas],
+        [&mut mine.dcanvas, &mut other.dcanvas, &mut d_done],
     );
     let reconstruction = step::per_video(&per_frame, n);
     let layer_targets = targets.map(|(videos, weight)| {
@@ -218,7 +219,7 @@ pub(super) fn loss_and_backward(
         enc_after = enc_step.carry.take();
         dec_after[o] = dec_step.carry.take();
         let dark = if seg.lit {
-            d_done.fill(0.0);
+            kernels.fill(&mut d_done, 0.0);
             Some((darks[i].as_slice(), d_done.as_mut_slice()))
         } else {
             None

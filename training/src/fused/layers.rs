@@ -181,19 +181,17 @@ pub fn dark_grad_to(threads: usize, per: usize, d_done: &[f32], dark: &[f32], d_
 
 /// The binary cross-entropy of `x` under the two layers `canvas` and `other`
 /// composed, 1 - exp(-(softplus(c) + softplus(c_other))), summed over each
-/// frame, with its gradient times `scale` in both canvases (written).
+/// frame, with its gradient times `scale` in both canvases (written);
+/// `done` is room for softplus(c_other) (its values are overwritten).
 pub fn two_layers_bce(
     threads: usize,
     per: usize,
     scale: f32,
     [canvas, other, x]: [&[f32]; 3],
-    [dcanvas, d_other]: [&mut [f32]; 2],
+    [dcanvas, d_other, done]: [&mut [f32]; 3],
 ) -> Vec<f32> {
-    let mut done = vec![0f32; other.len()];
-    each_value(threads, per, &mut done, |j, _| {
-        softplus(other[j] as f64) as f32
-    });
-    let sums = bce(threads, per, scale, [canvas, x, &done], [dcanvas, d_other]);
+    each_value(threads, per, done, |j, _| softplus(other[j] as f64) as f32);
+    let sums = bce(threads, per, scale, [canvas, x, done], [dcanvas, d_other]);
     // d_other held done's gradient: d softplus(c)/dc = sigmoid(c).
     each_value(threads, per, d_other, |j, d| d * sigmoid(other[j]));
     sums
